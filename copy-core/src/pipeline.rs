@@ -1,0 +1,364 @@
+//! The copy pipeline: lanes of reader → bounded queue → writer.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use bytes::Bytes;
+use crossbeam_channel::{bounded, RecvTimeoutError, SendTimeoutError};
+
+use crate::budget::{MemoryBudget, MemoryPermit};
+use crate::cancel::{CancelToken, POLL_INTERVAL};
+use crate::checkpoint::{CheckpointStore, ChunkStats};
+use crate::error::{BoxError, CopyError};
+use crate::plan::{ChunkId, ChunkTask};
+use crate::rate::RateLimiter;
+
+/// What a reader produced.
+#[derive(Debug)]
+pub enum ReadOutcome {
+    /// Encoded rows, ready for the target.
+    Batch {
+        /// The payload, in the target's ingest format.
+        data: Bytes,
+        /// How many rows it holds.
+        rows: u64,
+    },
+    /// Nothing yet; ask again. Lets a slow source be cancelled promptly.
+    Idle,
+    /// The chunk is fully read.
+    End,
+}
+
+/// Reads one chunk from the source.
+pub trait BatchReader: Send {
+    /// The next batch of the chunk.
+    fn next(&mut self) -> Result<ReadOutcome, BoxError>;
+}
+
+/// Writes one chunk to the target inside one transaction.
+pub trait BatchWriter: Send {
+    /// Appends a batch to the chunk's transaction.
+    fn write(&mut self, data: Bytes, rows: u64) -> Result<(), BoxError>;
+    /// Commits the chunk.
+    fn commit(self: Box<Self>) -> Result<ChunkStats, BoxError>;
+    /// Rolls the chunk back.
+    fn abort(self: Box<Self>);
+}
+
+/// Opens readers on the source.
+pub trait ChunkSource: Send + Sync {
+    /// Starts reading `chunk`.
+    fn open(&self, chunk: &ChunkTask) -> Result<Box<dyn BatchReader>, BoxError>;
+}
+
+/// Opens writers on the target.
+pub trait ChunkSink: Send + Sync {
+    /// Starts writing `chunk`. With `redo`, the chunk may already be (partly)
+    /// on the target from an interrupted run, and the writer must replace it.
+    fn open(&self, chunk: &ChunkTask, redo: bool) -> Result<Box<dyn BatchWriter>, BoxError>;
+}
+
+/// Observes progress; called from lane threads, so it must be cheap.
+pub trait ProgressSink: Send + Sync {
+    /// A batch reached the target.
+    fn batch_written(&self, id: ChunkId, rows: u64, bytes: u64);
+    /// A chunk committed and was checkpointed.
+    fn chunk_committed(&self, id: ChunkId, stats: ChunkStats);
+}
+
+/// How a copy runs.
+#[derive(Clone, Debug)]
+pub struct CopySettings {
+    /// Chunks copied at once; each lane holds one source and one target connection.
+    pub lanes: usize,
+    /// Batches queued per lane between its reader and its writer.
+    pub queue_depth: usize,
+    /// Bytes all lanes together may hold in queues.
+    pub memory_budget: u64,
+    /// Byte rate cap for the whole copy; 0 = unlimited.
+    pub max_bytes_per_sec: u64,
+    /// This copy resumes an interrupted one: every chunk not checkpointed may
+    /// be partly on the target and is written with `redo`.
+    pub resumed: bool,
+}
+
+/// What a finished copy did.
+#[derive(Clone, Debug, Default)]
+pub struct CopyReport {
+    /// Rows copied in this run.
+    pub rows: u64,
+    /// Payload bytes copied in this run.
+    pub bytes: u64,
+    /// Chunks copied in this run.
+    pub chunks_copied: u64,
+    /// Chunks skipped because an earlier run committed them.
+    pub chunks_skipped: u64,
+    /// Per table index: rows and bytes copied in this run.
+    pub per_table: HashMap<u32, ChunkStats>,
+    /// The most payload bytes queued at once.
+    pub peak_queued_bytes: u64,
+}
+
+struct Shared<'a> {
+    settings: &'a CopySettings,
+    source: &'a dyn ChunkSource,
+    sink: &'a dyn ChunkSink,
+    checkpoints: &'a dyn CheckpointStore,
+    progress: &'a dyn ProgressSink,
+    budget: MemoryBudget,
+    rate: RateLimiter,
+    stop: CancelToken,
+    report: Mutex<CopyReport>,
+    first_error: Mutex<Option<CopyError>>,
+}
+
+/// Copies every chunk not yet checkpointed, `settings.lanes` at a time.
+///
+/// Returns the first error; the other lanes stop within [`POLL_INTERVAL`]
+/// plus one batch. Cancelling `cancel` stops the copy the same way and
+/// returns [`CopyError::Cancelled`]. Chunks that committed before the stop
+/// stay checkpointed.
+pub fn run_copy(
+    chunks: &[ChunkTask],
+    settings: &CopySettings,
+    source: &dyn ChunkSource,
+    sink: &dyn ChunkSink,
+    checkpoints: &dyn CheckpointStore,
+    progress: &dyn ProgressSink,
+    cancel: &CancelToken,
+) -> Result<CopyReport, CopyError> {
+    let (work_tx, work_rx) = crossbeam_channel::unbounded();
+    let mut skipped = 0;
+    let mut pending: Vec<&ChunkTask> = Vec::with_capacity(chunks.len());
+    for chunk in chunks {
+        if checkpoints.is_committed(chunk.id) {
+            skipped += 1;
+        } else {
+            pending.push(chunk);
+        }
+    }
+    // Largest first, so the last lanes to finish are not stuck on a big table.
+    pending.sort_by(|a, b| b.estimated_bytes.cmp(&a.estimated_bytes).then(a.id.cmp(&b.id)));
+    for chunk in pending {
+        let _ = work_tx.send(chunk);
+    }
+    drop(work_tx);
+
+    let shared = Shared {
+        settings,
+        source,
+        sink,
+        checkpoints,
+        progress,
+        budget: MemoryBudget::new(settings.memory_budget),
+        rate: RateLimiter::new(settings.max_bytes_per_sec),
+        stop: CancelToken::new(),
+        report: Mutex::new(CopyReport {
+            chunks_skipped: skipped,
+            ..CopyReport::default()
+        }),
+        first_error: Mutex::new(None),
+    };
+    let lanes_done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        // Maps the caller's cancellation onto the internal stop token, which
+        // every blocking wait in the pipeline polls.
+        scope.spawn(|| {
+            while !lanes_done.load(Ordering::SeqCst) {
+                if cancel.is_cancelled() {
+                    shared.stop.cancel();
+                    break;
+                }
+                std::thread::sleep(POLL_INTERVAL / 2);
+            }
+        });
+        let lanes: Vec<_> = (0..settings.lanes.max(1))
+            .map(|_| {
+                let work = work_rx.clone();
+                let shared = &shared;
+                scope.spawn(move || {
+                    while let Ok(chunk) = work.recv() {
+                        if shared.stop.is_cancelled() {
+                            break;
+                        }
+                        if let Err(error) = copy_chunk(shared, chunk) {
+                            shared.fail(error);
+                            break;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for lane in lanes {
+            if lane.join().is_err() {
+                shared.fail(CopyError::Internal("a copy lane panicked".into()));
+            }
+        }
+        lanes_done.store(true, Ordering::SeqCst);
+    });
+
+    if cancel.is_cancelled() {
+        return Err(CopyError::Cancelled);
+    }
+    if let Some(error) = shared.first_error.into_inner().unwrap_or_else(PoisonError::into_inner) {
+        return Err(error);
+    }
+    let mut report = shared.report.into_inner().unwrap_or_else(PoisonError::into_inner);
+    report.peak_queued_bytes = shared.budget.peak();
+    Ok(report)
+}
+
+impl Shared<'_> {
+    fn fail(&self, error: CopyError) {
+        let mut first = self.first_error.lock().unwrap_or_else(PoisonError::into_inner);
+        // A lane that stopped because another failed reports Cancelled; keep the cause.
+        if first.is_none() && !matches!(error, CopyError::Cancelled) {
+            *first = Some(error);
+        }
+        self.stop.cancel();
+    }
+}
+
+type Queued = (Bytes, u64, MemoryPermit);
+
+fn copy_chunk(shared: &Shared<'_>, chunk: &ChunkTask) -> Result<(), CopyError> {
+    let name = chunk.id.to_string();
+    let write_err = |source: BoxError| CopyError::Write {
+        chunk: name.clone(),
+        source,
+    };
+    let mut writer = shared.sink.open(chunk, shared.settings.resumed).map_err(write_err)?;
+    let reader = match shared.source.open(chunk) {
+        Ok(reader) => reader,
+        Err(source) => {
+            writer.abort();
+            return Err(CopyError::Read {
+                chunk: name.clone(),
+                source,
+            });
+        }
+    };
+    let (tx, rx) = crossbeam_channel::bounded::<Queued>(shared.settings.queue_depth.max(1));
+    let written = std::thread::scope(|scope| {
+        let reading = scope.spawn(|| read_chunk(shared, reader, tx, &name));
+        let written = write_chunk(shared, chunk.id, writer.as_mut(), rx);
+        let read = reading
+            .join()
+            .unwrap_or_else(|_| Err(CopyError::Internal(format!("reader of {name} panicked"))));
+        // A reader failure is the cause even when the writer then saw a closed queue.
+        read.and(written)
+    });
+    let written = match written {
+        Ok(stats) => stats,
+        Err(error) => {
+            writer.abort();
+            return Err(error);
+        }
+    };
+    let stats = writer.commit().map_err(write_err)?;
+    if stats.rows != written.rows {
+        return Err(CopyError::Write {
+            chunk: name.clone(),
+            source: format!(
+                "the target accepted {} rows but {} were sent",
+                stats.rows, written.rows
+            )
+            .into(),
+        });
+    }
+    shared
+        .checkpoints
+        .record(chunk.id, written)
+        .map_err(|message| CopyError::Checkpoint {
+            chunk: name.clone(),
+            message,
+        })?;
+    shared.progress.chunk_committed(chunk.id, written);
+    let mut report = shared.report.lock().unwrap_or_else(PoisonError::into_inner);
+    report.rows += written.rows;
+    report.bytes += written.bytes;
+    report.chunks_copied += 1;
+    let table = report.per_table.entry(chunk.id.table).or_default();
+    table.rows += written.rows;
+    table.bytes += written.bytes;
+    Ok(())
+}
+
+fn read_chunk(
+    shared: &Shared<'_>,
+    mut reader: Box<dyn BatchReader>,
+    tx: crossbeam_channel::Sender<Queued>,
+    name: &str,
+) -> Result<(), CopyError> {
+    loop {
+        if shared.stop.is_cancelled() {
+            return Err(CopyError::Cancelled);
+        }
+        let (data, rows) = match reader.next() {
+            Ok(ReadOutcome::Batch { data, rows }) => (data, rows),
+            Ok(ReadOutcome::Idle) => continue,
+            Ok(ReadOutcome::End) => return Ok(()),
+            Err(source) => {
+                return Err(CopyError::Read {
+                    chunk: name.to_string(),
+                    source,
+                })
+            }
+        };
+        let len = data.len() as u64;
+        let permit = shared.budget.acquire(len, &shared.stop)?;
+        shared.rate.take(len, &shared.stop)?;
+        let mut item = (data, rows, permit);
+        loop {
+            match tx.send_timeout(item, POLL_INTERVAL) {
+                Ok(()) => break,
+                Err(SendTimeoutError::Timeout(back)) => {
+                    if shared.stop.is_cancelled() {
+                        return Err(CopyError::Cancelled);
+                    }
+                    item = back;
+                }
+                // The writer gave up; it reports why.
+                Err(SendTimeoutError::Disconnected(_)) => return Ok(()),
+            }
+        }
+    }
+}
+
+fn write_chunk(
+    shared: &Shared<'_>,
+    id: ChunkId,
+    writer: &mut dyn BatchWriter,
+    rx: crossbeam_channel::Receiver<Queued>,
+) -> Result<ChunkStats, CopyError> {
+    let mut stats = ChunkStats::default();
+    loop {
+        let (data, rows, permit) = match rx.recv_timeout(POLL_INTERVAL) {
+            Ok(item) => item,
+            Err(RecvTimeoutError::Timeout) => {
+                if shared.stop.is_cancelled() {
+                    return Err(CopyError::Cancelled);
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return Ok(stats),
+        };
+        let len = data.len() as u64;
+        writer.write(data, rows).map_err(|source| CopyError::Write {
+            chunk: id.to_string(),
+            source,
+        })?;
+        drop(permit);
+        stats.rows += rows;
+        stats.bytes += len;
+        shared.progress.batch_written(id, rows, len);
+    }
+}
+
+/// A queue depth check that tests and benchmarks use: the channel type is
+/// bounded, so a reader can never run more than `queue_depth` batches ahead.
+#[doc(hidden)]
+pub fn bounded_queue_capacity(depth: usize) -> Option<usize> {
+    bounded::<()>(depth.max(1)).0.capacity()
+}

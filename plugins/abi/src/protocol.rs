@@ -1,0 +1,374 @@
+//! Control messages between host and plugin, carried as JSON.
+//!
+//! The host drives an import through a handful of session requests (probe,
+//! describe, split, snapshot, prepare, finish, digest). Schema details that
+//! only the engine understands travel as opaque `detail` JSON: the host
+//! passes them from the source session to the target session untouched,
+//! which keeps the host engine-neutral.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub use dbferry_copy_core::key::{KeyRange, KeyTuple, KeyValue};
+
+/// How to reach one instance; built by the host from the daemon config.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionConfig {
+    /// The instance id from the config, for logs and errors.
+    pub instance_id: String,
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// User name.
+    pub user: String,
+    /// Password, read by the host from `password_file` or `password_env`.
+    pub password: String,
+    /// Connections the plugin may open at most (readers or writers plus control).
+    pub max_connections: u32,
+    /// Engine-specific settings from the config (for example TLS), as JSON.
+    #[serde(default)]
+    pub options: serde_json::Map<String, serde_json::Value>,
+}
+
+impl fmt::Debug for SessionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionConfig")
+            .field("instance_id", &self.instance_id)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .field("max_connections", &self.max_connections)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+/// A control request to a session.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum Request {
+    /// Server facts for the prechecks. Answer: [`ServerInfo`].
+    Probe,
+    /// One database's schema. Answer: [`DatabaseSchema`].
+    DescribeDatabase {
+        /// The database.
+        database: String,
+    },
+    /// Cut points of a table's key. Answer: `Vec<KeyTuple>`.
+    SplitPoints(SplitRequest),
+    /// Open one consistent snapshot for `readers` reader connections.
+    /// Answer: [`SnapshotInfo`].
+    BeginSnapshot {
+        /// How many readers will read under the snapshot.
+        readers: u32,
+    },
+    /// Release the snapshot and its connections. Answer: `null`.
+    EndSnapshot,
+    /// Create a database's tables on the target, without the parts deferred
+    /// until after the data. Answer: [`SchemaOutcome`].
+    PrepareTarget(PrepareRequest),
+    /// After the data: deferred indexes and constraints, then views,
+    /// routines, triggers and events. Answer: [`SchemaOutcome`].
+    FinishTarget(FinishRequest),
+    /// Row count, and with `Checksum` an engine-computed content hash,
+    /// identical for identical tables on source and target. Answer: [`Digest`].
+    TableDigest(DigestRequest),
+}
+
+/// Facts about a server.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ServerInfo {
+    /// Product, e.g. `MariaDB`, `MySQL`, `SQL Server`.
+    pub product: String,
+    /// Version string as the server reports it.
+    pub version: String,
+    /// Edition where the engine has them (SQL Server).
+    pub edition: Option<String>,
+    /// The server refuses writes (read_only, or a read-only database state).
+    pub read_only: bool,
+    /// Storage in use on the instance, bytes.
+    pub used_bytes: u64,
+    /// The user databases.
+    pub databases: Vec<DatabaseInfo>,
+    /// Why the engine cannot be written to the way dbferry needs, if so
+    /// (for example `local_infile` disabled); the precheck reports it.
+    pub write_blockers: Vec<String>,
+}
+
+/// One database on a server.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseInfo {
+    /// Its name.
+    pub name: String,
+    /// Whether it is online and usable.
+    pub online: bool,
+    /// Data plus index size, bytes.
+    pub size_bytes: u64,
+    /// Whether it holds any table or other object.
+    pub has_objects: bool,
+}
+
+/// Kinds of schema objects, for conflicts and for the list of created objects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectKind {
+    /// A base table.
+    Table,
+    /// A view.
+    View,
+    /// A stored procedure.
+    Procedure,
+    /// A stored function.
+    Function,
+    /// A trigger.
+    Trigger,
+    /// A scheduled event.
+    Event,
+    /// A sequence.
+    Sequence,
+    /// A schema (namespace) inside a database.
+    Schema,
+    /// A whole database.
+    Database,
+}
+
+/// Names one schema object.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ObjectRef {
+    /// What it is.
+    pub kind: ObjectKind,
+    /// Its name within the database (`schema.name` where the engine has schemas).
+    pub name: String,
+}
+
+/// A database's schema as the source engine sees it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DatabaseSchema {
+    /// The database.
+    pub database: String,
+    /// Base tables, in creation order.
+    pub tables: Vec<TableSchema>,
+    /// Every object, tables included.
+    pub objects: Vec<ObjectRef>,
+    /// Engine-private detail (DDL of views, routines and so on).
+    pub detail: serde_json::Value,
+}
+
+/// One table.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TableSchema {
+    /// Its name (`schema.name` where the engine has schemas).
+    pub name: String,
+    /// The chunking key (primary key or a NOT NULL unique key), in order.
+    pub key: Option<Vec<String>>,
+    /// Estimated rows.
+    pub estimated_rows: u64,
+    /// Estimated data bytes.
+    pub estimated_bytes: u64,
+    /// Engine-private detail (columns, DDL, deferred parts).
+    pub detail: serde_json::Value,
+}
+
+/// Asks for the cut points of a table.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SplitRequest {
+    /// The database.
+    pub database: String,
+    /// The table, as described.
+    pub table: TableSchema,
+    /// How many slices are wanted.
+    pub parts: u32,
+}
+
+/// How consistent the readers' view of the source is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Consistency {
+    /// Every reader sees the same instant of every database.
+    Global,
+    /// Each table is read at one instant, tables at different instants; a
+    /// table must then not be split across readers.
+    PerTable,
+}
+
+/// What [`Request::BeginSnapshot`] achieved.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    /// The consistency the readers get.
+    pub consistency: Consistency,
+    /// Why it is weaker than `Global`, if it is.
+    pub warning: Option<String>,
+}
+
+/// What to do with a target table that already exists.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExistingTables {
+    /// Refuse the import.
+    #[default]
+    Fail,
+    /// Drop it and copy anew.
+    Drop,
+}
+
+/// Creates the tables of one database on the target.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PrepareRequest {
+    /// The target database.
+    pub database: String,
+    /// The source's schema of the database.
+    pub schema: DatabaseSchema,
+    /// Policy for tables that already exist.
+    pub existing_tables: ExistingTables,
+    /// The import resumes: tables this import created earlier are kept.
+    pub resume: bool,
+}
+
+/// Completes one database on the target after its data.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FinishRequest {
+    /// The target database.
+    pub database: String,
+    /// The source's schema of the database.
+    pub schema: DatabaseSchema,
+}
+
+/// What a schema step did.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SchemaOutcome {
+    /// Objects created on the target.
+    pub created: Vec<ObjectRef>,
+    /// Objects dropped on the target (`existing_tables = "drop"`).
+    pub dropped: Vec<ObjectRef>,
+    /// Things the user should know (a rewritten DEFINER, say).
+    pub warnings: Vec<String>,
+}
+
+/// How a copy is verified.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerifyMode {
+    /// No verification.
+    None,
+    /// Row counts per table.
+    #[default]
+    Count,
+    /// Row counts and a content checksum per table.
+    Checksum,
+}
+
+/// Asks for a table's digest.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DigestRequest {
+    /// The database on this session's server.
+    pub database: String,
+    /// The table, as described on the source.
+    pub table: TableSchema,
+    /// Count, or count and checksum.
+    pub mode: VerifyMode,
+    /// Read inside the session's snapshot (source side).
+    pub in_snapshot: bool,
+}
+
+/// A table's digest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digest {
+    /// Rows.
+    pub rows: u64,
+    /// Content checksum, when asked for.
+    pub checksum: Option<String>,
+}
+
+/// Opens a reader on one chunk.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReadRequest {
+    /// The source database.
+    pub database: String,
+    /// The table, as described.
+    pub table: TableSchema,
+    /// The chunk's key range.
+    pub range: KeyRange,
+    /// Target size of one batch, bytes; a single wider row makes a wider batch.
+    pub batch_bytes: u64,
+}
+
+/// Opens a writer for one chunk.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WriteRequest {
+    /// The target database.
+    pub database: String,
+    /// The table, as described on the source.
+    pub table: TableSchema,
+    /// The chunk's key range.
+    pub range: KeyRange,
+    /// The range may already hold rows of an interrupted run: replace them.
+    pub redo: bool,
+}
+
+/// What a committed writer wrote.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct WriteSummary {
+    /// Rows the target accepted.
+    pub rows: u64,
+    /// Warnings the target raised while loading.
+    pub warnings: Vec<String>,
+}
+
+/// Broad classes of plugin errors; the host maps them to contract codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The server could not be reached or refused the login.
+    Connect,
+    /// The account lacks a privilege.
+    Access,
+    /// A named database or object does not exist.
+    NotFound,
+    /// A target object already exists.
+    Conflict,
+    /// Data the target refused or would have altered.
+    Data,
+    /// A statement failed.
+    Query,
+    /// Something this engine or server version cannot do.
+    Unsupported,
+    /// The request was malformed.
+    InvalidRequest,
+    /// The plugin panicked.
+    Panic,
+    /// Anything else.
+    Internal,
+}
+
+/// An error from a plugin, as it crosses the boundary.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct PluginError {
+    /// Its class.
+    pub kind: ErrorKind,
+    /// A contract error code (CONTRACT §5) when the plugin knows the rule.
+    pub code: Option<String>,
+    /// What went wrong, for people.
+    pub message: String,
+}
+
+impl PluginError {
+    /// An error of `kind` with `message` and no contract code.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            code: None,
+            message: message.into(),
+        }
+    }
+
+    /// Attaches a contract error code.
+    pub fn with_code(mut self, code: &str) -> Self {
+        self.code = Some(code.to_string());
+        self
+    }
+}
