@@ -1,0 +1,179 @@
+//! Binds the engine-neutral copy core to plugin sessions.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use dbferry_copy_core::error::BoxError;
+use dbferry_copy_core::{
+    BatchReader, BatchWriter, ChunkId, ChunkSink, ChunkSource, ChunkStats, ChunkTask, KeySplitter, KeyTuple,
+    ProgressSink,
+};
+use dbferry_plugin_abi::protocol::{ReadRequest, SplitRequest, TableSchema, WriteRequest};
+use dbferry_plugin_host::Session;
+
+use super::outcome::DatabaseProgress;
+use crate::metrics::Metrics;
+
+/// Bytes a reader puts in one batch.
+pub const BATCH_BYTES: u64 = 1 << 20;
+
+/// One table of the plan; `ChunkId::table` indexes a list of these.
+#[derive(Clone, Debug)]
+pub struct PlannedTable {
+    /// Index of its database in DBInfo order.
+    pub database_index: usize,
+    /// Source database.
+    pub source_database: String,
+    /// Target database.
+    pub target_database: String,
+    /// The table as the source describes it.
+    pub schema: TableSchema,
+}
+
+/// Asks the source engine for a table's cut points.
+pub struct SessionSplitter<'a> {
+    /// The source session.
+    pub session: &'a Session,
+    /// The table.
+    pub table: &'a PlannedTable,
+}
+
+impl KeySplitter for SessionSplitter<'_> {
+    fn split_points(&self, parts: u32) -> Result<Vec<KeyTuple>, String> {
+        self.session
+            .split_points(SplitRequest {
+                database: self.table.source_database.clone(),
+                table: self.table.schema.clone(),
+                parts,
+            })
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Reads chunks from the source session.
+pub struct SourceSide<'a> {
+    /// The source session.
+    pub session: &'a Session,
+    /// The plan's tables.
+    pub tables: &'a [PlannedTable],
+}
+
+impl ChunkSource for SourceSide<'_> {
+    fn open(&self, chunk: &ChunkTask) -> Result<Box<dyn BatchReader>, BoxError> {
+        let table = table_of(self.tables, chunk.id)?;
+        let reader = self.session.open_reader(&ReadRequest {
+            database: table.source_database.clone(),
+            table: table.schema.clone(),
+            range: chunk.range.clone(),
+            batch_bytes: BATCH_BYTES,
+        })?;
+        Ok(Box::new(reader))
+    }
+}
+
+/// Writes chunks through the target session.
+pub struct TargetSide<'a> {
+    /// The target session.
+    pub session: &'a Session,
+    /// The plan's tables.
+    pub tables: &'a [PlannedTable],
+}
+
+impl ChunkSink for TargetSide<'_> {
+    fn open(&self, chunk: &ChunkTask, redo: bool) -> Result<Box<dyn BatchWriter>, BoxError> {
+        let table = table_of(self.tables, chunk.id)?;
+        let writer = self.session.open_writer(&WriteRequest {
+            database: table.target_database.clone(),
+            table: table.schema.clone(),
+            range: chunk.range.clone(),
+            redo,
+        })?;
+        Ok(Box::new(writer))
+    }
+}
+
+fn table_of(tables: &[PlannedTable], id: ChunkId) -> Result<&PlannedTable, BoxError> {
+    tables
+        .get(id.table as usize)
+        .ok_or_else(|| format!("chunk {id} names a table outside the plan").into())
+}
+
+/// Counts progress per database and feeds the transfer metrics.
+pub struct Progress {
+    tables: Vec<usize>,
+    databases: Vec<(String, AtomicU64, AtomicU64, u64, u64)>,
+    counters: Vec<(prometheus::IntCounter, prometheus::IntCounter)>,
+    chunk_seconds: prometheus::Histogram,
+    started: std::sync::Mutex<std::collections::HashMap<ChunkId, Instant>>,
+    metrics: Metrics,
+}
+
+impl Progress {
+    /// Progress for `tables`, labelled with the two instances.
+    pub fn new(tables: &[PlannedTable], totals: &[DatabaseProgress], source: &str, target: &str, engine: &str, metrics: &Metrics) -> Arc<Self> {
+        let counters = totals
+            .iter()
+            .map(|db| {
+                let labels = [source, target, db.database.as_str()];
+                (
+                    metrics.rows_transferred.with_label_values(&labels),
+                    metrics.bytes_transferred.with_label_values(&labels),
+                )
+            })
+            .collect();
+        Arc::new(Self {
+            tables: tables.iter().map(|t| t.database_index).collect(),
+            databases: totals
+                .iter()
+                .map(|d| (d.database.clone(), AtomicU64::new(0), AtomicU64::new(0), d.estimated_rows, d.estimated_bytes))
+                .collect(),
+            counters,
+            chunk_seconds: metrics.chunk_seconds.with_label_values(&[engine]),
+            started: std::sync::Mutex::default(),
+            metrics: metrics.clone(),
+        })
+    }
+
+    /// A snapshot per database.
+    pub fn snapshot(&self) -> Vec<DatabaseProgress> {
+        self.databases
+            .iter()
+            .map(|(name, rows, bytes, est_rows, est_bytes)| DatabaseProgress {
+                database: name.clone(),
+                rows: rows.load(Ordering::Relaxed),
+                bytes: bytes.load(Ordering::Relaxed),
+                estimated_rows: *est_rows,
+                estimated_bytes: *est_bytes,
+            })
+            .collect()
+    }
+
+    /// The queue gauge follows the copy's memory budget.
+    pub fn set_queued(&self, bytes: u64) {
+        self.metrics.queued_bytes.set(bytes as i64);
+    }
+}
+
+impl ProgressSink for Progress {
+    fn batch_written(&self, id: ChunkId, rows: u64, bytes: u64) {
+        let Some(&db) = self.tables.get(id.table as usize) else {
+            return;
+        };
+        if let (Some(progress), Some((row_counter, byte_counter))) = (self.databases.get(db), self.counters.get(db)) {
+            progress.1.fetch_add(rows, Ordering::Relaxed);
+            progress.2.fetch_add(bytes, Ordering::Relaxed);
+            row_counter.inc_by(rows);
+            byte_counter.inc_by(bytes);
+        }
+        let mut started = self.started.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        started.entry(id).or_insert_with(Instant::now);
+    }
+
+    fn chunk_committed(&self, id: ChunkId, _stats: ChunkStats) {
+        let mut started = self.started.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(at) = started.remove(&id) {
+            self.chunk_seconds.observe(at.elapsed().as_secs_f64());
+        }
+    }
+}

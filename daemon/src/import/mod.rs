@@ -1,0 +1,475 @@
+//! One import, from prechecks to verified copy. `dbferry run` and the daemon
+//! both call [`run_import`]; API requests will too.
+
+mod copy;
+pub mod outcome;
+pub mod precheck;
+
+use std::time::{Duration, Instant};
+
+use dbferry_copy_core::{plan_table, run_copy, CancelToken, CheckpointStore, CopyError, CopySettings, TableEstimate};
+use dbferry_plugin_abi::protocol::{
+    Consistency, DigestRequest, ErrorKind, FinishRequest, PrepareRequest, VerifyMode,
+};
+use dbferry_plugin_host::{HostError, Session};
+
+pub use copy::PlannedTable;
+use copy::{Progress, SessionSplitter, SourceSide, TargetSide};
+pub use outcome::{DatabaseProgress, EventSink, ImportEvent, ImportResult, ImportStatus, NoEvents};
+
+use crate::codes::{ErrorCode, Rejection};
+use crate::config::Config;
+use crate::engines::Engines;
+use crate::instances::InstanceRegistry;
+use crate::job::Job;
+use crate::metrics::Metrics;
+
+/// What every import needs from its host process.
+#[derive(Clone)]
+pub struct ImportContext {
+    /// The config.
+    pub config: Config,
+    /// Loaded plugins.
+    pub engines: Engines,
+    /// Instance states.
+    pub instances: InstanceRegistry,
+    /// Metrics.
+    pub metrics: Metrics,
+}
+
+/// Tuning of the copy itself.
+#[derive(Clone, Debug)]
+pub struct CopyTuning {
+    /// Target size of one chunk (one target transaction).
+    pub chunk_bytes: u64,
+    /// Most chunks one table is cut into.
+    pub max_chunks_per_table: u32,
+    /// Bytes all lanes may hold in queues together.
+    pub memory_budget: u64,
+    /// Batches queued per lane.
+    pub queue_depth: usize,
+}
+
+impl Default for CopyTuning {
+    fn default() -> Self {
+        Self {
+            chunk_bytes: 32 << 20,
+            max_chunks_per_table: 4096,
+            memory_budget: 64 << 20,
+            queue_depth: 4,
+        }
+    }
+}
+
+/// Why an import stopped after it started changing the target.
+enum Stop {
+    Cancelled,
+    Failed(ErrorCode, String),
+}
+
+impl From<Rejection> for Stop {
+    fn from(r: Rejection) -> Self {
+        Stop::Failed(r.code, r.message)
+    }
+}
+
+fn host_failure(what: &str, error: HostError) -> Stop {
+    let code = error
+        .plugin_error()
+        .and_then(|e| e.code.as_deref())
+        .and_then(code_from_str)
+        .unwrap_or(ErrorCode::InternalError);
+    Stop::Failed(code, format!("{what}: {error}"))
+}
+
+fn code_from_str(code: &str) -> Option<ErrorCode> {
+    [
+        ErrorCode::DbNameExists,
+        ErrorCode::DbNameNotFound,
+        ErrorCode::IncorrectInstanceState,
+        ErrorCode::IncorrectInstanceType,
+        ErrorCode::IncorrectLockMode,
+        ErrorCode::InsufficientStorage,
+    ]
+    .into_iter()
+    .find(|c| c.as_str() == code)
+}
+
+/// Runs one import to its end and reports how it ended. Never panics on bad
+/// input; instance states are back to `Running` when it returns.
+#[allow(clippy::too_many_arguments)]
+pub fn run_import(
+    ctx: &ImportContext,
+    job: &Job,
+    import_id: u64,
+    request_id: String,
+    tuning: &CopyTuning,
+    checkpoints: &dyn CheckpointStore,
+    events: &dyn EventSink,
+    cancel: &CancelToken,
+) -> ImportResult {
+    let started = Instant::now();
+    let mut result = ImportResult::new(import_id, request_id.clone());
+    events.emit(&ImportEvent::Accepted { import_id, request_id });
+    ctx.metrics.imports.with_label_values(&["Running"]).inc();
+    let span = tracing::info_span!("import", import_id, request_id = %result.request_id);
+    let _entered = span.enter();
+    tracing::info!(source = %job.source_id, target = %job.target_id, "import started");
+
+    run_phases(ctx, job, import_id, tuning, checkpoints, events, cancel, &mut result);
+
+    result.elapsed_seconds = started.elapsed().as_secs_f64();
+    ctx.metrics.imports.with_label_values(&["Running"]).dec();
+    ctx.metrics.imports.with_label_values(&[result.status.as_str()]).inc();
+    let _ = ctx.metrics.progress.remove_label_values(&[&import_id.to_string()]);
+    tracing::info!(status = result.status.as_str(), rows = result.rows, bytes = result.bytes,
+        code = result.code.map(ErrorCode::as_str), message = result.message.as_deref(), "import ended");
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_phases(
+    ctx: &ImportContext,
+    job: &Job,
+    import_id: u64,
+    tuning: &CopyTuning,
+    checkpoints: &dyn CheckpointStore,
+    events: &dyn EventSink,
+    cancel: &CancelToken,
+    result: &mut ImportResult,
+) {
+    events.emit(&ImportEvent::Phase { phase: "precheck" });
+    let resolved = match precheck::resolve(&ctx.config, job) {
+        Ok(r) => r,
+        Err(rejection) => return result.reject(rejection),
+    };
+    let Some(plugin) = ctx.engines.get(&resolved.source.engine) else {
+        return result.reject(Rejection::new(
+            ErrorCode::InternalError,
+            format!(
+                "no plugin for engine {} is loaded from {}",
+                resolved.source.engine,
+                ctx.config.daemon.plugin_dir.display()
+            ),
+        ));
+    };
+    let reservation = match ctx.instances.reserve(&resolved.source.id, &resolved.target.id, import_id) {
+        Ok(r) => r,
+        Err(rejection) => return result.reject(rejection),
+    };
+    let checked = match precheck::check_servers(plugin, &resolved, job) {
+        Ok(c) => c,
+        Err(rejection) => {
+            if rejection.code == ErrorCode::IncorrectInstanceState {
+                tracing::warn!(message = %rejection.message, "instance unreachable");
+            }
+            return result.reject(rejection);
+        }
+    };
+    if cancel.is_cancelled() {
+        result.status = ImportStatus::Cancelled;
+        result.message = Some("cancelled before any change".into());
+        return;
+    }
+
+    reservation.activate();
+    let outcome = copy_all(ctx, job, import_id, tuning, &resolved, &checked, checkpoints, events, cancel, result);
+    // Whatever happened, release the source's snapshot connections.
+    if let Err(e) = checked.source.end_snapshot() {
+        tracing::warn!(error = %e, "releasing the source snapshot failed");
+    }
+    match outcome {
+        Ok(()) => result.status = ImportStatus::Success,
+        Err(Stop::Cancelled) => {
+            result.status = ImportStatus::Cancelled;
+            result.message = Some("the import was cancelled; committed chunks stay on the target".into());
+        }
+        Err(Stop::Failed(code, message)) => result.fail(code, message),
+    }
+    drop(reservation);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn copy_all(
+    ctx: &ImportContext,
+    job: &Job,
+    import_id: u64,
+    tuning: &CopyTuning,
+    resolved: &precheck::Resolved<'_>,
+    checked: &precheck::Checked,
+    checkpoints: &dyn CheckpointStore,
+    events: &dyn EventSink,
+    cancel: &CancelToken,
+    result: &mut ImportResult,
+) -> Result<(), Stop> {
+    let (source, target) = (&checked.source, &checked.target);
+    let warn = |result: &mut ImportResult, message: String| {
+        tracing::warn!(%message);
+        events.emit(&ImportEvent::Warning { message: message.clone() });
+        result.warnings.push(message);
+    };
+
+    events.emit(&ImportEvent::Phase { phase: "schema" });
+    for ((_, dst), schema) in resolved.mapping.iter().zip(&checked.schemas) {
+        let outcome = target
+            .prepare_target(PrepareRequest {
+                database: dst.clone(),
+                schema: schema.clone(),
+                existing_tables: job.options.existing_tables,
+                resume: false,
+            })
+            .map_err(|e| host_failure(&format!("creating the tables of {dst} on the target"), e))?;
+        record_schema(result, dst, outcome, &warn);
+    }
+
+    let snapshot = source
+        .begin_snapshot(job.options.parallelism)
+        .map_err(|e| host_failure("opening a consistent snapshot on the source", e))?;
+    result.consistency = Some(snapshot.consistency);
+    if let Some(warning) = snapshot.warning {
+        warn(result, warning);
+    }
+    let split = snapshot.consistency == Consistency::Global;
+
+    let mut tables = Vec::new();
+    let mut totals = Vec::new();
+    for (index, ((src, dst), schema)) in resolved.mapping.iter().zip(&checked.schemas).enumerate() {
+        totals.push(DatabaseProgress {
+            database: dst.clone(),
+            estimated_rows: schema.tables.iter().map(|t| t.estimated_rows).sum(),
+            estimated_bytes: schema.tables.iter().map(|t| t.estimated_bytes).sum(),
+            ..DatabaseProgress::default()
+        });
+        for table in &schema.tables {
+            tables.push(PlannedTable {
+                database_index: index,
+                source_database: src.clone(),
+                target_database: dst.clone(),
+                schema: table.clone(),
+            });
+        }
+    }
+    let mut chunks = Vec::new();
+    for (index, table) in tables.iter().enumerate() {
+        let estimate = TableEstimate {
+            rows: table.schema.estimated_rows,
+            bytes: table.schema.estimated_bytes,
+            key: table.schema.key.clone(),
+        };
+        let splitter = SessionSplitter { session: source, table };
+        let name = format!("{}.{}", table.source_database, table.schema.name);
+        let planned = plan_table(index as u32, &name, &estimate, tuning.chunk_bytes, tuning.max_chunks_per_table, split, &splitter)
+            .map_err(|e| Stop::Failed(ErrorCode::InternalError, e.to_string()))?;
+        chunks.extend(planned);
+    }
+    events.emit(&ImportEvent::Planned {
+        chunks: chunks.len(),
+        databases: totals.clone(),
+    });
+
+    events.emit(&ImportEvent::Phase { phase: "copy" });
+    let progress = Progress::new(&tables, &totals, &resolved.source.id, &resolved.target.id, &resolved.source.engine, &ctx.metrics);
+    let settings = CopySettings {
+        lanes: job.options.parallelism as usize,
+        queue_depth: tuning.queue_depth,
+        memory_budget: tuning.memory_budget,
+        max_bytes_per_sec: job.options.max_bytes_per_sec,
+        resumed: false,
+    };
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let report = std::thread::scope(|scope| {
+        let reporter = scope.spawn(|| report_progress(&progress, &done, import_id, &ctx.metrics, events));
+        let report = run_copy(
+            &chunks,
+            &settings,
+            &SourceSide { session: source, tables: &tables },
+            &TargetSide { session: target, tables: &tables },
+            checkpoints,
+            progress.as_ref(),
+            cancel,
+        );
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = reporter.join();
+        report
+    });
+    let report = match report {
+        Ok(report) => report,
+        Err(CopyError::Cancelled) => return Err(Stop::Cancelled),
+        Err(error) => {
+            let snapshot = progress.snapshot();
+            result.rows = snapshot.iter().map(|d| d.rows).sum();
+            result.bytes = snapshot.iter().map(|d| d.bytes).sum();
+            return Err(copy_failure(error));
+        }
+    };
+    progress.set_queued(0);
+    result.rows = report.rows;
+    result.bytes = report.bytes;
+    tracing::info!(rows = report.rows, bytes = report.bytes, chunks = report.chunks_copied,
+        peak_queued_bytes = report.peak_queued_bytes, "data copied");
+
+    events.emit(&ImportEvent::Phase { phase: "verify" });
+    for (index, table) in tables.iter().enumerate() {
+        if cancel.is_cancelled() {
+            return Err(Stop::Cancelled);
+        }
+        let copied = report.per_table.get(&(index as u32)).map_or(0, |s| s.rows);
+        let verified = verify_table(source, target, table, job.options.verify, snapshot.consistency, copied)?;
+        result.tables.push(outcome::TableOutcome {
+            database: table.target_database.clone(),
+            table: table.schema.name.clone(),
+            rows: copied,
+            verified,
+        });
+    }
+
+    events.emit(&ImportEvent::Phase { phase: "finish" });
+    for ((_, dst), schema) in resolved.mapping.iter().zip(&checked.schemas) {
+        if cancel.is_cancelled() {
+            return Err(Stop::Cancelled);
+        }
+        let outcome = target
+            .finish_target(FinishRequest {
+                database: dst.clone(),
+                schema: schema.clone(),
+            })
+            .map_err(|e| host_failure(&format!("adding indexes, views, routines, triggers and events to {dst}"), e))?;
+        record_schema(result, dst, outcome, &warn);
+    }
+    Ok(())
+}
+
+fn record_schema(
+    result: &mut ImportResult,
+    database: &str,
+    outcome: dbferry_plugin_abi::protocol::SchemaOutcome,
+    warn: &dyn Fn(&mut ImportResult, String),
+) {
+    for object in outcome.created {
+        result.created.push(format!("{database}.{}:{}", format!("{:?}", object.kind).to_lowercase(), object.name));
+    }
+    for object in outcome.dropped {
+        warn(result, format!("dropped existing {:?} {database}.{} on the target", object.kind, object.name));
+    }
+    for warning in outcome.warnings {
+        warn(result, warning);
+    }
+}
+
+fn copy_failure(error: CopyError) -> Stop {
+    let message = error.to_string();
+    let source = match &error {
+        CopyError::Read { source, .. } | CopyError::Write { source, .. } => Some(source),
+        _ => None,
+    };
+    let host = source.and_then(|s| s.downcast_ref::<HostError>());
+    let code = host
+        .and_then(HostError::plugin_error)
+        .and_then(|e| e.code.as_deref())
+        .and_then(code_from_str)
+        .unwrap_or(ErrorCode::InternalError);
+    if host.and_then(HostError::plugin_error).is_some_and(|e| e.kind == ErrorKind::Connect) {
+        return Stop::Failed(ErrorCode::IncorrectInstanceState, message);
+    }
+    Stop::Failed(code, message)
+}
+
+fn verify_table(
+    source: &Session,
+    target: &Session,
+    table: &PlannedTable,
+    mode: VerifyMode,
+    consistency: Consistency,
+    copied: u64,
+) -> Result<&'static str, Stop> {
+    let name = format!("{}.{}", table.target_database, table.schema.name);
+    if mode == VerifyMode::None {
+        return Ok("none");
+    }
+    let digest = |session: &Session, database: &str, in_snapshot: bool| {
+        session
+            .table_digest(DigestRequest {
+                database: database.to_string(),
+                table: table.schema.clone(),
+                mode,
+                in_snapshot,
+            })
+            .map_err(|e| host_failure(&format!("verifying {name}"), e))
+    };
+    let on_target = digest(target, &table.target_database, false)?;
+    if on_target.rows != copied {
+        return Err(Stop::Failed(
+            ErrorCode::InternalError,
+            format!("verification failed for {name}: {copied} rows were copied but the target holds {}", on_target.rows),
+        ));
+    }
+    // Under per-table consistency the source may have moved on since it was
+    // read, so only what was copied can be compared with the target.
+    if consistency == Consistency::Global || mode == VerifyMode::Checksum {
+        let on_source = digest(source, &table.source_database, consistency == Consistency::Global)?;
+        if consistency == Consistency::Global && on_source.rows != on_target.rows {
+            return Err(Stop::Failed(
+                ErrorCode::InternalError,
+                format!("verification failed for {name}: the source has {} rows, the target {}", on_source.rows, on_target.rows),
+            ));
+        }
+        if mode == VerifyMode::Checksum && on_source.checksum != on_target.checksum {
+            return Err(Stop::Failed(
+                ErrorCode::InternalError,
+                format!(
+                    "verification failed for {name}: checksums differ (source {:?}, target {:?})",
+                    on_source.checksum, on_target.checksum
+                ),
+            ));
+        }
+    }
+    Ok(if mode == VerifyMode::Checksum { "checksum" } else { "count" })
+}
+
+fn report_progress(
+    progress: &Progress,
+    done: &std::sync::atomic::AtomicBool,
+    import_id: u64,
+    metrics: &Metrics,
+    events: &dyn EventSink,
+) {
+    let label = import_id.to_string();
+    let mut last = Instant::now() - Duration::from_secs(1);
+    loop {
+        let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+        if finished || last.elapsed() >= Duration::from_millis(500) {
+            last = Instant::now();
+            let databases = progress.snapshot();
+            let rows = databases.iter().map(|d| d.rows).sum();
+            let bytes: u64 = databases.iter().map(|d| d.bytes).sum();
+            let estimated: u64 = databases.iter().map(|d| d.estimated_bytes).sum();
+            // Estimates come from engine statistics; keep the ratio below 1
+            // until the copy has really finished.
+            let ratio = if estimated == 0 { 0.0 } else { (bytes as f64 / estimated as f64).min(0.99) };
+            metrics.progress.with_label_values(&[&label]).set(ratio);
+            events.emit(&ImportEvent::Progress { databases, rows, bytes, ratio });
+        }
+        if finished {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Loads the config's plugins and instances into an [`ImportContext`].
+pub fn context(config: Config, metrics: Metrics) -> Result<ImportContext, Rejection> {
+    let engines = Engines::load(&config.daemon.plugin_dir, &metrics).map_err(|e| {
+        Rejection::new(ErrorCode::InternalError, e.to_string())
+    })?;
+    let instances = InstanceRegistry::new(
+        config.instances.iter().map(|i| (i.id.as_str(), i.engine.as_str())),
+        metrics.clone(),
+        &config.daemon.state_dir,
+    );
+    Ok(ImportContext {
+        config,
+        engines,
+        instances,
+        metrics,
+    })
+}

@@ -1,0 +1,278 @@
+//! The rules of CONTRACT §4, checked before anything changes.
+//!
+//! [`resolve`] needs only the config (rules 1, 2, 3, 7); [`check_servers`]
+//! talks to both instances (rules 4, 5, 6, 8, 9, and target conflicts).
+
+use std::collections::BTreeSet;
+
+use dbferry_plugin_abi::protocol::{DatabaseSchema, ExistingTables, ObjectKind, ServerInfo, SessionConfig};
+use dbferry_plugin_host::{Plugin, Session};
+
+use crate::codes::{ErrorCode, Rejection};
+use crate::config::{Config, Instance};
+use crate::job::Job;
+
+/// A job whose instances and databases are known.
+#[derive(Clone, Debug)]
+pub struct Resolved<'a> {
+    /// The source instance.
+    pub source: &'a Instance,
+    /// The target instance.
+    pub target: &'a Instance,
+    /// Source → destination database names.
+    pub mapping: Vec<(String, String)>,
+}
+
+/// Rules that need only the config: 1, 2, 3 and 7.
+pub fn resolve<'a>(config: &'a Config, job: &Job) -> Result<Resolved<'a>, Rejection> {
+    if job.source_id == job.target_id {
+        return Err(Rejection::new(
+            ErrorCode::SameInstance,
+            format!("the source and target instance are the same ({}); they must differ", job.source_id),
+        ));
+    }
+    // An instance of another owner must look exactly like a missing one.
+    let find = |id: &str| {
+        config.instance(id).filter(|i| i.owner == job.owner).ok_or_else(|| {
+            Rejection::new(ErrorCode::InstanceNotFound, format!("The specified instance {id} is not found."))
+        })
+    };
+    let source = find(&job.source_id)?;
+    let target = find(&job.target_id)?;
+    for instance in [source, target] {
+        if !instance.category.is_dedicated() {
+            return Err(Rejection::new(
+                ErrorCode::IncorrectInstanceType,
+                format!(
+                    "instance {} is of category {}; only dedicated and dedicated-host instances support imports",
+                    instance.id,
+                    instance.category.as_str()
+                ),
+            ));
+        }
+    }
+    if source.engine != target.engine {
+        return Err(Rejection::new(
+            ErrorCode::IncorrectInstanceType,
+            format!(
+                "the source {} runs {} and the target {} runs {}; both must run the same engine",
+                source.id, source.engine, target.id, target.engine
+            ),
+        ));
+    }
+    let mapping = job.db_info.mapping(&source.engine)?;
+    Ok(Resolved {
+        source,
+        target,
+        mapping,
+    })
+}
+
+/// Both sessions, and what the prechecks learned.
+pub struct Checked {
+    /// Source session.
+    pub source: Session,
+    /// Target session.
+    pub target: Session,
+    /// Each source database's schema, in DBInfo order.
+    pub schemas: Vec<DatabaseSchema>,
+}
+
+/// Opens a session for `instance` (rule 5: reachable).
+pub fn connect(plugin: &Plugin, instance: &Instance, connections: u32) -> Result<Session, Rejection> {
+    let password = instance.password.read().map_err(|e| Rejection::new(ErrorCode::InternalError, e))?;
+    let mut options = serde_json::Map::new();
+    if let Some(edition) = &instance.edition {
+        options.insert("edition".into(), edition.clone().into());
+    }
+    let config = SessionConfig {
+        instance_id: instance.id.clone(),
+        host: instance.host.clone(),
+        port: instance.port,
+        user: instance.user.clone(),
+        password,
+        max_connections: connections,
+        options,
+    };
+    plugin.connect(&config).map_err(|e| {
+        Rejection::new(
+            ErrorCode::IncorrectInstanceState,
+            format!("instance {} is not Running: it cannot be reached: {e}", instance.id),
+        )
+    })
+}
+
+fn probe(session: &Session, instance: &Instance) -> Result<ServerInfo, Rejection> {
+    session.probe().map_err(|e| {
+        Rejection::new(
+            ErrorCode::IncorrectInstanceState,
+            format!("instance {} is not Running: probing it failed: {e}", instance.id),
+        )
+    })
+}
+
+/// SQL Server 2017 (version 14) Cluster Edition, from the server or the config (rule 4).
+fn is_sql_server_2017_cluster(info: &ServerInfo, instance: &Instance) -> bool {
+    let edition = info.edition.as_deref().or(instance.edition.as_deref()).unwrap_or("");
+    let major = info.version.split('.').next().unwrap_or("");
+    instance.engine == "sqlserver" && major == "14" && edition.to_ascii_lowercase().contains("cluster")
+}
+
+/// Rules 4, 5 (reachable), 6, 8, 9 and target conflicts.
+pub fn check_servers(
+    plugin: &Plugin,
+    resolved: &Resolved<'_>,
+    job: &Job,
+) -> Result<Checked, Rejection> {
+    let connections = job.options.parallelism + 2;
+    let source = connect(plugin, resolved.source, connections)?;
+    let target = connect(plugin, resolved.target, connections)?;
+    let source_info = probe(&source, resolved.source)?;
+    let target_info = probe(&target, resolved.target)?;
+
+    for (info, instance) in [(&source_info, resolved.source), (&target_info, resolved.target)] {
+        if is_sql_server_2017_cluster(info, instance) {
+            return Err(Rejection::new(
+                ErrorCode::IncorrectInstanceType,
+                format!("instance {} runs SQL Server 2017 Cluster Edition, which imports do not support", instance.id),
+            ));
+        }
+    }
+
+    // Rule 6.
+    let mysql = resolved.source.engine == "mysql";
+    for (src, dst) in &resolved.mapping {
+        match source_info.databases.iter().find(|d| &d.name == src) {
+            Some(db) if db.online => {}
+            Some(_) => {
+                return Err(Rejection::new(
+                    ErrorCode::DbNameNotFound,
+                    format!("database {src} on the source {} is not online", resolved.source.id),
+                ))
+            }
+            None => {
+                return Err(Rejection::new(
+                    ErrorCode::DbNameNotFound,
+                    format!("database {src} does not exist on the source {}", resolved.source.id),
+                ))
+            }
+        }
+        let on_target = target_info.databases.iter().find(|d| &d.name == dst);
+        match (mysql, on_target) {
+            (true, Some(db)) if db.online => {}
+            (true, Some(_)) => {
+                return Err(Rejection::new(
+                    ErrorCode::DbNameNotFound,
+                    format!("database {dst} on the target {} is not online", resolved.target.id),
+                ))
+            }
+            (true, None) => {
+                return Err(Rejection::new(
+                    ErrorCode::DbNameNotFound,
+                    format!(
+                        "database {dst} does not exist on the target {}; for MySQL it must exist on both instances (create it empty first)",
+                        resolved.target.id
+                    ),
+                ))
+            }
+            (false, Some(db)) if db.has_objects => {
+                return Err(Rejection::new(
+                    ErrorCode::DbNameExists,
+                    format!("destination database {dst} already exists on the target {} and is not empty", resolved.target.id),
+                ))
+            }
+            (false, _) => {}
+        }
+    }
+
+    // Rule 8.
+    if resolved.target.is_locked() {
+        return Err(Rejection::new(
+            ErrorCode::IncorrectLockMode,
+            format!(
+                "the target {} has lock mode {}; imports need Unlock",
+                resolved.target.id,
+                resolved.target.lock_mode.as_deref().unwrap_or("")
+            ),
+        ));
+    }
+    if target_info.read_only {
+        return Err(Rejection::new(
+            ErrorCode::IncorrectLockMode,
+            format!("the target {} is read-only; imports need it writable (lock mode Unlock)", resolved.target.id),
+        ));
+    }
+    if let Some(blocker) = target_info.write_blockers.first() {
+        return Err(Rejection::new(
+            ErrorCode::IncorrectInstanceState,
+            format!("the target {} cannot accept imports: {blocker}", resolved.target.id),
+        ));
+    }
+
+    // Rule 9: capacity > used - replaced + incoming.
+    let size = |info: &ServerInfo, name: &str| {
+        info.databases.iter().find(|d| d.name == name).map_or(0, |d| d.size_bytes)
+    };
+    let incoming: u64 = resolved.mapping.iter().map(|(s, _)| size(&source_info, s)).sum();
+    let replaced: u64 = resolved.mapping.iter().map(|(_, d)| size(&target_info, d)).sum();
+    let needed = i128::from(target_info.used_bytes) - i128::from(replaced) + i128::from(incoming);
+    let capacity = i128::from(resolved.target.storage_bytes());
+    if capacity <= needed {
+        return Err(Rejection::new(
+            ErrorCode::InsufficientStorage,
+            format!(
+                "the target {} has {} bytes of storage; it uses {} bytes, the databases replaced hold {} and the source databases {}, so it needs more than {} bytes",
+                resolved.target.id, capacity, target_info.used_bytes, replaced, incoming, needed
+            ),
+        ));
+    }
+
+    let mut schemas = Vec::with_capacity(resolved.mapping.len());
+    for (src, dst) in &resolved.mapping {
+        let schema = source.describe_database(src).map_err(|e| {
+            Rejection::new(ErrorCode::InternalError, format!("describing database {src} on the source: {e}"))
+        })?;
+        if mysql && job.options.existing_tables == ExistingTables::Fail {
+            let existing = target.describe_database(dst).map_err(|e| {
+                Rejection::new(ErrorCode::InternalError, format!("describing database {dst} on the target: {e}"))
+            })?;
+            let clashes = conflicts(&schema, &existing);
+            if !clashes.is_empty() {
+                return Err(Rejection::new(
+                    ErrorCode::DbNameExists,
+                    format!(
+                        "the target database {dst} already has {}; set existing_tables = \"drop\" to replace them",
+                        clashes.join(", ")
+                    ),
+                ));
+            }
+        }
+        schemas.push(schema);
+    }
+    Ok(Checked {
+        source,
+        target,
+        schemas,
+    })
+}
+
+/// Target objects the copy would have to replace. Tables and views share
+/// one namespace, so do procedures, functions and so on per kind.
+fn conflicts(source: &DatabaseSchema, target: &DatabaseSchema) -> Vec<String> {
+    let namespace = |kind: ObjectKind| match kind {
+        ObjectKind::Table | ObjectKind::View | ObjectKind::Sequence => "table",
+        ObjectKind::Procedure => "procedure",
+        ObjectKind::Function => "function",
+        ObjectKind::Trigger => "trigger",
+        ObjectKind::Event => "event",
+        ObjectKind::Schema => "schema",
+        ObjectKind::Database => "database",
+    };
+    let wanted: BTreeSet<_> = source.objects.iter().map(|o| (namespace(o.kind), o.name.as_str())).collect();
+    target
+        .objects
+        .iter()
+        .filter(|o| wanted.contains(&(namespace(o.kind), o.name.as_str())))
+        .map(|o| format!("{} {}", format!("{:?}", o.kind).to_lowercase(), o.name))
+        .collect()
+}
