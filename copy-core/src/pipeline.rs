@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use bytes::Bytes;
-use crossbeam_channel::{bounded, RecvTimeoutError, SendTimeoutError};
+use crossbeam_channel::{RecvTimeoutError, SendTimeoutError};
 
 use crate::budget::{MemoryBudget, MemoryPermit};
 use crate::cancel::{CancelToken, POLL_INTERVAL};
@@ -354,11 +354,4 @@ fn write_chunk(
         stats.bytes += len;
         shared.progress.batch_written(id, rows, len);
     }
-}
-
-/// A queue depth check that tests and benchmarks use: the channel type is
-/// bounded, so a reader can never run more than `queue_depth` batches ahead.
-#[doc(hidden)]
-pub fn bounded_queue_capacity(depth: usize) -> Option<usize> {
-    bounded::<()>(depth.max(1)).0.capacity()
 }
