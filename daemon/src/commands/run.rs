@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use dbferry_copy_core::{CancelToken, MemoryCheckpoints};
+use dbferry_copy_core::CancelToken;
 
 use super::render::{JsonLines, ProgressBars, Quiet};
 use crate::codes::{ErrorCode, Rejection};
@@ -14,6 +14,7 @@ use crate::ids;
 use crate::import::{self, CopyTuning, EventSink, ImportResult, ImportStatus};
 use crate::job::Job;
 use crate::metrics::Metrics;
+use crate::state::{NewImport, Store, StoreCheckpoints};
 
 /// Exit codes of `run` (CONTRACT §1).
 pub mod exit {
@@ -89,15 +90,34 @@ pub fn run(config_path: &Path, job_path: &Path, json: bool) -> i32 {
         Ok(ctx) => ctx,
         Err(rejection) => return refuse(json, &rejection),
     };
-    let import_id = match ids::next_import_id(&ctx.config.daemon.state_dir) {
-        Ok(id) => id,
-        Err(rejection) => return refuse(json, &rejection),
+    let internal = |e: crate::state::StoreError| Rejection::new(ErrorCode::InternalError, e.to_string());
+    let store = match Store::open(&ctx.config.daemon.state_dir) {
+        Ok(store) => store,
+        Err(e) => return refuse(json, &internal(e)),
     };
+    let request_id = ids::request_id();
+    let job_text = std::fs::read_to_string(job_path).unwrap_or_default();
+    let origin = format!("run:{}", job_path.display());
+    let created = store.create_import(&NewImport {
+        request_id: &request_id,
+        source_id: &job.source_id,
+        target_id: &job.target_id,
+        owner: &job.owner,
+        origin: &origin,
+        job: &job_text,
+    });
+    let import_id = match created {
+        Ok(id) => id,
+        Err(e) => return refuse(json, &internal(e)),
+    };
+    let checkpoints = match StoreCheckpoints::load(&store, import_id) {
+        Ok(c) => c,
+        Err(e) => return refuse(json, &internal(e)),
+    };
+    let _ = store.set_status(import_id, ImportStatus::Running.as_str(), 0, 0);
     let cancel = CancelToken::new();
     cancel_on_signals(&cancel);
-    let checkpoints = MemoryCheckpoints::default();
     let tuning = CopyTuning::default();
-    let request_id = ids::request_id();
     let run_with = |events: &dyn EventSink| {
         import::run_import(&ctx, &job, import_id, request_id.clone(), &tuning, &checkpoints, events, &cancel)
     };
@@ -112,6 +132,10 @@ pub fn run(config_path: &Path, job_path: &Path, json: bool) -> i32 {
         run_with(&Quiet)
     };
 
+    let code = result.code.map(ErrorCode::as_str);
+    if let Err(e) = store.finish(import_id, result.status.as_str(), code, result.message.as_deref(), result.rows, result.bytes, &result.to_json()) {
+        tracing::error!(error = %e, "recording the result in the state store failed");
+    }
     if json {
         println!("{}", result.to_json());
     } else {
