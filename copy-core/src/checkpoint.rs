@@ -22,8 +22,12 @@ pub struct ChunkStats {
 
 /// The caller's durable record of committed chunks.
 pub trait CheckpointStore: Send + Sync {
-    /// Whether the chunk was committed in an earlier (interrupted) run.
-    fn is_committed(&self, id: ChunkId) -> bool;
+    /// The stats of a committed chunk; `None` if it is not committed.
+    fn committed(&self, id: ChunkId) -> Option<ChunkStats>;
+    /// Whether the chunk is committed.
+    fn is_committed(&self, id: ChunkId) -> bool {
+        self.committed(id).is_some()
+    }
     /// Records that the chunk's transaction committed. An error stops the copy.
     fn record(&self, id: ChunkId, stats: ChunkStats) -> Result<(), String>;
 }
@@ -36,18 +40,28 @@ pub struct MemoryCheckpoints {
 
 impl MemoryCheckpoints {
     /// The committed chunks and their stats.
-    pub fn committed(&self) -> HashMap<ChunkId, ChunkStats> {
-        self.done.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    pub fn all(&self) -> HashMap<ChunkId, ChunkStats> {
+        self.done
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
 impl CheckpointStore for MemoryCheckpoints {
-    fn is_committed(&self, id: ChunkId) -> bool {
-        self.done.lock().unwrap_or_else(PoisonError::into_inner).contains_key(&id)
+    fn committed(&self, id: ChunkId) -> Option<ChunkStats> {
+        self.done
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+            .copied()
     }
 
     fn record(&self, id: ChunkId, stats: ChunkStats) -> Result<(), String> {
-        self.done.lock().unwrap_or_else(PoisonError::into_inner).insert(id, stats);
+        self.done
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, stats);
         Ok(())
     }
 }

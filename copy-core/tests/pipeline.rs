@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use dbferry_copy_core::error::BoxError;
 use dbferry_copy_core::{
-    run_copy, BatchReader, BatchWriter, CancelToken, CheckpointStore, ChunkId, ChunkSink, ChunkSource, ChunkStats,
-    ChunkTask, CopyError, CopySettings, KeyRange, MemoryCheckpoints, ProgressSink, ReadOutcome,
+    run_copy, BatchReader, BatchWriter, CancelToken, CheckpointStore, ChunkId, ChunkSink,
+    ChunkSource, ChunkStats, ChunkTask, CopyError, CopySettings, KeyRange, MemoryCheckpoints,
+    ProgressSink, ReadOutcome,
 };
 
 /// A source whose every chunk is `batches` batches of `batch_len` bytes, one row each.
@@ -79,15 +80,27 @@ impl BatchWriter for Writer<'static> {
         Ok(())
     }
     fn commit(self: Box<Self>) -> Result<ChunkStats, BoxError> {
-        self.sink.committed.lock().expect("lock").insert(self.id, (self.rows, self.redo));
-        Ok(ChunkStats { rows: self.rows, bytes: 0 })
+        self.sink
+            .committed
+            .lock()
+            .expect("lock")
+            .insert(self.id, (self.rows, self.redo));
+        Ok(ChunkStats {
+            rows: self.rows,
+            bytes: 0,
+        })
     }
     fn abort(self: Box<Self>) {}
 }
 
 impl ChunkSink for &'static Sink {
     fn open(&self, chunk: &ChunkTask, redo: bool) -> Result<Box<dyn BatchWriter>, BoxError> {
-        Ok(Box::new(Writer { sink: self, id: chunk.id, redo, rows: 0 }))
+        Ok(Box::new(Writer {
+            sink: self,
+            id: chunk.id,
+            redo,
+            rows: 0,
+        }))
     }
 }
 
@@ -110,11 +123,22 @@ fn chunks(tables: u32, per_table: u32) -> Vec<ChunkTask> {
 }
 
 fn settings(lanes: usize, budget: u64) -> CopySettings {
-    CopySettings { lanes, queue_depth: 2, memory_budget: budget, max_bytes_per_sec: 0, resumed: false }
+    CopySettings {
+        lanes,
+        queue_depth: 2,
+        memory_budget: budget,
+        max_bytes_per_sec: 0,
+        resumed: false,
+    }
 }
 
 fn source(batches: u64, batch_len: usize) -> Source {
-    Source { batches, batch_len, produced: Arc::default(), fail_on: None }
+    Source {
+        batches,
+        batch_len,
+        produced: Arc::default(),
+        fail_on: None,
+    }
 }
 
 fn leak(sink: Sink) -> &'static Sink {
@@ -125,17 +149,33 @@ fn leak(sink: Sink) -> &'static Sink {
 fn every_chunk_is_copied_once_and_checkpointed() {
     let sink = leak(Sink::default());
     let store = MemoryCheckpoints::default();
-    let report = run_copy(&chunks(3, 4), &settings(4, 1 << 20), &source(5, 100), &sink, &store, &NoProgress, &CancelToken::new())
-        .expect("copy");
+    let report = run_copy(
+        &chunks(3, 4),
+        &settings(4, 1 << 20),
+        &source(5, 100),
+        &sink,
+        &store,
+        &NoProgress,
+        &CancelToken::new(),
+    )
+    .expect("copy");
     assert_eq!(report.rows, 60);
     assert_eq!(report.chunks_copied, 12);
-    assert_eq!(store.committed().len(), 12);
-    assert!(sink.committed.lock().expect("lock").values().all(|&(rows, redo)| rows == 5 && !redo));
+    assert_eq!(store.all().len(), 12);
+    assert!(sink
+        .committed
+        .lock()
+        .expect("lock")
+        .values()
+        .all(|&(rows, redo)| rows == 5 && !redo));
 }
 
 #[test]
 fn a_slow_target_holds_the_reader_back() {
-    let sink = leak(Sink { delay: Duration::from_millis(20), ..Sink::default() });
+    let sink = leak(Sink {
+        delay: Duration::from_millis(20),
+        ..Sink::default()
+    });
     let src = source(40, 1000);
     let produced = src.produced.clone();
     let consumed = sink.consumed.clone();
@@ -145,50 +185,104 @@ fn a_slow_target_holds_the_reader_back() {
         let (done, lead) = (watcher_done.clone(), max_lead.clone());
         std::thread::spawn(move || {
             while !done.load(Ordering::SeqCst) {
-                let ahead = produced.load(Ordering::SeqCst).saturating_sub(consumed.load(Ordering::SeqCst));
+                let ahead = produced
+                    .load(Ordering::SeqCst)
+                    .saturating_sub(consumed.load(Ordering::SeqCst));
                 lead.fetch_max(ahead, Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(2));
             }
         })
     };
-    run_copy(&chunks(1, 1), &settings(1, 1 << 20), &src, &sink, &MemoryCheckpoints::default(), &NoProgress, &CancelToken::new())
-        .expect("copy");
+    run_copy(
+        &chunks(1, 1),
+        &settings(1, 1 << 20),
+        &src,
+        &sink,
+        &MemoryCheckpoints::default(),
+        &NoProgress,
+        &CancelToken::new(),
+    )
+    .expect("copy");
     watcher_done.store(true, Ordering::SeqCst);
     watcher.join().expect("watcher");
     // queue_depth 2, plus one batch held by the reader and one by the writer.
-    assert!(max_lead.load(Ordering::SeqCst) <= 4, "reader ran {} batches ahead", max_lead.load(Ordering::SeqCst));
+    assert!(
+        max_lead.load(Ordering::SeqCst) <= 4,
+        "reader ran {} batches ahead",
+        max_lead.load(Ordering::SeqCst)
+    );
 }
 
 #[test]
 fn queued_memory_stays_under_the_budget_but_an_oversized_batch_passes() {
-    let sink = leak(Sink { delay: Duration::from_millis(1), ..Sink::default() });
-    let report = run_copy(&chunks(4, 2), &settings(4, 64 << 10), &source(20, 16 << 10), &sink, &MemoryCheckpoints::default(), &NoProgress, &CancelToken::new())
-        .expect("copy");
-    assert!(report.peak_queued_bytes <= 64 << 10, "peak {}", report.peak_queued_bytes);
+    let sink = leak(Sink {
+        delay: Duration::from_millis(1),
+        ..Sink::default()
+    });
+    let report = run_copy(
+        &chunks(4, 2),
+        &settings(4, 64 << 10),
+        &source(20, 16 << 10),
+        &sink,
+        &MemoryCheckpoints::default(),
+        &NoProgress,
+        &CancelToken::new(),
+    )
+    .expect("copy");
+    assert!(
+        report.peak_queued_bytes <= 64 << 10,
+        "peak {}",
+        report.peak_queued_bytes
+    );
 
     let wide = leak(Sink::default());
-    let report = run_copy(&chunks(1, 1), &settings(2, 1 << 20), &source(1, 64 << 20), &wide, &MemoryCheckpoints::default(), &NoProgress, &CancelToken::new())
-        .expect("a 64 MiB batch passes a 1 MiB budget");
+    let report = run_copy(
+        &chunks(1, 1),
+        &settings(2, 1 << 20),
+        &source(1, 64 << 20),
+        &wide,
+        &MemoryCheckpoints::default(),
+        &NoProgress,
+        &CancelToken::new(),
+    )
+    .expect("a 64 MiB batch passes a 1 MiB budget");
     assert_eq!(report.rows, 1);
 }
 
 #[test]
 fn cancellation_stops_within_a_second_and_keeps_committed_checkpoints() {
-    let sink = leak(Sink { delay: Duration::from_millis(50), ..Sink::default() });
+    let sink = leak(Sink {
+        delay: Duration::from_millis(50),
+        ..Sink::default()
+    });
     let store = MemoryCheckpoints::default();
     let cancel = CancelToken::new();
     let started = Instant::now();
     let result = std::thread::scope(|s| {
-        let copy = s.spawn(|| run_copy(&chunks(1, 100), &settings(2, 1 << 20), &source(4, 10), &sink, &store, &NoProgress, &cancel));
+        let copy = s.spawn(|| {
+            run_copy(
+                &chunks(1, 100),
+                &settings(2, 1 << 20),
+                &source(4, 10),
+                &sink,
+                &store,
+                &NoProgress,
+                &cancel,
+            )
+        });
         std::thread::sleep(Duration::from_millis(800));
         let cancelled_at = Instant::now();
         cancel.cancel();
         let result = copy.join().expect("copy thread");
-        assert!(cancelled_at.elapsed() < Duration::from_secs(1), "took {:?} to stop", cancelled_at.elapsed());
+        assert!(
+            cancelled_at.elapsed() < Duration::from_secs(1),
+            "took {:?} to stop",
+            cancelled_at.elapsed()
+        );
         result
     });
     assert!(matches!(result, Err(CopyError::Cancelled)), "{result:?}");
-    let done = store.committed().len();
+    let done = store.all().len();
     assert!(done > 0 && done < 100, "{done} chunks committed");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
@@ -197,31 +291,64 @@ fn cancellation_stops_within_a_second_and_keeps_committed_checkpoints() {
 fn a_resumed_copy_skips_committed_chunks_and_redoes_the_rest() {
     let store = MemoryCheckpoints::default();
     for ordinal in 0..3 {
-        store.record(ChunkId { table: 0, ordinal }, ChunkStats { rows: 5, bytes: 0 }).expect("record");
+        store
+            .record(
+                ChunkId { table: 0, ordinal },
+                ChunkStats { rows: 5, bytes: 0 },
+            )
+            .expect("record");
     }
     let sink = leak(Sink::default());
     let mut resumed = settings(2, 1 << 20);
     resumed.resumed = true;
-    let report = run_copy(&chunks(1, 5), &resumed, &source(5, 10), &sink, &store, &NoProgress, &CancelToken::new())
-        .expect("copy");
+    let report = run_copy(
+        &chunks(1, 5),
+        &resumed,
+        &source(5, 10),
+        &sink,
+        &store,
+        &NoProgress,
+        &CancelToken::new(),
+    )
+    .expect("copy");
     assert_eq!((report.chunks_skipped, report.chunks_copied), (3, 2));
     let committed = sink.committed.lock().expect("lock");
     assert_eq!(committed.len(), 2, "committed chunks are not written again");
-    assert!(committed.values().all(|&(_, redo)| redo), "unrecorded chunks may be partly on the target");
-    assert_eq!(store.committed().len(), 5);
+    assert!(
+        committed.values().all(|&(_, redo)| redo),
+        "unrecorded chunks may be partly on the target"
+    );
+    assert_eq!(store.all().len(), 5);
 }
 
 #[test]
 fn the_first_error_stops_every_lane_and_is_reported() {
-    let sink = leak(Sink { delay: Duration::from_millis(5), ..Sink::default() });
+    let sink = leak(Sink {
+        delay: Duration::from_millis(5),
+        ..Sink::default()
+    });
     let mut src = source(5, 10);
-    src.fail_on = Some(ChunkId { table: 0, ordinal: 3 });
+    src.fail_on = Some(ChunkId {
+        table: 0,
+        ordinal: 3,
+    });
     let store = MemoryCheckpoints::default();
-    let result = run_copy(&chunks(1, 200), &settings(3, 1 << 20), &src, &sink, &store, &NoProgress, &CancelToken::new());
+    let result = run_copy(
+        &chunks(1, 200),
+        &settings(3, 1 << 20),
+        &src,
+        &sink,
+        &store,
+        &NoProgress,
+        &CancelToken::new(),
+    );
     match result {
         Err(CopyError::Read { source, .. }) => assert!(source.to_string().contains("exploded")),
         other => panic!("expected the read error, got {other:?}"),
     }
-    assert!(store.committed().len() < 200, "the other lanes stopped");
-    assert!(!store.is_committed(ChunkId { table: 0, ordinal: 3 }));
+    assert!(store.all().len() < 200, "the other lanes stopped");
+    assert!(!store.is_committed(ChunkId {
+        table: 0,
+        ordinal: 3
+    }));
 }

@@ -84,7 +84,9 @@ impl ErrorCode {
             | ErrorCode::DbNameExists
             | ErrorCode::IncorrectLockMode
             | ErrorCode::InsufficientStorage => 403,
-            ErrorCode::InstanceNotFound | ErrorCode::DbNameNotFound | ErrorCode::AccessKeyNotFound => 404,
+            ErrorCode::InstanceNotFound
+            | ErrorCode::DbNameNotFound
+            | ErrorCode::AccessKeyNotFound => 404,
             ErrorCode::InternalError => 500,
         }
     }

@@ -53,10 +53,14 @@ impl DbInfo {
         })?;
         let info = DbInfo { names: raw.names };
         if info.is_empty() {
-            return Err(format("DBInfo's DBNames is empty: name at least one database".into()));
+            return Err(format(
+                "DBInfo's DBNames is empty: name at least one database".into(),
+            ));
         }
         if let Some(bad) = info.all_names().find(|n| n.trim().is_empty()) {
-            return Err(format(format!("DBInfo contains an empty database name {bad:?}")));
+            return Err(format(format!(
+                "DBInfo contains an empty database name {bad:?}"
+            )));
         }
         Ok(info)
     }
@@ -122,7 +126,9 @@ impl<'de> Deserialize<'de> for DbNames {
         impl<'de> Visitor<'de> for NamesVisitor {
             type Value = DbNames;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an array of database names or an object of source to destination names")
+                f.write_str(
+                    "an array of database names or an object of source to destination names",
+                )
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<DbNames, A::Error> {
                 let mut names = Vec::new();
@@ -155,21 +161,42 @@ mod tests {
     use super::*;
 
     fn code(text: &str, engine: &str) -> Option<ErrorCode> {
-        DbInfo::parse(text).and_then(|i| i.mapping(engine)).err().map(|r| r.code)
+        DbInfo::parse(text)
+            .and_then(|i| i.mapping(engine))
+            .err()
+            .map(|r| r.code)
     }
 
     #[test]
     fn shapes_follow_the_engine() {
         assert_eq!(code(r#"{"DBNames":["a","b"]}"#, "mysql"), None);
         assert_eq!(code(r#"{"DBNames":{"a":"x"}}"#, "sqlserver"), None);
-        assert_eq!(code(r#"{"DBNames":{"a":"x"}}"#, "mysql"), Some(ErrorCode::InvalidDbInfoFormat));
-        assert_eq!(code(r#"{"DBNames":["a"]}"#, "sqlserver"), Some(ErrorCode::InvalidDbInfoFormat));
+        assert_eq!(
+            code(r#"{"DBNames":{"a":"x"}}"#, "mysql"),
+            Some(ErrorCode::InvalidDbInfoFormat)
+        );
+        assert_eq!(
+            code(r#"{"DBNames":["a"]}"#, "sqlserver"),
+            Some(ErrorCode::InvalidDbInfoFormat)
+        );
     }
 
     #[test]
     fn malformed_empty_and_typographic_are_format_errors() {
-        for bad in ["", "DBNames", r#"{"DBNames":[]}"#, r#"{"DBNames":{}}"#, r#"{"DBNames":[1]}"#, r#"{"Names":["a"]}"#, r#"{"DBNames":[""]}"#] {
-            assert_eq!(code(bad, "mysql"), Some(ErrorCode::InvalidDbInfoFormat), "{bad}");
+        for bad in [
+            "",
+            "DBNames",
+            r#"{"DBNames":[]}"#,
+            r#"{"DBNames":{}}"#,
+            r#"{"DBNames":[1]}"#,
+            r#"{"Names":["a"]}"#,
+            r#"{"DBNames":[""]}"#,
+        ] {
+            assert_eq!(
+                code(bad, "mysql"),
+                Some(ErrorCode::InvalidDbInfoFormat),
+                "{bad}"
+            );
         }
         let err = DbInfo::parse("{“DBNames”:[“mydb”]}").expect_err("curly quotes");
         assert!(err.message.contains('“'), "{}", err.message);
@@ -177,8 +204,17 @@ mod tests {
 
     #[test]
     fn repeated_names_are_duplicates_even_as_object_keys() {
-        assert_eq!(code(r#"{"DBNames":["a","a"]}"#, "mysql"), Some(ErrorCode::DbNameDuplicate));
-        assert_eq!(code(r#"{"DBNames":{"a":"x","a":"y"}}"#, "sqlserver"), Some(ErrorCode::DbNameDuplicate));
-        assert_eq!(code(r#"{"DBNames":{"a":"x","b":"x"}}"#, "sqlserver"), Some(ErrorCode::DbNameDuplicate));
+        assert_eq!(
+            code(r#"{"DBNames":["a","a"]}"#, "mysql"),
+            Some(ErrorCode::DbNameDuplicate)
+        );
+        assert_eq!(
+            code(r#"{"DBNames":{"a":"x","a":"y"}}"#, "sqlserver"),
+            Some(ErrorCode::DbNameDuplicate)
+        );
+        assert_eq!(
+            code(r#"{"DBNames":{"a":"x","b":"x"}}"#, "sqlserver"),
+            Some(ErrorCode::DbNameDuplicate)
+        );
     }
 }

@@ -23,7 +23,10 @@ impl Engines {
         }
         for plugin in &plugins {
             let info = plugin.info();
-            metrics.plugin_info.with_label_values(&[&info.engine, &info.version, &info.abi]).set(1);
+            metrics
+                .plugin_info
+                .with_label_values(&[&info.engine, &info.version, &info.abi])
+                .set(1);
         }
         Ok(Self {
             plugins,

@@ -66,7 +66,11 @@ pub struct InstanceRegistry {
 
 impl InstanceRegistry {
     /// A registry of `(id, engine)` instances, all `Running`.
-    pub fn new<'a>(instances: impl IntoIterator<Item = (&'a str, &'a str)>, metrics: Metrics, state_dir: &Path) -> Self {
+    pub fn new<'a>(
+        instances: impl IntoIterator<Item = (&'a str, &'a str)>,
+        metrics: Metrics,
+        state_dir: &Path,
+    ) -> Self {
         let registry = Self {
             entries: Arc::new(Mutex::new(HashMap::new())),
             metrics,
@@ -108,7 +112,11 @@ impl InstanceRegistry {
 
     /// The state of an instance.
     pub fn state(&self, id: &str) -> Option<InstanceState> {
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner).get(id).map(|e| e.state)
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .map(|e| e.state)
     }
 
     /// Marks an instance that could not be reached, unless an import holds it.
@@ -126,12 +134,21 @@ impl InstanceRegistry {
     }
 
     fn reserved_by(&self, id: &str) -> Option<u64> {
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner).get(id).and_then(|e| e.reserved_by)
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .and_then(|e| e.reserved_by)
     }
 
     /// Reserves `source` and `target` for import `import_id`, or explains
     /// why one of them is not free (rule 5).
-    pub fn reserve(&self, source: &str, target: &str, import_id: u64) -> Result<Reservation, Rejection> {
+    pub fn reserve(
+        &self,
+        source: &str,
+        target: &str,
+        import_id: u64,
+    ) -> Result<Reservation, Rejection> {
         let busy = |id: &str, by: u64| {
             Rejection::new(
                 ErrorCode::IncorrectInstanceState,
@@ -142,7 +159,10 @@ impl InstanceRegistry {
             let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
             for id in [source, target] {
                 let entry = entries.get(id).ok_or_else(|| {
-                    Rejection::new(ErrorCode::InstanceNotFound, format!("the instance {id} is not found"))
+                    Rejection::new(
+                        ErrorCode::InstanceNotFound,
+                        format!("the instance {id} is not found"),
+                    )
                 })?;
                 if let Some(by) = entry.reserved_by {
                     return Err(busy(id, by));
@@ -172,7 +192,13 @@ impl InstanceRegistry {
             .map_err(|e| internal(format!("cannot create {}: {e}", self.lock_dir.display())))?;
         let name: String = id
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         let path = self.lock_dir.join(format!("{name}.lock"));
         let file = File::options()
@@ -185,9 +211,13 @@ impl InstanceRegistry {
             Ok(()) => Ok(file),
             Err(std::fs::TryLockError::WouldBlock) => Err(Rejection::new(
                 ErrorCode::IncorrectInstanceState,
-                format!("instance {id} is not Running: another dbferry process is importing with it"),
+                format!(
+                    "instance {id} is not Running: another dbferry process is importing with it"
+                ),
             )),
-            Err(std::fs::TryLockError::Error(e)) => Err(internal(format!("cannot lock {}: {e}", path.display()))),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(internal(format!("cannot lock {}: {e}", path.display())))
+            }
         }
     }
 }
@@ -217,7 +247,11 @@ impl Drop for Reservation {
     fn drop(&mut self) {
         for id in &self.ids {
             {
-                let mut entries = self.registry.entries.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut entries = self
+                    .registry
+                    .entries
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
                 if let Some(entry) = entries.get_mut(id) {
                     entry.reserved_by = None;
                 }
@@ -236,7 +270,11 @@ mod tests {
     #[test]
     fn reservations_exclude_each_other_and_always_release() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let registry = InstanceRegistry::new([("s", "mysql"), ("t", "mysql"), ("u", "mysql")], Metrics::new(), dir.path());
+        let registry = InstanceRegistry::new(
+            [("s", "mysql"), ("t", "mysql"), ("u", "mysql")],
+            Metrics::new(),
+            dir.path(),
+        );
         let held = registry.reserve("s", "t", 1).expect("free");
         held.activate();
         assert_eq!(registry.state("s"), Some(InstanceState::Migrating));
@@ -251,10 +289,15 @@ mod tests {
     #[test]
     fn a_second_process_cannot_take_a_held_instance() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let one = InstanceRegistry::new([("s", "mysql"), ("t", "mysql")], Metrics::new(), dir.path());
-        let two = InstanceRegistry::new([("s", "mysql"), ("t", "mysql")], Metrics::new(), dir.path());
+        let one =
+            InstanceRegistry::new([("s", "mysql"), ("t", "mysql")], Metrics::new(), dir.path());
+        let two =
+            InstanceRegistry::new([("s", "mysql"), ("t", "mysql")], Metrics::new(), dir.path());
         let _held = one.reserve("s", "t", 1).expect("free");
-        let refused = two.reserve("t", "s", 2).err().expect("locked by the other registry");
+        let refused = two
+            .reserve("t", "s", 2)
+            .err()
+            .expect("locked by the other registry");
         assert_eq!(refused.code, ErrorCode::IncorrectInstanceState);
     }
 }

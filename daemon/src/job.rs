@@ -42,7 +42,11 @@ pub struct Origin {
 impl Origin {
     /// A diagnostic at `key`'s value (the file start if absent).
     pub fn diag(&self, key: &str, code: ErrorCode, message: &str) -> crate::diag::Diagnostic {
-        let span = self.spans.iter().find(|(k, _)| *k == key).map(|(_, s)| s.clone());
+        let span = self
+            .spans
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, s)| s.clone());
         self.source.diag(span, code, message)
     }
 }
@@ -76,12 +80,23 @@ impl Job {
     pub fn load(path: &Path) -> Result<Self, Diagnostics> {
         let text = std::fs::read(path).map_err(|e| {
             let source = Source::new(path, String::new());
-            Diagnostics(vec![source.diag(None, ErrorCode::InvalidParameter, format!("cannot read job file: {e}"))])
+            Diagnostics(vec![source.diag(
+                None,
+                ErrorCode::InvalidParameter,
+                format!("cannot read job file: {e}"),
+            )])
         })?;
         let text = String::from_utf8(text).map_err(|e| {
             let source = Source::new(path, String::new());
-            let message = format!("job file is not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to());
-            Diagnostics(vec![source.diag(None, ErrorCode::InvalidParameter, message)])
+            let message = format!(
+                "job file is not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            );
+            Diagnostics(vec![source.diag(
+                None,
+                ErrorCode::InvalidParameter,
+                message,
+            )])
         })?;
         Self::parse(&Source::new(path, text))
     }
@@ -123,7 +138,11 @@ impl Job {
                 options.max_bytes_per_sec = n.value as u64;
             }
             if let Some(v) = f.choice("existing_tables", false, &["fail", "drop"]) {
-                options.existing_tables = if v.value == "drop" { ExistingTables::Drop } else { ExistingTables::Fail };
+                options.existing_tables = if v.value == "drop" {
+                    ExistingTables::Drop
+                } else {
+                    ExistingTables::Fail
+                };
             }
             f.finish();
         }
@@ -176,11 +195,18 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported_with_its_position() {
-        let text = format!("{GOOD}colour = 1\n[options]\nparallelism = \"many\"\nverify = \"md5\"\n");
+        let text =
+            format!("{GOOD}colour = 1\n[options]\nparallelism = \"many\"\nverify = \"md5\"\n");
         let errs = errors(&text);
         assert_eq!(errs.len(), 3, "{errs:?}");
-        assert!(errs[0].starts_with("j.toml:5:1: unknown key `colour`"), "{errs:?}");
-        assert!(errs[1].starts_with("j.toml:7:15: `parallelism` in [options] must be an integer"), "{errs:?}");
+        assert!(
+            errs[0].starts_with("j.toml:5:1: unknown key `colour`"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[1].starts_with("j.toml:7:15: `parallelism` in [options] must be an integer"),
+            "{errs:?}"
+        );
         assert!(errs[2].starts_with("j.toml:8:10: `verify`"), "{errs:?}");
     }
 
@@ -189,6 +215,10 @@ mod tests {
         let errs = errors("owner = \"1\"\ndb_info = '{“DBNames”:[“a”]}'\n");
         assert_eq!(errs.len(), 3, "{errs:?}");
         assert!(errs.iter().any(|e| e.contains("db_instance_id")));
-        assert!(errs.iter().any(|e| e.starts_with("j.toml:2:11:") && e.contains('“')), "{errs:?}");
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("j.toml:2:11:") && e.contains('“')),
+            "{errs:?}"
+        );
     }
 }

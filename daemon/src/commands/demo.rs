@@ -69,20 +69,29 @@ CREATE PROCEDURE customer_count(OUT n INT) SELECT COUNT(*) INTO n FROM customers
 }
 
 fn demo_inner(rows: u64) -> Result<i32, String> {
-    let bin = std::env::current_exe().map_err(|e| format!("cannot find the dbferry binary: {e}"))?;
+    let bin =
+        std::env::current_exe().map_err(|e| format!("cannot find the dbferry binary: {e}"))?;
     let plugin_dir = bin.parent().map(PathBuf::from).unwrap_or_default();
     println!("Starting two throwaway MariaDB servers...");
     let source = MariaDb::try_start(&[]).map_err(|e| e.to_string())?;
     let target = MariaDb::try_start(&[]).map_err(|e| e.to_string())?;
-    println!("  source: 127.0.0.1:{}  target: 127.0.0.1:{}", source.port(), target.port());
+    println!(
+        "  source: 127.0.0.1:{}  target: 127.0.0.1:{}",
+        source.port(),
+        target.port()
+    );
 
     println!("Creating the sample database `{DATABASE}` ({rows} rows across customers, orders, order_lines, audit_log)...");
-    source.try_exec(&format!("CREATE DATABASE {DATABASE}")).map_err(|e| e.to_string())?;
+    source
+        .try_exec(&format!("CREATE DATABASE {DATABASE}"))
+        .map_err(|e| e.to_string())?;
     source
         .try_exec(&format!("USE {DATABASE};\n{}", sample_schema(rows)))
         .map_err(|e| e.to_string())?;
     // The MySQL rule: the database must exist on both instances.
-    target.try_exec(&format!("CREATE DATABASE {DATABASE}")).map_err(|e| e.to_string())?;
+    target
+        .try_exec(&format!("CREATE DATABASE {DATABASE}"))
+        .map_err(|e| e.to_string())?;
 
     let files = Files::new();
     let config = ConfigBuilder::new()
@@ -96,20 +105,35 @@ fn demo_inner(rows: u64) -> Result<i32, String> {
         .option("parallelism", "4")
         .option("verify", "\"checksum\"")
         .render();
-    let job = files.try_write("job.toml", &job_text).map_err(|e| e.to_string())?;
+    let job = files
+        .try_write("job.toml", &job_text)
+        .map_err(|e| e.to_string())?;
     println!("\nThe job file ({}):\n{job_text}", job.display());
-    println!("Running: dbferry run --config {} {}\n", config.display(), job.display());
+    println!(
+        "Running: dbferry run --config {} {}\n",
+        config.display(),
+        job.display()
+    );
     let code = run::run(&config, &job, false);
 
     println!("\nIndependent check with the servers' own CHECKSUM TABLE:");
     let mut all_equal = true;
     for table in ["customers", "orders", "order_lines", "audit_log"] {
         let query = format!("CHECKSUM TABLE {DATABASE}.{table}");
-        let sum = |db: &MariaDb| db.try_query(&query).ok().and_then(|r| r.first().and_then(|row| row.get(1).cloned().flatten()));
+        let sum = |db: &MariaDb| {
+            db.try_query(&query)
+                .ok()
+                .and_then(|r| r.first().and_then(|row| row.get(1).cloned().flatten()))
+        };
         let (a, b) = (sum(&source), sum(&target));
         let same = a.is_some() && a == b;
         all_equal &= same;
-        println!("  {table:<12} source {:<12} target {:<12} {}", a.unwrap_or_default(), b.unwrap_or_default(), if same { "equal" } else { "DIFFERENT" });
+        println!(
+            "  {table:<12} source {:<12} target {:<12} {}",
+            a.unwrap_or_default(),
+            b.unwrap_or_default(),
+            if same { "equal" } else { "DIFFERENT" }
+        );
     }
     println!("\nCleaning up the throwaway servers.");
     Ok(if code == 0 && !all_equal { 3 } else { code })

@@ -24,7 +24,13 @@ pub fn plugins(config_path: &Path) -> i32 {
     };
     println!("{:<10} {:<10} {:<5} FILE", "ENGINE", "VERSION", "ABI");
     for info in engines.infos() {
-        println!("{:<10} {:<10} {:<5} {}", info.engine, info.version, info.abi, info.file.display());
+        println!(
+            "{:<10} {:<10} {:<5} {}",
+            info.engine,
+            info.version,
+            info.abi,
+            info.file.display()
+        );
     }
     for failure in engines.failures() {
         eprintln!("refused: {failure}");

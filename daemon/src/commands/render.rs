@@ -106,7 +106,12 @@ impl EventSink for ProgressBars {
                 state.overall = Some(overall);
                 state.started = Instant::now();
             }
-            ImportEvent::Progress { databases, rows, bytes, .. } => {
+            ImportEvent::Progress {
+                databases,
+                rows,
+                bytes,
+                ..
+            } => {
                 let seconds = state.started.elapsed().as_secs_f64().max(0.001);
                 for db in databases {
                     if let Some(bar) = state.databases.get(&db.database) {
@@ -115,7 +120,11 @@ impl EventSink for ProgressBars {
                             bar.set_length(db.bytes);
                         }
                         bar.set_position(db.bytes);
-                        bar.set_message(format!("{} rows ({:.0} rows/s)", db.rows, db.rows as f64 / seconds));
+                        bar.set_message(format!(
+                            "{} rows ({:.0} rows/s)",
+                            db.rows,
+                            db.rows as f64 / seconds
+                        ));
                     }
                 }
                 if let Some(bar) = &state.overall {
@@ -123,11 +132,19 @@ impl EventSink for ProgressBars {
                         bar.set_length(*bytes);
                     }
                     bar.set_position(*bytes);
-                    bar.set_message(format!("{rows} rows ({:.0} rows/s)", *rows as f64 / seconds));
+                    bar.set_message(format!(
+                        "{rows} rows ({:.0} rows/s)",
+                        *rows as f64 / seconds
+                    ));
                 }
             }
-            ImportEvent::Accepted { import_id, request_id } => {
-                let _ = self.multi.println(format!("import {import_id} (request {request_id})"));
+            ImportEvent::Accepted {
+                import_id,
+                request_id,
+            } => {
+                let _ = self
+                    .multi
+                    .println(format!("import {import_id} (request {request_id})"));
             }
         }
     }

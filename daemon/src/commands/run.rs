@@ -14,7 +14,7 @@ use crate::ids;
 use crate::import::{self, CopyTuning, EventSink, ImportResult, ImportStatus};
 use crate::job::Job;
 use crate::metrics::Metrics;
-use crate::state::{NewImport, Store, StoreCheckpoints};
+use crate::state::{NewImport, Store, StoredImport};
 
 /// Exit codes of `run` (CONTRACT §1).
 pub mod exit {
@@ -74,15 +74,31 @@ pub fn run(config_path: &Path, job_path: &Path, json: bool) -> i32 {
         Ok(c) => c,
         Err(diags) => {
             eprintln!("{diags}");
-            return refuse(json, &Rejection::new(diags.code(), format!("invalid config {}", config_path.display())));
+            return refuse(
+                json,
+                &Rejection::new(
+                    diags.code(),
+                    format!("invalid config {}", config_path.display()),
+                ),
+            );
         }
     };
     let job = match Job::load(job_path) {
         Ok(j) => j,
         Err(diags) => {
             eprintln!("{diags}");
-            let first = diags.0.first().map(|d| d.message.clone()).unwrap_or_default();
-            return refuse(json, &Rejection::new(diags.code(), format!("invalid job {}: {first}", job_path.display())));
+            let first = diags
+                .0
+                .first()
+                .map(|d| d.message.clone())
+                .unwrap_or_default();
+            return refuse(
+                json,
+                &Rejection::new(
+                    diags.code(),
+                    format!("invalid job {}: {first}", job_path.display()),
+                ),
+            );
         }
     };
     let metrics = Metrics::new();
@@ -90,7 +106,8 @@ pub fn run(config_path: &Path, job_path: &Path, json: bool) -> i32 {
         Ok(ctx) => ctx,
         Err(rejection) => return refuse(json, &rejection),
     };
-    let internal = |e: crate::state::StoreError| Rejection::new(ErrorCode::InternalError, e.to_string());
+    let internal =
+        |e: crate::state::StoreError| Rejection::new(ErrorCode::InternalError, e.to_string());
     let store = match Store::open(&ctx.config.daemon.state_dir) {
         Ok(store) => store,
         Err(e) => return refuse(json, &internal(e)),
@@ -110,7 +127,7 @@ pub fn run(config_path: &Path, job_path: &Path, json: bool) -> i32 {
         Ok(id) => id,
         Err(e) => return refuse(json, &internal(e)),
     };
-    let checkpoints = match StoreCheckpoints::load(&store, import_id) {
+    let stored = match StoredImport::load(&store, import_id) {
         Ok(c) => c,
         Err(e) => return refuse(json, &internal(e)),
     };
@@ -119,7 +136,16 @@ pub fn run(config_path: &Path, job_path: &Path, json: bool) -> i32 {
     cancel_on_signals(&cancel);
     let tuning = CopyTuning::default();
     let run_with = |events: &dyn EventSink| {
-        import::run_import(&ctx, &job, import_id, request_id.clone(), &tuning, &checkpoints, events, &cancel)
+        import::run_import(
+            &ctx,
+            &job,
+            import_id,
+            request_id.clone(),
+            &tuning,
+            &stored,
+            events,
+            &cancel,
+        )
     };
     let result = if json {
         run_with(&JsonLines)
@@ -132,8 +158,7 @@ pub fn run(config_path: &Path, job_path: &Path, json: bool) -> i32 {
         run_with(&Quiet)
     };
 
-    let code = result.code.map(ErrorCode::as_str);
-    if let Err(e) = store.finish(import_id, result.status.as_str(), code, result.message.as_deref(), result.rows, result.bytes, &result.to_json()) {
+    if let Err(e) = store.finish(&result) {
         tracing::error!(error = %e, "recording the result in the state store failed");
     }
     if json {
@@ -159,9 +184,18 @@ fn print_summary(result: &ImportResult) {
         ),
         _ => {
             let code = result.code.unwrap_or(ErrorCode::InternalError);
-            eprintln!("error[{code}]: {}", result.message.as_deref().unwrap_or("the import did not complete"));
+            eprintln!(
+                "error[{code}]: {}",
+                result
+                    .message
+                    .as_deref()
+                    .unwrap_or("the import did not complete")
+            );
             if !result.created.is_empty() {
-                eprintln!("objects created on the target before it stopped: {}", result.created.join(", "));
+                eprintln!(
+                    "objects created on the target before it stopped: {}",
+                    result.created.join(", ")
+                );
             }
         }
     }

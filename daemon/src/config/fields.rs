@@ -62,11 +62,19 @@ impl<'a, 'd> Fields<'a, 'd> {
 
     /// The directory relative paths in this file are resolved against.
     pub fn base_dir(&self) -> std::path::PathBuf {
-        self.source.file.parent().map_or_else(|| ".".into(), std::path::Path::to_path_buf)
+        self.source
+            .file
+            .parent()
+            .map_or_else(|| ".".into(), std::path::Path::to_path_buf)
     }
 
     /// Records a problem at `span`.
-    pub fn error(&mut self, span: Option<Range<usize>>, code: ErrorCode, message: impl Into<String>) {
+    pub fn error(
+        &mut self,
+        span: Option<Range<usize>>,
+        code: ErrorCode,
+        message: impl Into<String>,
+    ) {
         self.diags.push(self.source.diag(span, code, message));
     }
 
@@ -85,7 +93,11 @@ impl<'a, 'd> Fields<'a, 'd> {
     }
 
     fn mistyped(&mut self, key: &str, item: &Item, expected: &str) {
-        let message = format!("{} must be {expected}, found {}", self.where_(key), item.type_name());
+        let message = format!(
+            "{} must be {expected}, found {}",
+            self.where_(key),
+            item.type_name()
+        );
         self.error(item.span(), ErrorCode::InvalidParameter, message);
     }
 
@@ -116,7 +128,12 @@ impl<'a, 'd> Fields<'a, 'd> {
     }
 
     /// An integer value within `range`.
-    pub fn integer(&mut self, key: &'static str, required: bool, range: Range<i64>) -> Option<Spanned<i64>> {
+    pub fn integer(
+        &mut self,
+        key: &'static str,
+        required: bool,
+        range: Range<i64>,
+    ) -> Option<Spanned<i64>> {
         let item = self.item(key, required)?;
         let Some(n) = item.as_integer() else {
             self.mistyped(key, item, "an integer");
@@ -161,13 +178,22 @@ impl<'a, 'd> Fields<'a, 'd> {
     }
 
     /// One of `choices`.
-    pub fn choice(&mut self, key: &'static str, required: bool, choices: &[&str]) -> Option<Spanned<String>> {
+    pub fn choice(
+        &mut self,
+        key: &'static str,
+        required: bool,
+        choices: &[&str],
+    ) -> Option<Spanned<String>> {
         let value = self.string(key, required)?;
         if !choices.contains(&value.value.as_str()) {
             let message = format!(
                 "{} must be one of {}, found \"{}\"",
                 self.where_(key),
-                choices.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", "),
+                choices
+                    .iter()
+                    .map(|c| format!("\"{c}\""))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 value.value
             );
             self.error(value.span.clone(), ErrorCode::InvalidParameter, message);
@@ -229,7 +255,8 @@ impl<'a, 'd> Fields<'a, 'd> {
                 self.where_(&key),
                 known.join(", ")
             );
-            self.diags.push(self.source.diag(span, ErrorCode::InvalidParameter, message));
+            self.diags
+                .push(self.source.diag(span, ErrorCode::InvalidParameter, message));
         }
     }
 }
@@ -238,6 +265,10 @@ impl<'a, 'd> Fields<'a, 'd> {
 pub fn parse(source: &Source) -> Result<toml_edit::ImDocument<String>, Diagnostic> {
     toml_edit::ImDocument::parse(source.text.clone()).map_err(|e| {
         let message = e.message().trim().to_string();
-        source.diag(e.span(), ErrorCode::InvalidParameter, format!("invalid TOML: {message}"))
+        source.diag(
+            e.span(),
+            ErrorCode::InvalidParameter,
+            format!("invalid TOML: {message}"),
+        )
     })
 }

@@ -145,7 +145,11 @@ impl Config {
     pub fn load(path: &Path) -> Result<Self, Diagnostics> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             let source = Source::new(path, String::new());
-            Diagnostics(vec![source.diag(None, ErrorCode::InvalidParameter, format!("cannot read config: {e}"))])
+            Diagnostics(vec![source.diag(
+                None,
+                ErrorCode::InvalidParameter,
+                format!("cannot read config: {e}"),
+            )])
         })?;
         Self::parse(&Source::new(path, text))
     }
@@ -220,7 +224,10 @@ fn daemon_settings(
             Err(_) => f.error(
                 listen.span,
                 ErrorCode::InvalidParameter,
-                format!("`listen` must be an address like \"127.0.0.1:9650\", found \"{}\"", listen.value),
+                format!(
+                    "`listen` must be an address like \"127.0.0.1:9650\", found \"{}\"",
+                    listen.value
+                ),
             ),
         }
     }
@@ -245,7 +252,13 @@ fn instance(
     n: usize,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Instance> {
-    let mut f = Fields::new(source, table, span.clone(), format!("[[instances]] #{n}"), diags);
+    let mut f = Fields::new(
+        source,
+        table,
+        span.clone(),
+        format!("[[instances]] #{n}"),
+        diags,
+    );
     let id = f.non_empty("id", true);
     let engine = f.choice("engine", true, &ENGINES);
     let owner = f.non_empty("owner", true);
@@ -255,7 +268,10 @@ fn instance(
     let port = f.integer("port", true, 1..65536);
     let user = f.non_empty("user", true);
     let password = secret::read_choice(&mut f, ("password_file", "password_env"), span, true);
-    f.forbid("password", "inline passwords are refused; use `password_file` or `password_env`");
+    f.forbid(
+        "password",
+        "inline passwords are refused; use `password_file` or `password_env`",
+    );
     let lock_mode = f.choice("lock_mode", false, &LOCK_MODES);
     let edition = f.non_empty("edition", false);
     f.finish();
@@ -281,7 +297,13 @@ fn access_key(
     n: usize,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<AccessKey> {
-    let mut f = Fields::new(source, table, span.clone(), format!("[[access_keys]] #{n}"), diags);
+    let mut f = Fields::new(
+        source,
+        table,
+        span.clone(),
+        format!("[[access_keys]] #{n}"),
+        diags,
+    );
     let id = f.non_empty("id", true);
     let secret = secret::read_choice(&mut f, ("secret_file", "secret_env"), span, true);
     f.forbid("secret", "inline secrets are refused; use `secret_file`");
@@ -294,7 +316,12 @@ fn access_key(
     })
 }
 
-fn check_unique(source: &Source, doc: &toml_edit::ImDocument<String>, key: &str, diags: &mut Vec<Diagnostic>) {
+fn check_unique(
+    source: &Source,
+    doc: &toml_edit::ImDocument<String>,
+    key: &str,
+    diags: &mut Vec<Diagnostic>,
+) {
     let Some(array) = doc.get(key).and_then(|i| i.as_array_of_tables()) else {
         return;
     };
@@ -319,8 +346,11 @@ mod tests {
     use super::*;
 
     fn load(text: &str, dir: &Path) -> Result<Config, Vec<String>> {
-        Config::parse(&Source::new(&dir.join("dbferry.toml"), text.into()))
-            .map_err(|d| d.0.iter().map(|d| format!("{}:{}: {}", d.line, d.col, d.message)).collect())
+        Config::parse(&Source::new(&dir.join("dbferry.toml"), text.into())).map_err(|d| {
+            d.0.iter()
+                .map(|d| format!("{}:{}: {}", d.line, d.col, d.message))
+                .collect()
+        })
     }
 
     fn secret(dir: &Path, mode: u32) -> PathBuf {
@@ -341,13 +371,19 @@ mod tests {
     fn a_valid_config_loads_and_reads_its_private_secret() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = secret(dir.path(), 0o600);
-        let text = format!("[daemon]\nlisten = \"127.0.0.1:9999\"\n{}", instance(&format!("password_file = \"{}\"", file.display())));
+        let text = format!(
+            "[daemon]\nlisten = \"127.0.0.1:9999\"\n{}",
+            instance(&format!("password_file = \"{}\"", file.display()))
+        );
         let config = load(&text, dir.path()).expect("valid");
         assert_eq!(config.daemon.listen.port(), 9999);
         let rm1 = config.instance("rm-1").expect("instance");
         assert_eq!(rm1.password.read().as_deref(), Ok("pw"));
         assert_eq!(rm1.storage_bytes(), 1 << 29);
-        assert!(!format!("{rm1:?}").contains("pw\""), "Debug must not show the secret");
+        assert!(
+            !format!("{rm1:?}").contains("pw\""),
+            "Debug must not show the secret"
+        );
     }
 
     #[test]
@@ -360,9 +396,25 @@ mod tests {
         );
         let errors = load(&text, dir.path()).expect_err("invalid");
         assert_eq!(errors.len(), 4, "{errors:?}");
-        assert!(errors[0].starts_with("1:1: unknown key `colour`"), "{errors:?}");
-        assert!(errors.iter().any(|e| e.contains("accessible by group or others")), "{errors:?}");
-        assert!(errors.iter().any(|e| e.contains("`password` in [[instances]] #1 is not allowed")), "{errors:?}");
-        assert!(errors.iter().any(|e| e.contains("unknown key `port2`")), "{errors:?}");
+        assert!(
+            errors[0].starts_with("1:1: unknown key `colour`"),
+            "{errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("accessible by group or others")),
+            "{errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("`password` in [[instances]] #1 is not allowed")),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.contains("unknown key `port2`")),
+            "{errors:?}"
+        );
     }
 }

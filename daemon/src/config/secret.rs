@@ -46,7 +46,8 @@ impl Secret {
 /// Refuses a secret file that its group or others can read.
 fn check_private(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
     let mode = meta.permissions().mode();
     if mode & 0o077 != 0 {
         return Err(format!(
@@ -71,7 +72,11 @@ pub(super) fn read_choice(
     let env = f.non_empty(env_key, false);
     match (file, env) {
         (Some(_), Some(env)) => {
-            f.error(env.span, ErrorCode::InvalidParameter, format!("set only one of `{file_key}` and `{env_key}`"));
+            f.error(
+                env.span,
+                ErrorCode::InvalidParameter,
+                format!("set only one of `{file_key}` and `{env_key}`"),
+            );
             None
         }
         (Some(file), None) => {
@@ -92,7 +97,11 @@ pub(super) fn read_choice(
         }
         (None, None) => {
             if required {
-                f.error(at, ErrorCode::MissingParameter, format!("missing `{file_key}` (or `{env_key}`)"));
+                f.error(
+                    at,
+                    ErrorCode::MissingParameter,
+                    format!("missing `{file_key}` (or `{env_key}`)"),
+                );
             }
             None
         }

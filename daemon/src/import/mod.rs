@@ -7,11 +7,16 @@ pub mod precheck;
 
 use std::time::{Duration, Instant};
 
-use dbferry_copy_core::{plan_table, run_copy, CancelToken, CheckpointStore, CopyError, CopySettings, TableEstimate};
+use dbferry_copy_core::{
+    plan_table, run_copy, CancelToken, CheckpointStore, ChunkTask, CopyError, CopySettings,
+    TableEstimate,
+};
 use dbferry_plugin_abi::protocol::{
-    Consistency, DigestRequest, ErrorKind, FinishRequest, PrepareRequest, VerifyMode,
+    Consistency, DatabaseSchema, DigestRequest, ErrorKind, FinishRequest, PrepareRequest,
+    VerifyMode,
 };
 use dbferry_plugin_host::{HostError, Session};
+use serde::{Deserialize, Serialize};
 
 pub use copy::PlannedTable;
 use copy::{Progress, SessionSplitter, SourceSide, TargetSide};
@@ -61,6 +66,65 @@ impl Default for CopyTuning {
     }
 }
 
+/// What an import persists before it changes anything, so that after a
+/// crash it can resume instead of starting over.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct StoredPlan {
+    /// The source schema of every database, in DBInfo order.
+    pub schemas: Vec<DatabaseSchema>,
+    /// The chunks, once planned; `ChunkId::table` indexes `tables`.
+    pub chunks: Option<Vec<ChunkTask>>,
+    /// The tables the chunks refer to.
+    pub tables: Vec<PlannedTable>,
+    /// The consistency of the first attempt's reads.
+    pub consistency: Option<Consistency>,
+}
+
+/// Where an import keeps its plan and checkpoints.
+pub trait ImportStore: CheckpointStore {
+    /// The plan an earlier attempt saved, if any: its presence means resume.
+    fn load_plan(&self) -> Result<Option<StoredPlan>, String>;
+    /// Saves the plan; called before the first change and once chunks are planned.
+    fn save_plan(&self, plan: &StoredPlan) -> Result<(), String>;
+}
+
+/// A store that forgets everything when dropped; what tests use.
+#[derive(Default)]
+pub struct MemoryStore {
+    checkpoints: dbferry_copy_core::MemoryCheckpoints,
+    plan: std::sync::Mutex<Option<StoredPlan>>,
+}
+
+impl CheckpointStore for MemoryStore {
+    fn committed(&self, id: dbferry_copy_core::ChunkId) -> Option<dbferry_copy_core::ChunkStats> {
+        self.checkpoints.committed(id)
+    }
+    fn record(
+        &self,
+        id: dbferry_copy_core::ChunkId,
+        stats: dbferry_copy_core::ChunkStats,
+    ) -> Result<(), String> {
+        self.checkpoints.record(id, stats)
+    }
+}
+
+impl ImportStore for MemoryStore {
+    fn load_plan(&self) -> Result<Option<StoredPlan>, String> {
+        Ok(self
+            .plan
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone())
+    }
+    fn save_plan(&self, plan: &StoredPlan) -> Result<(), String> {
+        *self
+            .plan
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(plan.clone());
+        Ok(())
+    }
+}
+
 /// Why an import stopped after it started changing the target.
 enum Stop {
     Cancelled,
@@ -104,26 +168,50 @@ pub fn run_import(
     import_id: u64,
     request_id: String,
     tuning: &CopyTuning,
-    checkpoints: &dyn CheckpointStore,
+    store: &dyn ImportStore,
     events: &dyn EventSink,
     cancel: &CancelToken,
 ) -> ImportResult {
     let started = Instant::now();
     let mut result = ImportResult::new(import_id, request_id.clone());
-    events.emit(&ImportEvent::Accepted { import_id, request_id });
+    events.emit(&ImportEvent::Accepted {
+        import_id,
+        request_id,
+    });
     ctx.metrics.imports.with_label_values(&["Running"]).inc();
     let span = tracing::info_span!("import", import_id, request_id = %result.request_id);
     let _entered = span.enter();
     tracing::info!(source = %job.source_id, target = %job.target_id, "import started");
 
-    run_phases(ctx, job, import_id, tuning, checkpoints, events, cancel, &mut result);
+    run_phases(
+        ctx,
+        job,
+        import_id,
+        tuning,
+        store,
+        events,
+        cancel,
+        &mut result,
+    );
 
     result.elapsed_seconds = started.elapsed().as_secs_f64();
     ctx.metrics.imports.with_label_values(&["Running"]).dec();
-    ctx.metrics.imports.with_label_values(&[result.status.as_str()]).inc();
-    let _ = ctx.metrics.progress.remove_label_values(&[&import_id.to_string()]);
-    tracing::info!(status = result.status.as_str(), rows = result.rows, bytes = result.bytes,
-        code = result.code.map(ErrorCode::as_str), message = result.message.as_deref(), "import ended");
+    ctx.metrics
+        .imports
+        .with_label_values(&[result.status.as_str()])
+        .inc();
+    let _ = ctx
+        .metrics
+        .progress
+        .remove_label_values(&[&import_id.to_string()]);
+    tracing::info!(
+        status = result.status.as_str(),
+        rows = result.rows,
+        bytes = result.bytes,
+        code = result.code.map(ErrorCode::as_str),
+        message = result.message.as_deref(),
+        "import ended"
+    );
     result
 }
 
@@ -133,7 +221,7 @@ fn run_phases(
     job: &Job,
     import_id: u64,
     tuning: &CopyTuning,
-    checkpoints: &dyn CheckpointStore,
+    store: &dyn ImportStore,
     events: &dyn EventSink,
     cancel: &CancelToken,
     result: &mut ImportResult,
@@ -153,11 +241,30 @@ fn run_phases(
             ),
         ));
     };
-    let reservation = match ctx.instances.reserve(&resolved.source.id, &resolved.target.id, import_id) {
-        Ok(r) => r,
-        Err(rejection) => return result.reject(rejection),
+    let reservation =
+        match ctx
+            .instances
+            .reserve(&resolved.source.id, &resolved.target.id, import_id)
+        {
+            Ok(r) => r,
+            Err(rejection) => return result.reject(rejection),
+        };
+    let saved = match store.load_plan() {
+        Ok(plan) => plan,
+        Err(e) => {
+            return result.reject(Rejection::new(
+                ErrorCode::InternalError,
+                format!("reading the saved plan: {e}"),
+            ))
+        }
     };
-    let checked = match precheck::check_servers(plugin, &resolved, job) {
+    let resume = saved.is_some();
+    let checked = match precheck::check_servers(
+        plugin,
+        &resolved,
+        job,
+        saved.as_ref().map(|p| p.schemas.clone()),
+    ) {
         Ok(c) => c,
         Err(rejection) => {
             if rejection.code == ErrorCode::IncorrectInstanceState {
@@ -172,8 +279,24 @@ fn run_phases(
         return;
     }
 
+    let mut plan = saved.unwrap_or_else(|| StoredPlan {
+        schemas: checked.schemas.clone(),
+        ..StoredPlan::default()
+    });
+    if let Err(e) = store.save_plan(&plan) {
+        return result.reject(Rejection::new(
+            ErrorCode::InternalError,
+            format!("saving the plan: {e}"),
+        ));
+    }
+    if resume {
+        tracing::info!("resuming an interrupted import");
+    }
     reservation.activate();
-    let outcome = copy_all(ctx, job, import_id, tuning, &resolved, &checked, checkpoints, events, cancel, result);
+    let outcome = copy_all(
+        ctx, job, import_id, tuning, &resolved, &checked, &mut plan, resume, store, events, cancel,
+        result,
+    );
     // Whatever happened, release the source's snapshot connections.
     if let Err(e) = checked.source.end_snapshot() {
         tracing::warn!(error = %e, "releasing the source snapshot failed");
@@ -182,7 +305,8 @@ fn run_phases(
         Ok(()) => result.status = ImportStatus::Success,
         Err(Stop::Cancelled) => {
             result.status = ImportStatus::Cancelled;
-            result.message = Some("the import was cancelled; committed chunks stay on the target".into());
+            result.message =
+                Some("the import was cancelled; committed chunks stay on the target".into());
         }
         Err(Stop::Failed(code, message)) => result.fail(code, message),
     }
@@ -197,7 +321,9 @@ fn copy_all(
     tuning: &CopyTuning,
     resolved: &precheck::Resolved<'_>,
     checked: &precheck::Checked,
-    checkpoints: &dyn CheckpointStore,
+    plan: &mut StoredPlan,
+    resume: bool,
+    store: &dyn ImportStore,
     events: &dyn EventSink,
     cancel: &CancelToken,
     result: &mut ImportResult,
@@ -205,18 +331,20 @@ fn copy_all(
     let (source, target) = (&checked.source, &checked.target);
     let warn = |result: &mut ImportResult, message: String| {
         tracing::warn!(%message);
-        events.emit(&ImportEvent::Warning { message: message.clone() });
+        events.emit(&ImportEvent::Warning {
+            message: message.clone(),
+        });
         result.warnings.push(message);
     };
 
     events.emit(&ImportEvent::Phase { phase: "schema" });
-    for ((_, dst), schema) in resolved.mapping.iter().zip(&checked.schemas) {
+    for ((_, dst), schema) in resolved.mapping.iter().zip(&plan.schemas) {
         let outcome = target
             .prepare_target(PrepareRequest {
                 database: dst.clone(),
                 schema: schema.clone(),
                 existing_tables: job.options.existing_tables,
-                resume: false,
+                resume,
             })
             .map_err(|e| host_failure(&format!("creating the tables of {dst} on the target"), e))?;
         record_schema(result, dst, outcome, &warn);
@@ -229,62 +357,81 @@ fn copy_all(
     if let Some(warning) = snapshot.warning {
         warn(result, warning);
     }
-    let split = snapshot.consistency == Consistency::Global;
-
-    let mut tables = Vec::new();
-    let mut totals = Vec::new();
-    for (index, ((src, dst), schema)) in resolved.mapping.iter().zip(&checked.schemas).enumerate() {
-        totals.push(DatabaseProgress {
+    if resume && plan.chunks.is_some() {
+        warn(
+            result,
+            "the import resumed after an interruption: chunks copied before it were read from an earlier snapshot".into(),
+        );
+    }
+    if plan.chunks.is_none() {
+        let (tables, chunks) = plan_chunks(
+            resolved,
+            &plan.schemas,
+            source,
+            tuning,
+            snapshot.consistency,
+        )?;
+        plan.tables = tables;
+        plan.chunks = Some(chunks);
+        plan.consistency = Some(snapshot.consistency);
+        store
+            .save_plan(plan)
+            .map_err(|e| Stop::Failed(ErrorCode::InternalError, format!("saving the plan: {e}")))?;
+    }
+    let tables = &plan.tables;
+    let chunks = plan.chunks.as_deref().unwrap_or_default();
+    let mut totals: Vec<DatabaseProgress> = resolved
+        .mapping
+        .iter()
+        .map(|(_, dst)| DatabaseProgress {
             database: dst.clone(),
-            estimated_rows: schema.tables.iter().map(|t| t.estimated_rows).sum(),
-            estimated_bytes: schema.tables.iter().map(|t| t.estimated_bytes).sum(),
             ..DatabaseProgress::default()
-        });
-        for table in &schema.tables {
-            tables.push(PlannedTable {
-                database_index: index,
-                source_database: src.clone(),
-                target_database: dst.clone(),
-                schema: table.clone(),
-            });
+        })
+        .collect();
+    for table in tables {
+        if let Some(total) = totals.get_mut(table.database_index) {
+            total.estimated_rows += table.schema.estimated_rows;
+            total.estimated_bytes += table.schema.estimated_bytes;
         }
     }
-    let mut chunks = Vec::new();
-    for (index, table) in tables.iter().enumerate() {
-        let estimate = TableEstimate {
-            rows: table.schema.estimated_rows,
-            bytes: table.schema.estimated_bytes,
-            key: table.schema.key.clone(),
-        };
-        let splitter = SessionSplitter { session: source, table };
-        let name = format!("{}.{}", table.source_database, table.schema.name);
-        let planned = plan_table(index as u32, &name, &estimate, tuning.chunk_bytes, tuning.max_chunks_per_table, split, &splitter)
-            .map_err(|e| Stop::Failed(ErrorCode::InternalError, e.to_string()))?;
-        chunks.extend(planned);
-    }
+
     events.emit(&ImportEvent::Planned {
         chunks: chunks.len(),
         databases: totals.clone(),
     });
 
     events.emit(&ImportEvent::Phase { phase: "copy" });
-    let progress = Progress::new(&tables, &totals, &resolved.source.id, &resolved.target.id, &resolved.source.engine, &ctx.metrics);
+    let progress = Progress::new(
+        tables,
+        &totals,
+        &resolved.source.id,
+        &resolved.target.id,
+        &resolved.source.engine,
+        &ctx.metrics,
+    );
     let settings = CopySettings {
         lanes: job.options.parallelism as usize,
         queue_depth: tuning.queue_depth,
         memory_budget: tuning.memory_budget,
         max_bytes_per_sec: job.options.max_bytes_per_sec,
-        resumed: false,
+        resumed: resume,
     };
     let done = std::sync::atomic::AtomicBool::new(false);
     let report = std::thread::scope(|scope| {
-        let reporter = scope.spawn(|| report_progress(&progress, &done, import_id, &ctx.metrics, events));
+        let reporter =
+            scope.spawn(|| report_progress(&progress, &done, import_id, &ctx.metrics, events));
         let report = run_copy(
-            &chunks,
+            chunks,
             &settings,
-            &SourceSide { session: source, tables: &tables },
-            &TargetSide { session: target, tables: &tables },
-            checkpoints,
+            &SourceSide {
+                session: source,
+                tables,
+            },
+            &TargetSide {
+                session: target,
+                tables,
+            },
+            store,
             progress.as_ref(),
             cancel,
         );
@@ -303,18 +450,34 @@ fn copy_all(
         }
     };
     progress.set_queued(0);
-    result.rows = report.rows;
-    result.bytes = report.bytes;
-    tracing::info!(rows = report.rows, bytes = report.bytes, chunks = report.chunks_copied,
-        peak_queued_bytes = report.peak_queued_bytes, "data copied");
+    let (rows, bytes) = chunks
+        .iter()
+        .filter_map(|c| store.committed(c.id))
+        .fold((0, 0), |(r, b), s| (r + s.rows, b + s.bytes));
+    result.rows = rows;
+    result.bytes = bytes;
+    tracing::info!(
+        rows = report.rows,
+        bytes = report.bytes,
+        chunks = report.chunks_copied,
+        peak_queued_bytes = report.peak_queued_bytes,
+        "data copied"
+    );
 
     events.emit(&ImportEvent::Phase { phase: "verify" });
     for (index, table) in tables.iter().enumerate() {
         if cancel.is_cancelled() {
             return Err(Stop::Cancelled);
         }
-        let copied = report.per_table.get(&(index as u32)).map_or(0, |s| s.rows);
-        let verified = verify_table(source, target, table, job.options.verify, snapshot.consistency, copied)?;
+        let copied = copied_rows(store, chunks, index as u32);
+        let verified = verify_table(
+            source,
+            target,
+            table,
+            job.options.verify,
+            snapshot.consistency,
+            copied,
+        )?;
         result.tables.push(outcome::TableOutcome {
             database: table.target_database.clone(),
             table: table.schema.name.clone(),
@@ -324,7 +487,7 @@ fn copy_all(
     }
 
     events.emit(&ImportEvent::Phase { phase: "finish" });
-    for ((_, dst), schema) in resolved.mapping.iter().zip(&checked.schemas) {
+    for ((_, dst), schema) in resolved.mapping.iter().zip(&plan.schemas) {
         if cancel.is_cancelled() {
             return Err(Stop::Cancelled);
         }
@@ -332,11 +495,74 @@ fn copy_all(
             .finish_target(FinishRequest {
                 database: dst.clone(),
                 schema: schema.clone(),
+                resume,
             })
-            .map_err(|e| host_failure(&format!("adding indexes, views, routines, triggers and events to {dst}"), e))?;
+            .map_err(|e| {
+                host_failure(
+                    &format!("adding indexes, views, routines, triggers and events to {dst}"),
+                    e,
+                )
+            })?;
         record_schema(result, dst, outcome, &warn);
     }
     Ok(())
+}
+
+/// Cuts every table into chunks (rule: split only under one global snapshot).
+fn plan_chunks(
+    resolved: &precheck::Resolved<'_>,
+    schemas: &[DatabaseSchema],
+    source: &Session,
+    tuning: &CopyTuning,
+    consistency: Consistency,
+) -> Result<(Vec<PlannedTable>, Vec<ChunkTask>), Stop> {
+    let mut tables = Vec::new();
+    for (index, ((src, dst), schema)) in resolved.mapping.iter().zip(schemas).enumerate() {
+        for table in &schema.tables {
+            tables.push(PlannedTable {
+                database_index: index,
+                source_database: src.clone(),
+                target_database: dst.clone(),
+                schema: table.clone(),
+            });
+        }
+    }
+    let mut chunks = Vec::new();
+    for (index, table) in tables.iter().enumerate() {
+        let estimate = TableEstimate {
+            rows: table.schema.estimated_rows,
+            bytes: table.schema.estimated_bytes,
+            key: table.schema.key.clone(),
+        };
+        let splitter = SessionSplitter {
+            session: source,
+            table,
+        };
+        let name = format!("{}.{}", table.source_database, table.schema.name);
+        let split = consistency == Consistency::Global;
+        let planned = plan_table(
+            index as u32,
+            &name,
+            &estimate,
+            tuning.chunk_bytes,
+            tuning.max_chunks_per_table,
+            split,
+            &splitter,
+        )
+        .map_err(|e| Stop::Failed(ErrorCode::InternalError, e.to_string()))?;
+        chunks.extend(planned);
+    }
+    Ok((tables, chunks))
+}
+
+/// Rows of a table committed by this attempt and the ones before it.
+fn copied_rows(store: &dyn ImportStore, chunks: &[ChunkTask], table: u32) -> u64 {
+    chunks
+        .iter()
+        .filter(|c| c.id.table == table)
+        .filter_map(|c| store.committed(c.id))
+        .map(|s| s.rows)
+        .sum()
 }
 
 fn record_schema(
@@ -346,10 +572,20 @@ fn record_schema(
     warn: &dyn Fn(&mut ImportResult, String),
 ) {
     for object in outcome.created {
-        result.created.push(format!("{database}.{}:{}", format!("{:?}", object.kind).to_lowercase(), object.name));
+        result.created.push(format!(
+            "{database}.{}:{}",
+            format!("{:?}", object.kind).to_lowercase(),
+            object.name
+        ));
     }
     for object in outcome.dropped {
-        warn(result, format!("dropped existing {:?} {database}.{} on the target", object.kind, object.name));
+        warn(
+            result,
+            format!(
+                "dropped existing {:?} {database}.{} on the target",
+                object.kind, object.name
+            ),
+        );
     }
     for warning in outcome.warnings {
         warn(result, warning);
@@ -368,7 +604,10 @@ fn copy_failure(error: CopyError) -> Stop {
         .and_then(|e| e.code.as_deref())
         .and_then(code_from_str)
         .unwrap_or(ErrorCode::InternalError);
-    if host.and_then(HostError::plugin_error).is_some_and(|e| e.kind == ErrorKind::Connect) {
+    if host
+        .and_then(HostError::plugin_error)
+        .is_some_and(|e| e.kind == ErrorKind::Connect)
+    {
         return Stop::Failed(ErrorCode::IncorrectInstanceState, message);
     }
     Stop::Failed(code, message)
@@ -400,17 +639,27 @@ fn verify_table(
     if on_target.rows != copied {
         return Err(Stop::Failed(
             ErrorCode::InternalError,
-            format!("verification failed for {name}: {copied} rows were copied but the target holds {}", on_target.rows),
+            format!(
+                "verification failed for {name}: {copied} rows were copied but the target holds {}",
+                on_target.rows
+            ),
         ));
     }
     // Under per-table consistency the source may have moved on since it was
     // read, so only what was copied can be compared with the target.
     if consistency == Consistency::Global || mode == VerifyMode::Checksum {
-        let on_source = digest(source, &table.source_database, consistency == Consistency::Global)?;
+        let on_source = digest(
+            source,
+            &table.source_database,
+            consistency == Consistency::Global,
+        )?;
         if consistency == Consistency::Global && on_source.rows != on_target.rows {
             return Err(Stop::Failed(
                 ErrorCode::InternalError,
-                format!("verification failed for {name}: the source has {} rows, the target {}", on_source.rows, on_target.rows),
+                format!(
+                    "verification failed for {name}: the source has {} rows, the target {}",
+                    on_source.rows, on_target.rows
+                ),
             ));
         }
         if mode == VerifyMode::Checksum && on_source.checksum != on_target.checksum {
@@ -423,7 +672,11 @@ fn verify_table(
             ));
         }
     }
-    Ok(if mode == VerifyMode::Checksum { "checksum" } else { "count" })
+    Ok(if mode == VerifyMode::Checksum {
+        "checksum"
+    } else {
+        "count"
+    })
 }
 
 fn report_progress(
@@ -445,9 +698,18 @@ fn report_progress(
             let estimated: u64 = databases.iter().map(|d| d.estimated_bytes).sum();
             // Estimates come from engine statistics; keep the ratio below 1
             // until the copy has really finished.
-            let ratio = if estimated == 0 { 0.0 } else { (bytes as f64 / estimated as f64).min(0.99) };
+            let ratio = if estimated == 0 {
+                0.0
+            } else {
+                (bytes as f64 / estimated as f64).min(0.99)
+            };
             metrics.progress.with_label_values(&[&label]).set(ratio);
-            events.emit(&ImportEvent::Progress { databases, rows, bytes, ratio });
+            events.emit(&ImportEvent::Progress {
+                databases,
+                rows,
+                bytes,
+                ratio,
+            });
         }
         if finished {
             return;
@@ -458,11 +720,13 @@ fn report_progress(
 
 /// Loads the config's plugins and instances into an [`ImportContext`].
 pub fn context(config: Config, metrics: Metrics) -> Result<ImportContext, Rejection> {
-    let engines = Engines::load(&config.daemon.plugin_dir, &metrics).map_err(|e| {
-        Rejection::new(ErrorCode::InternalError, e.to_string())
-    })?;
+    let engines = Engines::load(&config.daemon.plugin_dir, &metrics)
+        .map_err(|e| Rejection::new(ErrorCode::InternalError, e.to_string()))?;
     let instances = InstanceRegistry::new(
-        config.instances.iter().map(|i| (i.id.as_str(), i.engine.as_str())),
+        config
+            .instances
+            .iter()
+            .map(|i| (i.id.as_str(), i.engine.as_str())),
         metrics.clone(),
         &config.daemon.state_dir,
     );

@@ -5,7 +5,9 @@
 
 use std::collections::BTreeSet;
 
-use dbferry_plugin_abi::protocol::{DatabaseSchema, ExistingTables, ObjectKind, ServerInfo, SessionConfig};
+use dbferry_plugin_abi::protocol::{
+    DatabaseSchema, ExistingTables, ObjectKind, ServerInfo, SessionConfig,
+};
 use dbferry_plugin_host::{Plugin, Session};
 
 use crate::codes::{ErrorCode, Rejection};
@@ -28,14 +30,23 @@ pub fn resolve<'a>(config: &'a Config, job: &Job) -> Result<Resolved<'a>, Reject
     if job.source_id == job.target_id {
         return Err(Rejection::new(
             ErrorCode::SameInstance,
-            format!("the source and target instance are the same ({}); they must differ", job.source_id),
+            format!(
+                "the source and target instance are the same ({}); they must differ",
+                job.source_id
+            ),
         ));
     }
     // An instance of another owner must look exactly like a missing one.
     let find = |id: &str| {
-        config.instance(id).filter(|i| i.owner == job.owner).ok_or_else(|| {
-            Rejection::new(ErrorCode::InstanceNotFound, format!("The specified instance {id} is not found."))
-        })
+        config
+            .instance(id)
+            .filter(|i| i.owner == job.owner)
+            .ok_or_else(|| {
+                Rejection::new(
+                    ErrorCode::InstanceNotFound,
+                    format!("The specified instance {id} is not found."),
+                )
+            })
     };
     let source = find(&job.source_id)?;
     let target = find(&job.target_id)?;
@@ -79,8 +90,15 @@ pub struct Checked {
 }
 
 /// Opens a session for `instance` (rule 5: reachable).
-pub fn connect(plugin: &Plugin, instance: &Instance, connections: u32) -> Result<Session, Rejection> {
-    let password = instance.password.read().map_err(|e| Rejection::new(ErrorCode::InternalError, e))?;
+pub fn connect(
+    plugin: &Plugin,
+    instance: &Instance,
+    connections: u32,
+) -> Result<Session, Rejection> {
+    let password = instance
+        .password
+        .read()
+        .map_err(|e| Rejection::new(ErrorCode::InternalError, e))?;
     let mut options = serde_json::Map::new();
     if let Some(edition) = &instance.edition {
         options.insert("edition".into(), edition.clone().into());
@@ -97,7 +115,10 @@ pub fn connect(plugin: &Plugin, instance: &Instance, connections: u32) -> Result
     plugin.connect(&config).map_err(|e| {
         Rejection::new(
             ErrorCode::IncorrectInstanceState,
-            format!("instance {} is not Running: it cannot be reached: {e}", instance.id),
+            format!(
+                "instance {} is not Running: it cannot be reached: {e}",
+                instance.id
+            ),
         )
     })
 }
@@ -106,23 +127,35 @@ fn probe(session: &Session, instance: &Instance) -> Result<ServerInfo, Rejection
     session.probe().map_err(|e| {
         Rejection::new(
             ErrorCode::IncorrectInstanceState,
-            format!("instance {} is not Running: probing it failed: {e}", instance.id),
+            format!(
+                "instance {} is not Running: probing it failed: {e}",
+                instance.id
+            ),
         )
     })
 }
 
 /// SQL Server 2017 (version 14) Cluster Edition, from the server or the config (rule 4).
 fn is_sql_server_2017_cluster(info: &ServerInfo, instance: &Instance) -> bool {
-    let edition = info.edition.as_deref().or(instance.edition.as_deref()).unwrap_or("");
+    let edition = info
+        .edition
+        .as_deref()
+        .or(instance.edition.as_deref())
+        .unwrap_or("");
     let major = info.version.split('.').next().unwrap_or("");
-    instance.engine == "sqlserver" && major == "14" && edition.to_ascii_lowercase().contains("cluster")
+    instance.engine == "sqlserver"
+        && major == "14"
+        && edition.to_ascii_lowercase().contains("cluster")
 }
 
-/// Rules 4, 5 (reachable), 6, 8, 9 and target conflicts.
+/// Rules 4, 5 (reachable), 6, 8, 9 and target conflicts. A resumed import
+/// (`saved` holds the schemas its first attempt described) skips the rules
+/// its own earlier work would break: storage and conflicts on the target.
 pub fn check_servers(
     plugin: &Plugin,
     resolved: &Resolved<'_>,
     job: &Job,
+    saved: Option<Vec<DatabaseSchema>>,
 ) -> Result<Checked, Rejection> {
     let connections = job.options.parallelism + 2;
     let source = connect(plugin, resolved.source, connections)?;
@@ -130,7 +163,10 @@ pub fn check_servers(
     let source_info = probe(&source, resolved.source)?;
     let target_info = probe(&target, resolved.target)?;
 
-    for (info, instance) in [(&source_info, resolved.source), (&target_info, resolved.target)] {
+    for (info, instance) in [
+        (&source_info, resolved.source),
+        (&target_info, resolved.target),
+    ] {
         if is_sql_server_2017_cluster(info, instance) {
             return Err(Rejection::new(
                 ErrorCode::IncorrectInstanceType,
@@ -147,13 +183,19 @@ pub fn check_servers(
             Some(_) => {
                 return Err(Rejection::new(
                     ErrorCode::DbNameNotFound,
-                    format!("database {src} on the source {} is not online", resolved.source.id),
+                    format!(
+                        "database {src} on the source {} is not online",
+                        resolved.source.id
+                    ),
                 ))
             }
             None => {
                 return Err(Rejection::new(
                     ErrorCode::DbNameNotFound,
-                    format!("database {src} does not exist on the source {}", resolved.source.id),
+                    format!(
+                        "database {src} does not exist on the source {}",
+                        resolved.source.id
+                    ),
                 ))
             }
         }
@@ -199,22 +241,47 @@ pub fn check_servers(
     if target_info.read_only {
         return Err(Rejection::new(
             ErrorCode::IncorrectLockMode,
-            format!("the target {} is read-only; imports need it writable (lock mode Unlock)", resolved.target.id),
+            format!(
+                "the target {} is read-only; imports need it writable (lock mode Unlock)",
+                resolved.target.id
+            ),
         ));
     }
     if let Some(blocker) = target_info.write_blockers.first() {
         return Err(Rejection::new(
             ErrorCode::IncorrectInstanceState,
-            format!("the target {} cannot accept imports: {blocker}", resolved.target.id),
+            format!(
+                "the target {} cannot accept imports: {blocker}",
+                resolved.target.id
+            ),
         ));
+    }
+
+    if let Some(schemas) = saved {
+        return Ok(Checked {
+            source,
+            target,
+            schemas,
+        });
     }
 
     // Rule 9: capacity > used - replaced + incoming.
     let size = |info: &ServerInfo, name: &str| {
-        info.databases.iter().find(|d| d.name == name).map_or(0, |d| d.size_bytes)
+        info.databases
+            .iter()
+            .find(|d| d.name == name)
+            .map_or(0, |d| d.size_bytes)
     };
-    let incoming: u64 = resolved.mapping.iter().map(|(s, _)| size(&source_info, s)).sum();
-    let replaced: u64 = resolved.mapping.iter().map(|(_, d)| size(&target_info, d)).sum();
+    let incoming: u64 = resolved
+        .mapping
+        .iter()
+        .map(|(s, _)| size(&source_info, s))
+        .sum();
+    let replaced: u64 = resolved
+        .mapping
+        .iter()
+        .map(|(_, d)| size(&target_info, d))
+        .sum();
     let needed = i128::from(target_info.used_bytes) - i128::from(replaced) + i128::from(incoming);
     let capacity = i128::from(resolved.target.storage_bytes());
     if capacity <= needed {
@@ -230,11 +297,17 @@ pub fn check_servers(
     let mut schemas = Vec::with_capacity(resolved.mapping.len());
     for (src, dst) in &resolved.mapping {
         let schema = source.describe_database(src).map_err(|e| {
-            Rejection::new(ErrorCode::InternalError, format!("describing database {src} on the source: {e}"))
+            Rejection::new(
+                ErrorCode::InternalError,
+                format!("describing database {src} on the source: {e}"),
+            )
         })?;
         if mysql && job.options.existing_tables == ExistingTables::Fail {
             let existing = target.describe_database(dst).map_err(|e| {
-                Rejection::new(ErrorCode::InternalError, format!("describing database {dst} on the target: {e}"))
+                Rejection::new(
+                    ErrorCode::InternalError,
+                    format!("describing database {dst} on the target: {e}"),
+                )
             })?;
             let clashes = conflicts(&schema, &existing);
             if !clashes.is_empty() {
@@ -268,7 +341,11 @@ fn conflicts(source: &DatabaseSchema, target: &DatabaseSchema) -> Vec<String> {
         ObjectKind::Schema => "schema",
         ObjectKind::Database => "database",
     };
-    let wanted: BTreeSet<_> = source.objects.iter().map(|o| (namespace(o.kind), o.name.as_str())).collect();
+    let wanted: BTreeSet<_> = source
+        .objects
+        .iter()
+        .map(|o| (namespace(o.kind), o.name.as_str()))
+        .collect();
     target
         .objects
         .iter()

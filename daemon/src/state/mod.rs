@@ -16,7 +16,9 @@ use dbferry_copy_core::{ChunkId, ChunkStats};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
-pub use checkpoints::StoreCheckpoints;
+pub use checkpoints::StoredImport;
+
+use crate::import::ImportResult;
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -128,9 +130,12 @@ impl Store {
             source,
         };
         let conn = Connection::open(&path).map_err(sqlite)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(sqlite)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(sqlite)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(sqlite)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(sqlite)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sqlite)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sqlite)?;
         schema::migrate(&conn).map_err(sqlite)?;
         Ok(Self {
             path,
@@ -160,7 +165,13 @@ impl Store {
     }
 
     /// Sets an import's status (and progress so far).
-    pub fn set_status(&self, id: u64, status: &str, rows: u64, bytes: u64) -> Result<(), StoreError> {
+    pub fn set_status(
+        &self,
+        id: u64,
+        status: &str,
+        rows: u64,
+        bytes: u64,
+    ) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "UPDATE imports SET status = ?2, rows = ?3, bytes = ?4 WHERE id = ?1",
@@ -171,11 +182,20 @@ impl Store {
     }
 
     /// Records how an import ended.
-    pub fn finish(&self, id: u64, status: &str, code: Option<&str>, message: Option<&str>, rows: u64, bytes: u64, result: &serde_json::Value) -> Result<(), StoreError> {
+    pub fn finish(&self, result: &ImportResult) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "UPDATE imports SET status = ?2, code = ?3, message = ?4, rows = ?5, bytes = ?6, ended_at = ?7, result = ?8 WHERE id = ?1",
-                params![id as i64, status, code, message, rows as i64, bytes as i64, now(), result.to_string()],
+                params![
+                    result.import_id as i64,
+                    result.status.as_str(),
+                    result.code.map(|c| c.as_str()),
+                    result.message,
+                    result.rows as i64,
+                    result.bytes as i64,
+                    now(),
+                    result.to_json().to_string()
+                ],
             )
             .map(|_| ())
         })
@@ -188,15 +208,28 @@ impl Store {
             what: "plan",
             message: e.to_string(),
         })?;
-        self.with(|c| c.execute("UPDATE imports SET plan = ?2 WHERE id = ?1", params![id as i64, json]).map(|_| ()))
+        self.with(|c| {
+            c.execute(
+                "UPDATE imports SET plan = ?2 WHERE id = ?1",
+                params![id as i64, json],
+            )
+            .map(|_| ())
+        })
     }
 
     /// The stored plan, if one was saved.
-    pub fn load_plan<T: for<'de> Deserialize<'de>>(&self, id: u64) -> Result<Option<T>, StoreError> {
+    pub fn load_plan<T: for<'de> Deserialize<'de>>(
+        &self,
+        id: u64,
+    ) -> Result<Option<T>, StoreError> {
         let json: Option<String> = self.with(|c| {
-            c.query_row("SELECT plan FROM imports WHERE id = ?1", params![id as i64], |r| r.get(0))
-                .optional()
-                .map(Option::flatten)
+            c.query_row(
+                "SELECT plan FROM imports WHERE id = ?1",
+                params![id as i64],
+                |r| r.get(0),
+            )
+            .optional()
+            .map(Option::flatten)
         })?;
         json.map(|j| {
             serde_json::from_str(&j).map_err(|e| StoreError::Corrupt {
@@ -209,7 +242,12 @@ impl Store {
     }
 
     /// Records a committed chunk. Idempotent.
-    pub fn record_chunk(&self, id: u64, chunk: ChunkId, stats: ChunkStats) -> Result<(), StoreError> {
+    pub fn record_chunk(
+        &self,
+        id: u64,
+        chunk: ChunkId,
+        stats: ChunkStats,
+    ) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "INSERT OR REPLACE INTO chunks (import_id, table_index, ordinal, rows, bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -222,7 +260,9 @@ impl Store {
     /// Every committed chunk of an import.
     pub fn committed_chunks(&self, id: u64) -> Result<Vec<(ChunkId, ChunkStats)>, StoreError> {
         self.with(|c| {
-            let mut stmt = c.prepare("SELECT table_index, ordinal, rows, bytes FROM chunks WHERE import_id = ?1")?;
+            let mut stmt = c.prepare(
+                "SELECT table_index, ordinal, rows, bytes FROM chunks WHERE import_id = ?1",
+            )?;
             let rows = stmt.query_map(params![id as i64], |r| {
                 Ok((
                     ChunkId {
@@ -265,13 +305,23 @@ impl Store {
     /// One import.
     pub fn import(&self, id: u64) -> Result<Option<ImportRecord>, StoreError> {
         let sql = format!("SELECT {} FROM imports WHERE id = ?1", Self::COLUMNS);
-        self.with(|c| c.query_row(&sql, params![id as i64], Self::read_import).optional())
+        self.with(|c| {
+            c.query_row(&sql, params![id as i64], Self::read_import)
+                .optional()
+        })
     }
 
     /// Imports, newest first; `unfinished_only` keeps `Pending` and `Running` ones.
     pub fn imports(&self, unfinished_only: bool) -> Result<Vec<ImportRecord>, StoreError> {
-        let filter = if unfinished_only { "WHERE status IN ('Pending', 'Running')" } else { "" };
-        let sql = format!("SELECT {} FROM imports {filter} ORDER BY id DESC", Self::COLUMNS);
+        let filter = if unfinished_only {
+            "WHERE status IN ('Pending', 'Running')"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT {} FROM imports {filter} ORDER BY id DESC",
+            Self::COLUMNS
+        );
         self.with(|c| {
             let mut stmt = c.prepare(&sql)?;
             let rows = stmt.query_map([], Self::read_import)?;
@@ -282,15 +332,22 @@ impl Store {
     /// The import a job file with this fingerprint became, if it was seen.
     pub fn job_seen(&self, fingerprint: &str) -> Result<Option<u64>, StoreError> {
         self.with(|c| {
-            c.query_row("SELECT import_id FROM seen_jobs WHERE fingerprint = ?1", params![fingerprint], |r| {
-                r.get::<_, i64>(0).map(|i| i as u64)
-            })
+            c.query_row(
+                "SELECT import_id FROM seen_jobs WHERE fingerprint = ?1",
+                params![fingerprint],
+                |r| r.get::<_, i64>(0).map(|i| i as u64),
+            )
             .optional()
         })
     }
 
     /// Remembers a job file so the same name and content is never imported twice.
-    pub fn mark_job_seen(&self, fingerprint: &str, file: &str, import_id: u64) -> Result<(), StoreError> {
+    pub fn mark_job_seen(
+        &self,
+        fingerprint: &str,
+        file: &str,
+        import_id: u64,
+    ) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "INSERT OR IGNORE INTO seen_jobs (fingerprint, file, import_id, seen_at) VALUES (?1, ?2, ?3, ?4)",
@@ -337,14 +394,50 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
         let id = new_import(&store);
-        let chunk = ChunkId { table: 2, ordinal: 7 };
-        store.record_chunk(id, chunk, ChunkStats { rows: 10, bytes: 99 }).expect("record");
-        store.record_chunk(id, chunk, ChunkStats { rows: 10, bytes: 99 }).expect("again is harmless");
-        assert_eq!(store.committed_chunks(id).expect("chunks"), vec![(chunk, ChunkStats { rows: 10, bytes: 99 })]);
+        let chunk = ChunkId {
+            table: 2,
+            ordinal: 7,
+        };
+        store
+            .record_chunk(
+                id,
+                chunk,
+                ChunkStats {
+                    rows: 10,
+                    bytes: 99,
+                },
+            )
+            .expect("record");
+        store
+            .record_chunk(
+                id,
+                chunk,
+                ChunkStats {
+                    rows: 10,
+                    bytes: 99,
+                },
+            )
+            .expect("again is harmless");
+        assert_eq!(
+            store.committed_chunks(id).expect("chunks"),
+            vec![(
+                chunk,
+                ChunkStats {
+                    rows: 10,
+                    bytes: 99
+                }
+            )]
+        );
         store.save_plan(id, &vec![1, 2, 3]).expect("plan");
-        assert_eq!(store.load_plan::<Vec<i32>>(id).expect("load"), Some(vec![1, 2, 3]));
+        assert_eq!(
+            store.load_plan::<Vec<i32>>(id).expect("load"),
+            Some(vec![1, 2, 3])
+        );
         assert_eq!(store.imports(true).expect("list").len(), 1);
-        store.finish(id, "Success", None, None, 10, 99, &serde_json::json!({"Status": "Success"})).expect("finish");
+        let mut result = ImportResult::new(id, "R".into());
+        result.status = crate::import::ImportStatus::Success;
+        result.rows = 10;
+        store.finish(&result).expect("finish");
         assert!(store.imports(true).expect("list").is_empty());
         let record = store.import(id).expect("get").expect("exists");
         assert_eq!((record.status.as_str(), record.rows), ("Success", 10));

@@ -117,7 +117,9 @@ macro_rules! export_plugin {
         ) -> *const $crate::ffi::PluginApi {
             static API: $crate::plugin::ApiCell = $crate::plugin::ApiCell::new();
             // SAFETY: forwarded contract.
-            unsafe { $crate::plugin::entry::<$engine>(&API, host, $name, env!("CARGO_PKG_VERSION")) }
+            unsafe {
+                $crate::plugin::entry::<$engine>(&API, host, $name, env!("CARGO_PKG_VERSION"))
+            }
         }
     };
 }
@@ -229,7 +231,11 @@ unsafe fn take<T>(handle: Handle) -> Option<T> {
     Some(*unsafe { Box::from_raw(handle.cast::<T>()) })
 }
 
-unsafe extern "C" fn session_open<E: Engine>(config: FfiStr, out: *mut Handle, err: *mut FfiBuffer) -> i32 {
+unsafe extern "C" fn session_open<E: Engine>(
+    config: FfiStr,
+    out: *mut Handle,
+    err: *mut FfiBuffer,
+) -> i32 {
     guarded(err, || {
         let config: SessionConfig = decode(config)?;
         let session = E::connect(config)?;
@@ -237,13 +243,19 @@ unsafe extern "C" fn session_open<E: Engine>(config: FfiStr, out: *mut Handle, e
     })
 }
 
-unsafe extern "C" fn session_call<E: Engine>(session: Handle, request: FfiStr, out: *mut FfiBuffer) -> i32 {
+unsafe extern "C" fn session_call<E: Engine>(
+    session: Handle,
+    request: FfiStr,
+    out: *mut FfiBuffer,
+) -> i32 {
     guarded(out, || {
         // SAFETY: the host passes a live session handle.
         let session: &SessionOf<E> = unsafe { borrow(session) }?;
         let response = match decode::<Request>(request)? {
             Request::Probe => encode(&session.probe()?)?,
-            Request::DescribeDatabase { database } => encode(&session.describe_database(&database)?)?,
+            Request::DescribeDatabase { database } => {
+                encode(&session.describe_database(&database)?)?
+            }
             Request::SplitPoints(r) => encode(&session.split_points(r)?)?,
             Request::BeginSnapshot { readers } => encode(&session.begin_snapshot(readers)?)?,
             Request::EndSnapshot => encode(&session.end_snapshot()?)?,
@@ -262,7 +274,12 @@ unsafe extern "C" fn session_close<E: Engine>(session: Handle) {
     guarded_void(|| drop(unsafe { take::<SessionOf<E>>(session) }));
 }
 
-unsafe extern "C" fn reader_open<E: Engine>(session: Handle, request: FfiStr, out: *mut Handle, err: *mut FfiBuffer) -> i32 {
+unsafe extern "C" fn reader_open<E: Engine>(
+    session: Handle,
+    request: FfiStr,
+    out: *mut Handle,
+    err: *mut FfiBuffer,
+) -> i32 {
     guarded(err, || {
         // SAFETY: live session handle.
         let session: &SessionOf<E> = unsafe { borrow(session) }?;
@@ -271,7 +288,11 @@ unsafe extern "C" fn reader_open<E: Engine>(session: Handle, request: FfiStr, ou
     })
 }
 
-unsafe extern "C" fn reader_next<E: Engine>(reader: Handle, out: *mut FfiBuffer, rows: *mut u64) -> i32 {
+unsafe extern "C" fn reader_next<E: Engine>(
+    reader: Handle,
+    out: *mut FfiBuffer,
+    rows: *mut u64,
+) -> i32 {
     guarded(out, || {
         // SAFETY: live reader handle.
         let reader: &mut ReaderOf<E> = unsafe { borrow(reader) }?;
@@ -294,7 +315,12 @@ unsafe extern "C" fn reader_close<E: Engine>(reader: Handle) {
     guarded_void(|| drop(unsafe { take::<ReaderOf<E>>(reader) }));
 }
 
-unsafe extern "C" fn writer_open<E: Engine>(session: Handle, request: FfiStr, out: *mut Handle, err: *mut FfiBuffer) -> i32 {
+unsafe extern "C" fn writer_open<E: Engine>(
+    session: Handle,
+    request: FfiStr,
+    out: *mut Handle,
+    err: *mut FfiBuffer,
+) -> i32 {
     guarded(err, || {
         // SAFETY: live session handle.
         let session: &SessionOf<E> = unsafe { borrow(session) }?;
@@ -303,7 +329,12 @@ unsafe extern "C" fn writer_open<E: Engine>(session: Handle, request: FfiStr, ou
     })
 }
 
-unsafe extern "C" fn writer_write<E: Engine>(writer: Handle, batch: FfiBuffer, rows: u64, err: *mut FfiBuffer) -> i32 {
+unsafe extern "C" fn writer_write<E: Engine>(
+    writer: Handle,
+    batch: FfiBuffer,
+    rows: u64,
+    err: *mut FfiBuffer,
+) -> i32 {
     // SAFETY: the ABI hands us ownership of `batch`, released by its allocator.
     let batch = unsafe { ForeignBuffer::from_raw(batch) }.into_bytes();
     guarded(err, || {
@@ -390,7 +421,11 @@ pub mod logging {
             // SAFETY: the host's callback is valid for the plugin's life and
             // only borrows the strings for the call.
             unsafe {
-                (self.0.log)(code, FfiStr::new(target.as_bytes()), FfiStr::new(text.0.as_bytes()));
+                (self.0.log)(
+                    code,
+                    FfiStr::new(target.as_bytes()),
+                    FfiStr::new(text.0.as_bytes()),
+                );
             }
         }
     }

@@ -235,6 +235,10 @@ pub struct FinishRequest {
     pub database: String,
     /// The source's schema of the database.
     pub schema: DatabaseSchema,
+    /// The import resumes: parts that already exist on the target (an index,
+    /// a view) were added by an earlier attempt and are kept.
+    #[serde(default)]
+    pub resume: bool,
 }
 
 /// What a schema step did.

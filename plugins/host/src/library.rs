@@ -58,10 +58,18 @@ unsafe extern "C" fn plugin_log(level: u8, target: FfiStr, message: FfiStr) {
     let target = String::from_utf8_lossy(target);
     let message = String::from_utf8_lossy(message);
     match level {
-        ffi::level::ERROR => tracing::error!(target: "dbferry::plugin", plugin_target = %target, "{message}"),
-        ffi::level::WARN => tracing::warn!(target: "dbferry::plugin", plugin_target = %target, "{message}"),
-        ffi::level::INFO => tracing::info!(target: "dbferry::plugin", plugin_target = %target, "{message}"),
-        ffi::level::DEBUG => tracing::debug!(target: "dbferry::plugin", plugin_target = %target, "{message}"),
+        ffi::level::ERROR => {
+            tracing::error!(target: "dbferry::plugin", plugin_target = %target, "{message}")
+        }
+        ffi::level::WARN => {
+            tracing::warn!(target: "dbferry::plugin", plugin_target = %target, "{message}")
+        }
+        ffi::level::INFO => {
+            tracing::info!(target: "dbferry::plugin", plugin_target = %target, "{message}")
+        }
+        ffi::level::DEBUG => {
+            tracing::debug!(target: "dbferry::plugin", plugin_target = %target, "{message}")
+        }
         _ => tracing::trace!(target: "dbferry::plugin", plugin_target = %target, "{message}"),
     }
 }
@@ -72,10 +80,11 @@ impl Plugin {
         let file = file.to_path_buf();
         // SAFETY: loading runs the library's initialisers; plugin files are
         // trusted code installed by the operator, like the binary itself.
-        let library = unsafe { libloading::Library::new(&file) }.map_err(|source| HostError::Load {
-            file: file.clone(),
-            source,
-        })?;
+        let library =
+            unsafe { libloading::Library::new(&file) }.map_err(|source| HostError::Load {
+                file: file.clone(),
+                source,
+            })?;
         let missing = |symbol: &[u8]| HostError::NotAPlugin {
             file: file.clone(),
             symbol: String::from_utf8_lossy(&symbol[..symbol.len() - 1]).into_owned(),

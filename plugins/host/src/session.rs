@@ -59,7 +59,11 @@ fn check(engine: &str, status: i32, buffer: ForeignBuffer) -> Result<Bytes, Host
         ffi::STATUS_ERROR | ffi::STATUS_PANIC => {
             let error = serde_json::from_slice::<PluginError>(&bytes).unwrap_or_else(|_| {
                 PluginError::new(
-                    if status == ffi::STATUS_PANIC { ErrorKind::Panic } else { ErrorKind::Internal },
+                    if status == ffi::STATUS_PANIC {
+                        ErrorKind::Panic
+                    } else {
+                        ErrorKind::Internal
+                    },
                     String::from_utf8_lossy(&bytes).into_owned(),
                 )
             });
@@ -93,7 +97,8 @@ impl Plugin {
         let mut handle: Handle = std::ptr::null_mut();
         let mut err = FfiBuffer::empty();
         // SAFETY: valid borrowed request and out-parameters.
-        let status = unsafe { (self.inner.api.session_open)(FfiStr::new(&json), &mut handle, &mut err) };
+        let status =
+            unsafe { (self.inner.api.session_open)(FfiStr::new(&json), &mut handle, &mut err) };
         // SAFETY: the plugin wrote an owned buffer (or left it empty).
         check(engine, status, unsafe { ForeignBuffer::from_raw(err) })?;
         if handle.is_null() {
@@ -120,9 +125,17 @@ impl Session {
         let json = to_json(self.engine(), request)?;
         let mut out = FfiBuffer::empty();
         // SAFETY: live handle, valid borrowed request and out-parameter.
-        let status = unsafe { (self.inner.plugin.inner.api.session_call)(self.inner.handle, FfiStr::new(&json), &mut out) };
+        let status = unsafe {
+            (self.inner.plugin.inner.api.session_call)(
+                self.inner.handle,
+                FfiStr::new(&json),
+                &mut out,
+            )
+        };
         // SAFETY: the plugin wrote an owned buffer (or left it empty).
-        let bytes = check(self.engine(), status, unsafe { ForeignBuffer::from_raw(out) })?;
+        let bytes = check(self.engine(), status, unsafe {
+            ForeignBuffer::from_raw(out)
+        })?;
         parse(self.engine(), &bytes)
     }
 
@@ -179,7 +192,9 @@ impl Session {
         // SAFETY: live session, valid borrowed request and out-parameters.
         let status = unsafe { open(self.inner.handle, FfiStr::new(&json), &mut handle, &mut err) };
         // SAFETY: the plugin wrote an owned buffer (or left it empty).
-        check(self.engine(), status, unsafe { ForeignBuffer::from_raw(err) })?;
+        check(self.engine(), status, unsafe {
+            ForeignBuffer::from_raw(err)
+        })?;
         if handle.is_null() {
             return Err(HostError::Protocol {
                 engine: self.engine().to_string(),
@@ -221,7 +236,7 @@ unsafe impl Send for Reader {}
 
 impl Reader {
     /// The next batch, `Idle` when none is ready yet, or `End`.
-    pub fn next(&mut self) -> Result<ReadOutcome, HostError> {
+    pub fn next_batch(&mut self) -> Result<ReadOutcome, HostError> {
         let api = &self.session.plugin.inner.api;
         let engine = &self.session.plugin.info().engine;
         let mut out = FfiBuffer::empty();
@@ -247,7 +262,7 @@ impl Drop for Reader {
 
 impl BatchReader for Reader {
     fn next(&mut self) -> Result<ReadOutcome, BoxError> {
-        Reader::next(self).map_err(Into::into)
+        Reader::next_batch(self).map_err(Into::into)
     }
 }
 
@@ -276,9 +291,13 @@ impl Writer {
         let len = data.len() as u64;
         let mut err = FfiBuffer::empty();
         // SAFETY: live handle; ownership of the buffer passes to the plugin.
-        let status = unsafe { (self.session.plugin.inner.api.writer_write)(handle, export_bytes(data), rows, &mut err) };
+        let status = unsafe {
+            (self.session.plugin.inner.api.writer_write)(handle, export_bytes(data), rows, &mut err)
+        };
         // SAFETY: the plugin wrote an owned buffer (or left it empty).
-        check(&self.session.plugin.info().engine, status, unsafe { ForeignBuffer::from_raw(err) })?;
+        check(&self.session.plugin.info().engine, status, unsafe {
+            ForeignBuffer::from_raw(err)
+        })?;
         self.rows += rows;
         self.bytes += len;
         Ok(())
