@@ -64,20 +64,12 @@ impl MemoryBudget {
 
     /// The most bytes ever held at once.
     pub fn peak(&self) -> u64 {
-        self.state
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .peak
+        self.state.0.lock().unwrap_or_else(PoisonError::into_inner).peak
     }
 
     /// The bytes held now.
     pub fn in_use(&self) -> u64 {
-        self.state
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .in_use
+        self.state.0.lock().unwrap_or_else(PoisonError::into_inner).in_use
     }
 }
 

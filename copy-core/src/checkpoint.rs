@@ -41,10 +41,7 @@ pub struct MemoryCheckpoints {
 impl MemoryCheckpoints {
     /// The committed chunks and their stats.
     pub fn all(&self) -> HashMap<ChunkId, ChunkStats> {
-        self.done
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.done.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 }
 

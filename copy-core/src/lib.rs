@@ -24,8 +24,7 @@ pub use checkpoint::{CheckpointStore, ChunkStats, MemoryCheckpoints};
 pub use error::{BoxError, CopyError};
 pub use key::{KeyRange, KeyTuple, KeyValue};
 pub use pipeline::{
-    run_copy, BatchReader, BatchWriter, ChunkSink, ChunkSource, CopyReport, CopySettings,
-    ProgressSink, ReadOutcome,
+    run_copy, BatchReader, BatchWriter, ChunkSink, ChunkSource, CopyReport, CopySettings, ProgressSink, ReadOutcome,
 };
 pub use plan::{plan_table, ChunkId, ChunkTask, KeySplitter, TableEstimate};
 pub use rate::RateLimiter;

@@ -139,11 +139,7 @@ pub fn run_copy(
         }
     }
     // Largest first, so the last lanes to finish are not stuck on a big table.
-    pending.sort_by(|a, b| {
-        b.estimated_bytes
-            .cmp(&a.estimated_bytes)
-            .then(a.id.cmp(&b.id))
-    });
+    pending.sort_by(|a, b| b.estimated_bytes.cmp(&a.estimated_bytes).then(a.id.cmp(&b.id)));
     for chunk in pending {
         let _ = work_tx.send(chunk);
     }
@@ -205,27 +201,17 @@ pub fn run_copy(
     if cancel.is_cancelled() {
         return Err(CopyError::Cancelled);
     }
-    if let Some(error) = shared
-        .first_error
-        .into_inner()
-        .unwrap_or_else(PoisonError::into_inner)
-    {
+    if let Some(error) = shared.first_error.into_inner().unwrap_or_else(PoisonError::into_inner) {
         return Err(error);
     }
-    let mut report = shared
-        .report
-        .into_inner()
-        .unwrap_or_else(PoisonError::into_inner);
+    let mut report = shared.report.into_inner().unwrap_or_else(PoisonError::into_inner);
     report.peak_queued_bytes = shared.budget.peak();
     Ok(report)
 }
 
 impl Shared<'_> {
     fn fail(&self, error: CopyError) {
-        let mut first = self
-            .first_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut first = self.first_error.lock().unwrap_or_else(PoisonError::into_inner);
         // A lane that stopped because another failed reports Cancelled; keep the cause.
         if first.is_none() && !matches!(error, CopyError::Cancelled) {
             *first = Some(error);
@@ -242,10 +228,7 @@ fn copy_chunk(shared: &Shared<'_>, chunk: &ChunkTask) -> Result<(), CopyError> {
         chunk: name.clone(),
         source,
     };
-    let mut writer = shared
-        .sink
-        .open(chunk, shared.settings.resumed)
-        .map_err(write_err)?;
+    let mut writer = shared.sink.open(chunk, shared.settings.resumed).map_err(write_err)?;
     let reader = match shared.source.open(chunk) {
         Ok(reader) => reader,
         Err(source) => {
@@ -277,11 +260,7 @@ fn copy_chunk(shared: &Shared<'_>, chunk: &ChunkTask) -> Result<(), CopyError> {
     if stats.rows != written.rows {
         return Err(CopyError::Write {
             chunk: name.clone(),
-            source: format!(
-                "the target accepted {} rows but {} were sent",
-                stats.rows, written.rows
-            )
-            .into(),
+            source: format!("the target accepted {} rows but {} were sent", stats.rows, written.rows).into(),
         });
     }
     shared
@@ -362,12 +341,10 @@ fn write_chunk(
             Err(RecvTimeoutError::Disconnected) => return Ok(stats),
         };
         let len = data.len() as u64;
-        writer
-            .write(data, rows)
-            .map_err(|source| CopyError::Write {
-                chunk: id.to_string(),
-                source,
-            })?;
+        writer.write(data, rows).map_err(|source| CopyError::Write {
+            chunk: id.to_string(),
+            source,
+        })?;
         drop(permit);
         stats.rows += rows;
         stats.bytes += len;

@@ -98,12 +98,7 @@ pub fn plan_table(
     let per_chunk = estimate.bytes / (points.len() as u64 + 1);
     let mut chunks = Vec::with_capacity(points.len() + 1);
     let mut lower: Option<KeyTuple> = None;
-    for (ordinal, point) in points
-        .into_iter()
-        .map(Some)
-        .chain(std::iter::once(None))
-        .enumerate()
-    {
+    for (ordinal, point) in points.into_iter().map(Some).chain(std::iter::once(None)).enumerate() {
         chunks.push(ChunkTask {
             id: ChunkId {
                 table: table_index,
@@ -160,8 +155,7 @@ mod tests {
         let mut keyless = keyed(1 << 30);
         keyless.key = None;
         for (estimate, allow) in [(keyless, true), (keyed(10), true), (keyed(1 << 30), false)] {
-            let chunks = plan_table(0, "t", &estimate, 100, 64, allow, &Fixed(points.clone()))
-                .expect("plan");
+            let chunks = plan_table(0, "t", &estimate, 100, 64, allow, &Fixed(points.clone())).expect("plan");
             assert_eq!(chunks.len(), 1);
             assert!(chunks[0].range.is_whole());
         }
@@ -170,16 +164,7 @@ mod tests {
     #[test]
     fn repeated_cut_points_do_not_make_empty_chunks() {
         let p = vec![KeyValue::Bytes(b"m".to_vec())];
-        let chunks = plan_table(
-            0,
-            "t",
-            &keyed(1000),
-            100,
-            64,
-            true,
-            &Fixed(vec![p.clone(), p]),
-        )
-        .expect("plan");
+        let chunks = plan_table(0, "t", &keyed(1000), 100, 64, true, &Fixed(vec![p.clone(), p])).expect("plan");
         assert_eq!(chunks.len(), 2);
     }
 }

@@ -77,20 +77,14 @@ mod tests {
             limiter.take(100_000, &cancel).expect("not cancelled");
         }
         // 3 MB at 1 MB/s with a 1 MB initial burst: at least ~2 s.
-        assert!(
-            start.elapsed() >= Duration::from_millis(1900),
-            "{:?}",
-            start.elapsed()
-        );
+        assert!(start.elapsed() >= Duration::from_millis(1900), "{:?}", start.elapsed());
     }
 
     #[test]
     fn unlimited_never_waits() {
         let limiter = RateLimiter::new(0);
         let start = Instant::now();
-        limiter
-            .take(u64::MAX / 2, &CancelToken::new())
-            .expect("unlimited");
+        limiter.take(u64::MAX / 2, &CancelToken::new()).expect("unlimited");
         assert!(start.elapsed() < Duration::from_millis(50));
     }
 }

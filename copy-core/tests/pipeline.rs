@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use dbferry_copy_core::error::BoxError;
 use dbferry_copy_core::{
-    run_copy, BatchReader, BatchWriter, CancelToken, CheckpointStore, ChunkId, ChunkSink,
-    ChunkSource, ChunkStats, ChunkTask, CopyError, CopySettings, KeyRange, MemoryCheckpoints,
-    ProgressSink, ReadOutcome,
+    run_copy, BatchReader, BatchWriter, CancelToken, CheckpointStore, ChunkId, ChunkSink, ChunkSource, ChunkStats,
+    ChunkTask, CopyError, CopySettings, KeyRange, MemoryCheckpoints, ProgressSink, ReadOutcome,
 };
 
 /// A source whose every chunk is `batches` batches of `batch_len` bytes, one row each.
@@ -292,10 +291,7 @@ fn a_resumed_copy_skips_committed_chunks_and_redoes_the_rest() {
     let store = MemoryCheckpoints::default();
     for ordinal in 0..3 {
         store
-            .record(
-                ChunkId { table: 0, ordinal },
-                ChunkStats { rows: 5, bytes: 0 },
-            )
+            .record(ChunkId { table: 0, ordinal }, ChunkStats { rows: 5, bytes: 0 })
             .expect("record");
     }
     let sink = leak(Sink::default());
@@ -328,10 +324,7 @@ fn the_first_error_stops_every_lane_and_is_reported() {
         ..Sink::default()
     });
     let mut src = source(5, 10);
-    src.fail_on = Some(ChunkId {
-        table: 0,
-        ordinal: 3,
-    });
+    src.fail_on = Some(ChunkId { table: 0, ordinal: 3 });
     let store = MemoryCheckpoints::default();
     let result = run_copy(
         &chunks(1, 200),
@@ -347,8 +340,5 @@ fn the_first_error_stops_every_lane_and_is_reported() {
         other => panic!("expected the read error, got {other:?}"),
     }
     assert!(store.all().len() < 200, "the other lanes stopped");
-    assert!(!store.is_committed(ChunkId {
-        table: 0,
-        ordinal: 3
-    }));
+    assert!(!store.is_committed(ChunkId { table: 0, ordinal: 3 }));
 }

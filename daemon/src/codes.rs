@@ -84,9 +84,7 @@ impl ErrorCode {
             | ErrorCode::DbNameExists
             | ErrorCode::IncorrectLockMode
             | ErrorCode::InsufficientStorage => 403,
-            ErrorCode::InstanceNotFound
-            | ErrorCode::DbNameNotFound
-            | ErrorCode::AccessKeyNotFound => 404,
+            ErrorCode::InstanceNotFound | ErrorCode::DbNameNotFound | ErrorCode::AccessKeyNotFound => 404,
             ErrorCode::InternalError => 500,
         }
     }

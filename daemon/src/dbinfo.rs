@@ -53,14 +53,10 @@ impl DbInfo {
         })?;
         let info = DbInfo { names: raw.names };
         if info.is_empty() {
-            return Err(format(
-                "DBInfo's DBNames is empty: name at least one database".into(),
-            ));
+            return Err(format("DBInfo's DBNames is empty: name at least one database".into()));
         }
         if let Some(bad) = info.all_names().find(|n| n.trim().is_empty()) {
-            return Err(format(format!(
-                "DBInfo contains an empty database name {bad:?}"
-            )));
+            return Err(format(format!("DBInfo contains an empty database name {bad:?}")));
         }
         Ok(info)
     }
@@ -126,9 +122,7 @@ impl<'de> Deserialize<'de> for DbNames {
         impl<'de> Visitor<'de> for NamesVisitor {
             type Value = DbNames;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(
-                    "an array of database names or an object of source to destination names",
-                )
+                f.write_str("an array of database names or an object of source to destination names")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<DbNames, A::Error> {
                 let mut names = Vec::new();
@@ -192,11 +186,7 @@ mod tests {
             r#"{"Names":["a"]}"#,
             r#"{"DBNames":[""]}"#,
         ] {
-            assert_eq!(
-                code(bad, "mysql"),
-                Some(ErrorCode::InvalidDbInfoFormat),
-                "{bad}"
-            );
+            assert_eq!(code(bad, "mysql"), Some(ErrorCode::InvalidDbInfoFormat), "{bad}");
         }
         let err = DbInfo::parse("{“DBNames”:[“mydb”]}").expect_err("curly quotes");
         assert!(err.message.contains('“'), "{}", err.message);

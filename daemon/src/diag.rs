@@ -54,12 +54,7 @@ impl Source {
     }
 
     /// A diagnostic at `span` (the start of the file when unknown).
-    pub fn diag(
-        &self,
-        span: Option<Range<usize>>,
-        code: ErrorCode,
-        message: impl Into<String>,
-    ) -> Diagnostic {
+    pub fn diag(&self, span: Option<Range<usize>>, code: ErrorCode, message: impl Into<String>) -> Diagnostic {
         let offset = span.map_or(0, |s| s.start).min(self.text.len());
         let before = &self.text[..floor_char_boundary(&self.text, offset)];
         let line = before.matches('\n').count() + 1;
@@ -87,19 +82,13 @@ fn floor_char_boundary(text: &str, mut index: usize) -> usize {
 pub struct Diagnostics(pub Vec<Diagnostic>);
 
 fn render(diags: &[Diagnostic]) -> String {
-    diags
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
+    diags.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
 }
 
 impl Diagnostics {
     /// The code of the first problem: the one a rejection reports.
     pub fn code(&self) -> ErrorCode {
-        self.0
-            .first()
-            .map_or(ErrorCode::InvalidParameter, |d| d.code)
+        self.0.first().map_or(ErrorCode::InvalidParameter, |d| d.code)
     }
 }
 

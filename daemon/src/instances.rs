@@ -143,12 +143,7 @@ impl InstanceRegistry {
 
     /// Reserves `source` and `target` for import `import_id`, or explains
     /// why one of them is not free (rule 5).
-    pub fn reserve(
-        &self,
-        source: &str,
-        target: &str,
-        import_id: u64,
-    ) -> Result<Reservation, Rejection> {
+    pub fn reserve(&self, source: &str, target: &str, import_id: u64) -> Result<Reservation, Rejection> {
         let busy = |id: &str, by: u64| {
             Rejection::new(
                 ErrorCode::IncorrectInstanceState,
@@ -159,10 +154,7 @@ impl InstanceRegistry {
             let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
             for id in [source, target] {
                 let entry = entries.get(id).ok_or_else(|| {
-                    Rejection::new(
-                        ErrorCode::InstanceNotFound,
-                        format!("the instance {id} is not found"),
-                    )
+                    Rejection::new(ErrorCode::InstanceNotFound, format!("the instance {id} is not found"))
                 })?;
                 if let Some(by) = entry.reserved_by {
                     return Err(busy(id, by));
@@ -211,13 +203,9 @@ impl InstanceRegistry {
             Ok(()) => Ok(file),
             Err(std::fs::TryLockError::WouldBlock) => Err(Rejection::new(
                 ErrorCode::IncorrectInstanceState,
-                format!(
-                    "instance {id} is not Running: another dbferry process is importing with it"
-                ),
+                format!("instance {id} is not Running: another dbferry process is importing with it"),
             )),
-            Err(std::fs::TryLockError::Error(e)) => {
-                Err(internal(format!("cannot lock {}: {e}", path.display())))
-            }
+            Err(std::fs::TryLockError::Error(e)) => Err(internal(format!("cannot lock {}: {e}", path.display()))),
         }
     }
 }
@@ -247,11 +235,7 @@ impl Drop for Reservation {
     fn drop(&mut self) {
         for id in &self.ids {
             {
-                let mut entries = self
-                    .registry
-                    .entries
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
+                let mut entries = self.registry.entries.lock().unwrap_or_else(PoisonError::into_inner);
                 if let Some(entry) = entries.get_mut(id) {
                     entry.reserved_by = None;
                 }
@@ -289,15 +273,10 @@ mod tests {
     #[test]
     fn a_second_process_cannot_take_a_held_instance() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let one =
-            InstanceRegistry::new([("s", "mysql"), ("t", "mysql")], Metrics::new(), dir.path());
-        let two =
-            InstanceRegistry::new([("s", "mysql"), ("t", "mysql")], Metrics::new(), dir.path());
+        let one = InstanceRegistry::new([("s", "mysql"), ("t", "mysql")], Metrics::new(), dir.path());
+        let two = InstanceRegistry::new([("s", "mysql"), ("t", "mysql")], Metrics::new(), dir.path());
         let _held = one.reserve("s", "t", 1).expect("free");
-        let refused = two
-            .reserve("t", "s", 2)
-            .err()
-            .expect("locked by the other registry");
+        let refused = two.reserve("t", "s", 2).err().expect("locked by the other registry");
         assert_eq!(refused.code, ErrorCode::IncorrectInstanceState);
     }
 }

@@ -42,11 +42,7 @@ pub struct Origin {
 impl Origin {
     /// A diagnostic at `key`'s value (the file start if absent).
     pub fn diag(&self, key: &str, code: ErrorCode, message: &str) -> crate::diag::Diagnostic {
-        let span = self
-            .spans
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, s)| s.clone());
+        let span = self.spans.iter().find(|(k, _)| *k == key).map(|(_, s)| s.clone());
         self.source.diag(span, code, message)
     }
 }
@@ -92,11 +88,7 @@ impl Job {
                 "job file is not UTF-8 text (invalid byte at offset {})",
                 e.utf8_error().valid_up_to()
             );
-            Diagnostics(vec![source.diag(
-                None,
-                ErrorCode::InvalidParameter,
-                message,
-            )])
+            Diagnostics(vec![source.diag(None, ErrorCode::InvalidParameter, message)])
         })?;
         Self::parse(&Source::new(path, text))
     }
@@ -185,7 +177,8 @@ mod tests {
         }
     }
 
-    const GOOD: &str = "db_instance_id = \"t\"\nsource_db_instance_id = \"s\"\nowner = \"1\"\ndb_info = '{\"DBNames\":[\"a\"]}'\n";
+    const GOOD: &str =
+        "db_instance_id = \"t\"\nsource_db_instance_id = \"s\"\nowner = \"1\"\ndb_info = '{\"DBNames\":[\"a\"]}'\n";
 
     #[test]
     fn a_good_job_parses_with_defaults() {
@@ -195,14 +188,10 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported_with_its_position() {
-        let text =
-            format!("{GOOD}colour = 1\n[options]\nparallelism = \"many\"\nverify = \"md5\"\n");
+        let text = format!("{GOOD}colour = 1\n[options]\nparallelism = \"many\"\nverify = \"md5\"\n");
         let errs = errors(&text);
         assert_eq!(errs.len(), 3, "{errs:?}");
-        assert!(
-            errs[0].starts_with("j.toml:5:1: unknown key `colour`"),
-            "{errs:?}"
-        );
+        assert!(errs[0].starts_with("j.toml:5:1: unknown key `colour`"), "{errs:?}");
         assert!(
             errs[1].starts_with("j.toml:7:15: `parallelism` in [options] must be an integer"),
             "{errs:?}"
@@ -216,8 +205,7 @@ mod tests {
         assert_eq!(errs.len(), 3, "{errs:?}");
         assert!(errs.iter().any(|e| e.contains("db_instance_id")));
         assert!(
-            errs.iter()
-                .any(|e| e.starts_with("j.toml:2:11:") && e.contains('“')),
+            errs.iter().any(|e| e.starts_with("j.toml:2:11:") && e.contains('“')),
             "{errs:?}"
         );
     }

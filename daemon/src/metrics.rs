@@ -1,8 +1,7 @@
 //! Every Prometheus series dbferry exports, defined in one place (CONTRACT §8).
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The metric handles; clone freely (they are reference-counted).
@@ -46,50 +45,29 @@ impl Metrics {
             &["instance_id", "engine", "state"],
         );
         let bytes_transferred = IntCounterVec::new(
-            Opts::new(
-                "dbferry_bytes_transferred_total",
-                "Payload bytes written to targets.",
-            ),
+            Opts::new("dbferry_bytes_transferred_total", "Payload bytes written to targets."),
             &["source_instance", "target_instance", "database"],
         );
         let rows_transferred = IntCounterVec::new(
             Opts::new("dbferry_rows_transferred_total", "Rows written to targets."),
             &["source_instance", "target_instance", "database"],
         );
-        let imports = IntGaugeVec::new(
-            Opts::new("dbferry_imports", "Imports in each status."),
-            &["status"],
-        );
+        let imports = IntGaugeVec::new(Opts::new("dbferry_imports", "Imports in each status."), &["status"]);
         let progress = GaugeVec::new(
-            Opts::new(
-                "dbferry_import_progress_ratio",
-                "Progress of running imports, 0 to 1.",
-            ),
+            Opts::new("dbferry_import_progress_ratio", "Progress of running imports, 0 to 1."),
             &["import_id"],
         );
         let chunk_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "dbferry_chunk_duration_seconds",
-                "Time to copy and commit one chunk.",
-            )
-            .buckets(prometheus::exponential_buckets(0.01, 2.0, 14).unwrap_or_default()),
+            HistogramOpts::new("dbferry_chunk_duration_seconds", "Time to copy and commit one chunk.")
+                .buckets(prometheus::exponential_buckets(0.01, 2.0, 14).unwrap_or_default()),
             &["engine"],
         );
-        let queued_bytes = IntGauge::new(
-            "dbferry_queued_bytes",
-            "Bytes queued between readers and writers.",
-        );
+        let queued_bytes = IntGauge::new("dbferry_queued_bytes", "Bytes queued between readers and writers.");
         let chunk_failures = IntCounterVec::new(
-            Opts::new(
-                "dbferry_chunk_failures_total",
-                "Chunks that failed, by side.",
-            ),
+            Opts::new("dbferry_chunk_failures_total", "Chunks that failed, by side."),
             &["side"],
         );
-        let build_info = IntGaugeVec::new(
-            Opts::new("dbferry_build_info", "dbferry build."),
-            &["version"],
-        );
+        let build_info = IntGaugeVec::new(Opts::new("dbferry_build_info", "dbferry build."), &["version"]);
         let plugin_info = IntGaugeVec::new(
             Opts::new("dbferry_plugin_info", "Loaded engine plugins."),
             &["engine", "version", "abi"],
@@ -159,14 +137,8 @@ mod tests {
             .instance_state
             .with_label_values(&["rm-1", "mysql", "Running"])
             .set(1);
-        metrics
-            .bytes_transferred
-            .with_label_values(&["a", "b", "db"])
-            .inc_by(5);
-        metrics
-            .rows_transferred
-            .with_label_values(&["a", "b", "db"])
-            .inc_by(1);
+        metrics.bytes_transferred.with_label_values(&["a", "b", "db"]).inc_by(5);
+        metrics.rows_transferred.with_label_values(&["a", "b", "db"]).inc_by(1);
         metrics.progress.with_label_values(&["7"]).set(0.5);
         let text = metrics.render();
         for name in [

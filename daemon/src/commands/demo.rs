@@ -69,8 +69,7 @@ CREATE PROCEDURE customer_count(OUT n INT) SELECT COUNT(*) INTO n FROM customers
 }
 
 fn demo_inner(rows: u64) -> Result<i32, String> {
-    let bin =
-        std::env::current_exe().map_err(|e| format!("cannot find the dbferry binary: {e}"))?;
+    let bin = std::env::current_exe().map_err(|e| format!("cannot find the dbferry binary: {e}"))?;
     let plugin_dir = bin.parent().map(PathBuf::from).unwrap_or_default();
     println!("Starting two throwaway MariaDB servers...");
     let source = MariaDb::try_start(&[]).map_err(|e| e.to_string())?;
@@ -81,7 +80,9 @@ fn demo_inner(rows: u64) -> Result<i32, String> {
         target.port()
     );
 
-    println!("Creating the sample database `{DATABASE}` ({rows} rows across customers, orders, order_lines, audit_log)...");
+    println!(
+        "Creating the sample database `{DATABASE}` ({rows} rows across customers, orders, order_lines, audit_log)..."
+    );
     source
         .try_exec(&format!("CREATE DATABASE {DATABASE}"))
         .map_err(|e| e.to_string())?;
@@ -105,15 +106,9 @@ fn demo_inner(rows: u64) -> Result<i32, String> {
         .option("parallelism", "4")
         .option("verify", "\"checksum\"")
         .render();
-    let job = files
-        .try_write("job.toml", &job_text)
-        .map_err(|e| e.to_string())?;
+    let job = files.try_write("job.toml", &job_text).map_err(|e| e.to_string())?;
     println!("\nThe job file ({}):\n{job_text}", job.display());
-    println!(
-        "Running: dbferry run --config {} {}\n",
-        config.display(),
-        job.display()
-    );
+    println!("Running: dbferry run --config {} {}\n", config.display(), job.display());
     let code = run::run(&config, &job, false);
 
     println!("\nIndependent check with the servers' own CHECKSUM TABLE:");

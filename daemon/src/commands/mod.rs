@@ -16,9 +16,7 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Plugins { config } => plugins::plugins(&config.config),
         Command::Demo { rows } => demo::demo(rows),
         Command::Daemon { .. } | Command::Status { .. } | Command::Cancel { .. } => {
-            eprintln!(
-                "error: this command needs the daemon, which this build does not include yet"
-            );
+            eprintln!("error: this command needs the daemon, which this build does not include yet");
             1
         }
     }

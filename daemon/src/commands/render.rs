@@ -107,10 +107,7 @@ impl EventSink for ProgressBars {
                 state.started = Instant::now();
             }
             ImportEvent::Progress {
-                databases,
-                rows,
-                bytes,
-                ..
+                databases, rows, bytes, ..
             } => {
                 let seconds = state.started.elapsed().as_secs_f64().max(0.001);
                 for db in databases {
@@ -120,11 +117,7 @@ impl EventSink for ProgressBars {
                             bar.set_length(db.bytes);
                         }
                         bar.set_position(db.bytes);
-                        bar.set_message(format!(
-                            "{} rows ({:.0} rows/s)",
-                            db.rows,
-                            db.rows as f64 / seconds
-                        ));
+                        bar.set_message(format!("{} rows ({:.0} rows/s)", db.rows, db.rows as f64 / seconds));
                     }
                 }
                 if let Some(bar) = &state.overall {
@@ -132,19 +125,11 @@ impl EventSink for ProgressBars {
                         bar.set_length(*bytes);
                     }
                     bar.set_position(*bytes);
-                    bar.set_message(format!(
-                        "{rows} rows ({:.0} rows/s)",
-                        *rows as f64 / seconds
-                    ));
+                    bar.set_message(format!("{rows} rows ({:.0} rows/s)", *rows as f64 / seconds));
                 }
             }
-            ImportEvent::Accepted {
-                import_id,
-                request_id,
-            } => {
-                let _ = self
-                    .multi
-                    .println(format!("import {import_id} (request {request_id})"));
+            ImportEvent::Accepted { import_id, request_id } => {
+                let _ = self.multi.println(format!("import {import_id} (request {request_id})"));
             }
         }
     }

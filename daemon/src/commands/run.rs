@@ -76,10 +76,7 @@ pub fn run(config_path: &Path, job_path: &Path, json: bool) -> i32 {
             eprintln!("{diags}");
             return refuse(
                 json,
-                &Rejection::new(
-                    diags.code(),
-                    format!("invalid config {}", config_path.display()),
-                ),
+                &Rejection::new(diags.code(), format!("invalid config {}", config_path.display())),
             );
         }
     };
@@ -87,17 +84,10 @@ pub fn run(config_path: &Path, job_path: &Path, json: bool) -> i32 {
         Ok(j) => j,
         Err(diags) => {
             eprintln!("{diags}");
-            let first = diags
-                .0
-                .first()
-                .map(|d| d.message.clone())
-                .unwrap_or_default();
+            let first = diags.0.first().map(|d| d.message.clone()).unwrap_or_default();
             return refuse(
                 json,
-                &Rejection::new(
-                    diags.code(),
-                    format!("invalid job {}: {first}", job_path.display()),
-                ),
+                &Rejection::new(diags.code(), format!("invalid job {}: {first}", job_path.display())),
             );
         }
     };
@@ -106,8 +96,7 @@ pub fn run(config_path: &Path, job_path: &Path, json: bool) -> i32 {
         Ok(ctx) => ctx,
         Err(rejection) => return refuse(json, &rejection),
     };
-    let internal =
-        |e: crate::state::StoreError| Rejection::new(ErrorCode::InternalError, e.to_string());
+    let internal = |e: crate::state::StoreError| Rejection::new(ErrorCode::InternalError, e.to_string());
     let store = match Store::open(&ctx.config.daemon.state_dir) {
         Ok(store) => store,
         Err(e) => return refuse(json, &internal(e)),
@@ -186,10 +175,7 @@ fn print_summary(result: &ImportResult) {
             let code = result.code.unwrap_or(ErrorCode::InternalError);
             eprintln!(
                 "error[{code}]: {}",
-                result
-                    .message
-                    .as_deref()
-                    .unwrap_or("the import did not complete")
+                result.message.as_deref().unwrap_or("the import did not complete")
             );
             if !result.created.is_empty() {
                 eprintln!(

@@ -15,9 +15,7 @@ pub fn static_rules(config: &Config, job: &Job) -> Option<Diagnostic> {
     let key = match rejection.code {
         ErrorCode::SameInstance => "source_db_instance_id",
         ErrorCode::InvalidDbInfoFormat | ErrorCode::DbNameDuplicate => "db_info",
-        ErrorCode::InstanceNotFound
-            if rejection.message.contains(&format!(" {} ", job.source_id)) =>
-        {
+        ErrorCode::InstanceNotFound if rejection.message.contains(&format!(" {} ", job.source_id)) => {
             "source_db_instance_id"
         }
         _ => "db_instance_id",
@@ -59,11 +57,7 @@ pub fn validate(config_path: &Path, jobs: &[PathBuf]) -> i32 {
         println!("{problem}");
     }
     if problems.is_empty() {
-        println!(
-            "ok: {} and {} job file(s) are valid",
-            config_path.display(),
-            jobs.len()
-        );
+        println!("ok: {} and {} job file(s) are valid", config_path.display(), jobs.len());
         0
     } else {
         eprintln!("{} problem(s) found", problems.len());

@@ -69,12 +69,7 @@ impl<'a, 'd> Fields<'a, 'd> {
     }
 
     /// Records a problem at `span`.
-    pub fn error(
-        &mut self,
-        span: Option<Range<usize>>,
-        code: ErrorCode,
-        message: impl Into<String>,
-    ) {
+    pub fn error(&mut self, span: Option<Range<usize>>, code: ErrorCode, message: impl Into<String>) {
         self.diags.push(self.source.diag(span, code, message));
     }
 
@@ -93,11 +88,7 @@ impl<'a, 'd> Fields<'a, 'd> {
     }
 
     fn mistyped(&mut self, key: &str, item: &Item, expected: &str) {
-        let message = format!(
-            "{} must be {expected}, found {}",
-            self.where_(key),
-            item.type_name()
-        );
+        let message = format!("{} must be {expected}, found {}", self.where_(key), item.type_name());
         self.error(item.span(), ErrorCode::InvalidParameter, message);
     }
 
@@ -128,12 +119,7 @@ impl<'a, 'd> Fields<'a, 'd> {
     }
 
     /// An integer value within `range`.
-    pub fn integer(
-        &mut self,
-        key: &'static str,
-        required: bool,
-        range: Range<i64>,
-    ) -> Option<Spanned<i64>> {
+    pub fn integer(&mut self, key: &'static str, required: bool, range: Range<i64>) -> Option<Spanned<i64>> {
         let item = self.item(key, required)?;
         let Some(n) = item.as_integer() else {
             self.mistyped(key, item, "an integer");
@@ -178,12 +164,7 @@ impl<'a, 'd> Fields<'a, 'd> {
     }
 
     /// One of `choices`.
-    pub fn choice(
-        &mut self,
-        key: &'static str,
-        required: bool,
-        choices: &[&str],
-    ) -> Option<Spanned<String>> {
+    pub fn choice(&mut self, key: &'static str, required: bool, choices: &[&str]) -> Option<Spanned<String>> {
         let value = self.string(key, required)?;
         if !choices.contains(&value.value.as_str()) {
             let message = format!(

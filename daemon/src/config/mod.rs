@@ -252,13 +252,7 @@ fn instance(
     n: usize,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Instance> {
-    let mut f = Fields::new(
-        source,
-        table,
-        span.clone(),
-        format!("[[instances]] #{n}"),
-        diags,
-    );
+    let mut f = Fields::new(source, table, span.clone(), format!("[[instances]] #{n}"), diags);
     let id = f.non_empty("id", true);
     let engine = f.choice("engine", true, &ENGINES);
     let owner = f.non_empty("owner", true);
@@ -297,13 +291,7 @@ fn access_key(
     n: usize,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<AccessKey> {
-    let mut f = Fields::new(
-        source,
-        table,
-        span.clone(),
-        format!("[[access_keys]] #{n}"),
-        diags,
-    );
+    let mut f = Fields::new(source, table, span.clone(), format!("[[access_keys]] #{n}"), diags);
     let id = f.non_empty("id", true);
     let secret = secret::read_choice(&mut f, ("secret_file", "secret_env"), span, true);
     f.forbid("secret", "inline secrets are refused; use `secret_file`");
@@ -316,12 +304,7 @@ fn access_key(
     })
 }
 
-fn check_unique(
-    source: &Source,
-    doc: &toml_edit::ImDocument<String>,
-    key: &str,
-    diags: &mut Vec<Diagnostic>,
-) {
+fn check_unique(source: &Source, doc: &toml_edit::ImDocument<String>, key: &str, diags: &mut Vec<Diagnostic>) {
     let Some(array) = doc.get(key).and_then(|i| i.as_array_of_tables()) else {
         return;
     };
@@ -380,10 +363,7 @@ mod tests {
         let rm1 = config.instance("rm-1").expect("instance");
         assert_eq!(rm1.password.read().as_deref(), Ok("pw"));
         assert_eq!(rm1.storage_bytes(), 1 << 29);
-        assert!(
-            !format!("{rm1:?}").contains("pw\""),
-            "Debug must not show the secret"
-        );
+        assert!(!format!("{rm1:?}").contains("pw\""), "Debug must not show the secret");
     }
 
     #[test]
@@ -396,14 +376,9 @@ mod tests {
         );
         let errors = load(&text, dir.path()).expect_err("invalid");
         assert_eq!(errors.len(), 4, "{errors:?}");
+        assert!(errors[0].starts_with("1:1: unknown key `colour`"), "{errors:?}");
         assert!(
-            errors[0].starts_with("1:1: unknown key `colour`"),
-            "{errors:?}"
-        );
-        assert!(
-            errors
-                .iter()
-                .any(|e| e.contains("accessible by group or others")),
+            errors.iter().any(|e| e.contains("accessible by group or others")),
             "{errors:?}"
         );
         assert!(
@@ -412,9 +387,6 @@ mod tests {
                 .any(|e| e.contains("`password` in [[instances]] #1 is not allowed")),
             "{errors:?}"
         );
-        assert!(
-            errors.iter().any(|e| e.contains("unknown key `port2`")),
-            "{errors:?}"
-        );
+        assert!(errors.iter().any(|e| e.contains("unknown key `port2`")), "{errors:?}");
     }
 }

@@ -36,9 +36,7 @@ impl Secret {
                     .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
                 Ok(text.trim_end_matches(['\n', '\r']).to_string())
             }
-            Secret::Env(var) => {
-                std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))
-            }
+            Secret::Env(var) => std::env::var(var).map_err(|_| format!("environment variable {var} is not set")),
         }
     }
 }
@@ -46,8 +44,7 @@ impl Secret {
 /// Refuses a secret file that its group or others can read.
 fn check_private(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path)
-        .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
     let mode = meta.permissions().mode();
     if mode & 0o077 != 0 {
         return Err(format!(

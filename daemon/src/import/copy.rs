@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use dbferry_copy_core::error::BoxError;
 use dbferry_copy_core::{
-    BatchReader, BatchWriter, ChunkId, ChunkSink, ChunkSource, ChunkStats, ChunkTask, KeySplitter,
-    KeyTuple, ProgressSink,
+    BatchReader, BatchWriter, ChunkId, ChunkSink, ChunkSource, ChunkStats, ChunkTask, KeySplitter, KeyTuple,
+    ProgressSink,
 };
 use dbferry_plugin_abi::protocol::{ReadRequest, SplitRequest, TableSchema, WriteRequest};
 use dbferry_plugin_host::Session;
@@ -154,15 +154,13 @@ impl Progress {
     pub fn snapshot(&self) -> Vec<DatabaseProgress> {
         self.databases
             .iter()
-            .map(
-                |(name, rows, bytes, est_rows, est_bytes)| DatabaseProgress {
-                    database: name.clone(),
-                    rows: rows.load(Ordering::Relaxed),
-                    bytes: bytes.load(Ordering::Relaxed),
-                    estimated_rows: *est_rows,
-                    estimated_bytes: *est_bytes,
-                },
-            )
+            .map(|(name, rows, bytes, est_rows, est_bytes)| DatabaseProgress {
+                database: name.clone(),
+                rows: rows.load(Ordering::Relaxed),
+                bytes: bytes.load(Ordering::Relaxed),
+                estimated_rows: *est_rows,
+                estimated_bytes: *est_bytes,
+            })
             .collect()
     }
 
@@ -177,26 +175,18 @@ impl ProgressSink for Progress {
         let Some(&db) = self.tables.get(id.table as usize) else {
             return;
         };
-        if let (Some(progress), Some((row_counter, byte_counter))) =
-            (self.databases.get(db), self.counters.get(db))
-        {
+        if let (Some(progress), Some((row_counter, byte_counter))) = (self.databases.get(db), self.counters.get(db)) {
             progress.1.fetch_add(rows, Ordering::Relaxed);
             progress.2.fetch_add(bytes, Ordering::Relaxed);
             row_counter.inc_by(rows);
             byte_counter.inc_by(bytes);
         }
-        let mut started = self
-            .started
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut started = self.started.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         started.entry(id).or_insert_with(Instant::now);
     }
 
     fn chunk_committed(&self, id: ChunkId, _stats: ChunkStats) {
-        let mut started = self
-            .started
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut started = self.started.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(at) = started.remove(&id) {
             self.chunk_seconds.observe(at.elapsed().as_secs_f64());
         }

@@ -8,12 +8,10 @@ pub mod precheck;
 use std::time::{Duration, Instant};
 
 use dbferry_copy_core::{
-    plan_table, run_copy, CancelToken, CheckpointStore, ChunkTask, CopyError, CopySettings,
-    TableEstimate,
+    plan_table, run_copy, CancelToken, CheckpointStore, ChunkTask, CopyError, CopySettings, TableEstimate,
 };
 use dbferry_plugin_abi::protocol::{
-    Consistency, DatabaseSchema, DigestRequest, ErrorKind, FinishRequest, PrepareRequest,
-    VerifyMode,
+    Consistency, DatabaseSchema, DigestRequest, ErrorKind, FinishRequest, PrepareRequest, VerifyMode,
 };
 use dbferry_plugin_host::{HostError, Session};
 use serde::{Deserialize, Serialize};
@@ -99,11 +97,7 @@ impl CheckpointStore for MemoryStore {
     fn committed(&self, id: dbferry_copy_core::ChunkId) -> Option<dbferry_copy_core::ChunkStats> {
         self.checkpoints.committed(id)
     }
-    fn record(
-        &self,
-        id: dbferry_copy_core::ChunkId,
-        stats: dbferry_copy_core::ChunkStats,
-    ) -> Result<(), String> {
+    fn record(&self, id: dbferry_copy_core::ChunkId, stats: dbferry_copy_core::ChunkStats) -> Result<(), String> {
         self.checkpoints.record(id, stats)
     }
 }
@@ -117,10 +111,7 @@ impl ImportStore for MemoryStore {
             .clone())
     }
     fn save_plan(&self, plan: &StoredPlan) -> Result<(), String> {
-        *self
-            .plan
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(plan.clone());
+        *self.plan.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(plan.clone());
         Ok(())
     }
 }
@@ -174,36 +165,18 @@ pub fn run_import(
 ) -> ImportResult {
     let started = Instant::now();
     let mut result = ImportResult::new(import_id, request_id.clone());
-    events.emit(&ImportEvent::Accepted {
-        import_id,
-        request_id,
-    });
+    events.emit(&ImportEvent::Accepted { import_id, request_id });
     ctx.metrics.imports.with_label_values(&["Running"]).inc();
     let span = tracing::info_span!("import", import_id, request_id = %result.request_id);
     let _entered = span.enter();
     tracing::info!(source = %job.source_id, target = %job.target_id, "import started");
 
-    run_phases(
-        ctx,
-        job,
-        import_id,
-        tuning,
-        store,
-        events,
-        cancel,
-        &mut result,
-    );
+    run_phases(ctx, job, import_id, tuning, store, events, cancel, &mut result);
 
     result.elapsed_seconds = started.elapsed().as_secs_f64();
     ctx.metrics.imports.with_label_values(&["Running"]).dec();
-    ctx.metrics
-        .imports
-        .with_label_values(&[result.status.as_str()])
-        .inc();
-    let _ = ctx
-        .metrics
-        .progress
-        .remove_label_values(&[&import_id.to_string()]);
+    ctx.metrics.imports.with_label_values(&[result.status.as_str()]).inc();
+    let _ = ctx.metrics.progress.remove_label_values(&[&import_id.to_string()]);
     tracing::info!(
         status = result.status.as_str(),
         rows = result.rows,
@@ -241,14 +214,13 @@ fn run_phases(
             ),
         ));
     };
-    let reservation =
-        match ctx
-            .instances
-            .reserve(&resolved.source.id, &resolved.target.id, import_id)
-        {
-            Ok(r) => r,
-            Err(rejection) => return result.reject(rejection),
-        };
+    let reservation = match ctx
+        .instances
+        .reserve(&resolved.source.id, &resolved.target.id, import_id)
+    {
+        Ok(r) => r,
+        Err(rejection) => return result.reject(rejection),
+    };
     let saved = match store.load_plan() {
         Ok(plan) => plan,
         Err(e) => {
@@ -259,12 +231,7 @@ fn run_phases(
         }
     };
     let resume = saved.is_some();
-    let checked = match precheck::check_servers(
-        plugin,
-        &resolved,
-        job,
-        saved.as_ref().map(|p| p.schemas.clone()),
-    ) {
+    let checked = match precheck::check_servers(plugin, &resolved, job, saved.as_ref().map(|p| p.schemas.clone())) {
         Ok(c) => c,
         Err(rejection) => {
             if rejection.code == ErrorCode::IncorrectInstanceState {
@@ -294,8 +261,7 @@ fn run_phases(
     }
     reservation.activate();
     let outcome = copy_all(
-        ctx, job, import_id, tuning, &resolved, &checked, &mut plan, resume, store, events, cancel,
-        result,
+        ctx, job, import_id, tuning, &resolved, &checked, &mut plan, resume, store, events, cancel, result,
     );
     // Whatever happened, release the source's snapshot connections.
     if let Err(e) = checked.source.end_snapshot() {
@@ -305,8 +271,7 @@ fn run_phases(
         Ok(()) => result.status = ImportStatus::Success,
         Err(Stop::Cancelled) => {
             result.status = ImportStatus::Cancelled;
-            result.message =
-                Some("the import was cancelled; committed chunks stay on the target".into());
+            result.message = Some("the import was cancelled; committed chunks stay on the target".into());
         }
         Err(Stop::Failed(code, message)) => result.fail(code, message),
     }
@@ -360,17 +325,12 @@ fn copy_all(
     if resume && plan.chunks.is_some() {
         warn(
             result,
-            "the import resumed after an interruption: chunks copied before it were read from an earlier snapshot".into(),
+            "the import resumed after an interruption: chunks copied before it were read from an earlier snapshot"
+                .into(),
         );
     }
     if plan.chunks.is_none() {
-        let (tables, chunks) = plan_chunks(
-            resolved,
-            &plan.schemas,
-            source,
-            tuning,
-            snapshot.consistency,
-        )?;
+        let (tables, chunks) = plan_chunks(resolved, &plan.schemas, source, tuning, snapshot.consistency)?;
         plan.tables = tables;
         plan.chunks = Some(chunks);
         plan.consistency = Some(snapshot.consistency);
@@ -418,8 +378,7 @@ fn copy_all(
     };
     let done = std::sync::atomic::AtomicBool::new(false);
     let report = std::thread::scope(|scope| {
-        let reporter =
-            scope.spawn(|| report_progress(&progress, &done, import_id, &ctx.metrics, events));
+        let reporter = scope.spawn(|| report_progress(&progress, &done, import_id, &ctx.metrics, events));
         let report = run_copy(
             chunks,
             &settings,
@@ -470,14 +429,7 @@ fn copy_all(
             return Err(Stop::Cancelled);
         }
         let copied = copied_rows(store, chunks, index as u32);
-        let verified = verify_table(
-            source,
-            target,
-            table,
-            job.options.verify,
-            snapshot.consistency,
-            copied,
-        )?;
+        let verified = verify_table(source, target, table, job.options.verify, snapshot.consistency, copied)?;
         result.tables.push(outcome::TableOutcome {
             database: table.target_database.clone(),
             table: table.schema.name.clone(),
@@ -534,10 +486,7 @@ fn plan_chunks(
             bytes: table.schema.estimated_bytes,
             key: table.schema.key.clone(),
         };
-        let splitter = SessionSplitter {
-            session: source,
-            table,
-        };
+        let splitter = SessionSplitter { session: source, table };
         let name = format!("{}.{}", table.source_database, table.schema.name);
         let split = consistency == Consistency::Global;
         let planned = plan_table(
@@ -648,11 +597,7 @@ fn verify_table(
     // Under per-table consistency the source may have moved on since it was
     // read, so only what was copied can be compared with the target.
     if consistency == Consistency::Global || mode == VerifyMode::Checksum {
-        let on_source = digest(
-            source,
-            &table.source_database,
-            consistency == Consistency::Global,
-        )?;
+        let on_source = digest(source, &table.source_database, consistency == Consistency::Global)?;
         if consistency == Consistency::Global && on_source.rows != on_target.rows {
             return Err(Stop::Failed(
                 ErrorCode::InternalError,
@@ -723,10 +668,7 @@ pub fn context(config: Config, metrics: Metrics) -> Result<ImportContext, Reject
     let engines = Engines::load(&config.daemon.plugin_dir, &metrics)
         .map_err(|e| Rejection::new(ErrorCode::InternalError, e.to_string()))?;
     let instances = InstanceRegistry::new(
-        config
-            .instances
-            .iter()
-            .map(|i| (i.id.as_str(), i.engine.as_str())),
+        config.instances.iter().map(|i| (i.id.as_str(), i.engine.as_str())),
         metrics.clone(),
         &config.daemon.state_dir,
     );

@@ -5,9 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use dbferry_plugin_abi::protocol::{
-    DatabaseSchema, ExistingTables, ObjectKind, ServerInfo, SessionConfig,
-};
+use dbferry_plugin_abi::protocol::{DatabaseSchema, ExistingTables, ObjectKind, ServerInfo, SessionConfig};
 use dbferry_plugin_host::{Plugin, Session};
 
 use crate::codes::{ErrorCode, Rejection};
@@ -38,15 +36,12 @@ pub fn resolve<'a>(config: &'a Config, job: &Job) -> Result<Resolved<'a>, Reject
     }
     // An instance of another owner must look exactly like a missing one.
     let find = |id: &str| {
-        config
-            .instance(id)
-            .filter(|i| i.owner == job.owner)
-            .ok_or_else(|| {
-                Rejection::new(
-                    ErrorCode::InstanceNotFound,
-                    format!("The specified instance {id} is not found."),
-                )
-            })
+        config.instance(id).filter(|i| i.owner == job.owner).ok_or_else(|| {
+            Rejection::new(
+                ErrorCode::InstanceNotFound,
+                format!("The specified instance {id} is not found."),
+            )
+        })
     };
     let source = find(&job.source_id)?;
     let target = find(&job.target_id)?;
@@ -90,11 +85,7 @@ pub struct Checked {
 }
 
 /// Opens a session for `instance` (rule 5: reachable).
-pub fn connect(
-    plugin: &Plugin,
-    instance: &Instance,
-    connections: u32,
-) -> Result<Session, Rejection> {
+pub fn connect(plugin: &Plugin, instance: &Instance, connections: u32) -> Result<Session, Rejection> {
     let password = instance
         .password
         .read()
@@ -115,10 +106,7 @@ pub fn connect(
     plugin.connect(&config).map_err(|e| {
         Rejection::new(
             ErrorCode::IncorrectInstanceState,
-            format!(
-                "instance {} is not Running: it cannot be reached: {e}",
-                instance.id
-            ),
+            format!("instance {} is not Running: it cannot be reached: {e}", instance.id),
         )
     })
 }
@@ -127,25 +115,16 @@ fn probe(session: &Session, instance: &Instance) -> Result<ServerInfo, Rejection
     session.probe().map_err(|e| {
         Rejection::new(
             ErrorCode::IncorrectInstanceState,
-            format!(
-                "instance {} is not Running: probing it failed: {e}",
-                instance.id
-            ),
+            format!("instance {} is not Running: probing it failed: {e}", instance.id),
         )
     })
 }
 
 /// SQL Server 2017 (version 14) Cluster Edition, from the server or the config (rule 4).
 fn is_sql_server_2017_cluster(info: &ServerInfo, instance: &Instance) -> bool {
-    let edition = info
-        .edition
-        .as_deref()
-        .or(instance.edition.as_deref())
-        .unwrap_or("");
+    let edition = info.edition.as_deref().or(instance.edition.as_deref()).unwrap_or("");
     let major = info.version.split('.').next().unwrap_or("");
-    instance.engine == "sqlserver"
-        && major == "14"
-        && edition.to_ascii_lowercase().contains("cluster")
+    instance.engine == "sqlserver" && major == "14" && edition.to_ascii_lowercase().contains("cluster")
 }
 
 /// Rules 4, 5 (reachable), 6, 8, 9 and target conflicts. A resumed import
@@ -163,14 +142,14 @@ pub fn check_servers(
     let source_info = probe(&source, resolved.source)?;
     let target_info = probe(&target, resolved.target)?;
 
-    for (info, instance) in [
-        (&source_info, resolved.source),
-        (&target_info, resolved.target),
-    ] {
+    for (info, instance) in [(&source_info, resolved.source), (&target_info, resolved.target)] {
         if is_sql_server_2017_cluster(info, instance) {
             return Err(Rejection::new(
                 ErrorCode::IncorrectInstanceType,
-                format!("instance {} runs SQL Server 2017 Cluster Edition, which imports do not support", instance.id),
+                format!(
+                    "instance {} runs SQL Server 2017 Cluster Edition, which imports do not support",
+                    instance.id
+                ),
             ));
         }
     }
@@ -183,19 +162,13 @@ pub fn check_servers(
             Some(_) => {
                 return Err(Rejection::new(
                     ErrorCode::DbNameNotFound,
-                    format!(
-                        "database {src} on the source {} is not online",
-                        resolved.source.id
-                    ),
+                    format!("database {src} on the source {} is not online", resolved.source.id),
                 ))
             }
             None => {
                 return Err(Rejection::new(
                     ErrorCode::DbNameNotFound,
-                    format!(
-                        "database {src} does not exist on the source {}",
-                        resolved.source.id
-                    ),
+                    format!("database {src} does not exist on the source {}", resolved.source.id),
                 ))
             }
         }
@@ -250,10 +223,7 @@ pub fn check_servers(
     if let Some(blocker) = target_info.write_blockers.first() {
         return Err(Rejection::new(
             ErrorCode::IncorrectInstanceState,
-            format!(
-                "the target {} cannot accept imports: {blocker}",
-                resolved.target.id
-            ),
+            format!("the target {} cannot accept imports: {blocker}", resolved.target.id),
         ));
     }
 
@@ -272,16 +242,8 @@ pub fn check_servers(
             .find(|d| d.name == name)
             .map_or(0, |d| d.size_bytes)
     };
-    let incoming: u64 = resolved
-        .mapping
-        .iter()
-        .map(|(s, _)| size(&source_info, s))
-        .sum();
-    let replaced: u64 = resolved
-        .mapping
-        .iter()
-        .map(|(_, d)| size(&target_info, d))
-        .sum();
+    let incoming: u64 = resolved.mapping.iter().map(|(s, _)| size(&source_info, s)).sum();
+    let replaced: u64 = resolved.mapping.iter().map(|(_, d)| size(&target_info, d)).sum();
     let needed = i128::from(target_info.used_bytes) - i128::from(replaced) + i128::from(incoming);
     let capacity = i128::from(resolved.target.storage_bytes());
     if capacity <= needed {

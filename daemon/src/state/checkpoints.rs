@@ -28,11 +28,7 @@ impl<'a> StoredImport<'a> {
 
     /// Whether any chunk was committed (the import resumes).
     pub fn any(&self) -> bool {
-        !self
-            .committed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_empty()
+        !self.committed.lock().unwrap_or_else(PoisonError::into_inner).is_empty()
     }
 }
 
@@ -59,14 +55,10 @@ impl CheckpointStore for StoredImport<'_> {
 
 impl crate::import::ImportStore for StoredImport<'_> {
     fn load_plan(&self) -> Result<Option<crate::import::StoredPlan>, String> {
-        self.store
-            .load_plan(self.import_id)
-            .map_err(|e| e.to_string())
+        self.store.load_plan(self.import_id).map_err(|e| e.to_string())
     }
 
     fn save_plan(&self, plan: &crate::import::StoredPlan) -> Result<(), String> {
-        self.store
-            .save_plan(self.import_id, plan)
-            .map_err(|e| e.to_string())
+        self.store.save_plan(self.import_id, plan).map_err(|e| e.to_string())
     }
 }

@@ -130,12 +130,9 @@ impl Store {
             source,
         };
         let conn = Connection::open(&path).map_err(sqlite)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(sqlite)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sqlite)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(sqlite)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(sqlite)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(sqlite)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(sqlite)?;
         schema::migrate(&conn).map_err(sqlite)?;
         Ok(Self {
             path,
@@ -158,20 +155,22 @@ impl Store {
             c.execute(
                 "INSERT INTO imports (request_id, source_id, target_id, owner, origin, job, status, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'Pending', ?7)",
-                params![new.request_id, new.source_id, new.target_id, new.owner, new.origin, new.job, now()],
+                params![
+                    new.request_id,
+                    new.source_id,
+                    new.target_id,
+                    new.owner,
+                    new.origin,
+                    new.job,
+                    now()
+                ],
             )?;
             Ok(c.last_insert_rowid() as u64)
         })
     }
 
     /// Sets an import's status (and progress so far).
-    pub fn set_status(
-        &self,
-        id: u64,
-        status: &str,
-        rows: u64,
-        bytes: u64,
-    ) -> Result<(), StoreError> {
+    pub fn set_status(&self, id: u64, status: &str, rows: u64, bytes: u64) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "UPDATE imports SET status = ?2, rows = ?3, bytes = ?4 WHERE id = ?1",
@@ -209,25 +208,17 @@ impl Store {
             message: e.to_string(),
         })?;
         self.with(|c| {
-            c.execute(
-                "UPDATE imports SET plan = ?2 WHERE id = ?1",
-                params![id as i64, json],
-            )
-            .map(|_| ())
+            c.execute("UPDATE imports SET plan = ?2 WHERE id = ?1", params![id as i64, json])
+                .map(|_| ())
         })
     }
 
     /// The stored plan, if one was saved.
-    pub fn load_plan<T: for<'de> Deserialize<'de>>(
-        &self,
-        id: u64,
-    ) -> Result<Option<T>, StoreError> {
+    pub fn load_plan<T: for<'de> Deserialize<'de>>(&self, id: u64) -> Result<Option<T>, StoreError> {
         let json: Option<String> = self.with(|c| {
-            c.query_row(
-                "SELECT plan FROM imports WHERE id = ?1",
-                params![id as i64],
-                |r| r.get(0),
-            )
+            c.query_row("SELECT plan FROM imports WHERE id = ?1", params![id as i64], |r| {
+                r.get(0)
+            })
             .optional()
             .map(Option::flatten)
         })?;
@@ -242,12 +233,7 @@ impl Store {
     }
 
     /// Records a committed chunk. Idempotent.
-    pub fn record_chunk(
-        &self,
-        id: u64,
-        chunk: ChunkId,
-        stats: ChunkStats,
-    ) -> Result<(), StoreError> {
+    pub fn record_chunk(&self, id: u64, chunk: ChunkId, stats: ChunkStats) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "INSERT OR REPLACE INTO chunks (import_id, table_index, ordinal, rows, bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -260,9 +246,7 @@ impl Store {
     /// Every committed chunk of an import.
     pub fn committed_chunks(&self, id: u64) -> Result<Vec<(ChunkId, ChunkStats)>, StoreError> {
         self.with(|c| {
-            let mut stmt = c.prepare(
-                "SELECT table_index, ordinal, rows, bytes FROM chunks WHERE import_id = ?1",
-            )?;
+            let mut stmt = c.prepare("SELECT table_index, ordinal, rows, bytes FROM chunks WHERE import_id = ?1")?;
             let rows = stmt.query_map(params![id as i64], |r| {
                 Ok((
                     ChunkId {
@@ -305,10 +289,7 @@ impl Store {
     /// One import.
     pub fn import(&self, id: u64) -> Result<Option<ImportRecord>, StoreError> {
         let sql = format!("SELECT {} FROM imports WHERE id = ?1", Self::COLUMNS);
-        self.with(|c| {
-            c.query_row(&sql, params![id as i64], Self::read_import)
-                .optional()
-        })
+        self.with(|c| c.query_row(&sql, params![id as i64], Self::read_import).optional())
     }
 
     /// Imports, newest first; `unfinished_only` keeps `Pending` and `Running` ones.
@@ -318,10 +299,7 @@ impl Store {
         } else {
             ""
         };
-        let sql = format!(
-            "SELECT {} FROM imports {filter} ORDER BY id DESC",
-            Self::COLUMNS
-        );
+        let sql = format!("SELECT {} FROM imports {filter} ORDER BY id DESC", Self::COLUMNS);
         self.with(|c| {
             let mut stmt = c.prepare(&sql)?;
             let rows = stmt.query_map([], Self::read_import)?;
@@ -342,12 +320,7 @@ impl Store {
     }
 
     /// Remembers a job file so the same name and content is never imported twice.
-    pub fn mark_job_seen(
-        &self,
-        fingerprint: &str,
-        file: &str,
-        import_id: u64,
-    ) -> Result<(), StoreError> {
+    pub fn mark_job_seen(&self, fingerprint: &str, file: &str, import_id: u64) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "INSERT OR IGNORE INTO seen_jobs (fingerprint, file, import_id, seen_at) VALUES (?1, ?2, ?3, ?4)",
@@ -394,45 +367,19 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
         let id = new_import(&store);
-        let chunk = ChunkId {
-            table: 2,
-            ordinal: 7,
-        };
+        let chunk = ChunkId { table: 2, ordinal: 7 };
         store
-            .record_chunk(
-                id,
-                chunk,
-                ChunkStats {
-                    rows: 10,
-                    bytes: 99,
-                },
-            )
+            .record_chunk(id, chunk, ChunkStats { rows: 10, bytes: 99 })
             .expect("record");
         store
-            .record_chunk(
-                id,
-                chunk,
-                ChunkStats {
-                    rows: 10,
-                    bytes: 99,
-                },
-            )
+            .record_chunk(id, chunk, ChunkStats { rows: 10, bytes: 99 })
             .expect("again is harmless");
         assert_eq!(
             store.committed_chunks(id).expect("chunks"),
-            vec![(
-                chunk,
-                ChunkStats {
-                    rows: 10,
-                    bytes: 99
-                }
-            )]
+            vec![(chunk, ChunkStats { rows: 10, bytes: 99 })]
         );
         store.save_plan(id, &vec![1, 2, 3]).expect("plan");
-        assert_eq!(
-            store.load_plan::<Vec<i32>>(id).expect("load"),
-            Some(vec![1, 2, 3])
-        );
+        assert_eq!(store.load_plan::<Vec<i32>>(id).expect("load"), Some(vec![1, 2, 3]));
         assert_eq!(store.imports(true).expect("list").len(), 1);
         let mut result = ImportResult::new(id, "R".into());
         result.status = crate::import::ImportStatus::Success;

@@ -149,41 +149,25 @@ pub struct PluginApi {
     /// Plugin version (static, UTF-8).
     pub version: FfiStr,
     /// Connects to an instance. `config` is a JSON `protocol::SessionConfig`.
-    pub session_open:
-        unsafe extern "C" fn(config: FfiStr, out: *mut Handle, err: *mut FfiBuffer) -> i32,
+    pub session_open: unsafe extern "C" fn(config: FfiStr, out: *mut Handle, err: *mut FfiBuffer) -> i32,
     /// A control request: `request` is a JSON `protocol::Request`; on success
     /// `out` holds the JSON response.
-    pub session_call:
-        unsafe extern "C" fn(session: Handle, request: FfiStr, out: *mut FfiBuffer) -> i32,
+    pub session_call: unsafe extern "C" fn(session: Handle, request: FfiStr, out: *mut FfiBuffer) -> i32,
     /// Closes a session. Its readers and writers must be closed first.
     pub session_close: unsafe extern "C" fn(session: Handle),
     /// Starts reading a chunk: `request` is a JSON `protocol::ReadRequest`.
-    pub reader_open: unsafe extern "C" fn(
-        session: Handle,
-        request: FfiStr,
-        out: *mut Handle,
-        err: *mut FfiBuffer,
-    ) -> i32,
+    pub reader_open:
+        unsafe extern "C" fn(session: Handle, request: FfiStr, out: *mut Handle, err: *mut FfiBuffer) -> i32,
     /// Next batch: `STATUS_OK` with a (possibly empty, meaning "not yet")
     /// batch and its row count, or `STATUS_END`.
-    pub reader_next:
-        unsafe extern "C" fn(reader: Handle, out: *mut FfiBuffer, rows: *mut u64) -> i32,
+    pub reader_next: unsafe extern "C" fn(reader: Handle, out: *mut FfiBuffer, rows: *mut u64) -> i32,
     /// Stops and frees a reader.
     pub reader_close: unsafe extern "C" fn(reader: Handle),
     /// Starts writing a chunk in one transaction: JSON `protocol::WriteRequest`.
-    pub writer_open: unsafe extern "C" fn(
-        session: Handle,
-        request: FfiStr,
-        out: *mut Handle,
-        err: *mut FfiBuffer,
-    ) -> i32,
+    pub writer_open:
+        unsafe extern "C" fn(session: Handle, request: FfiStr, out: *mut Handle, err: *mut FfiBuffer) -> i32,
     /// Appends a batch. Takes ownership of `batch` whatever the outcome.
-    pub writer_write: unsafe extern "C" fn(
-        writer: Handle,
-        batch: FfiBuffer,
-        rows: u64,
-        err: *mut FfiBuffer,
-    ) -> i32,
+    pub writer_write: unsafe extern "C" fn(writer: Handle, batch: FfiBuffer, rows: u64, err: *mut FfiBuffer) -> i32,
     /// Commits and frees the writer; `out` holds a JSON `protocol::WriteSummary`.
     pub writer_commit: unsafe extern "C" fn(writer: Handle, out: *mut FfiBuffer) -> i32,
     /// Rolls back and frees the writer.

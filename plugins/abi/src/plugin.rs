@@ -17,9 +17,9 @@ use serde::Serialize;
 use crate::buffer::{write_out, ForeignBuffer};
 use crate::ffi::{self, FfiBuffer, FfiStr, Handle, HostApi, PluginApi};
 use crate::protocol::{
-    DatabaseSchema, Digest, DigestRequest, ErrorKind, FinishRequest, KeyTuple, PluginError,
-    PrepareRequest, ReadRequest, Request, SchemaOutcome, ServerInfo, SessionConfig, SnapshotInfo,
-    SplitRequest, WriteRequest, WriteSummary,
+    DatabaseSchema, Digest, DigestRequest, ErrorKind, FinishRequest, KeyTuple, PluginError, PrepareRequest,
+    ReadRequest, Request, SchemaOutcome, ServerInfo, SessionConfig, SnapshotInfo, SplitRequest, WriteRequest,
+    WriteSummary,
 };
 
 /// An engine: knows how to connect.
@@ -117,9 +117,7 @@ macro_rules! export_plugin {
         ) -> *const $crate::ffi::PluginApi {
             static API: $crate::plugin::ApiCell = $crate::plugin::ApiCell::new();
             // SAFETY: forwarded contract.
-            unsafe {
-                $crate::plugin::entry::<$engine>(&API, host, $name, env!("CARGO_PKG_VERSION"))
-            }
+            unsafe { $crate::plugin::entry::<$engine>(&API, host, $name, env!("CARGO_PKG_VERSION")) }
         }
     };
 }
@@ -217,8 +215,7 @@ fn put_handle<T>(out: *mut Handle, value: T) -> i32 {
 /// `handle` must come from `put_handle::<T>` and still be live.
 unsafe fn borrow<'a, T>(handle: Handle) -> Result<&'a mut T, PluginError> {
     // SAFETY: forwarded contract.
-    unsafe { handle.cast::<T>().as_mut() }
-        .ok_or_else(|| PluginError::new(ErrorKind::InvalidRequest, "null handle"))
+    unsafe { handle.cast::<T>().as_mut() }.ok_or_else(|| PluginError::new(ErrorKind::InvalidRequest, "null handle"))
 }
 
 /// # Safety
@@ -231,11 +228,7 @@ unsafe fn take<T>(handle: Handle) -> Option<T> {
     Some(*unsafe { Box::from_raw(handle.cast::<T>()) })
 }
 
-unsafe extern "C" fn session_open<E: Engine>(
-    config: FfiStr,
-    out: *mut Handle,
-    err: *mut FfiBuffer,
-) -> i32 {
+unsafe extern "C" fn session_open<E: Engine>(config: FfiStr, out: *mut Handle, err: *mut FfiBuffer) -> i32 {
     guarded(err, || {
         let config: SessionConfig = decode(config)?;
         let session = E::connect(config)?;
@@ -243,19 +236,13 @@ unsafe extern "C" fn session_open<E: Engine>(
     })
 }
 
-unsafe extern "C" fn session_call<E: Engine>(
-    session: Handle,
-    request: FfiStr,
-    out: *mut FfiBuffer,
-) -> i32 {
+unsafe extern "C" fn session_call<E: Engine>(session: Handle, request: FfiStr, out: *mut FfiBuffer) -> i32 {
     guarded(out, || {
         // SAFETY: the host passes a live session handle.
         let session: &SessionOf<E> = unsafe { borrow(session) }?;
         let response = match decode::<Request>(request)? {
             Request::Probe => encode(&session.probe()?)?,
-            Request::DescribeDatabase { database } => {
-                encode(&session.describe_database(&database)?)?
-            }
+            Request::DescribeDatabase { database } => encode(&session.describe_database(&database)?)?,
             Request::SplitPoints(r) => encode(&session.split_points(r)?)?,
             Request::BeginSnapshot { readers } => encode(&session.begin_snapshot(readers)?)?,
             Request::EndSnapshot => encode(&session.end_snapshot()?)?,
@@ -288,11 +275,7 @@ unsafe extern "C" fn reader_open<E: Engine>(
     })
 }
 
-unsafe extern "C" fn reader_next<E: Engine>(
-    reader: Handle,
-    out: *mut FfiBuffer,
-    rows: *mut u64,
-) -> i32 {
+unsafe extern "C" fn reader_next<E: Engine>(reader: Handle, out: *mut FfiBuffer, rows: *mut u64) -> i32 {
     guarded(out, || {
         // SAFETY: live reader handle.
         let reader: &mut ReaderOf<E> = unsafe { borrow(reader) }?;
@@ -329,12 +312,7 @@ unsafe extern "C" fn writer_open<E: Engine>(
     })
 }
 
-unsafe extern "C" fn writer_write<E: Engine>(
-    writer: Handle,
-    batch: FfiBuffer,
-    rows: u64,
-    err: *mut FfiBuffer,
-) -> i32 {
+unsafe extern "C" fn writer_write<E: Engine>(writer: Handle, batch: FfiBuffer, rows: u64, err: *mut FfiBuffer) -> i32 {
     // SAFETY: the ABI hands us ownership of `batch`, released by its allocator.
     let batch = unsafe { ForeignBuffer::from_raw(batch) }.into_bytes();
     guarded(err, || {
@@ -421,11 +399,7 @@ pub mod logging {
             // SAFETY: the host's callback is valid for the plugin's life and
             // only borrows the strings for the call.
             unsafe {
-                (self.0.log)(
-                    code,
-                    FfiStr::new(target.as_bytes()),
-                    FfiStr::new(text.0.as_bytes()),
-                );
+                (self.0.log)(code, FfiStr::new(target.as_bytes()), FfiStr::new(text.0.as_bytes()));
             }
         }
     }

@@ -75,7 +75,6 @@ impl HostError {
 
     /// Whether the plugin panicked (the panic was caught at the boundary).
     pub fn is_panic(&self) -> bool {
-        self.plugin_error()
-            .is_some_and(|e| e.kind == ErrorKind::Panic)
+        self.plugin_error().is_some_and(|e| e.kind == ErrorKind::Panic)
     }
 }

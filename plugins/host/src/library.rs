@@ -80,11 +80,10 @@ impl Plugin {
         let file = file.to_path_buf();
         // SAFETY: loading runs the library's initialisers; plugin files are
         // trusted code installed by the operator, like the binary itself.
-        let library =
-            unsafe { libloading::Library::new(&file) }.map_err(|source| HostError::Load {
-                file: file.clone(),
-                source,
-            })?;
+        let library = unsafe { libloading::Library::new(&file) }.map_err(|source| HostError::Load {
+            file: file.clone(),
+            source,
+        })?;
         let missing = |symbol: &[u8]| HostError::NotAPlugin {
             file: file.clone(),
             symbol: String::from_utf8_lossy(&symbol[..symbol.len() - 1]).into_owned(),

@@ -9,9 +9,9 @@ use dbferry_copy_core::pipeline::{BatchReader, BatchWriter, ReadOutcome};
 use dbferry_plugin_abi::buffer::{export_bytes, ForeignBuffer};
 use dbferry_plugin_abi::ffi::{self, FfiBuffer, FfiStr, Handle};
 use dbferry_plugin_abi::protocol::{
-    DatabaseSchema, Digest, DigestRequest, ErrorKind, FinishRequest, KeyTuple, PluginError,
-    PrepareRequest, ReadRequest, Request, SchemaOutcome, ServerInfo, SessionConfig, SnapshotInfo,
-    SplitRequest, WriteRequest, WriteSummary,
+    DatabaseSchema, Digest, DigestRequest, ErrorKind, FinishRequest, KeyTuple, PluginError, PrepareRequest,
+    ReadRequest, Request, SchemaOutcome, ServerInfo, SessionConfig, SnapshotInfo, SplitRequest, WriteRequest,
+    WriteSummary,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -97,8 +97,7 @@ impl Plugin {
         let mut handle: Handle = std::ptr::null_mut();
         let mut err = FfiBuffer::empty();
         // SAFETY: valid borrowed request and out-parameters.
-        let status =
-            unsafe { (self.inner.api.session_open)(FfiStr::new(&json), &mut handle, &mut err) };
+        let status = unsafe { (self.inner.api.session_open)(FfiStr::new(&json), &mut handle, &mut err) };
         // SAFETY: the plugin wrote an owned buffer (or left it empty).
         check(engine, status, unsafe { ForeignBuffer::from_raw(err) })?;
         if handle.is_null() {
@@ -125,17 +124,10 @@ impl Session {
         let json = to_json(self.engine(), request)?;
         let mut out = FfiBuffer::empty();
         // SAFETY: live handle, valid borrowed request and out-parameter.
-        let status = unsafe {
-            (self.inner.plugin.inner.api.session_call)(
-                self.inner.handle,
-                FfiStr::new(&json),
-                &mut out,
-            )
-        };
+        let status =
+            unsafe { (self.inner.plugin.inner.api.session_call)(self.inner.handle, FfiStr::new(&json), &mut out) };
         // SAFETY: the plugin wrote an owned buffer (or left it empty).
-        let bytes = check(self.engine(), status, unsafe {
-            ForeignBuffer::from_raw(out)
-        })?;
+        let bytes = check(self.engine(), status, unsafe { ForeignBuffer::from_raw(out) })?;
         parse(self.engine(), &bytes)
     }
 
@@ -192,9 +184,7 @@ impl Session {
         // SAFETY: live session, valid borrowed request and out-parameters.
         let status = unsafe { open(self.inner.handle, FfiStr::new(&json), &mut handle, &mut err) };
         // SAFETY: the plugin wrote an owned buffer (or left it empty).
-        check(self.engine(), status, unsafe {
-            ForeignBuffer::from_raw(err)
-        })?;
+        check(self.engine(), status, unsafe { ForeignBuffer::from_raw(err) })?;
         if handle.is_null() {
             return Err(HostError::Protocol {
                 engine: self.engine().to_string(),
@@ -291,9 +281,8 @@ impl Writer {
         let len = data.len() as u64;
         let mut err = FfiBuffer::empty();
         // SAFETY: live handle; ownership of the buffer passes to the plugin.
-        let status = unsafe {
-            (self.session.plugin.inner.api.writer_write)(handle, export_bytes(data), rows, &mut err)
-        };
+        let status =
+            unsafe { (self.session.plugin.inner.api.writer_write)(handle, export_bytes(data), rows, &mut err) };
         // SAFETY: the plugin wrote an owned buffer (or left it empty).
         check(&self.session.plugin.info().engine, status, unsafe {
             ForeignBuffer::from_raw(err)
