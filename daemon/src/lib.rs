@@ -19,6 +19,7 @@ pub mod import;
 pub mod instances;
 pub mod job;
 pub mod metrics;
+pub mod service;
 pub mod state;
 
 /// Logs go to stderr, filtered by `DBFERRY_LOG` (or `RUST_LOG`), `default`

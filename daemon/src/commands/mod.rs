@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod plugins;
+pub mod remote;
 pub mod render;
 pub mod run;
 pub mod validate;
@@ -15,9 +16,12 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Validate { config, jobs } => validate::validate(&config.config, &jobs),
         Command::Plugins { config } => plugins::plugins(&config.config),
         Command::Demo { rows } => demo::demo(rows),
-        Command::Daemon { .. } | Command::Status { .. } | Command::Cancel { .. } => {
-            eprintln!("error: this command needs the daemon, which this build does not include yet");
-            1
-        }
+        Command::Daemon { config } => crate::service::main(&config.config),
+        Command::Status {
+            endpoint,
+            json,
+            import_id,
+        } => remote::status(&endpoint, import_id, json),
+        Command::Cancel { endpoint, import_id } => remote::cancel(&endpoint, import_id),
     }
 }

@@ -111,6 +111,7 @@ pub fn run(config_path: &Path, job_path: &Path, json: bool) -> i32 {
         owner: &job.owner,
         origin: &origin,
         job: &job_text,
+        fingerprint: None,
     });
     let import_id = match created {
         Ok(id) => id,

@@ -39,6 +39,8 @@ pub struct DaemonSettings {
     pub state_dir: PathBuf,
     /// Engine plugins (`*.so`).
     pub plugin_dir: PathBuf,
+    /// Copy lanes shared by all concurrent imports (the global worker budget).
+    pub workers: u32,
 }
 
 /// Instance categories (rule 3 accepts the dedicated ones only).
@@ -213,6 +215,7 @@ fn daemon_settings(
         jobs_dir: PathBuf::from("/etc/dbferry/jobs.d"),
         state_dir: PathBuf::from("/var/lib/dbferry"),
         plugin_dir: default_plugin_dir(),
+        workers: 8,
     };
     let Some((table, span)) = table else {
         return settings;
@@ -240,6 +243,9 @@ fn daemon_settings(
     }
     if let Some(dir) = f.non_empty("plugin_dir", false) {
         settings.plugin_dir = relative(dir.value);
+    }
+    if let Some(n) = f.integer("workers", false, 1..1025) {
+        settings.workers = n.value as u32;
     }
     f.finish();
     settings

@@ -679,3 +679,17 @@ pub fn context(config: Config, metrics: Metrics) -> Result<ImportContext, Reject
         metrics,
     })
 }
+
+/// A context for a reloaded config that keeps the running process's
+/// plugins, metrics and instance states (new instances start `Running`).
+pub fn reload_context(old: &ImportContext, config: Config) -> ImportContext {
+    for instance in &config.instances {
+        old.instances.add(&instance.id, &instance.engine);
+    }
+    ImportContext {
+        config,
+        engines: old.engines.clone(),
+        instances: old.instances.clone(),
+        metrics: old.metrics.clone(),
+    }
+}

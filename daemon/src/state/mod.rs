@@ -103,6 +103,9 @@ pub struct NewImport<'a> {
     pub origin: &'a str,
     /// The job as TOML text.
     pub job: &'a str,
+    /// For a job file: its fingerprint, remembered in the same transaction
+    /// so a crash can never import the same file twice.
+    pub fingerprint: Option<&'a str>,
 }
 
 /// The durable store.
@@ -318,17 +321,6 @@ impl Store {
             .optional()
         })
     }
-
-    /// Remembers a job file so the same name and content is never imported twice.
-    pub fn mark_job_seen(&self, fingerprint: &str, file: &str, import_id: u64) -> Result<(), StoreError> {
-        self.with(|c| {
-            c.execute(
-                "INSERT OR IGNORE INTO seen_jobs (fingerprint, file, import_id, seen_at) VALUES (?1, ?2, ?3, ?4)",
-                params![fingerprint, file, import_id as i64, now()],
-            )
-            .map(|_| ())
-        })
-    }
 }
 
 #[cfg(test)]
@@ -344,6 +336,7 @@ mod tests {
                 owner: "o",
                 origin: "run",
                 job: "",
+                fingerprint: None,
             })
             .expect("create")
     }
@@ -389,7 +382,17 @@ mod tests {
         let record = store.import(id).expect("get").expect("exists");
         assert_eq!((record.status.as_str(), record.rows), ("Success", 10));
         assert!(store.job_seen("fp").expect("seen").is_none());
-        store.mark_job_seen("fp", "a.toml", id).expect("mark");
-        assert_eq!(store.job_seen("fp").expect("seen"), Some(id));
+        let file = store
+            .create_import(&NewImport {
+                request_id: "R2",
+                source_id: "s",
+                target_id: "t",
+                owner: "o",
+                origin: "a.toml",
+                job: "",
+                fingerprint: Some("fp"),
+            })
+            .expect("create");
+        assert_eq!(store.job_seen("fp").expect("seen"), Some(file));
     }
 }

@@ -1,0 +1,182 @@
+//! The drop-in directory: every new `*.toml` in `jobs_dir` becomes an import.
+//!
+//! inotify (through `notify`) reacts at once; a rescan every
+//! [`RESCAN`] catches what inotify misses (network filesystems, overflows).
+//! A file is taken only once its size and mtime stopped changing for a whole
+//! [`SETTLE`], so a job still being written is never read half-way. The
+//! same name and content is imported once, ever: the store remembers a
+//! fingerprint in the transaction that creates the import.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use notify::Watcher;
+use sha2::{Digest, Sha256};
+use tokio::sync::{broadcast, mpsc};
+
+use super::executor::Executor;
+use crate::codes::{ErrorCode, Rejection};
+use crate::diag::Source;
+use crate::job::Job;
+
+/// How often the directory is rescanned without an inotify event.
+pub const RESCAN: Duration = Duration::from_secs(2);
+/// How long a file must stay unchanged before it is read.
+pub const SETTLE: Duration = Duration::from_secs(1);
+/// Job files larger than this are refused unread.
+pub const MAX_JOB_BYTES: u64 = 1 << 20;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    len: u64,
+    modified: SystemTime,
+}
+
+/// Watches `dir` until `shutdown` fires.
+pub async fn watch(dir: PathBuf, executor: Executor, mut shutdown: broadcast::Receiver<()>) {
+    let (tx, mut rx) = mpsc::channel::<()>(1);
+    let watcher = notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
+        let _ = tx.try_send(());
+    })
+    .and_then(|mut w| w.watch(&dir, notify::RecursiveMode::NonRecursive).map(|()| w));
+    let _watcher = match watcher {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "inotify unavailable; relying on periodic rescans");
+            None
+        }
+    };
+    let mut pending: HashMap<PathBuf, Seen> = HashMap::new();
+    let mut tick = tokio::time::interval(RESCAN.min(SETTLE));
+    loop {
+        tokio::select! {
+            _ = shutdown.recv() => return,
+            _ = rx.recv() => {}
+            _ = tick.tick() => {}
+        }
+        let (d, ex, p) = (dir.clone(), executor.clone(), std::mem::take(&mut pending));
+        match tokio::task::spawn_blocking(move || scan(&d, &ex, p)).await {
+            Ok(next) => pending = next,
+            Err(e) => tracing::error!(error = %e, "job scan failed"),
+        }
+    }
+}
+
+/// One pass over the directory; returns the files still settling.
+fn scan(dir: &Path, executor: &Executor, mut pending: HashMap<PathBuf, Seen>) -> HashMap<PathBuf, Seen> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot read jobs_dir");
+            return pending;
+        }
+    };
+    let mut still = HashMap::new();
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || !name.ends_with(".toml") {
+            continue;
+        }
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        let seen = Seen {
+            len: meta.len(),
+            modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        };
+        let settled = pending.remove(&path) == Some(seen) && seen.modified.elapsed().unwrap_or_default() >= SETTLE;
+        if settled {
+            take(dir, &path, seen, executor);
+        } else {
+            still.insert(path, seen);
+        }
+    }
+    still
+}
+
+fn fingerprint(name: &str, content: &[u8]) -> String {
+    let mut hash = Sha256::new();
+    hash.update(name.as_bytes());
+    hash.update([0]);
+    hash.update(content);
+    hex::encode(hash.finalize())
+}
+
+/// Reads one settled file and hands it to the executor (or records why not).
+fn take(dir: &Path, path: &Path, seen: Seen, executor: &Executor) {
+    let origin = path.display().to_string();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let refuse = |fingerprint: &str, message: String| {
+        if matches!(executor.store().job_seen(fingerprint), Ok(Some(_))) {
+            return;
+        }
+        tracing::error!(file = %origin, %message, "job file refused");
+        let rejection = Rejection::new(ErrorCode::InvalidParameter, format!("{origin}: {message}"));
+        if let Err(e) = executor.record_rejected(&origin, "", Some(fingerprint), &rejection) {
+            tracing::error!(file = %origin, error = %e, "cannot record a refused job file");
+        }
+    };
+    let meta_print = fingerprint(&name, format!("{}:{:?}", seen.len, seen.modified).as_bytes());
+
+    if let Ok(link) = std::fs::symlink_metadata(path) {
+        if link.file_type().is_symlink() {
+            let inside = std::fs::canonicalize(path)
+                .ok()
+                .zip(std::fs::canonicalize(dir).ok())
+                .is_some_and(|(target, dir)| target.starts_with(dir));
+            if !inside {
+                return refuse(
+                    &meta_print,
+                    "a symbolic link that leads out of jobs_dir; refused".into(),
+                );
+            }
+        }
+    }
+    if seen.len > MAX_JOB_BYTES {
+        return refuse(
+            &meta_print,
+            format!("{} bytes; job files are at most {MAX_JOB_BYTES} bytes", seen.len),
+        );
+    }
+    let mut content = Vec::new();
+    let read = std::fs::File::open(path).and_then(|f| f.take(MAX_JOB_BYTES + 1).read_to_end(&mut content));
+    if let Err(e) = read {
+        tracing::warn!(file = %origin, error = %e, "cannot read job file; will retry");
+        return;
+    }
+    let print = fingerprint(&name, &content);
+    match executor.store().job_seen(&print) {
+        Ok(Some(_)) => return,
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "state store unavailable; job file left for the next scan");
+            return;
+        }
+    }
+    let Ok(text) = String::from_utf8(content) else {
+        return refuse(&print, "not UTF-8 text; a job file is TOML (CONTRACT §3)".into());
+    };
+    match Job::parse(&Source::new(path, text.clone())) {
+        Ok(job) => {
+            if let Err(rejection) = executor.submit(job, &origin, &text, Some(&print)) {
+                tracing::error!(file = %origin, %rejection, "job not accepted");
+            }
+        }
+        Err(diags) => {
+            for diag in &diags.0 {
+                tracing::error!(file = %origin, code = diag.code.as_str(), "{diag}");
+            }
+            let rejection = Rejection::new(diags.code(), diags.to_string());
+            if let Err(e) = executor.record_rejected(&origin, &text, Some(&print), &rejection) {
+                tracing::error!(file = %origin, error = %e, "cannot record a refused job file");
+            }
+        }
+    }
+}
