@@ -155,20 +155,21 @@ impl Store {
     /// unique and increasing for the life of the state directory.
     pub fn create_import(&self, new: &NewImport<'_>) -> Result<u64, StoreError> {
         self.with(|c| {
-            c.execute(
+            let tx = c.unchecked_transaction()?;
+            tx.execute(
                 "INSERT INTO imports (request_id, source_id, target_id, owner, origin, job, status, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'Pending', ?7)",
-                params![
-                    new.request_id,
-                    new.source_id,
-                    new.target_id,
-                    new.owner,
-                    new.origin,
-                    new.job,
-                    now()
-                ],
+                params![new.request_id, new.source_id, new.target_id, new.owner, new.origin, new.job, now()],
             )?;
-            Ok(c.last_insert_rowid() as u64)
+            let id = tx.last_insert_rowid();
+            if let Some(fingerprint) = new.fingerprint {
+                tx.execute(
+                    "INSERT OR IGNORE INTO seen_jobs (fingerprint, file, import_id, seen_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![fingerprint, new.origin, id, now()],
+                )?;
+            }
+            tx.commit()?;
+            Ok(id as u64)
         })
     }
 
