@@ -402,6 +402,8 @@ fn copy_all(
         Ok(report) => report,
         Err(CopyError::Cancelled) => return Err(Stop::Cancelled),
         Err(error) => {
+            let side = if matches!(error, CopyError::Read { .. }) { "source" } else { "target" };
+            ctx.metrics.chunk_failures.with_label_values(&[side]).inc();
             let snapshot = progress.snapshot();
             result.rows = snapshot.iter().map(|d| d.rows).sum();
             result.bytes = snapshot.iter().map(|d| d.bytes).sum();
