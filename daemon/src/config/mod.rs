@@ -117,6 +117,9 @@ pub struct Instance {
     pub lock_mode: Option<String>,
     /// SQL Server edition, when the server cannot tell.
     pub edition: Option<String>,
+    /// Transport encryption: `off`, `on`, or `trust` (on, accepting any
+    /// server certificate). `None` leaves the engine's default.
+    pub tls: Option<String>,
 }
 
 impl Instance {
@@ -274,6 +277,7 @@ fn instance(
     );
     let lock_mode = f.choice("lock_mode", false, &LOCK_MODES);
     let edition = f.non_empty("edition", false);
+    let tls = f.choice("tls", false, &["off", "on", "trust"]);
     f.finish();
     Some(Instance {
         id: id?.value,
@@ -287,6 +291,7 @@ fn instance(
         password: password?,
         lock_mode: lock_mode.map(|m| m.value),
         edition: edition.map(|e| e.value),
+        tls: tls.map(|t| t.value),
     })
 }
 

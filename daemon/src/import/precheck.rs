@@ -94,6 +94,9 @@ pub fn connect(plugin: &Plugin, instance: &Instance, connections: u32) -> Result
     if let Some(edition) = &instance.edition {
         options.insert("edition".into(), edition.clone().into());
     }
+    if let Some(tls) = &instance.tls {
+        options.insert("tls".into(), tls.clone().into());
+    }
     let config = SessionConfig {
         instance_id: instance.id.clone(),
         host: instance.host.clone(),
