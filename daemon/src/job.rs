@@ -58,6 +58,8 @@ pub struct JobOptions {
     pub max_bytes_per_sec: u64,
     /// A target table that already exists.
     pub existing_tables: ExistingTables,
+    /// Target size of one chunk (one target transaction), bytes.
+    pub chunk_bytes: u64,
 }
 
 impl Default for JobOptions {
@@ -67,6 +69,7 @@ impl Default for JobOptions {
             verify: VerifyMode::Count,
             max_bytes_per_sec: 0,
             existing_tables: ExistingTables::Fail,
+            chunk_bytes: 32 << 20,
         }
     }
 }
@@ -128,6 +131,9 @@ impl Job {
             }
             if let Some(n) = f.integer("max_bytes_per_sec", false, 0..i64::MAX) {
                 options.max_bytes_per_sec = n.value as u64;
+            }
+            if let Some(n) = f.integer("chunk_bytes", false, (64 << 10)..(1 << 40)) {
+                options.chunk_bytes = n.value as u64;
             }
             if let Some(v) = f.choice("existing_tables", false, &["fail", "drop"]) {
                 options.existing_tables = if v.value == "drop" {

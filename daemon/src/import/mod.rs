@@ -40,11 +40,9 @@ pub struct ImportContext {
     pub metrics: Metrics,
 }
 
-/// Tuning of the copy itself.
+/// Tuning of the copy itself (the chunk size comes from the job).
 #[derive(Clone, Debug)]
 pub struct CopyTuning {
-    /// Target size of one chunk (one target transaction).
-    pub chunk_bytes: u64,
     /// Most chunks one table is cut into.
     pub max_chunks_per_table: u32,
     /// Bytes all lanes may hold in queues together.
@@ -56,7 +54,6 @@ pub struct CopyTuning {
 impl Default for CopyTuning {
     fn default() -> Self {
         Self {
-            chunk_bytes: 32 << 20,
             max_chunks_per_table: 4096,
             memory_budget: 64 << 20,
             queue_depth: 4,
@@ -330,7 +327,7 @@ fn copy_all(
         );
     }
     if plan.chunks.is_none() {
-        let (tables, chunks) = plan_chunks(resolved, &plan.schemas, source, tuning, snapshot.consistency)?;
+        let (tables, chunks) = plan_chunks(resolved, &plan.schemas, source, job, tuning, snapshot.consistency)?;
         plan.tables = tables;
         plan.chunks = Some(chunks);
         plan.consistency = Some(snapshot.consistency);
@@ -402,7 +399,11 @@ fn copy_all(
         Ok(report) => report,
         Err(CopyError::Cancelled) => return Err(Stop::Cancelled),
         Err(error) => {
-            let side = if matches!(error, CopyError::Read { .. }) { "source" } else { "target" };
+            let side = if matches!(error, CopyError::Read { .. }) {
+                "source"
+            } else {
+                "target"
+            };
             ctx.metrics.chunk_failures.with_label_values(&[side]).inc();
             let snapshot = progress.snapshot();
             result.rows = snapshot.iter().map(|d| d.rows).sum();
@@ -467,6 +468,7 @@ fn plan_chunks(
     resolved: &precheck::Resolved<'_>,
     schemas: &[DatabaseSchema],
     source: &Session,
+    job: &Job,
     tuning: &CopyTuning,
     consistency: Consistency,
 ) -> Result<(Vec<PlannedTable>, Vec<ChunkTask>), Stop> {
@@ -495,7 +497,7 @@ fn plan_chunks(
             index as u32,
             &name,
             &estimate,
-            tuning.chunk_bytes,
+            job.options.chunk_bytes,
             tuning.max_chunks_per_table,
             split,
             &splitter,

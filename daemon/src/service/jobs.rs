@@ -1,13 +1,14 @@
 //! The drop-in directory: every new `*.toml` in `jobs_dir` becomes an import.
 //!
-//! inotify (through `notify`) reacts at once; a rescan every
-//! [`RESCAN`] catches what inotify misses (network filesystems, overflows).
-//! A file is taken only once its size and mtime stopped changing for a whole
-//! [`SETTLE`], so a job still being written is never read half-way. The
-//! same name and content is imported once, ever: the store remembers a
-//! fingerprint in the transaction that creates the import.
+//! inotify (through `notify`) reacts at once; a rescan every [`RESCAN`]
+//! catches what inotify misses (network filesystems, overflows). A job still
+//! being written is never read half-way: a file is taken once its writer
+//! closed it (inotify's close-after-write), or, for a file no event told
+//! about, once its size and mtime stood still for [`SETTLE`]. The same name
+//! and content is imported once, ever: the store remembers a fingerprint in
+//! the transaction that creates the import.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -22,9 +23,11 @@ use crate::diag::Source;
 use crate::job::Job;
 
 /// How often the directory is rescanned without an inotify event.
-pub const RESCAN: Duration = Duration::from_secs(2);
-/// How long a file must stay unchanged before it is read.
-pub const SETTLE: Duration = Duration::from_secs(1);
+pub const RESCAN: Duration = Duration::from_secs(1);
+/// How long a file no close event told about must stand still before it is read.
+pub const SETTLE: Duration = Duration::from_secs(5);
+/// How long after its writer closed it a file is read.
+const AFTER_CLOSE: Duration = Duration::from_millis(200);
 /// Job files larger than this are refused unread.
 pub const MAX_JOB_BYTES: u64 = 1 << 20;
 
@@ -34,11 +37,51 @@ struct Seen {
     modified: SystemTime,
 }
 
+/// What inotify said about a file.
+enum Change {
+    /// Its writer closed it.
+    Closed(PathBuf),
+    /// It was written to (again).
+    Written(PathBuf),
+    /// Something else happened in the directory.
+    Other,
+}
+
+/// Files whose writer closed them since they were last written.
+#[derive(Default)]
+struct Closed(HashSet<PathBuf>);
+
+impl Closed {
+    fn apply(&mut self, change: Change) {
+        match change {
+            Change::Closed(path) => {
+                self.0.insert(path);
+            }
+            Change::Written(path) => {
+                self.0.remove(&path);
+            }
+            Change::Other => {}
+        }
+    }
+}
+
 /// Watches `dir` until `shutdown` fires.
 pub async fn watch(dir: PathBuf, executor: Executor, mut shutdown: broadcast::Receiver<()>) {
-    let (tx, mut rx) = mpsc::channel::<()>(1);
-    let watcher = notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
-        let _ = tx.try_send(());
+    let (tx, mut rx) = mpsc::unbounded_channel::<Change>();
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
+        let Ok(event) = event else {
+            let _ = tx.send(Change::Other);
+            return;
+        };
+        for path in event.paths {
+            let change = match event.kind {
+                EventKind::Access(AccessKind::Close(AccessMode::Write)) => Change::Closed(path),
+                EventKind::Modify(ModifyKind::Data(_)) | EventKind::Create(_) => Change::Written(path),
+                _ => Change::Other,
+            };
+            let _ = tx.send(change);
+        }
     })
     .and_then(|mut w| w.watch(&dir, notify::RecursiveMode::NonRecursive).map(|()| w));
     let _watcher = match watcher {
@@ -49,23 +92,45 @@ pub async fn watch(dir: PathBuf, executor: Executor, mut shutdown: broadcast::Re
         }
     };
     let mut pending: HashMap<PathBuf, Seen> = HashMap::new();
-    let mut tick = tokio::time::interval(RESCAN.min(SETTLE));
+    let mut closed = Closed::default();
+    let mut tick = tokio::time::interval(RESCAN);
     loop {
         tokio::select! {
             _ = shutdown.recv() => return,
-            _ = rx.recv() => {}
+            change = rx.recv() => match change {
+                Some(change) => closed.apply(change),
+                None => return,
+            },
             _ = tick.tick() => {}
         }
-        let (d, ex, p) = (dir.clone(), executor.clone(), std::mem::take(&mut pending));
-        match tokio::task::spawn_blocking(move || scan(&d, &ex, p)).await {
-            Ok(next) => pending = next,
+        // Let a burst of events (and a just-closed file) settle into one scan.
+        tokio::time::sleep(AFTER_CLOSE).await;
+        while let Ok(change) = rx.try_recv() {
+            closed.apply(change);
+        }
+        let (d, ex, p, c) = (
+            dir.clone(),
+            executor.clone(),
+            std::mem::take(&mut pending),
+            closed.0.clone(),
+        );
+        match tokio::task::spawn_blocking(move || scan(&d, &ex, p, &c)).await {
+            Ok(next) => {
+                closed.0.retain(|p| next.contains_key(p));
+                pending = next;
+            }
             Err(e) => tracing::error!(error = %e, "job scan failed"),
         }
     }
 }
 
 /// One pass over the directory; returns the files still settling.
-fn scan(dir: &Path, executor: &Executor, mut pending: HashMap<PathBuf, Seen>) -> HashMap<PathBuf, Seen> {
+fn scan(
+    dir: &Path,
+    executor: &Executor,
+    mut pending: HashMap<PathBuf, Seen>,
+    closed: &HashSet<PathBuf>,
+) -> HashMap<PathBuf, Seen> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) => {
@@ -81,14 +146,16 @@ fn scan(dir: &Path, executor: &Executor, mut pending: HashMap<PathBuf, Seen>) ->
         if name.starts_with('.') || !name.ends_with(".toml") {
             continue;
         }
-        let Ok(meta) = std::fs::metadata(&path) else {
+        let Ok(meta) = std::fs::metadata(&path).or_else(|_| std::fs::symlink_metadata(&path)) else {
             continue;
         };
         let seen = Seen {
             len: meta.len(),
             modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
         };
-        let settled = pending.remove(&path) == Some(seen) && seen.modified.elapsed().unwrap_or_default() >= SETTLE;
+        let age = seen.modified.elapsed().unwrap_or_default();
+        let unchanged = pending.remove(&path) == Some(seen);
+        let settled = (closed.contains(&path) && age >= AFTER_CLOSE) || (unchanged && age >= SETTLE);
         if settled {
             take(dir, &path, seen, executor);
         } else {

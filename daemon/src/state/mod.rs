@@ -159,7 +159,15 @@ impl Store {
             tx.execute(
                 "INSERT INTO imports (request_id, source_id, target_id, owner, origin, job, status, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'Pending', ?7)",
-                params![new.request_id, new.source_id, new.target_id, new.owner, new.origin, new.job, now()],
+                params![
+                    new.request_id,
+                    new.source_id,
+                    new.target_id,
+                    new.owner,
+                    new.origin,
+                    new.job,
+                    now()
+                ],
             )?;
             let id = tx.last_insert_rowid();
             if let Some(fingerprint) = new.fingerprint {
