@@ -242,6 +242,23 @@ fn a_dropped_job_moves_instance_states_and_counters_then_succeeds() {
     assert!(growing >= 2, "dbferry_bytes_transferred_total grew in steps: {bytes:?}");
     assert_same(pair.source, pair.target, &db);
 
+    // The exposition passes Prometheus's own linter.
+    let mut check = Command::new("/usr/bin/promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is installed by `make test`");
+    check.stdin.take().expect("stdin").write_all(daemon.metrics().as_bytes()).expect("feed promtool");
+    let linted = check.wait_with_output().expect("promtool");
+    assert!(
+        linted.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&linted.stdout),
+        String::from_utf8_lossy(&linted.stderr)
+    );
+
     // The native API behind `dbferry status`.
     let one = daemon.get(&format!("/v1/imports/{}", import["ImportId"]));
     assert_eq!(one["Rows"], 200_000);

@@ -1,1 +1,198 @@
-//! placeholder
+//! The MySQL/MariaDB engine plugin of dbferry.
+//!
+//! Reads with the text protocol under one consistent snapshot, encodes rows
+//! straight into `LOAD DATA` input (the target's ingest format, so batches
+//! pass through the host untouched) and writes with `LOAD DATA LOCAL
+//! INFILE` streamed from memory, one transaction per chunk. Schema: tables
+//! as the source defines them, secondary indexes and foreign keys after the
+//! data, then routines, views, triggers and events.
+//!
+//! Modules: [`conn`] (runtime, pool, session roles), [`probe`],
+//! [`describe`] (introspection), [`detail`] (the `detail` JSON), [`ddl`]
+//! (DDL text), [`schema`] (target DDL), [`encode`], [`reader`], [`writer`],
+//! [`split`], [`range`], [`digest`], [`snapshot`], [`quote`], [`error`].
+#![deny(missing_docs)]
+
+pub mod conn;
+pub mod ddl;
+pub mod describe;
+pub mod detail;
+pub mod digest;
+pub mod encode;
+pub mod error;
+pub mod probe;
+pub mod quote;
+pub mod range;
+pub mod reader;
+pub mod schema;
+pub mod snapshot;
+pub mod split;
+pub mod writer;
+
+use std::sync::Arc;
+
+use dbferry_plugin_abi::export_plugin;
+use dbferry_plugin_abi::plugin::{Engine, Session};
+use dbferry_plugin_abi::protocol::{
+    DatabaseSchema, Digest, DigestRequest, FinishRequest, KeyTuple, PluginError, PrepareRequest, ReadRequest,
+    SchemaOutcome, ServerInfo, SessionConfig, SnapshotInfo, SplitRequest, WriteRequest,
+};
+
+use crate::conn::{runtime, Pool, Role, ServerFacts};
+use crate::detail::TableDetail;
+use crate::error::Result;
+use crate::reader::MysqlReader;
+use crate::snapshot::Snapshot;
+use crate::writer::MysqlWriter;
+
+/// The engine: `engine = "mysql"` in the config.
+pub struct MysqlEngine;
+
+/// A connection to one MySQL or MariaDB instance.
+pub struct MysqlSession {
+    pool: Arc<Pool>,
+    facts: ServerFacts,
+    max_connections: u32,
+    snapshot: Snapshot,
+}
+
+impl Engine for MysqlEngine {
+    type Session = MysqlSession;
+
+    fn connect(config: SessionConfig) -> std::result::Result<MysqlSession, PluginError> {
+        Ok(MysqlSession::connect(&config)?)
+    }
+}
+
+impl MysqlSession {
+    /// Connects and reads the server's facts.
+    pub fn connect(config: &SessionConfig) -> Result<Self> {
+        let pool = Pool::new(config);
+        let facts = runtime()?.block_on(async {
+            let mut lease = pool.get(Role::Control).await?;
+            let facts = probe::facts(lease.conn()?).await?;
+            lease.release();
+            Ok::<_, error::Error>(facts)
+        })?;
+        tracing::debug!(
+            instance = %config.instance_id,
+            server = %facts.version,
+            "connected"
+        );
+        Ok(Self {
+            pool,
+            facts,
+            max_connections: config.max_connections.max(2),
+            snapshot: Snapshot::default(),
+        })
+    }
+
+    /// The server's facts.
+    pub fn facts(&self) -> &ServerFacts {
+        &self.facts
+    }
+}
+
+/// Runs `$body` (a future using `$c: &mut Conn`) on a pooled connection of
+/// `$role`; the connection is pooled again only on success.
+macro_rules! with_conn {
+    ($self:ident, $role:expr, |$c:ident| $body:expr) => {
+        runtime()?.block_on(async {
+            let mut lease = $self.pool.get($role).await?;
+            let $c = lease.conn()?;
+            let out = $body.await?;
+            lease.release();
+            Ok::<_, error::Error>(out)
+        })
+    };
+}
+
+impl Session for MysqlSession {
+    type Reader = MysqlReader;
+    type Writer = MysqlWriter;
+
+    fn probe(&self) -> std::result::Result<ServerInfo, PluginError> {
+        Ok(with_conn!(self, Role::Control, |c| probe::probe(c, &self.facts))?)
+    }
+
+    fn describe_database(&self, database: &str) -> std::result::Result<DatabaseSchema, PluginError> {
+        match with_conn!(self, Role::Control, |c| describe::describe(c, &self.facts, database)) {
+            Err(e @ error::Error::NotFound(_)) => Err(PluginError::from(e).with_code("InvalidDBName.NotFound")),
+            other => Ok(other?),
+        }
+    }
+
+    fn split_points(&self, request: SplitRequest) -> std::result::Result<Vec<KeyTuple>, PluginError> {
+        Ok(with_conn!(self, Role::Reader, |c| split::split_points(c, &request))?)
+    }
+
+    fn begin_snapshot(&self, readers: u32) -> std::result::Result<SnapshotInfo, PluginError> {
+        Ok(runtime()?.block_on(
+            self.snapshot
+                .begin(&self.pool, &self.facts, readers, self.max_connections),
+        )?)
+    }
+
+    fn end_snapshot(&self) -> std::result::Result<(), PluginError> {
+        Ok(runtime()?.block_on(self.snapshot.end(&self.pool))?)
+    }
+
+    fn prepare_target(&self, request: PrepareRequest) -> std::result::Result<SchemaOutcome, PluginError> {
+        match with_conn!(self, Role::Control, |c| schema::prepare(c, &request)) {
+            Err(e @ error::Error::NotFound(_)) => Err(PluginError::from(e).with_code("InvalidDBName.NotFound")),
+            other => Ok(other?),
+        }
+    }
+
+    fn finish_target(&self, request: FinishRequest) -> std::result::Result<SchemaOutcome, PluginError> {
+        Ok(with_conn!(self, Role::Control, |c| schema::finish(c, &request))?)
+    }
+
+    fn table_digest(&self, request: DigestRequest) -> std::result::Result<Digest, PluginError> {
+        let rt = runtime()?;
+        let snapshot = if request.in_snapshot { self.snapshot.set() } else { None };
+        Ok(rt.block_on(async {
+            let mut lease = match &snapshot {
+                Some(set) => set.take().await?,
+                None => self.pool.get(Role::Reader).await?,
+            };
+            let digest = digest::digest(lease.conn()?, &request).await?;
+            lease.release();
+            Ok::<_, error::Error>(digest)
+        })?)
+    }
+
+    fn open_reader(&self, request: ReadRequest) -> std::result::Result<MysqlReader, PluginError> {
+        let detail = TableDetail::from_json(&request.table.detail)?;
+        let sql = reader::select_sql(&request, &detail)?;
+        let snapshot = self.snapshot.set();
+        let lease = runtime()?.block_on(async {
+            match &snapshot {
+                Some(set) => set.take().await,
+                None => self.pool.get(Role::Reader).await,
+            }
+        })?;
+        Ok(MysqlReader::start(lease, sql, request.batch_bytes, snapshot.is_none())?)
+    }
+
+    fn open_writer(&self, request: WriteRequest) -> std::result::Result<MysqlWriter, PluginError> {
+        let detail = TableDetail::from_json(&request.table.detail)?;
+        let facts = &self.facts;
+        Ok(runtime()?.block_on(async {
+            let lease = self.pool.get(Role::Writer).await?;
+            MysqlWriter::start(lease, &request, &detail, facts).await
+        })?)
+    }
+}
+
+impl Drop for MysqlSession {
+    fn drop(&mut self) {
+        if let Ok(rt) = runtime() {
+            let _ = rt.block_on(self.snapshot.end(&self.pool));
+            let _guard = rt.enter();
+            self.pool.close_idle();
+        }
+    }
+}
+
+export_plugin!(MysqlEngine, "mysql");

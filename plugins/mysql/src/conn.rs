@@ -1,0 +1,468 @@
+//! Connections: the plugin's tokio runtime, connection options, per-role
+//! session settings and a small pool capped at `max_connections`.
+
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use dbferry_plugin_abi::protocol::SessionConfig;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, OptsBuilder};
+use tokio::runtime::Runtime;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+use crate::error::{Context, Error, Result};
+
+/// How long a new connection may take to log in.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Idle connections older than this are pinged before reuse.
+const STALE_AFTER: Duration = Duration::from_secs(30);
+
+/// The `sql_mode` of writer connections while loading.
+///
+/// - `STRICT_ALL_TABLES`: a value the target would truncate or alter is an
+///   error (with `LOCAL` the server reports it as a warning, which the
+///   writer turns into an error), never a silent change.
+/// - no `NO_ZERO_DATE`/`NO_ZERO_IN_DATE`, plus `ALLOW_INVALID_DATES`:
+///   whatever dates the source holds (zero dates, `2020-02-31` written under
+///   a lax mode) load unchanged; these are values, not truncations.
+/// - `NO_AUTO_VALUE_ON_ZERO`: a 0 in an AUTO_INCREMENT column stays 0.
+/// - `NO_ENGINE_SUBSTITUTION`: never silently change a table's engine.
+/// - nothing else: no `ANSI_QUOTES`, `PAD_CHAR_TO_FULL_LENGTH`,
+///   `NO_BACKSLASH_ESCAPES` or `ORACLE` that would change how our SQL parses.
+pub const LOAD_SQL_MODE: &str = "STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,ALLOW_INVALID_DATES,NO_ENGINE_SUBSTITUTION";
+
+/// A neutral `sql_mode` for our own statements (reads, catalogue queries).
+pub const PLAIN_SQL_MODE: &str = "NO_ENGINE_SUBSTITUTION";
+
+/// The process-wide runtime every plugin call blocks on.
+pub fn runtime() -> Result<&'static Runtime> {
+    static RUNTIME: OnceLock<std::result::Result<Runtime, String>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            let workers = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .clamp(2, 8);
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
+                .thread_name("dbferry-mysql")
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| Error::Internal(format!("cannot start the plugin runtime: {e}")))
+}
+
+/// What a connection is used for; each role has its own session settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Catalogue queries and DDL.
+    Control,
+    /// Reading rows: results arrive as stored bytes.
+    Reader,
+    /// Loading rows.
+    Writer,
+}
+
+impl Role {
+    /// Statements that put a connection into this role, whatever it was before.
+    /// Every role sets the same variables, so switching roles is one round trip.
+    fn setup(self) -> String {
+        let (results, mode, checks, isolation) = match self {
+            Role::Control => ("utf8mb4", PLAIN_SQL_MODE, 1, "REPEATABLE READ"),
+            // No conversion: text and binary columns arrive as stored bytes.
+            Role::Reader => ("binary", PLAIN_SQL_MODE, 1, "REPEATABLE READ"),
+            // READ COMMITTED: clearing a chunk's range before a redo takes no
+            // gap locks, so neighbouring chunks load in parallel without deadlocks.
+            Role::Writer => ("utf8mb4", LOAD_SQL_MODE, 0, "READ COMMITTED"),
+        };
+        // Long net timeouts: backpressure may pause a result set (reader)
+        // or a LOAD DATA stream (writer) for a while.
+        format!(
+            "SET NAMES utf8mb4, time_zone = '+00:00', character_set_results = {results}, \
+             sql_mode = '{mode}', foreign_key_checks = {checks}, unique_checks = {checks}, \
+             net_read_timeout = 3600, net_write_timeout = 3600, max_error_count = 65535; \
+             SET SESSION TRANSACTION ISOLATION LEVEL {isolation}"
+        )
+    }
+}
+
+/// Facts about the server, read once at connect.
+#[derive(Clone, Debug, Default)]
+pub struct ServerFacts {
+    /// `@@version`.
+    pub version: String,
+    /// MariaDB rather than MySQL.
+    pub mariadb: bool,
+    /// Major, minor, patch.
+    pub numbers: (u16, u16, u16),
+    /// `@@max_allowed_packet`.
+    pub max_allowed_packet: u64,
+}
+
+impl ServerFacts {
+    /// `MariaDB` or `MySQL`.
+    pub fn product(&self) -> &'static str {
+        if self.mariadb {
+            "MariaDB"
+        } else {
+            "MySQL"
+        }
+    }
+
+    /// Whether `CAST(x AS DOUBLE)` exists (MariaDB 10.4+, MySQL 8.0.17+).
+    pub fn has_cast_double(&self) -> bool {
+        let (a, b, c) = self.numbers;
+        if self.mariadb {
+            (a, b) >= (10, 4)
+        } else {
+            (a, b, c) >= (8, 0, 17)
+        }
+    }
+}
+
+/// Parses `10.11.6-MariaDB-0+deb12u1` or `8.0.36`.
+pub fn parse_version(version: &str) -> (u16, u16, u16) {
+    let mut parts = version
+        .split(|c: char| !c.is_ascii_digit())
+        .take(3)
+        .map(|p| p.parse::<u16>().unwrap_or(0));
+    (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    )
+}
+
+/// Driver options for `config`. Engine options understood: `prefer_socket`
+/// (bool, default false), `socket` (path).
+pub fn options(config: &SessionConfig) -> Opts {
+    let prefer_socket = config
+        .options
+        .get("prefer_socket")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let socket = config
+        .options
+        .get("socket")
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
+    OptsBuilder::default()
+        .ip_or_hostname(config.host.clone())
+        .tcp_port(config.port)
+        .user(Some(config.user.clone()))
+        .pass(Some(config.password.clone()))
+        .prefer_socket(prefer_socket)
+        .socket(socket)
+        // The client never limits packet size: one row may be 64 MiB or more;
+        // only the server's own max_allowed_packet applies.
+        .max_allowed_packet(Some(1 << 30))
+        .stmt_cache_size(0)
+        .tcp_nodelay(true)
+        .into()
+}
+
+struct Idle {
+    conn: Conn,
+    role: Role,
+    permit: OwnedSemaphorePermit,
+    since: Instant,
+}
+
+/// Connections to one instance, at most `max_connections` open at once.
+pub struct Pool {
+    opts: Opts,
+    instance: String,
+    idle: Mutex<Vec<Idle>>,
+    permits: Arc<Semaphore>,
+    freed: Notify,
+}
+
+/// A connection borrowed from a [`Pool`] (or from a snapshot set).
+/// Dropping it discards the connection; [`Lease::release`] gives it back.
+pub struct Lease {
+    conn: Option<Conn>,
+    role: Role,
+    permit: Option<OwnedSemaphorePermit>,
+    home: Home,
+}
+
+/// Where a lease goes back to.
+#[derive(Clone)]
+pub enum Home {
+    /// The session's pool.
+    Pool(Arc<Pool>),
+    /// A snapshot's reader set.
+    Snapshot(Arc<crate::snapshot::SnapshotSet>),
+}
+
+impl Lease {
+    /// The connection.
+    pub fn conn(&mut self) -> Result<&mut Conn> {
+        self.conn
+            .as_mut()
+            .ok_or_else(|| Error::Internal("connection already released".into()))
+    }
+
+    /// Gives the connection back for reuse. Only call it when no result set
+    /// is pending and no transaction is open (except on snapshot readers).
+    pub fn release(mut self) {
+        let (Some(conn), Some(permit)) = (self.conn.take(), self.permit.take()) else {
+            return;
+        };
+        let idle = Idle {
+            conn,
+            role: self.role,
+            permit,
+            since: Instant::now(),
+        };
+        match &self.home {
+            Home::Pool(pool) => pool.put(idle),
+            Home::Snapshot(set) => set.put(idle.conn, idle.permit),
+        }
+    }
+
+    /// Splits into the connection and its permit (for the snapshot set).
+    pub fn into_parts(mut self) -> Option<(Conn, OwnedSemaphorePermit)> {
+        Some((self.conn.take()?, self.permit.take()?))
+    }
+
+    /// Builds a lease around a connection that lives in a snapshot set.
+    pub fn snapshot(conn: Conn, permit: OwnedSemaphorePermit, set: Arc<crate::snapshot::SnapshotSet>) -> Self {
+        Self {
+            conn: Some(conn),
+            role: Role::Reader,
+            permit: Some(permit),
+            home: Home::Snapshot(set),
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        // Discarded: close the socket; the server rolls back whatever was
+        // open on it. Inside the runtime so the socket deregisters cleanly.
+        if let Ok(rt) = runtime() {
+            let _guard = rt.enter();
+            drop(conn);
+        }
+        drop(self.permit.take());
+        match &self.home {
+            Home::Pool(pool) => pool.freed.notify_waiters(),
+            Home::Snapshot(set) => set.lost(),
+        }
+    }
+}
+
+impl Pool {
+    /// A pool for `config`; opens nothing yet.
+    pub fn new(config: &SessionConfig) -> Arc<Self> {
+        Arc::new(Self {
+            opts: options(config),
+            instance: config.instance_id.clone(),
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(config.max_connections.max(2) as usize)),
+            freed: Notify::new(),
+        })
+    }
+
+    /// The instance id, for messages.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    fn put(&self, idle: Idle) {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner).push(idle);
+        self.freed.notify_waiters();
+    }
+
+    fn take_idle(&self, role: Option<Role>) -> Option<Idle> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let pos = match role {
+            Some(role) => idle.iter().rposition(|i| i.role == role)?,
+            None => idle.len().checked_sub(1)?,
+        };
+        Some(idle.swap_remove(pos))
+    }
+
+    /// Opens a fresh connection in `role` (no permit involved).
+    async fn open(&self, role: Role) -> Result<Conn> {
+        let connect = Conn::new(self.opts.clone());
+        let mut conn = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                return Err(Error::Connect {
+                    instance: self.instance.clone(),
+                    message: e.to_string(),
+                })
+            }
+            Err(_) => {
+                return Err(Error::Connect {
+                    instance: self.instance.clone(),
+                    message: format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+                })
+            }
+        };
+        conn.query_drop(role.setup())
+            .await
+            .ctx(|| format!("setting up a session on {}", self.instance))?;
+        Ok(conn)
+    }
+
+    /// A permit for one more open connection: free, or freed by closing an
+    /// idle connection, or the next one released.
+    async fn permit(&self) -> OwnedSemaphorePermit {
+        loop {
+            if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+                return permit;
+            }
+            if let Some(idle) = self.take_idle(None) {
+                drop(idle.conn);
+                return idle.permit;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(100), self.freed.notified()).await;
+        }
+    }
+
+    /// A connection in `role`: an idle one if possible, else a new one.
+    pub async fn get(self: &Arc<Self>, role: Role) -> Result<Lease> {
+        loop {
+            let (mut conn, permit, was, since) = match self.take_idle(Some(role)) {
+                Some(idle) => (Some(idle.conn), idle.permit, idle.role, idle.since),
+                None => {
+                    let permit = self.permit().await;
+                    (None, permit, role, Instant::now())
+                }
+            };
+            if let Some(c) = conn.as_mut() {
+                let healthy = if was != role {
+                    c.query_drop(role.setup()).await.is_ok()
+                } else if since.elapsed() > STALE_AFTER {
+                    c.ping().await.is_ok()
+                } else {
+                    true
+                };
+                if !healthy {
+                    drop(conn);
+                    drop(permit);
+                    continue;
+                }
+            }
+            let conn = match conn {
+                Some(conn) => conn,
+                None => self.open(role).await?,
+            };
+            return Ok(Lease {
+                conn: Some(conn),
+                role,
+                permit: Some(permit),
+                home: Home::Pool(self.clone()),
+            });
+        }
+    }
+
+    /// A new connection with its own permit, outside the idle list (for
+    /// snapshot readers, which keep their transaction).
+    pub async fn get_fresh(self: &Arc<Self>, role: Role) -> Result<Lease> {
+        let permit = self.permit().await;
+        let conn = self.open(role).await?;
+        Ok(Lease {
+            conn: Some(conn),
+            role,
+            permit: Some(permit),
+            home: Home::Pool(self.clone()),
+        })
+    }
+
+    /// Takes in a connection opened elsewhere (a snapshot reader) as idle.
+    pub fn adopt(&self, conn: Conn, role: Role, permit: OwnedSemaphorePermit) {
+        self.put(Idle {
+            conn,
+            role,
+            permit,
+            since: Instant::now(),
+        });
+    }
+
+    /// Closes every idle connection.
+    pub fn close_idle(&self) {
+        let drained: Vec<Idle> = std::mem::take(&mut *self.idle.lock().unwrap_or_else(PoisonError::into_inner));
+        drop(drained);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse() {
+        assert_eq!(parse_version("10.11.6-MariaDB-0+deb12u1"), (10, 11, 6));
+        assert_eq!(parse_version("8.0.36"), (8, 0, 36));
+        assert_eq!(parse_version("5.5.5-10.4.1-MariaDB"), (5, 5, 5));
+        assert_eq!(parse_version(""), (0, 0, 0));
+    }
+
+    #[test]
+    fn every_role_sets_the_same_variables() {
+        let vars = [
+            "SET NAMES utf8mb4",
+            "time_zone = '+00:00'",
+            "character_set_results = ",
+            "sql_mode = ",
+            "foreign_key_checks = ",
+            "unique_checks = ",
+            "net_read_timeout = ",
+            "net_write_timeout = ",
+            "max_error_count = 65535",
+            "SET SESSION TRANSACTION ISOLATION LEVEL ",
+        ];
+        for role in [Role::Control, Role::Reader, Role::Writer] {
+            let sql = role.setup();
+            for var in vars {
+                assert!(sql.contains(var), "{role:?} lacks {var}");
+            }
+        }
+        assert!(Role::Reader.setup().contains("character_set_results = binary"));
+        assert!(Role::Writer.setup().contains(LOAD_SQL_MODE));
+    }
+}
+
+/// Helpers to read result cells whatever the protocol delivered.
+pub mod cell {
+    use mysql_async::{Row, Value};
+
+    /// Raw bytes of a cell; `None` for NULL.
+    pub fn bytes(row: &Row, i: usize) -> Option<Vec<u8>> {
+        match row.as_ref(i)? {
+            Value::NULL => None,
+            Value::Bytes(b) => Some(b.clone()),
+            Value::Int(v) => Some(v.to_string().into_bytes()),
+            Value::UInt(v) => Some(v.to_string().into_bytes()),
+            Value::Float(v) => Some(v.to_string().into_bytes()),
+            Value::Double(v) => Some(v.to_string().into_bytes()),
+            other => Some(other.as_sql(true).into_bytes()),
+        }
+    }
+
+    /// A cell as text; `None` for NULL.
+    pub fn text(row: &Row, i: usize) -> Option<String> {
+        bytes(row, i).map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+
+    /// A cell as text, NULL as empty.
+    pub fn string(row: &Row, i: usize) -> String {
+        text(row, i).unwrap_or_default()
+    }
+
+    /// A cell as an unsigned number; NULL or garbage as 0.
+    pub fn u64(row: &Row, i: usize) -> u64 {
+        text(row, i)
+            .and_then(|t| t.trim().split('.').next().and_then(|n| n.parse().ok()))
+            .unwrap_or(0)
+    }
+}

@@ -1,0 +1,170 @@
+//! The plugin's errors and how they cross the boundary.
+
+use dbferry_plugin_abi::protocol::{ErrorKind, PluginError};
+
+/// Server error codes the plugin reacts to.
+pub mod code {
+    /// ER_DBACCESS_DENIED_ERROR.
+    pub const DB_ACCESS_DENIED: u16 = 1044;
+    /// ER_ACCESS_DENIED_ERROR.
+    pub const ACCESS_DENIED: u16 = 1045;
+    /// ER_TABLE_EXISTS_ERROR.
+    pub const TABLE_EXISTS: u16 = 1050;
+    /// ER_DUP_KEYNAME.
+    pub const DUP_KEYNAME: u16 = 1061;
+    /// ER_BAD_DB_ERROR.
+    pub const BAD_DB: u16 = 1049;
+    /// ER_NO_SUCH_TABLE.
+    pub const NO_SUCH_TABLE: u16 = 1146;
+    /// ER_TABLEACCESS_DENIED_ERROR.
+    pub const TABLE_ACCESS_DENIED: u16 = 1142;
+    /// ER_SPECIFIC_ACCESS_DENIED_ERROR.
+    pub const SPECIFIC_ACCESS_DENIED: u16 = 1227;
+    /// ER_PROCACCESS_DENIED_ERROR.
+    pub const PROC_ACCESS_DENIED: u16 = 1370;
+    /// ER_NO_SUCH_USER (definer missing).
+    pub const NO_SUCH_USER: u16 = 1449;
+    /// ER_BINLOG_CREATE_ROUTINE_NEED_SUPER.
+    pub const ROUTINE_NEED_SUPER: u16 = 1419;
+    /// ER_KILL_DENIED_ERROR / ER_SPECIFIC_ACCESS_DENIED on MySQL 8 (SET_USER_ID).
+    pub const SET_USER_DENIED: u16 = 1095;
+    /// MySQL 8: Access denied; you need (at least one of) the SUPER or SET_USER_ID privilege.
+    pub const NEED_SET_USER_ID: u16 = 3530;
+}
+
+/// What went wrong inside the plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Could not connect or log in.
+    #[error("cannot connect to {instance}: {message}")]
+    Connect {
+        /// The instance id.
+        instance: String,
+        /// Why.
+        message: String,
+    },
+    /// A statement failed.
+    #[error("{context}: {source}")]
+    Sql {
+        /// What the plugin was doing.
+        context: String,
+        /// The driver's error.
+        #[source]
+        source: mysql_async::Error,
+    },
+    /// The target refused or would have altered data.
+    #[error("{0}")]
+    Data(String),
+    /// A target object already exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// Something named does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// Not possible with this server.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The request made no sense.
+    #[error("{0}")]
+    Invalid(String),
+    /// Anything else.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// A result with the plugin's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The server error code, when the server raised the error.
+    pub fn server_code(&self) -> Option<u16> {
+        match self {
+            Error::Sql {
+                source: mysql_async::Error::Server(e),
+                ..
+            } => Some(e.code),
+            _ => None,
+        }
+    }
+
+    /// Whether the server refused for lack of a privilege.
+    pub fn is_access_denied(&self) -> bool {
+        matches!(
+            self.server_code(),
+            Some(
+                code::DB_ACCESS_DENIED
+                    | code::ACCESS_DENIED
+                    | code::TABLE_ACCESS_DENIED
+                    | code::SPECIFIC_ACCESS_DENIED
+                    | code::PROC_ACCESS_DENIED
+                    | code::ROUTINE_NEED_SUPER
+                    | code::NEED_SET_USER_ID
+            )
+        )
+    }
+
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Connect { .. } => ErrorKind::Connect,
+            Error::Data(_) => ErrorKind::Data,
+            Error::Conflict(_) => ErrorKind::Conflict,
+            Error::NotFound(_) => ErrorKind::NotFound,
+            Error::Unsupported(_) => ErrorKind::Unsupported,
+            Error::Invalid(_) => ErrorKind::InvalidRequest,
+            Error::Internal(_) => ErrorKind::Internal,
+            Error::Sql { source, .. } => match source {
+                mysql_async::Error::Server(e) => match e.code {
+                    _ if self.is_access_denied() => ErrorKind::Access,
+                    code::BAD_DB | code::NO_SUCH_TABLE => ErrorKind::NotFound,
+                    code::TABLE_EXISTS => ErrorKind::Conflict,
+                    // Out of range, truncated, incorrect value, too long.
+                    1264 | 1265 | 1292 | 1366 | 1406 | 1411 | 1416 | 4025 | 3140 => ErrorKind::Data,
+                    _ => ErrorKind::Query,
+                },
+                mysql_async::Error::Io(_) => ErrorKind::Connect,
+                _ => ErrorKind::Query,
+            },
+        }
+    }
+}
+
+impl From<Error> for PluginError {
+    fn from(error: Error) -> Self {
+        let kind = error.kind();
+        let mut out = PluginError::new(kind, error.to_string());
+        if let Error::Conflict(_) = error {
+            out = out.with_code("InvalidDBName.Exists");
+        }
+        out
+    }
+}
+
+/// Adds context to driver errors.
+pub trait Context<T> {
+    /// Wraps the driver error with what the plugin was doing.
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> Context<T> for std::result::Result<T, mysql_async::Error> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| Error::Sql {
+            context: context(),
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflicts_carry_the_contract_code() {
+        let e: PluginError = Error::Conflict("table `t` exists".into()).into();
+        assert_eq!(e.kind, ErrorKind::Conflict);
+        assert_eq!(e.code.as_deref(), Some("InvalidDBName.Exists"));
+        let e: PluginError = Error::Data("bad".into()).into();
+        assert_eq!(e.kind, ErrorKind::Data);
+        assert_eq!(e.code, None);
+    }
+}

@@ -1,0 +1,96 @@
+//! Server facts for the prechecks.
+
+use dbferry_plugin_abi::protocol::{DatabaseInfo, ServerInfo};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Row};
+
+use crate::conn::{cell, parse_version, ServerFacts};
+use crate::error::{Context, Result};
+
+/// Databases that belong to the server, never to users.
+pub const SYSTEM_DATABASES: [&str; 4] = ["mysql", "information_schema", "performance_schema", "sys"];
+
+async fn rows(conn: &mut Conn, sql: &str) -> Result<Vec<Row>> {
+    conn.query::<Row, _>(sql).await.ctx(|| format!("running {sql}"))
+}
+
+/// Reads version and packet size (at connect).
+pub async fn facts(conn: &mut Conn) -> Result<ServerFacts> {
+    let row = rows(conn, "SELECT @@version, @@version_comment, @@max_allowed_packet").await?;
+    let row = row.first();
+    let version = row.map(|r| cell::string(r, 0)).unwrap_or_default();
+    let comment = row.map(|r| cell::string(r, 1)).unwrap_or_default();
+    Ok(ServerFacts {
+        mariadb: version.to_ascii_lowercase().contains("mariadb") || comment.to_ascii_lowercase().contains("mariadb"),
+        numbers: parse_version(&version),
+        max_allowed_packet: row.map(|r| cell::u64(r, 2)).unwrap_or(4 << 20),
+        version,
+    })
+}
+
+/// The facts of [`ServerInfo`].
+pub async fn probe(conn: &mut Conn, facts: &ServerFacts) -> Result<ServerInfo> {
+    let flags = rows(conn, "SELECT @@read_only, @@local_infile").await?;
+    let mut read_only = flags.first().map(|r| cell::u64(r, 0) != 0).unwrap_or(false);
+    let local_infile = flags.first().map(|r| cell::u64(r, 1) != 0).unwrap_or(false);
+    if !facts.mariadb {
+        // MySQL 5.7+; absent elsewhere.
+        if let Ok(r) = conn.query_first::<Row, _>("SELECT @@super_read_only").await {
+            read_only |= r.map(|r| cell::u64(&r, 0) != 0).unwrap_or(false);
+        }
+    }
+    let mut used_bytes = 0u64;
+    let mut sizes = std::collections::HashMap::new();
+    for r in rows(
+        conn,
+        "SELECT TABLE_SCHEMA, SUM(IFNULL(DATA_LENGTH, 0) + IFNULL(INDEX_LENGTH, 0)), COUNT(*) \
+         FROM information_schema.TABLES GROUP BY TABLE_SCHEMA",
+    )
+    .await?
+    {
+        let size = cell::u64(&r, 1);
+        used_bytes += size;
+        sizes.insert(cell::string(&r, 0), (size, cell::u64(&r, 2)));
+    }
+    let mut other_objects = std::collections::HashSet::new();
+    for sql in [
+        "SELECT DISTINCT ROUTINE_SCHEMA FROM information_schema.ROUTINES",
+        "SELECT DISTINCT EVENT_SCHEMA FROM information_schema.EVENTS",
+    ] {
+        for r in rows(conn, sql).await? {
+            other_objects.insert(cell::string(&r, 0));
+        }
+    }
+    let mut databases = Vec::new();
+    for r in rows(
+        conn,
+        "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY SCHEMA_NAME",
+    )
+    .await?
+    {
+        let name = cell::string(&r, 0);
+        if SYSTEM_DATABASES.contains(&name.to_ascii_lowercase().as_str()) {
+            continue;
+        }
+        let (size, tables) = sizes.get(&name).copied().unwrap_or((0, 0));
+        databases.push(DatabaseInfo {
+            online: true,
+            size_bytes: size,
+            has_objects: tables > 0 || other_objects.contains(&name),
+            name,
+        });
+    }
+    let mut write_blockers = Vec::new();
+    if !local_infile {
+        write_blockers.push("local_infile is OFF: LOAD DATA LOCAL INFILE is refused".to_string());
+    }
+    Ok(ServerInfo {
+        product: facts.product().to_string(),
+        version: facts.version.clone(),
+        edition: None,
+        read_only,
+        used_bytes,
+        databases,
+        write_blockers,
+    })
+}

@@ -1,0 +1,155 @@
+//! Reading one chunk: a task on the plugin runtime streams the SELECT
+//! (text protocol), encodes rows into batches and hands them over a
+//! bounded channel; `next_batch` waits at most ~200 ms so the host stays
+//! responsive to cancellation.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use dbferry_plugin_abi::plugin::Reader;
+use dbferry_plugin_abi::protocol::{PluginError, ReadRequest};
+use mysql_async::prelude::Queryable;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::conn::{runtime, Lease};
+use crate::detail::TableDetail;
+use crate::encode::push_row;
+use crate::error::{Context, Error, Result};
+use crate::quote::{ident, qualified};
+use crate::range::predicate;
+
+/// How long `next_batch` waits before answering "idle, ask again".
+const POLL: Duration = Duration::from_millis(200);
+/// Batches buffered between the reading task and the host.
+const DEPTH: usize = 2;
+
+type Batch = Result<(Bytes, u64)>;
+
+/// The SELECT of one chunk.
+pub fn select_sql(request: &ReadRequest, detail: &TableDetail) -> Result<String> {
+    let table = qualified(&request.database, &request.table.name);
+    let list = detail.select_list();
+    if list.is_empty() {
+        return Err(Error::Unsupported(format!("{table} has no column to copy")));
+    }
+    let mut sql = format!("SELECT {list} FROM {table}");
+    if let Some(filter) = predicate(detail, &request.range)? {
+        sql.push_str(" WHERE ");
+        sql.push_str(&filter);
+    }
+    // Key order helps the target's clustered index; it is free for the
+    // primary key. A secondary unique key is not worth a sort.
+    if detail.key_index.as_deref() == Some("PRIMARY") && !request.range.columns.is_empty() {
+        let order: Vec<String> = request.range.columns.iter().map(|c| ident(c)).collect();
+        sql.push_str(" ORDER BY ");
+        sql.push_str(&order.join(", "));
+    }
+    Ok(sql)
+}
+
+/// A chunk being read.
+pub struct MysqlReader {
+    rx: mpsc::Receiver<Batch>,
+    task: Option<JoinHandle<()>>,
+    done: bool,
+}
+
+impl MysqlReader {
+    /// Starts reading `sql` on `lease`. `own_snapshot`: the connection is not
+    /// part of a shared snapshot, so the chunk opens its own.
+    pub fn start(lease: Lease, sql: String, batch_bytes: u64, own_snapshot: bool) -> Result<Self> {
+        let rt = runtime()?;
+        let (tx, rx) = mpsc::channel(DEPTH);
+        let batch = usize::try_from(batch_bytes)
+            .unwrap_or(usize::MAX)
+            .clamp(4096, 256 << 20);
+        let task = rt.spawn(async move {
+            match read(lease, &sql, batch, own_snapshot, &tx).await {
+                Ok(Some(lease)) => lease.release(),
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                }
+            }
+        });
+        Ok(Self {
+            rx,
+            task: Some(task),
+            done: false,
+        })
+    }
+}
+
+/// Streams the result set. Returns the lease when it is clean for reuse,
+/// `None` when the host went away mid-result (the lease is then dropped,
+/// which discards the connection with its unfinished result set).
+async fn read(
+    mut lease: Lease,
+    sql: &str,
+    batch: usize,
+    own_snapshot: bool,
+    tx: &mpsc::Sender<Batch>,
+) -> Result<Option<Lease>> {
+    let conn = lease.conn()?;
+    if own_snapshot {
+        conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+            .await
+            .ctx(|| "starting a snapshot".into())?;
+    }
+    {
+        let mut result = conn.query_iter(sql).await.ctx(|| format!("running {sql}"))?;
+        let mut buf = BytesMut::with_capacity(batch + batch / 8);
+        let mut rows = 0u64;
+        while let Some(row) = result.next().await.ctx(|| format!("reading rows of {sql}"))? {
+            push_row(&mut buf, &row);
+            rows += 1;
+            if buf.len() >= batch {
+                let full = std::mem::replace(&mut buf, BytesMut::with_capacity(batch + batch / 8)).freeze();
+                if tx.send(Ok((full, rows))).await.is_err() {
+                    return Ok(None);
+                }
+                rows = 0;
+            }
+        }
+        if rows > 0 && tx.send(Ok((buf.freeze(), rows))).await.is_err() {
+            return Ok(None);
+        }
+    }
+    if own_snapshot {
+        conn.query_drop("COMMIT").await.ctx(|| "ending the snapshot".into())?;
+    }
+    Ok(Some(lease))
+}
+
+impl Reader for MysqlReader {
+    fn next_batch(&mut self) -> std::result::Result<Option<(Bytes, u64)>, PluginError> {
+        if self.done {
+            return Ok(None);
+        }
+        let rt = runtime()?;
+        match rt.block_on(async { tokio::time::timeout(POLL, self.rx.recv()).await }) {
+            Ok(Some(Ok(batch))) => Ok(Some(batch)),
+            Ok(Some(Err(e))) => {
+                self.done = true;
+                Err(e.into())
+            }
+            Ok(None) => {
+                self.done = true;
+                Ok(None)
+            }
+            Err(_) => Ok(Some((Bytes::new(), 0))),
+        }
+    }
+}
+
+impl Drop for MysqlReader {
+    fn drop(&mut self) {
+        self.rx.close();
+        if let Some(task) = self.task.take() {
+            // Finished tasks are unaffected; a task mid-result drops its
+            // connection rather than pooling one with unread rows.
+            task.abort();
+        }
+    }
+}
