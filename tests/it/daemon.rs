@@ -3,8 +3,7 @@
 //! native status API, hostile job files, and `kill -9` at random moments of
 //! an import with a restart each time (nothing lost, nothing duplicated).
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,146 +11,10 @@ use std::time::{Duration, Instant};
 use dbferry_testkit::{ConfigBuilder, Files, Instance, Job, MariaDb};
 use serde_json::Value;
 
-use crate::common::{assert_same, bin, create_source, pair, unique, DST, SRC};
+use crate::common::{
+    assert_same, big_table, bin, free_port, http, pair, state_of, unique, Daemon, DST, SRC,
+};
 
-/// A free TCP port on loopback (the daemon binds the configured address).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// A plain HTTP/1.1 GET or POST on loopback: status and body.
-fn http(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    // The daemon answers small bodies; chunked encoding only wraps them.
-    let body = if response.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        dechunk(&body)
-    } else {
-        body
-    };
-    Some((status, body))
-}
-
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, tail)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
-        if n == 0 || tail.len() < n {
-            break;
-        }
-        out.push_str(&tail[..n]);
-        rest = tail[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-/// A daemon process with its config.
-struct Daemon {
-    child: Option<Child>,
-    port: u16,
-    config: PathBuf,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(config: &Path, port: u16, log: &Path) -> Self {
-        let mut daemon = Self { child: None, port, config: config.to_path_buf(), log: log.to_path_buf() };
-        daemon.spawn();
-        daemon
-    }
-
-    fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("daemon log file");
-        let child = Command::new(bin())
-            .args(["daemon", "--config"])
-            .arg(&self.config)
-            .env("DBFERRY_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start dbferry daemon");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if http(self.port, "GET", "/readyz").is_some_and(|(s, _)| s == 200) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("the daemon did not become ready; log:\n{}", self.log_text());
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill(); // SIGKILL
-            let _ = child.wait();
-        }
-    }
-
-    /// SIGTERM and wait; returns how long it took to exit.
-    fn terminate(&mut self) -> Duration {
-        let started = Instant::now();
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-            let deadline = Instant::now() + Duration::from_secs(40);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return started.elapsed();
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        started.elapsed()
-    }
-
-    fn get(&self, path: &str) -> Value {
-        let (status, body) = http(self.port, "GET", path).unwrap_or_else(|| panic!("GET {path} failed"));
-        assert_eq!(status, 200, "GET {path}: {body}");
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
-    }
-
-    fn metrics(&self) -> String {
-        http(self.port, "GET", "/metrics").map(|(_, b)| b).unwrap_or_default()
-    }
-
-    fn imports(&self) -> Vec<Value> {
-        self.get("/v1/imports").as_array().cloned().unwrap_or_default()
-    }
-
-    /// Waits until some import satisfies `done`.
-    fn wait_import(&self, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(found) = self.imports().into_iter().find(|i| done(i)) {
-                return found;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("no import reached the expected state; imports: {:#?}\nlog:\n{}", self.imports(), self.log_text());
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
 
 /// Config for the shared pair with the daemon on `port`.
 fn daemon_setup(source: &MariaDb, target: &MariaDb, port: u16) -> (Files, PathBuf, PathBuf) {
@@ -165,16 +28,6 @@ fn daemon_setup(source: &MariaDb, target: &MariaDb, port: u16) -> (Files, PathBu
     (files, config, jobs)
 }
 
-/// The state `dbferry_instance_state` marks 1 for `instance`.
-fn state_of(metrics: &str, instance: &str) -> Option<String> {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("dbferry_instance_state{") && l.contains(&format!("instance_id=\"{instance}\"")))
-        .find(|l| l.trim_end().ends_with(" 1"))
-        .and_then(|l| l.split("state=\"").nth(1))
-        .and_then(|s| s.split('"').next())
-        .map(str::to_string)
-}
 
 fn counter_sum(metrics: &str, name: &str) -> f64 {
     metrics
@@ -184,19 +37,6 @@ fn counter_sum(metrics: &str, name: &str) -> f64 {
         .sum()
 }
 
-/// A source database with one table of `rows` rows of about 100 bytes.
-fn big_table(source: &MariaDb, target: &MariaDb, db: &str, rows: u64) {
-    create_source(
-        (source, target),
-        db,
-        "utf8mb4",
-        &format!(
-            "CREATE TABLE t (id BIGINT PRIMARY KEY, a VARCHAR(64) NOT NULL, b DOUBLE, c DATETIME(6), KEY ka (a));
-             INSERT INTO t SELECT seq, MD5(seq), seq / 3, TIMESTAMP('2024-01-01') + INTERVAL seq SECOND FROM seq_1_to_{rows};
-             ANALYZE TABLE t;"
-        ),
-    );
-}
 
 #[test]
 fn a_dropped_job_moves_instance_states_and_counters_then_succeeds() {
@@ -339,7 +179,7 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     let job = Job::mysql(DST, SRC, &[&db])
         .option("parallelism", "3")
         .option("chunk_bytes", "1048576")
-        .option("max_bytes_per_sec", "3000000")
+        .option("max_bytes_per_sec", "2000000")
         .render();
     std::fs::write(jobs.join("kill.toml"), job).expect("drop the job");
 
@@ -347,7 +187,7 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     let mut seed: u64 = 0x5eed_dbfe;
     let mut next = || {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        300 + (seed >> 33) % 1500
+        200 + (seed >> 33) % 800
     };
     let mut kills = 0;
     while kills < 10 {
@@ -431,4 +271,147 @@ fn a_real_prometheus_scrapes_the_daemon() {
         bytes.iter().any(|s| s["metric"]["database"] == db.as_str() && s["value"][1].as_str().is_some_and(|v| v != "0")),
         "{bytes:#?}"
     );
+}
+
+#[test]
+fn sigterm_checkpoints_a_running_import_which_resumes_at_the_next_start() {
+    let (source, target) = crate::common::dedicated_pair();
+    let db = unique("daemon_term");
+    big_table(&source, &target, &db, 150_000);
+    let port = free_port();
+    let (files, config, jobs) = daemon_setup(&source, &target, port);
+    let mut daemon = Daemon::start(&config, port, &files.path().join("daemon.log"));
+    let job = Job::mysql(DST, SRC, &[&db])
+        .option("chunk_bytes", "1048576")
+        .option("max_bytes_per_sec", "2000000")
+        .render();
+    std::fs::write(jobs.join("term.toml"), job).expect("drop the job");
+    daemon.wait_import(Duration::from_secs(30), |i| i["Status"] == "Running" && i["Rows"].as_u64() > Some(0));
+
+    let took = daemon.terminate();
+    assert!(took < Duration::from_secs(30), "SIGTERM took {took:?}");
+    let log = daemon.log_text();
+    assert!(log.contains("checkpointed for shutdown"), "{log}");
+
+    daemon.spawn();
+    let done = daemon.wait_import(Duration::from_secs(180), |i| i["Status"] != "Running" && i["Status"] != "Pending");
+    assert_eq!(done["Status"], "Success", "{done:#}\n{}", daemon.log_text());
+    assert!(daemon.log_text().contains("resuming import after a restart"));
+    assert_same(&source, &target, &db);
+}
+
+#[test]
+fn sighup_reloads_the_config_and_keeps_the_old_one_when_the_new_is_invalid() {
+    let pair = pair();
+    let port = free_port();
+    let (files, config, _jobs) = daemon_setup(pair.source, pair.target, port);
+    let daemon = Daemon::start(&config, port, &files.path().join("daemon.log"));
+    let pid = daemon.child.as_ref().map(Child::id).expect("running").to_string();
+    let hup = || Command::new("kill").args(["-HUP", &pid]).status().expect("kill -HUP");
+    let original = std::fs::read_to_string(&config).expect("config");
+
+    // A broken config is refused; the daemon keeps serving with the old one.
+    std::fs::write(&config, format!("{original}\nnot valid = = toml\n")).expect("break config");
+    hup();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !daemon.log_text().contains("config reload refused") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(daemon.log_text().contains("config reload refused"), "{}", daemon.log_text());
+    assert!(state_of(&daemon.metrics(), SRC).is_some());
+
+    // A new instance appears after a valid reload.
+    let extra = ConfigBuilder::new()
+        .instance(Instance::mysql("rm-added0001", pair.target))
+        .try_render(&files)
+        .expect("render");
+    let instance_block = extra.split("[[instances]]").nth(1).expect("instance block");
+    std::fs::write(&config, format!("{original}\n[[instances]]{instance_block}")).expect("extend config");
+    hup();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while state_of(&daemon.metrics(), "rm-added0001").is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(state_of(&daemon.metrics(), "rm-added0001").as_deref(), Some("Running"), "{}", daemon.log_text());
+}
+
+/// A TCP forwarder on a fixed port that can be switched off (connections
+/// refused) and on again: an instance that goes away and comes back.
+struct Proxy {
+    port: u16,
+    upstream: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Proxy {
+    fn new(upstream: u16) -> Self {
+        let mut proxy = Self { port: free_port(), upstream, stop: Default::default(), thread: None };
+        proxy.on();
+        proxy
+    }
+
+    fn on(&mut self) {
+        use std::sync::atomic::Ordering;
+        self.stop.store(false, Ordering::SeqCst);
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).expect("proxy port");
+        let (stop, upstream) = (self.stop.clone(), self.upstream);
+        self.thread = Some(std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let (Ok(client), Ok(server)) = (client, TcpStream::connect(("127.0.0.1", upstream))) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().expect("clone"), server.try_clone().expect("clone")),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        }));
+    }
+
+    fn off(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port)); // wakes the accept loop
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[test]
+fn an_unreachable_instance_is_unavailable_until_it_answers_again() {
+    let pair = pair();
+    let mut proxy = Proxy::new(pair.target.port());
+    let port = free_port();
+    let files = Files::new();
+    let config = ConfigBuilder::new()
+        .listen(&format!("127.0.0.1:{port}"))
+        .instance(Instance::mysql(SRC, pair.source))
+        .instance(Instance::mysql(DST, pair.target).port(proxy.port))
+        .write(&files);
+    let daemon = Daemon::start(&config, port, &files.path().join("daemon.log"));
+    let wait_state = |want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while Instant::now() < deadline {
+            if state_of(&daemon.metrics(), DST).as_deref() == Some(want) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("{DST} never became {want}:\n{}\n{}", daemon.metrics(), daemon.log_text());
+    };
+    proxy.off();
+    wait_state("Unavailable");
+    assert_eq!(state_of(&daemon.metrics(), SRC).as_deref(), Some("Running"), "only the unreachable one");
+    proxy.on();
+    wait_state("Running");
+    proxy.off();
 }

@@ -12,5 +12,5 @@ mod library;
 mod session;
 
 pub use error::HostError;
-pub use library::{load_dir, Plugin, PluginInfo};
+pub use library::{is_plugin_file, load_dir, Plugin, PluginInfo};
 pub use session::{Reader, Session, Writer};

@@ -144,8 +144,15 @@ impl Plugin {
     }
 }
 
-/// Loads every `*.so` in `dir`, sorted by name. Files that fail are returned
-/// beside the plugins that loaded, so one bad file does not hide the others.
+/// Whether a file name follows the plugin convention `libdbferry_<name>.so`.
+/// Other libraries in the directory (a build tree holds many) are not plugins.
+pub fn is_plugin_file(name: &str) -> bool {
+    name.starts_with("libdbferry_") && name.ends_with(".so")
+}
+
+/// Loads every `libdbferry_*.so` in `dir`, sorted by name. Files that fail
+/// are returned beside the plugins that loaded, so one bad file does not
+/// hide the others.
 pub fn load_dir(dir: &Path) -> Result<(Vec<Plugin>, Vec<HostError>), HostError> {
     let entries = std::fs::read_dir(dir).map_err(|source| HostError::Dir {
         dir: dir.to_path_buf(),
@@ -154,7 +161,7 @@ pub fn load_dir(dir: &Path) -> Result<(Vec<Plugin>, Vec<HostError>), HostError> 
     let mut files: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "so") && p.is_file())
+        .filter(|p| p.file_name().is_some_and(|n| is_plugin_file(&n.to_string_lossy())) && p.is_file())
         .collect();
     files.sort();
     let (mut plugins, mut failures) = (Vec::new(), Vec::new());

@@ -1,1 +1,31 @@
-//! placeholder
+//! Test harness for dbferry.
+//!
+//! - [`MariaDb`]: a real, throwaway MariaDB server (Debian's `mariadbd`)
+//!   with a private datadir and an ephemeral port, torn down on drop. Many
+//!   can run in parallel; each starts from a cached template datadir.
+//! - SQL helpers on [`MariaDb`] that shell out to the `mariadb` client, so
+//!   tests compare source and target independently of dbferry's own code:
+//!   [`MariaDb::exec`], [`MariaDb::query`], [`MariaDb::checksum_table`],
+//!   [`MariaDb::row_hash`], [`MariaDb::show_create`].
+//! - [`ConfigBuilder`], [`Instance`] and [`Job`]: write dbferry config and
+//!   job files (CONTRACT §2 and §3) into a [`Files`] directory, secrets with
+//!   mode 0600.
+//! - [`run_job`] and [`dbferry`]: run the real `dbferry` binary and parse its
+//!   `--json` output ([`Outcome`]).
+//!
+//! If MariaDB is not installed, starting a server panics with a message that
+//! says to run `make test` (which installs it): a silently skipped database
+//! test would hide a failure.
+#![deny(missing_docs)]
+
+mod config;
+mod error;
+mod run;
+mod server;
+mod sql;
+
+pub use config::{AccessKey, ConfigBuilder, Files, Instance, Job, DEFAULT_OWNER};
+pub use error::Error;
+pub use run::{dbferry, dbferry_with_env, run_job, spawn_run, Outcome, RunningJob, RUN_TIMEOUT};
+pub use server::{MariaDb, ADMIN_USER};
+pub use sql::{ident, literal, ObjectKind, Rows};

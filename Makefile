@@ -1,0 +1,85 @@
+# dbferry — build, test and demo entry points.
+#
+#   make test    installs what the tests need (MariaDB, mydumper, sysbench,
+#                rustfmt, clippy), builds everything, runs the whole suite,
+#                clippy -D warnings and the format check. Fails loudly.
+#   make demo    installs MariaDB if missing and runs `dbferry demo`.
+#   make bench   the performance comparison of issue 2 §8 (release build).
+#
+# Works on a fresh Debian 12 machine with Rust installed, as root or as a
+# user with sudo.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+.PHONY: deps apt-deps rust-deps build test unit-test lint fmt-check clippy demo bench clean-testkit
+
+CARGO ?= cargo
+APT_PACKAGES := mariadb-server mariadb-client mydumper sysbench prometheus systemd
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+deps: apt-deps rust-deps
+
+# Idempotent: installs only what is missing, runs `apt-get update` only when
+# the package lists are empty or the install fails with the lists it has.
+# Installing mariadb-server must not start a system-wide server (the tests
+# start their own), so service starts are denied while apt runs.
+apt-deps:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then echo "deps: $(APT_PACKAGES) already installed"; exit 0; fi; \
+	echo "deps: installing$$missing"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	policy=/usr/sbin/policy-rc.d; own_policy=0; \
+	if [ ! -e "$$policy" ]; then \
+	  printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee "$$policy" >/dev/null; $(SUDO) chmod 755 "$$policy"; own_policy=1; \
+	fi; \
+	trap '[ "$$own_policy" = 1 ] && $(SUDO) rm -f "$$policy"' EXIT; \
+	if ! ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1; then $(SUDO) apt-get update; fi; \
+	if ! $(SUDO) apt-get install -y --no-install-recommends $$missing; then \
+	  $(SUDO) apt-get update; \
+	  $(SUDO) apt-get install -y --no-install-recommends $$missing; \
+	fi; \
+	test -x /usr/sbin/mariadbd || { echo "deps: FAILED: /usr/sbin/mariadbd is still missing" >&2; exit 1; }
+
+rust-deps:
+	@if ! $(CARGO) fmt --version >/dev/null 2>&1 || ! $(CARGO) clippy --version >/dev/null 2>&1; then \
+	  if command -v rustup >/dev/null 2>&1; then rustup component add rustfmt clippy; \
+	  else echo "deps: FAILED: cargo fmt/clippy missing and no rustup to add them" >&2; exit 1; fi; \
+	fi
+
+# Builds every package and target, so the cdylib plugins (mysql, and the
+# test fixtures) land next to the `dbferry` binary in target/debug.
+build:
+	$(CARGO) build --workspace --all-targets
+
+unit-test:
+	$(CARGO) test --workspace
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+lint: clippy fmt-check
+
+test: deps build
+	@status=0; \
+	$(MAKE) --no-print-directory unit-test || { echo "*** make test: TESTS FAILED ***" >&2; status=1; }; \
+	$(MAKE) --no-print-directory clippy || { echo "*** make test: CLIPPY FAILED ***" >&2; status=1; }; \
+	$(MAKE) --no-print-directory fmt-check || { echo "*** make test: FORMAT CHECK FAILED (run cargo fmt --all) ***" >&2; status=1; }; \
+	if [ $$status -ne 0 ]; then echo "*** make test: FAILED ***" >&2; exit 1; fi; \
+	echo "make test: all green"
+
+demo: deps build
+	target/debug/dbferry demo
+
+bench: deps
+	$(CARGO) run --release -p dbferry-benches --bin bench
+
+# Removes the cached MariaDB template datadirs of the test harness.
+clean-testkit:
+	rm -rf target/testkit-template-*
