@@ -65,6 +65,14 @@ pub trait ProgressSink: Send + Sync {
     fn batch_written(&self, id: ChunkId, rows: u64, bytes: u64);
     /// A chunk committed and was checkpointed.
     fn chunk_committed(&self, id: ChunkId, stats: ChunkStats);
+    /// A chunk failed and is copied again (as a redo) after `error`.
+    fn chunk_retried(&self, id: ChunkId, error: &CopyError) {
+        let _ = (id, error);
+    }
+    /// The bytes queued between readers and writers changed.
+    fn queued(&self, bytes: u64) {
+        let _ = bytes;
+    }
 }
 
 /// How a copy runs.
@@ -81,6 +89,9 @@ pub struct CopySettings {
     /// This copy resumes an interrupted one: every chunk not checkpointed may
     /// be partly on the target and is written with `redo`.
     pub resumed: bool,
+    /// Times a failed chunk is copied again before the copy fails. A retry
+    /// is a redo: the writer replaces the chunk's range, so it is idempotent.
+    pub retries: u32,
 }
 
 /// What a finished copy did.
@@ -182,7 +193,7 @@ pub fn run_copy(
                         if shared.stop.is_cancelled() {
                             break;
                         }
-                        if let Err(error) = copy_chunk(shared, chunk) {
+                        if let Err(error) = copy_chunk_with_retries(shared, chunk) {
                             shared.fail(error);
                             break;
                         }
@@ -222,13 +233,46 @@ impl Shared<'_> {
 
 type Queued = (Bytes, u64, MemoryPermit);
 
-fn copy_chunk(shared: &Shared<'_>, chunk: &ChunkTask) -> Result<(), CopyError> {
+/// Pause before retrying a chunk, growing with each attempt.
+const RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(500);
+
+fn copy_chunk_with_retries(shared: &Shared<'_>, chunk: &ChunkTask) -> Result<(), CopyError> {
+    let mut attempt = 0;
+    loop {
+        let redo = shared.settings.resumed || attempt > 0;
+        match copy_chunk(shared, chunk, redo) {
+            Ok(()) => return Ok(()),
+            Err(error) if retryable(&error) && attempt < shared.settings.retries && !shared.stop.is_cancelled() => {
+                attempt += 1;
+                tracing::warn!(chunk = %chunk.id, attempt, %error, "chunk failed; copying it again");
+                shared.progress.chunk_retried(chunk.id, &error);
+                let pause = RETRY_BACKOFF * attempt;
+                let until = std::time::Instant::now() + pause;
+                while std::time::Instant::now() < until {
+                    if shared.stop.is_cancelled() {
+                        return Err(CopyError::Cancelled);
+                    }
+                    std::thread::sleep(POLL_INTERVAL.min(pause));
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// Engine errors may be transient (a deadlock, a dropped connection);
+/// cancellation, checkpoint and internal failures are not.
+fn retryable(error: &CopyError) -> bool {
+    matches!(error, CopyError::Read { .. } | CopyError::Write { .. })
+}
+
+fn copy_chunk(shared: &Shared<'_>, chunk: &ChunkTask, redo: bool) -> Result<(), CopyError> {
     let name = chunk.id.to_string();
     let write_err = |source: BoxError| CopyError::Write {
         chunk: name.clone(),
         source,
     };
-    let mut writer = shared.sink.open(chunk, shared.settings.resumed).map_err(write_err)?;
+    let mut writer = shared.sink.open(chunk, redo).map_err(write_err)?;
     let reader = match shared.source.open(chunk) {
         Ok(reader) => reader,
         Err(source) => {
@@ -304,6 +348,7 @@ fn read_chunk(
         };
         let len = data.len() as u64;
         let permit = shared.budget.acquire(len, &shared.stop)?;
+        shared.progress.queued(shared.budget.in_use());
         shared.rate.take(len, &shared.stop)?;
         let mut item = (data, rows, permit);
         loop {
@@ -346,6 +391,7 @@ fn write_chunk(
             source,
         })?;
         drop(permit);
+        shared.progress.queued(shared.budget.in_use());
         stats.rows += rows;
         stats.bytes += len;
         shared.progress.batch_written(id, rows, len);

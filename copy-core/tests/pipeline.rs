@@ -128,6 +128,7 @@ fn settings(lanes: usize, budget: u64) -> CopySettings {
         memory_budget: budget,
         max_bytes_per_sec: 0,
         resumed: false,
+        retries: 0,
     }
 }
 
@@ -341,4 +342,107 @@ fn the_first_error_stops_every_lane_and_is_reported() {
     }
     assert!(store.all().len() < 200, "the other lanes stopped");
     assert!(!store.is_committed(ChunkId { table: 0, ordinal: 3 }));
+}
+
+/// A target whose first attempt at every chunk fails after one batch.
+#[derive(Default)]
+struct Flaky {
+    attempts: Mutex<HashMap<ChunkId, u32>>,
+    always: bool,
+    committed: Mutex<HashMap<ChunkId, (u64, bool)>>,
+}
+
+struct FlakyWriter {
+    sink: &'static Flaky,
+    id: ChunkId,
+    redo: bool,
+    fail: bool,
+    rows: u64,
+}
+
+impl BatchWriter for FlakyWriter {
+    fn write(&mut self, _data: Bytes, rows: u64) -> Result<(), BoxError> {
+        if self.fail {
+            return Err("deadlock found when trying to get lock".into());
+        }
+        self.rows += rows;
+        Ok(())
+    }
+    fn commit(self: Box<Self>) -> Result<ChunkStats, BoxError> {
+        self.sink
+            .committed
+            .lock()
+            .expect("lock")
+            .insert(self.id, (self.rows, self.redo));
+        Ok(ChunkStats {
+            rows: self.rows,
+            bytes: 0,
+        })
+    }
+    fn abort(self: Box<Self>) {}
+}
+
+impl ChunkSink for &'static Flaky {
+    fn open(&self, chunk: &ChunkTask, redo: bool) -> Result<Box<dyn BatchWriter>, BoxError> {
+        let mut attempts = self.attempts.lock().expect("lock");
+        let n = attempts.entry(chunk.id).or_default();
+        *n += 1;
+        let fail = self.always || *n == 1;
+        Ok(Box::new(FlakyWriter {
+            sink: self,
+            id: chunk.id,
+            redo,
+            fail,
+            rows: 0,
+        }))
+    }
+}
+
+#[test]
+fn a_transiently_failing_chunk_is_redone_and_a_persistent_failure_still_fails() {
+    let flaky: &'static Flaky = Box::leak(Box::default());
+    let mut retrying = settings(2, 1 << 20);
+    retrying.retries = 2;
+    let report = run_copy(
+        &chunks(1, 3),
+        &retrying,
+        &source(3, 10),
+        &flaky,
+        &MemoryCheckpoints::default(),
+        &NoProgress,
+        &CancelToken::new(),
+    )
+    .expect("each chunk succeeds on its second attempt");
+    assert_eq!(report.rows, 9);
+    let committed = flaky.committed.lock().expect("lock");
+    assert!(
+        committed.values().all(|&(rows, redo)| rows == 3 && redo),
+        "a retry replaces the range: {committed:?}"
+    );
+
+    let broken: &'static Flaky = Box::leak(Box::new(Flaky {
+        always: true,
+        ..Flaky::default()
+    }));
+    let result = run_copy(
+        &chunks(1, 1),
+        &retrying,
+        &source(3, 10),
+        &broken,
+        &MemoryCheckpoints::default(),
+        &NoProgress,
+        &CancelToken::new(),
+    );
+    assert!(matches!(result, Err(CopyError::Write { .. })), "{result:?}");
+    assert_eq!(
+        broken
+            .attempts
+            .lock()
+            .expect("lock")
+            .values()
+            .copied()
+            .collect::<Vec<_>>(),
+        vec![3],
+        "1 try + 2 retries"
+    );
 }

@@ -504,6 +504,7 @@ fn settings(resumed: bool) -> CopySettings {
         memory_budget: 1 << 20,
         max_bytes_per_sec: 0,
         resumed,
+        retries: 0,
     }
 }
 
