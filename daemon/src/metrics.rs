@@ -1,7 +1,7 @@
 //! Every Prometheus series dbferry exports, defined in one place (CONTRACT §8).
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The metric handles; clone freely (they are reference-counted).
@@ -22,8 +22,10 @@ pub struct Metrics {
     pub chunk_seconds: HistogramVec,
     /// `dbferry_queued_bytes`: bytes waiting between readers and writers (backpressure).
     pub queued_bytes: IntGauge,
-    /// `dbferry_chunk_failures_total{kind}`.
+    /// `dbferry_chunk_failures_total{side}`: chunks that failed for good.
     pub chunk_failures: IntCounterVec,
+    /// `dbferry_chunk_retries_total`: chunks copied again after an error.
+    pub chunk_retries: IntCounter,
     /// `dbferry_build_info{version}`: always 1.
     pub build_info: IntGaugeVec,
     /// `dbferry_plugin_info{engine,version,abi}`: 1 per loaded plugin.
@@ -67,6 +69,7 @@ impl Metrics {
             Opts::new("dbferry_chunk_failures_total", "Chunks that failed, by side."),
             &["side"],
         );
+        let chunk_retries = IntCounter::new("dbferry_chunk_retries_total", "Chunks copied again after an error.");
         let build_info = IntGaugeVec::new(Opts::new("dbferry_build_info", "dbferry build."), &["version"]);
         let plugin_info = IntGaugeVec::new(
             Opts::new("dbferry_plugin_info", "Loaded engine plugins."),
@@ -83,6 +86,7 @@ impl Metrics {
                 chunk_seconds: chunk_seconds?,
                 queued_bytes: queued_bytes?,
                 chunk_failures: chunk_failures?,
+                chunk_retries: chunk_retries?,
                 build_info: build_info?,
                 plugin_info: plugin_info?,
             };
@@ -94,6 +98,7 @@ impl Metrics {
             registry.register(Box::new(m.chunk_seconds.clone()))?;
             registry.register(Box::new(m.queued_bytes.clone()))?;
             registry.register(Box::new(m.chunk_failures.clone()))?;
+            registry.register(Box::new(m.chunk_retries.clone()))?;
             registry.register(Box::new(m.build_info.clone()))?;
             registry.register(Box::new(m.plugin_info.clone()))?;
             Ok(m)

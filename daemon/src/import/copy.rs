@@ -185,6 +185,14 @@ impl ProgressSink for Progress {
         started.entry(id).or_insert_with(Instant::now);
     }
 
+    fn chunk_retried(&self, _id: ChunkId, _error: &dbferry_copy_core::CopyError) {
+        self.metrics.chunk_retries.inc();
+    }
+
+    fn queued(&self, bytes: u64) {
+        self.metrics.queued_bytes.set(bytes as i64);
+    }
+
     fn chunk_committed(&self, id: ChunkId, _stats: ChunkStats) {
         let mut started = self.started.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(at) = started.remove(&id) {

@@ -27,6 +27,9 @@ use crate::instances::InstanceRegistry;
 use crate::job::Job;
 use crate::metrics::Metrics;
 
+/// Times a failed chunk is copied again before the import fails.
+pub const CHUNK_RETRIES: u32 = 3;
+
 /// What every import needs from its host process.
 #[derive(Clone)]
 pub struct ImportContext {
@@ -372,6 +375,7 @@ fn copy_all(
         memory_budget: tuning.memory_budget,
         max_bytes_per_sec: job.options.max_bytes_per_sec,
         resumed: resume,
+        retries: CHUNK_RETRIES,
     };
     let done = std::sync::atomic::AtomicBool::new(false);
     let report = std::thread::scope(|scope| {
