@@ -449,3 +449,33 @@ fn a_rejection_without_json_prints_error_code() {
     );
     assert!(out.result.is_none(), "no JSON without --json\n{}", out.describe());
 }
+
+#[test]
+fn rule_5_an_instance_in_another_import_is_not_running() {
+    let p = pair();
+    let db = unique("pc_busy");
+    create_source(
+        (p.source, p.target),
+        &db,
+        "utf8mb4",
+        "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(64)); INSERT INTO t SELECT seq, MD5(seq) FROM seq_1_to_100000;",
+    );
+    let other = tiny_db("pc_busy_other");
+    let setup = Setup::new(p.source, p.target);
+    // A slow first import holds both instances...
+    let slow = Job::mysql(DST, SRC, &[&db]).option("max_bytes_per_sec", "500000");
+    let slow_path = slow.write(&setup.files, "slow.toml");
+    let mut first = dbferry_testkit::spawn_run(&crate::common::bin(), &setup.config, &slow_path);
+    assert!(
+        first.wait_for_line(std::time::Duration::from_secs(60), |l| l.contains("\"phase\":\"copy\"")),
+        "the first import reached its copy: {}",
+        first.stdout_so_far()
+    );
+    // ...so a second one naming either of them is refused, changing nothing.
+    assert_refused(&setup, p.target, &Job::mysql(DST, SRC, &[&other]), &other, "IncorrectDBInstanceState");
+    first.interrupt().expect("SIGINT");
+    let ended = first.wait(std::time::Duration::from_secs(30));
+    assert_eq!(ended.status(), Some("Cancelled"), "{}", ended.describe());
+    // Once it ended, the instances are free again.
+    assert_copied(&setup.run(&Job::mysql(DST, SRC, &[&other])), p.target, &other);
+}

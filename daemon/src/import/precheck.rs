@@ -294,6 +294,50 @@ pub fn check_servers(
     })
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Category, Secret};
+
+    fn instance(engine: &str, edition: Option<&str>) -> Instance {
+        Instance {
+            id: "rm-1".into(),
+            engine: engine.into(),
+            owner: "1".into(),
+            category: Category::Dedicated,
+            storage_gb: 1.0,
+            host: "h".into(),
+            port: 1,
+            user: "u".into(),
+            password: Secret::Env("X".into()),
+            lock_mode: None,
+            edition: edition.map(str::to_string),
+            tls: None,
+        }
+    }
+
+    fn server(version: &str, edition: Option<&str>) -> ServerInfo {
+        ServerInfo {
+            product: "SQL Server".into(),
+            version: version.into(),
+            edition: edition.map(str::to_string),
+            ..ServerInfo::default()
+        }
+    }
+
+    #[test]
+    fn rule_4_refuses_sql_server_2017_cluster_edition_from_the_server_or_the_config() {
+        let sqlserver = instance("sqlserver", None);
+        assert!(is_sql_server_2017_cluster(&server("14.0.3456.2", Some("Cluster Edition (64-bit)")), &sqlserver));
+        assert!(!is_sql_server_2017_cluster(&server("15.0.4123.1", Some("Cluster Edition (64-bit)")), &sqlserver));
+        assert!(!is_sql_server_2017_cluster(&server("14.0.3456.2", Some("Enterprise Edition (64-bit)")), &sqlserver));
+        // The server cannot tell: the operator's `edition` decides.
+        let told = instance("sqlserver", Some("cluster"));
+        assert!(is_sql_server_2017_cluster(&server("14.0.1000.169", None), &told));
+        assert!(!is_sql_server_2017_cluster(&server("14.0.1000.169", Some("Cluster")), &instance("mysql", None)));
+    }
+}
+
 /// Target objects the copy would have to replace. Tables and views share
 /// one namespace, so do procedures, functions and so on per kind.
 fn conflicts(source: &DatabaseSchema, target: &DatabaseSchema) -> Vec<String> {
