@@ -17,9 +17,9 @@ use serde::Serialize;
 use crate::buffer::{write_out, ForeignBuffer};
 use crate::ffi::{self, FfiBuffer, FfiStr, Handle, HostApi, PluginApi};
 use crate::protocol::{
-    DatabaseSchema, Digest, DigestRequest, ErrorKind, FinishRequest, KeyTuple, PluginError, PrepareRequest,
-    ReadRequest, Request, SchemaOutcome, ServerInfo, SessionConfig, SnapshotInfo, SplitRequest, WriteRequest,
-    WriteSummary,
+    BackupProgress, BackupRestoreRequest, DatabaseSchema, Digest, DigestRequest, ErrorKind, FinishRequest, KeyTuple,
+    PluginError, PrepareRequest, ReadRequest, Request, SchemaOutcome, ServerInfo, SessionConfig, SnapshotInfo,
+    SplitRequest, WriteRequest, WriteSummary,
 };
 
 /// An engine: knows how to connect.
@@ -57,6 +57,21 @@ pub trait Session: Send + Sync + 'static {
     fn open_reader(&self, request: ReadRequest) -> Result<Self::Reader, PluginError>;
     /// Starts writing a chunk in one transaction.
     fn open_writer(&self, request: WriteRequest) -> Result<Self::Writer, PluginError>;
+    /// See [`Request::BackupRestore`]. Optional: the default says `Unsupported`.
+    fn backup_restore(&self, request: BackupRestoreRequest) -> Result<SchemaOutcome, PluginError> {
+        let _ = request;
+        Err(PluginError::new(
+            ErrorKind::Unsupported,
+            "this engine cannot copy by backup and restore",
+        ))
+    }
+    /// See [`Request::BackupProgress`]. Optional: the default says `Unsupported`.
+    fn backup_progress(&self) -> Result<BackupProgress, PluginError> {
+        Err(PluginError::new(
+            ErrorKind::Unsupported,
+            "this engine cannot copy by backup and restore",
+        ))
+    }
 }
 
 /// Reads one chunk as batches in the target's ingest format.
@@ -137,6 +152,9 @@ pub unsafe fn entry<E: Engine>(
         // SAFETY: non-null and valid per the contract.
         let host = unsafe { *host };
         crate::plugin::logging::install(host);
+        // A cdylib has its own panic hook; report panics through the host's
+        // log instead of raw stderr. The panic itself is caught by `guarded`.
+        std::panic::set_hook(Box::new(|info| tracing::error!(target: "panic", "{info}")));
     }
     cell.0.get_or_init(|| PluginApi {
         struct_size: std::mem::size_of::<PluginApi>() as u32,
@@ -249,6 +267,8 @@ unsafe extern "C" fn session_call<E: Engine>(session: Handle, request: FfiStr, o
             Request::PrepareTarget(r) => encode(&session.prepare_target(r)?)?,
             Request::FinishTarget(r) => encode(&session.finish_target(r)?)?,
             Request::TableDigest(r) => encode(&session.table_digest(r)?)?,
+            Request::BackupRestore(r) => encode(&session.backup_restore(r)?)?,
+            Request::BackupProgress => encode(&session.backup_progress()?)?,
         };
         // SAFETY: valid out-parameter per the ABI.
         unsafe { write_out(out, response) };

@@ -77,6 +77,14 @@ pub enum Request {
     /// Row count, and with `Checksum` an engine-computed content hash,
     /// identical for identical tables on source and target. Answer: [`Digest`].
     TableDigest(DigestRequest),
+    /// One step of a copy by native backup and restore (SQL Server's
+    /// `method = "backup-restore"`). Optional: engines without it answer
+    /// [`ErrorKind::Unsupported`]. Answer: [`SchemaOutcome`].
+    BackupRestore(BackupRestoreRequest),
+    /// Progress of the backup or restore this session is running, polled from
+    /// another thread while [`Request::BackupRestore`] runs. Optional like it.
+    /// Answer: [`BackupProgress`].
+    BackupProgress,
 }
 
 /// Facts about a server.
@@ -320,6 +328,46 @@ pub struct WriteSummary {
     pub rows: u64,
     /// Warnings the target raised while loading.
     pub warnings: Vec<String>,
+}
+
+/// The steps of a backup-and-restore copy, in the order the host runs them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupStep {
+    /// On the source session: back `source_database` up to `backup_path`
+    /// (copy-only, with checksums).
+    #[default]
+    Backup,
+    /// On the target session: restore the backup as `database`, every file
+    /// moved to the target's default paths, checksums verified.
+    Restore,
+    /// On either session: remove the backup file.
+    Cleanup,
+}
+
+/// Asks for one step of a backup-and-restore copy.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BackupRestoreRequest {
+    /// Which step.
+    #[serde(default)]
+    pub step: BackupStep,
+    /// The database on the source.
+    pub source_database: String,
+    /// The destination database on the target.
+    pub database: String,
+    /// The backup file, at a path both servers can reach.
+    pub backup_path: String,
+}
+
+/// How far a running backup or restore is.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BackupProgress {
+    /// The running operation (`BACKUP DATABASE`, `RESTORE DATABASE`), if any.
+    #[serde(default)]
+    pub operation: Option<String>,
+    /// Percent complete, 0 to 100, when the server reports it.
+    #[serde(default)]
+    pub percent: Option<f64>,
 }
 
 /// Broad classes of plugin errors; the host maps them to contract codes.

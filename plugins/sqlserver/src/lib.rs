@@ -1,0 +1,320 @@
+//! The SQL Server engine plugin of dbferry (tiberius, TDS 7.3+).
+//!
+//! Reads each table with one streaming SELECT under SNAPSHOT isolation where
+//! the database allows it (see [`snapshot`]), encodes rows in this plugin's
+//! own batch format ([`encode`]), and writes by TDS bulk load into a staging
+//! table followed by one `INSERT ... SELECT` per chunk that keeps IDENTITY
+//! values ([`writer`] explains why). The destination database is created
+//! under the name DBInfo maps the source to. Schema: tables first; keys,
+//! indexes (clustered first), checks and foreign keys after the data, then
+//! identity values, then views, functions, procedures and triggers in
+//! dependency order. Optional copy by backup and restore: [`backup`].
+//!
+//! Modules: [`conn`] (runtime, TLS, pool), [`probe`], [`describe`],
+//! [`detail`] (the `detail` JSON), [`types`], [`variant`], [`ddl`] (T-SQL
+//! text), [`schema`] (target steps), [`encode`], [`reader`], [`writer`],
+//! [`split`], [`range`], [`digest`], [`snapshot`], [`backup`], [`quote`],
+//! [`cell`], [`error`].
+#![deny(missing_docs)]
+
+pub mod backup;
+pub mod cell;
+pub mod conn;
+pub mod ddl;
+pub mod describe;
+pub mod detail;
+pub mod digest;
+pub mod encode;
+pub mod error;
+pub mod probe;
+pub mod quote;
+pub mod range;
+pub mod reader;
+pub mod schema;
+pub mod snapshot;
+pub mod split;
+pub mod types;
+pub mod variant;
+pub mod writer;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use dbferry_plugin_abi::export_plugin;
+use dbferry_plugin_abi::plugin::{Engine, Session};
+use dbferry_plugin_abi::protocol::{
+    BackupProgress, BackupRestoreRequest, BackupStep, DatabaseSchema, Digest, DigestRequest, FinishRequest, KeyTuple,
+    PluginError, PrepareRequest, ReadRequest, SchemaOutcome, ServerInfo, SessionConfig, SnapshotInfo, SplitRequest,
+    WriteRequest,
+};
+
+use crate::cell::{flag, int};
+use crate::conn::{rows, runtime, Pool};
+use crate::detail::{DatabaseDetail, TableDetail};
+use crate::error::Result;
+use crate::reader::SqlServerReader;
+use crate::snapshot::Isolation;
+use crate::writer::SqlServerWriter;
+
+/// The engine: `engine = "sqlserver"` in the config.
+pub struct SqlServerEngine;
+
+/// A connection to one SQL Server instance.
+pub struct SqlServerSession {
+    pool: Arc<Pool>,
+    edition: Option<String>,
+    /// How each described database is read.
+    isolation: Mutex<BTreeMap<String, Isolation>>,
+    /// The session id running a backup or restore, for progress.
+    backup_spid: Mutex<Option<i64>>,
+}
+
+impl Engine for SqlServerEngine {
+    type Session = SqlServerSession;
+
+    fn connect(config: SessionConfig) -> std::result::Result<SqlServerSession, PluginError> {
+        Ok(SqlServerSession::connect(&config)?)
+    }
+}
+
+/// Runs `$body` (a future using `$c: &mut Conn`) on a pooled connection;
+/// the connection is pooled again only on success.
+macro_rules! with_conn {
+    ($self:ident, |$c:ident| $body:expr) => {
+        runtime()?.block_on(async {
+            let mut lease = $self.pool.get().await?;
+            let $c = lease.conn()?;
+            let out = $body.await?;
+            lease.release();
+            Ok::<_, error::Error>(out)
+        })
+    };
+}
+
+impl SqlServerSession {
+    /// Connects (one login to check the credentials and TLS).
+    pub fn connect(config: &SessionConfig) -> Result<Self> {
+        let pool = Pool::new(config)?;
+        runtime()?.block_on(async {
+            let lease = pool.get().await?;
+            lease.release();
+            Ok::<_, error::Error>(())
+        })?;
+        tracing::debug!(instance = %config.instance_id, "connected");
+        Ok(Self {
+            pool,
+            edition: config
+                .options
+                .get("edition")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
+            isolation: Mutex::new(BTreeMap::new()),
+            backup_spid: Mutex::new(None),
+        })
+    }
+
+    /// How `database` is read: remembered from its description, else asked.
+    fn isolation_of(&self, database: &str) -> Result<Isolation> {
+        if let Some(i) = self
+            .isolation
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(database)
+        {
+            return Ok(*i);
+        }
+        let sql = format!(
+            "SELECT snapshot_isolation_state, is_read_committed_snapshot_on FROM sys.databases WHERE name = {}",
+            quote::string(database)
+        );
+        let found = with_conn!(self, |c| rows(c, &sql))?;
+        let isolation = match found.first() {
+            Some(r) => Isolation::decide(int(r, 0) == Some(1), flag(r, 1)),
+            None => Isolation::TableLock,
+        };
+        self.remember(database, isolation);
+        Ok(isolation)
+    }
+
+    fn remember(&self, database: &str, isolation: Isolation) {
+        self.isolation
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(database.to_string(), isolation);
+    }
+
+    fn set_spid(&self, spid: Option<i64>) {
+        *self.backup_spid.lock().unwrap_or_else(PoisonError::into_inner) = spid;
+    }
+}
+
+impl Session for SqlServerSession {
+    type Reader = SqlServerReader;
+    type Writer = SqlServerWriter;
+
+    fn probe(&self) -> std::result::Result<ServerInfo, PluginError> {
+        let edition = self.edition.as_deref();
+        Ok(with_conn!(self, |c| probe::probe(c, edition))?)
+    }
+
+    fn describe_database(&self, database: &str) -> std::result::Result<DatabaseSchema, PluginError> {
+        match with_conn!(self, |c| describe::describe(c, database)) {
+            Err(e @ error::Error::NotFound(_)) => Err(PluginError::from(e).with_code("InvalidDBName.NotFound")),
+            Err(e) => Err(e.into()),
+            Ok(schema) => {
+                if let Ok(detail) = DatabaseDetail::from_json(&schema.detail) {
+                    self.remember(
+                        database,
+                        Isolation::decide(detail.snapshot_isolation, detail.read_committed_snapshot),
+                    );
+                }
+                Ok(schema)
+            }
+        }
+    }
+
+    fn split_points(&self, request: SplitRequest) -> std::result::Result<Vec<KeyTuple>, PluginError> {
+        Ok(with_conn!(self, |c| split::split_points(c, &request))?)
+    }
+
+    fn begin_snapshot(&self, _readers: u32) -> std::result::Result<SnapshotInfo, PluginError> {
+        let databases: Vec<(String, Isolation)> = self
+            .isolation
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(n, i)| (n.clone(), *i))
+            .collect();
+        Ok(snapshot::snapshot_info(&databases))
+    }
+
+    fn end_snapshot(&self) -> std::result::Result<(), PluginError> {
+        Ok(())
+    }
+
+    fn prepare_target(&self, request: PrepareRequest) -> std::result::Result<SchemaOutcome, PluginError> {
+        Ok(with_conn!(self, |c| schema::prepare(c, &request))?)
+    }
+
+    fn finish_target(&self, request: FinishRequest) -> std::result::Result<SchemaOutcome, PluginError> {
+        Ok(with_conn!(self, |c| schema::finish(c, &request))?)
+    }
+
+    fn table_digest(&self, request: DigestRequest) -> std::result::Result<Digest, PluginError> {
+        Ok(with_conn!(self, |c| digest::digest(c, &request))?)
+    }
+
+    fn open_reader(&self, request: ReadRequest) -> std::result::Result<SqlServerReader, PluginError> {
+        let detail = TableDetail::from_json(&request.table.detail)?;
+        let isolation = self.isolation_of(&request.database)?;
+        let sql = reader::select_sql(&request, &detail, isolation)?;
+        let lease = runtime()?.block_on(self.pool.get())?;
+        Ok(SqlServerReader::start(
+            lease,
+            &request.database,
+            sql,
+            detail.width(),
+            request.batch_bytes,
+            isolation,
+        )?)
+    }
+
+    fn open_writer(&self, request: WriteRequest) -> std::result::Result<SqlServerWriter, PluginError> {
+        let detail = TableDetail::from_json(&request.table.detail)?;
+        Ok(runtime()?.block_on(async {
+            let lease = self.pool.get().await?;
+            SqlServerWriter::start(lease, &request, &detail).await
+        })?)
+    }
+
+    fn backup_restore(&self, request: BackupRestoreRequest) -> std::result::Result<SchemaOutcome, PluginError> {
+        let path = request.backup_path.clone();
+        let outcome = runtime()?.block_on(async {
+            let mut lease = self.pool.get().await?;
+            let conn = lease.conn()?;
+            let spid = backup::spid(conn).await?;
+            self.set_spid(Some(spid));
+            let out = match request.step {
+                BackupStep::Backup => backup::backup(conn, &request.source_database, &path).await,
+                BackupStep::Restore => backup::restore(conn, &request.database, &path).await,
+                BackupStep::Cleanup => Ok(backup::cleanup(conn, &path).await),
+            };
+            self.set_spid(None);
+            let out = out?;
+            lease.release();
+            Ok::<_, error::Error>(out)
+        });
+        match outcome {
+            Err(e @ error::Error::Conflict(_)) => Err(e.into()),
+            other => Ok(other?),
+        }
+    }
+
+    fn backup_progress(&self) -> std::result::Result<BackupProgress, PluginError> {
+        let spid = *self.backup_spid.lock().unwrap_or_else(PoisonError::into_inner);
+        match spid {
+            None => Ok(BackupProgress::default()),
+            Some(spid) => Ok(with_conn!(self, |c| backup::progress(c, spid))?),
+        }
+    }
+}
+
+impl Drop for SqlServerSession {
+    fn drop(&mut self) {
+        if let Ok(rt) = runtime() {
+            let _guard = rt.enter();
+            self.pool.close_idle();
+        }
+    }
+}
+
+export_plugin!(SqlServerEngine, "sqlserver");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dbferry_plugin_abi::protocol::ErrorKind;
+
+    #[test]
+    fn an_unreachable_server_is_a_connect_error_without_the_password() {
+        // A port nothing listens on (bound, then released).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let config = SessionConfig {
+            instance_id: "rm-test".into(),
+            host: "127.0.0.1".into(),
+            port,
+            user: "sa".into(),
+            password: "S3cret-never-shown".into(),
+            max_connections: 2,
+            options: serde_json::Map::new(),
+        };
+        assert!(!format!("{config:?}").contains("S3cret"));
+        let error = match SqlServerEngine::connect(config) {
+            Err(e) => e,
+            Ok(_) => panic!("nothing listens there"),
+        };
+        assert_eq!(error.kind, ErrorKind::Connect);
+        assert!(error.message.contains("rm-test"), "{}", error.message);
+        assert!(!error.message.contains("S3cret"), "{}", error.message);
+    }
+
+    #[test]
+    fn a_bad_tls_setting_is_refused_before_connecting() {
+        let mut options = serde_json::Map::new();
+        options.insert("tls".into(), "sometimes".into());
+        let config = SessionConfig {
+            instance_id: "i".into(),
+            host: "127.0.0.1".into(),
+            port: 1,
+            user: "u".into(),
+            password: "p".into(),
+            max_connections: 2,
+            options,
+        };
+        let error = SqlServerEngine::connect(config).err().map(|e| e.kind);
+        assert_eq!(error, Some(ErrorKind::InvalidRequest));
+    }
+}

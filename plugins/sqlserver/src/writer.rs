@@ -1,0 +1,382 @@
+//! Writing one chunk: TDS bulk load into a staging table, then one
+//! transaction that moves the rows into the real table.
+//!
+//! Why staging: tiberius's `bulk_insert` sends only the columns the server
+//! marks updateable, which leaves IDENTITY columns out (`INSERT BULK` has no
+//! `KEEP_IDENTITY` through it), so a direct bulk load would renumber them.
+//! The alternatives were weighed:
+//!
+//! - `ALTER TABLE ... SWITCH` from a staging table needs an *empty* target
+//!   (or partition) with identical indexes and constraints, so it cannot
+//!   take the second chunk of a table, nor a table split into key ranges;
+//! - `SET IDENTITY_INSERT ON` does not apply to bulk loads.
+//!
+//! So each chunk is bulk-loaded into a session temp table `#dbferry_stage`
+//! whose columns are the chunk's transport types (see [`crate::types`]) and
+//! have no IDENTITY, then, in one transaction on the target:
+//! `[DELETE the chunk's key range (redo)]; SET IDENTITY_INSERT t ON;
+//! INSERT INTO t (columns) SELECT converted columns FROM #dbferry_stage;
+//! SET IDENTITY_INSERT t OFF`, with the inserted row count checked against
+//! the rows sent before `COMMIT`. `IDENTITY_INSERT` is per session, so
+//! chunks of one table load in parallel on their own connections; explicit
+//! identity values above the current one move it forward (it is set to the
+//! source's value after the data, see [`crate::ddl::reseed_identity`]).
+//! The same path carries the types that need a server-side conversion back
+//! (money, varchar, text, xml, CLR types, sql_variant). Nothing reaches the
+//! real table before commit; an aborted chunk leaves only a temp table that
+//! dies with its connection.
+
+use bytes::Bytes;
+use dbferry_plugin_abi::plugin::Writer;
+use dbferry_plugin_abi::protocol::{PluginError, WriteRequest, WriteSummary};
+use tiberius::{ColumnData, TokenRow};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::cell::int;
+use crate::conn::{exec, rows, runtime, Lease};
+use crate::detail::TableDetail;
+use crate::encode::{is_null, Decoder};
+use crate::error::{Context, Error, Result};
+use crate::quote::ident;
+use crate::range::predicate;
+use crate::types::Transport;
+
+/// The staging table of a writer connection.
+pub const STAGE: &str = "#dbferry_stage";
+/// Batches queued towards the loading task.
+const DEPTH: usize = 2;
+
+/// The staging columns: `(name, transport type)` per transport value.
+pub fn stage_columns(detail: &TableDetail) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for column in detail.copied() {
+        for ty in column.transport().stage_types() {
+            out.push((format!("c{}", out.len()), ty));
+        }
+    }
+    out
+}
+
+/// Drops a leftover staging table and creates it for `detail`.
+pub fn create_stage_sql(detail: &TableDetail) -> String {
+    let columns: Vec<String> = stage_columns(detail)
+        .iter()
+        .map(|(name, ty)| format!("{} {ty} NULL", ident(name)))
+        .collect();
+    format!(
+        "IF OBJECT_ID(N'tempdb..{STAGE}') IS NOT NULL DROP TABLE {STAGE}; CREATE TABLE {STAGE} ({})",
+        columns.join(", ")
+    )
+}
+
+/// The transaction that moves the staged rows into the table; its last
+/// statement selects the inserted row count. `COMMIT` follows separately.
+pub fn move_sql(request: &WriteRequest, detail: &TableDetail) -> Result<String> {
+    let table = detail.three_part(&request.database);
+    let mut names = Vec::new();
+    let mut values = Vec::new();
+    let mut next = 0;
+    for column in detail.copied() {
+        let width = column.transport().width();
+        let stage: Vec<String> = (next..next + width).map(|i| ident(&format!("c{i}"))).collect();
+        next += width;
+        names.push(ident(&column.name));
+        values.push(column.rebuild_expr(&stage));
+    }
+    // In the target database, so conversions that take the database's
+    // default collation (sql_variant character values) take the target's.
+    let mut sql = format!(
+        "USE {}; DECLARE @n bigint; BEGIN TRANSACTION; ",
+        ident(&request.database)
+    );
+    if request.redo {
+        match predicate(detail, &request.range)? {
+            Some(filter) => sql.push_str(&format!("DELETE FROM {table} WHERE {filter}; ")),
+            None => sql.push_str(&format!("DELETE FROM {table}; ")),
+        }
+    }
+    let identity = detail.identity().is_some();
+    if identity {
+        sql.push_str(&format!("SET IDENTITY_INSERT {table} ON; "));
+    }
+    sql.push_str(&format!(
+        "INSERT INTO {table} ({}) SELECT {} FROM {STAGE}; SET @n = ROWCOUNT_BIG(); ",
+        names.join(", "),
+        values.join(", ")
+    ));
+    if identity {
+        sql.push_str(&format!("SET IDENTITY_INSERT {table} OFF; "));
+    }
+    sql.push_str("SELECT @n");
+    Ok(sql)
+}
+
+/// A NULL of the type tiberius encodes for a staging column of `ty`.
+pub fn typed_null(transport: Transport, index: usize) -> ColumnData<'static> {
+    match transport {
+        Transport::Bit => ColumnData::Bit(None),
+        Transport::TinyInt => ColumnData::U8(None),
+        Transport::SmallInt => ColumnData::I16(None),
+        Transport::Int => ColumnData::I32(None),
+        Transport::BigInt => ColumnData::I64(None),
+        Transport::Real => ColumnData::F32(None),
+        Transport::Float => ColumnData::F64(None),
+        Transport::Decimal { .. } => ColumnData::Numeric(None),
+        Transport::Date => ColumnData::Date(None),
+        Transport::Time { .. } => ColumnData::Time(None),
+        Transport::DateTime => ColumnData::DateTime(None),
+        Transport::SmallDateTime => ColumnData::SmallDateTime(None),
+        Transport::DateTime2 { .. } => ColumnData::DateTime2(None),
+        Transport::DateTimeOffset { .. } => ColumnData::DateTimeOffset(None),
+        Transport::Bytes { .. } => ColumnData::Binary(None),
+        Transport::Guid => ColumnData::Guid(None),
+        Transport::Variant if index == 1 => ColumnData::U8(None),
+        Transport::Text { .. } | Transport::Variant | Transport::Skip => ColumnData::String(None),
+    }
+}
+
+/// The transport of each staging column, with its index within its column.
+fn slots(detail: &TableDetail) -> Vec<(Transport, usize)> {
+    detail
+        .copied()
+        .flat_map(|c| {
+            let t = c.transport();
+            (0..t.width()).map(move |i| (t, i))
+        })
+        .collect()
+}
+
+type Loading = JoinHandle<(Lease, Result<u64>)>;
+
+/// A chunk being written.
+pub struct SqlServerWriter {
+    tx: Option<mpsc::Sender<Bytes>>,
+    task: Option<Loading>,
+    rows: u64,
+    table: String,
+    move_sql: String,
+}
+
+async fn load(lease: &mut Lease, mut rx: mpsc::Receiver<Bytes>, slots: Vec<(Transport, usize)>) -> Result<u64> {
+    let conn = lease.conn()?;
+    let mut bulk = conn.bulk_insert(STAGE).await.ctx(|| "starting a bulk load".into())?;
+    let mut sent = 0u64;
+    while let Some(batch) = rx.recv().await {
+        let mut decoder = Decoder::new(batch)?;
+        if decoder.width() != slots.len() {
+            return Err(Error::Invalid(format!(
+                "a batch has {} values per row, the table {}",
+                decoder.width(),
+                slots.len()
+            )));
+        }
+        while let Some(values) = decoder.row()? {
+            let mut row = TokenRow::with_capacity(values.len());
+            for (value, (transport, index)) in values.into_iter().zip(&slots) {
+                row.push(if is_null(&value) {
+                    typed_null(*transport, *index)
+                } else {
+                    value
+                });
+            }
+            bulk.send(row).await.ctx(|| "bulk-loading rows".into())?;
+            sent += 1;
+        }
+    }
+    bulk.finalize().await.ctx(|| "ending a bulk load".into())?;
+    Ok(sent)
+}
+
+impl SqlServerWriter {
+    /// Creates the staging table on `lease` and starts the bulk load.
+    pub async fn start(mut lease: Lease, request: &WriteRequest, detail: &TableDetail) -> Result<Self> {
+        let table = detail.three_part(&request.database);
+        let move_sql = move_sql(request, detail)?;
+        exec(lease.conn()?, &create_stage_sql(detail)).await?;
+        let (tx, rx) = mpsc::channel::<Bytes>(DEPTH);
+        let slots = slots(detail);
+        let task = tokio::spawn(async move {
+            let result = load(&mut lease, rx, slots).await;
+            (lease, result)
+        });
+        Ok(Self {
+            tx: Some(tx),
+            task: Some(task),
+            rows: 0,
+            table,
+            move_sql,
+        })
+    }
+
+    async fn finish_load(&mut self) -> Result<(Lease, Result<u64>)> {
+        self.tx.take();
+        let task = self
+            .task
+            .take()
+            .ok_or_else(|| Error::Invalid("the writer already finished".into()))?;
+        task.await
+            .map_err(|e| Error::Internal(format!("the load task of {} failed: {e}", self.table)))
+    }
+
+    async fn commit_async(mut self) -> Result<WriteSummary> {
+        let (mut lease, loaded) = self.finish_load().await?;
+        let staged = loaded?;
+        if staged != self.rows {
+            return Err(Error::Data(format!(
+                "{} rows of {} were staged but {} were sent",
+                staged, self.table, self.rows
+            )));
+        }
+        let conn = lease.conn()?;
+        let found = rows(conn, &self.move_sql).await?;
+        let inserted = found.first().and_then(|r| int(r, 0)).unwrap_or(-1);
+        if inserted != i64::try_from(self.rows).unwrap_or(i64::MAX) {
+            let _ = exec(conn, "IF @@TRANCOUNT > 0 ROLLBACK").await;
+            return Err(Error::Data(format!(
+                "the target inserted {inserted} rows of {} but {} were sent",
+                self.table, self.rows
+            )));
+        }
+        exec(conn, &format!("COMMIT; TRUNCATE TABLE {STAGE}"))
+            .await
+            .map_err(|e| Error::Data(format!("committing a chunk of {}: {e}", self.table)))?;
+        lease.release();
+        Ok(WriteSummary {
+            rows: self.rows,
+            warnings: Vec::new(),
+        })
+    }
+}
+
+impl Writer for SqlServerWriter {
+    fn write(&mut self, batch: Bytes, rows: u64) -> std::result::Result<(), PluginError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let rt = runtime()?;
+        let Some(tx) = self.tx.clone() else {
+            return Err(Error::Invalid("the writer already finished".into()).into());
+        };
+        if rt.block_on(tx.send(batch)).is_ok() {
+            self.rows += rows;
+            return Ok(());
+        }
+        // The load stopped taking batches: it failed; report why.
+        let outcome = rt.block_on(self.finish_load());
+        Err(match outcome {
+            Ok((_, Err(e))) => e,
+            Ok((_, Ok(_))) => Error::Internal(format!("the load of {} ended early", self.table)),
+            Err(e) => e,
+        }
+        .into())
+    }
+
+    fn commit(self) -> std::result::Result<WriteSummary, PluginError> {
+        let rt = runtime()?;
+        Ok(rt.block_on(self.commit_async())?)
+    }
+
+    fn abort(mut self) {
+        // The connection is discarded: its staging table and any open
+        // transaction die with it; the real table was never touched.
+        self.tx.take();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Identity;
+    use dbferry_plugin_abi::protocol::{KeyRange, KeyValue, TableSchema};
+
+    fn detail() -> TableDetail {
+        let mut id = ColumnDetailBuilder::int("id");
+        id.identity = Some(Identity {
+            seed: "1".into(),
+            increment: "1".into(),
+            last_value: Some("10".into()),
+            not_for_replication: false,
+        });
+        TableDetail {
+            schema: "s".into(),
+            name: "t]".into(),
+            columns: vec![
+                id,
+                crate::types::ColumnDetail::plain("name", "varchar", 20, 0, 0),
+                crate::types::ColumnDetail::plain("rv", "timestamp", 8, 0, 0),
+                crate::types::ColumnDetail::plain("v", "sql_variant", 8016, 0, 0),
+                crate::types::ColumnDetail::plain("g", "geometry", -1, 0, 0),
+            ],
+            ..TableDetail::default()
+        }
+    }
+
+    struct ColumnDetailBuilder;
+    impl ColumnDetailBuilder {
+        fn int(name: &str) -> crate::types::ColumnDetail {
+            let mut c = crate::types::ColumnDetail::plain(name, "int", 4, 10, 0);
+            c.nullable = false;
+            c
+        }
+    }
+
+    fn request(redo: bool) -> WriteRequest {
+        WriteRequest {
+            database: "de]st".into(),
+            table: TableSchema::default(),
+            range: KeyRange {
+                columns: vec!["id".into()],
+                lower: Some(vec![KeyValue::Int(100)]),
+                upper: Some(vec![KeyValue::Int(200)]),
+            },
+            redo,
+        }
+    }
+
+    #[test]
+    fn staging_has_transport_columns_without_identity() {
+        assert_eq!(
+            create_stage_sql(&detail()),
+            "IF OBJECT_ID(N'tempdb..#dbferry_stage') IS NOT NULL DROP TABLE #dbferry_stage; \
+             CREATE TABLE #dbferry_stage ([c0] int NULL, [c1] nvarchar(max) NULL, [c2] nvarchar(max) NULL, \
+             [c3] tinyint NULL, [c4] nvarchar(max) NULL, [c5] varbinary(max) NULL)"
+        );
+        assert_eq!(slots(&detail()).len(), detail().width());
+    }
+
+    #[test]
+    fn the_move_keeps_identity_values_and_redo_clears_the_range() {
+        let sql = move_sql(&request(true), &detail()).expect("sql");
+        assert!(sql.starts_with(
+            "USE [de]]st]; DECLARE @n bigint; BEGIN TRANSACTION; DELETE FROM [de]]st].[s].[t]]] WHERE ([id] > 100) AND ([id] <= 200); \
+             SET IDENTITY_INSERT [de]]st].[s].[t]]] ON; INSERT INTO [de]]st].[s].[t]]] ([id], [name], [v], [g]) SELECT [c0], [c1], CASE WHEN [c2] IS NULL"
+        ));
+        assert!(sql.ends_with(
+            "CAST([c5] AS geometry) FROM #dbferry_stage; SET @n = ROWCOUNT_BIG(); \
+             SET IDENTITY_INSERT [de]]st].[s].[t]]] OFF; SELECT @n"
+        ));
+        let plain = move_sql(&request(false), &detail()).expect("sql");
+        assert!(!plain.contains("DELETE"));
+    }
+
+    #[test]
+    fn nulls_are_typed_for_their_staging_column() {
+        assert!(matches!(typed_null(Transport::Guid, 0), ColumnData::Guid(None)));
+        assert!(matches!(typed_null(Transport::Variant, 1), ColumnData::U8(None)));
+        assert!(matches!(typed_null(Transport::Variant, 2), ColumnData::String(None)));
+        assert!(matches!(
+            typed_null(
+                Transport::Decimal {
+                    precision: 38,
+                    scale: 2
+                },
+                0
+            ),
+            ColumnData::Numeric(None)
+        ));
+    }
+}
