@@ -1,6 +1,7 @@
 //! One import, from prechecks to verified copy. `dbferry run` and the daemon
 //! both call [`run_import`]; API requests will too.
 
+mod backup;
 mod copy;
 pub mod outcome;
 pub mod precheck;
@@ -24,7 +25,7 @@ use crate::codes::{ErrorCode, Rejection};
 use crate::config::Config;
 use crate::engines::Engines;
 use crate::instances::InstanceRegistry;
-use crate::job::Job;
+use crate::job::{CopyMethod, Job};
 use crate::metrics::Metrics;
 
 /// Times a failed chunk is copied again before the import fails.
@@ -260,9 +261,14 @@ fn run_phases(
         tracing::info!("resuming an interrupted import");
     }
     reservation.activate();
-    let outcome = copy_all(
-        ctx, job, import_id, tuning, &resolved, &checked, &mut plan, resume, store, events, cancel, result,
-    );
+    let outcome = match job.options.method {
+        CopyMethod::Logical => copy_all(
+            ctx, job, import_id, tuning, &resolved, &checked, &mut plan, resume, store, events, cancel, result,
+        ),
+        CopyMethod::BackupRestore => {
+            backup::restore_all(job, import_id, &resolved, &checked, &ctx.metrics, events, cancel, result)
+        }
+    };
     // Whatever happened, release the source's snapshot connections.
     if let Err(e) = checked.source.end_snapshot() {
         tracing::warn!(error = %e, "releasing the source snapshot failed");

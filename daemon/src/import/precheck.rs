@@ -10,7 +10,7 @@ use dbferry_plugin_host::{Plugin, Session};
 
 use crate::codes::{ErrorCode, Rejection};
 use crate::config::{Config, Instance};
-use crate::job::Job;
+use crate::job::{CopyMethod, Job};
 
 /// A job whose instances and databases are known.
 #[derive(Clone, Debug)]
@@ -21,6 +21,8 @@ pub struct Resolved<'a> {
     pub target: &'a Instance,
     /// Source → destination database names.
     pub mapping: Vec<(String, String)>,
+    /// For `method = "backup-restore"`: the directory both servers reach.
+    pub backup_path: Option<String>,
 }
 
 /// Rules that need only the config: 1, 2, 3 and 7.
@@ -67,10 +69,31 @@ pub fn resolve<'a>(config: &'a Config, job: &Job) -> Result<Resolved<'a>, Reject
         ));
     }
     let mapping = job.db_info.mapping(&source.engine)?;
+    let backup_path = job
+        .options
+        .backup_path
+        .clone()
+        .or_else(|| target.backup_path.clone())
+        .or_else(|| source.backup_path.clone());
+    if job.options.method == CopyMethod::BackupRestore {
+        if source.engine != "sqlserver" {
+            return Err(Rejection::new(
+                ErrorCode::InvalidParameter,
+                format!("method = \"backup-restore\" is for SQL Server; {} instances copy logically", source.engine),
+            ));
+        }
+        if backup_path.is_none() {
+            return Err(Rejection::new(
+                ErrorCode::MissingParameter,
+                "method = \"backup-restore\" needs a backup_path (in [options] or on the instances) that both servers can reach",
+            ));
+        }
+    }
     Ok(Resolved {
         source,
         target,
         mapping,
+        backup_path,
     })
 }
 
@@ -313,6 +336,7 @@ mod tests {
             lock_mode: None,
             edition: edition.map(str::to_string),
             tls: None,
+            backup_path: None,
         }
     }
 
@@ -323,6 +347,33 @@ mod tests {
             edition: edition.map(str::to_string),
             ..ServerInfo::default()
         }
+    }
+
+    fn config(engine: &str, target_backup: &str) -> Config {
+        std::env::set_var("DBFERRY_TEST_PW", "x");
+        let instance = |id: &str, extra: &str| {
+            format!("[[instances]]\nid = \"{id}\"\nengine = \"{engine}\"\nowner = \"1\"\ncategory = \"dedicated\"\nstorage_gb = 1\nhost = \"h\"\nport = 1\nuser = \"u\"\npassword_env = \"DBFERRY_TEST_PW\"\n{extra}\n")
+        };
+        let text = format!("{}{}", instance("src", ""), instance("dst", target_backup));
+        Config::parse(&crate::diag::Source::new(std::path::Path::new("c.toml"), text)).expect("valid config")
+    }
+
+    fn job(engine_names: &str, options: &str) -> Job {
+        let text = format!("db_instance_id = \"dst\"\nsource_db_instance_id = \"src\"\nowner = \"1\"\ndb_info = '{engine_names}'\n[options]\n{options}\n");
+        Job::parse(&crate::diag::Source::new(std::path::Path::new("j.toml"), text)).expect("valid job")
+    }
+
+    #[test]
+    fn backup_restore_is_for_sql_server_and_needs_a_backup_path() {
+        let sqlserver = r#"{"DBNames":{"a":"b"}}"#;
+        let code = |c: &Config, j: &Job| resolve(c, j).err().map(|r| r.code);
+        assert_eq!(code(&config("mysql", ""), &job(r#"{"DBNames":["a"]}"#, "method = \"backup-restore\"")), Some(ErrorCode::InvalidParameter));
+        assert_eq!(code(&config("sqlserver", ""), &job(sqlserver, "method = \"backup-restore\"")), Some(ErrorCode::MissingParameter));
+        let from_instance = config("sqlserver", "backup_path = \"/shared/bak\"");
+        let resolved = resolve(&from_instance, &job(sqlserver, "method = \"backup-restore\"")).expect("instance path");
+        assert_eq!(resolved.backup_path.as_deref(), Some("/shared/bak"));
+        let from_job = resolve(&from_instance, &job(sqlserver, "method = \"backup-restore\"\nbackup_path = \"/job\"")).expect("job path");
+        assert_eq!(from_job.backup_path.as_deref(), Some("/job"), "the job's path wins");
     }
 
     #[test]

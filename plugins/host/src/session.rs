@@ -9,7 +9,7 @@ use dbferry_copy_core::pipeline::{BatchReader, BatchWriter, ReadOutcome};
 use dbferry_plugin_abi::buffer::{export_bytes, ForeignBuffer};
 use dbferry_plugin_abi::ffi::{self, FfiBuffer, FfiStr, Handle};
 use dbferry_plugin_abi::protocol::{
-    DatabaseSchema, Digest, DigestRequest, ErrorKind, FinishRequest, KeyTuple, PluginError, PrepareRequest,
+    BackupProgress, BackupRestoreRequest, DatabaseSchema, Digest, DigestRequest, ErrorKind, FinishRequest, KeyTuple, PluginError, PrepareRequest,
     ReadRequest, Request, SchemaOutcome, ServerInfo, SessionConfig, SnapshotInfo, SplitRequest, WriteRequest,
     WriteSummary,
 };
@@ -166,6 +166,16 @@ impl Session {
     /// See `Request::FinishTarget`.
     pub fn finish_target(&self, request: FinishRequest) -> Result<SchemaOutcome, HostError> {
         self.call(&Request::FinishTarget(request))
+    }
+
+    /// See `Request::BackupRestore` (engines without it answer `Unsupported`).
+    pub fn backup_restore(&self, request: BackupRestoreRequest) -> Result<SchemaOutcome, HostError> {
+        self.call(&Request::BackupRestore(request))
+    }
+
+    /// See `Request::BackupProgress`; callable while `backup_restore` runs.
+    pub fn backup_progress(&self) -> Result<BackupProgress, HostError> {
+        self.call(&Request::BackupProgress)
     }
 
     /// See `Request::TableDigest`.
