@@ -15,7 +15,7 @@ SHELL := /bin/bash
 .PHONY: deps apt-deps rust-deps build test unit-test lint fmt-check clippy demo bench clean-testkit
 
 CARGO ?= cargo
-APT_PACKAGES := mariadb-server mariadb-client mydumper sysbench prometheus systemd
+APT_PACKAGES := mariadb-server mariadb-client mydumper sysbench prometheus systemd python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 deps: apt-deps rust-deps

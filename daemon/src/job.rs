@@ -5,7 +5,7 @@ use std::path::Path;
 
 use dbferry_plugin_abi::protocol::{ExistingTables, VerifyMode};
 
-use crate::codes::ErrorCode;
+use crate::codes::{ErrorCode, Rejection};
 use crate::config::{parse, Fields};
 use crate::dbinfo::DbInfo;
 use crate::diag::{Diagnostics, Source};
@@ -60,6 +60,22 @@ pub struct JobOptions {
     pub existing_tables: ExistingTables,
     /// Target size of one chunk (one target transaction), bytes.
     pub chunk_bytes: u64,
+    /// How the data moves.
+    pub method: CopyMethod,
+    /// Directory both servers reach, for `method = "backup-restore"`
+    /// (overrides the instances' `backup_path`).
+    pub backup_path: Option<String>,
+}
+
+/// How an import moves the data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CopyMethod {
+    /// Rows through the copy core (every engine).
+    #[default]
+    Logical,
+    /// The engine's native backup, restored under the destination name
+    /// (SQL Server, for instances that share a backup path).
+    BackupRestore,
 }
 
 impl Default for JobOptions {
@@ -70,11 +86,69 @@ impl Default for JobOptions {
             max_bytes_per_sec: 0,
             existing_tables: ExistingTables::Fail,
             chunk_bytes: 32 << 20,
+            method: CopyMethod::Logical,
+            backup_path: None,
         }
     }
 }
 
+/// The parameters of an `ImportDatabaseBetweenInstances` API call.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ApiRequest<'a> {
+    /// `DBInstanceId`: the target.
+    pub target_id: Option<&'a str>,
+    /// `SourceDBInstanceId`.
+    pub source_id: Option<&'a str>,
+    /// `DBInfo`, the JSON string.
+    pub db_info: Option<&'a str>,
+    /// The account of the caller's access key.
+    pub owner: &'a str,
+}
+
+/// Job file keys and the API parameters they come from.
+const API_NAMES: [(&str, &str); 4] = [
+    ("source_db_instance_id", "SourceDBInstanceId"),
+    ("db_instance_id", "DBInstanceId"),
+    ("db_info", "DBInfo"),
+    ("owner", "AccessKeyId's owner"),
+];
+
 impl Job {
+    /// An API request as a job: rendered as job file text (CONTRACT §3, so
+    /// the daemon stores and resumes it like any job) and validated by
+    /// [`Job::parse`], the function every job file goes through. Options
+    /// take their defaults. The text is [`Job::text`].
+    pub fn from_api(request: &ApiRequest<'_>) -> Result<Self, Rejection> {
+        let missing = |name: &str| {
+            Rejection::new(
+                ErrorCode::MissingParameter,
+                format!("{name} is mandatory for this action."),
+            )
+        };
+        let target = request.target_id.ok_or_else(|| missing("DBInstanceId"))?;
+        let source = request.source_id.ok_or_else(|| missing("SourceDBInstanceId"))?;
+        let db_info = request.db_info.ok_or_else(|| missing("DBInfo"))?;
+        let mut doc = toml_edit::DocumentMut::new();
+        doc["db_instance_id"] = toml_edit::value(target);
+        doc["source_db_instance_id"] = toml_edit::value(source);
+        doc["owner"] = toml_edit::value(request.owner);
+        doc["db_info"] = toml_edit::value(db_info);
+        let text = doc.to_string();
+        Self::parse(&Source::new(Path::new("api"), text)).map_err(|diags| {
+            let first = diags.0.first();
+            let mut message = first.map_or_else(|| "invalid request".to_string(), |d| d.message.clone());
+            for (key, name) in API_NAMES {
+                message = message.replace(&format!("`{key}`"), name);
+            }
+            Rejection::new(diags.code(), message)
+        })
+    }
+
+    /// The job's text (the job file, or what an API request rendered).
+    pub fn text(&self) -> Option<&str> {
+        self.origin.as_ref().map(|o| o.source.text.as_str())
+    }
+
     /// Reads and validates a job file, reporting every problem at once.
     pub fn load(path: &Path) -> Result<Self, Diagnostics> {
         let text = std::fs::read(path).map_err(|e| {
@@ -134,6 +208,14 @@ impl Job {
             }
             if let Some(n) = f.integer("chunk_bytes", false, (64 << 10)..(1 << 40)) {
                 options.chunk_bytes = n.value as u64;
+            }
+            if let Some(v) = f.choice("method", false, &["logical", "backup-restore"]) {
+                if v.value == "backup-restore" {
+                    options.method = CopyMethod::BackupRestore;
+                }
+            }
+            if let Some(p) = f.non_empty("backup_path", false) {
+                options.backup_path = Some(p.value);
             }
             if let Some(v) = f.choice("existing_tables", false, &["fail", "drop"]) {
                 options.existing_tables = if v.value == "drop" {
@@ -203,6 +285,42 @@ mod tests {
             "{errs:?}"
         );
         assert!(errs[2].starts_with("j.toml:8:10: `verify`"), "{errs:?}");
+    }
+
+    #[test]
+    fn api_requests_go_through_the_same_validation() {
+        let request = ApiRequest {
+            target_id: Some("t\"x"),
+            source_id: Some("s"),
+            db_info: Some(r#"{"DBNames":["a"]}"#),
+            owner: "1",
+        };
+        let job = Job::from_api(&request).expect("valid");
+        assert_eq!((job.target_id.as_str(), job.source_id.as_str()), ("t\"x", "s"));
+        assert_eq!(job.options, JobOptions::default());
+        let again = Job::parse(&Source::new(Path::new("api"), job.text().expect("text").into())).expect("reparses");
+        assert_eq!(again.target_id, job.target_id);
+
+        let missing = Job::from_api(&ApiRequest {
+            db_info: None,
+            ..request
+        })
+        .expect_err("missing");
+        assert_eq!(missing.code, ErrorCode::MissingParameter);
+        assert!(missing.message.contains("DBInfo"), "{}", missing.message);
+        let bad = Job::from_api(&ApiRequest {
+            db_info: Some("{“DBNames”:[“a”]}"),
+            ..request
+        })
+        .expect_err("bad");
+        assert_eq!(bad.code, ErrorCode::InvalidDbInfoFormat);
+        let empty = Job::from_api(&ApiRequest {
+            source_id: Some(""),
+            ..request
+        })
+        .expect_err("empty");
+        assert_eq!(empty.code, ErrorCode::InvalidParameter);
+        assert!(empty.message.contains("SourceDBInstanceId"), "{}", empty.message);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! verifies the result.
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod cli;
 pub mod codes;
 pub mod commands;

@@ -266,11 +266,18 @@ pub fn free_port() -> u16 {
 pub fn http(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    )
+    .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     // The daemon answers small bodies; chunked encoding only wraps them.
     let body = if response.to_ascii_lowercase().contains("transfer-encoding: chunked") {
         dechunk(&body)
@@ -284,7 +291,9 @@ pub fn dechunk(body: &str) -> String {
     let mut out = String::new();
     let mut rest = body;
     while let Some((size, tail)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if n == 0 || tail.len() < n {
             break;
         }
@@ -307,14 +316,35 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// Starts a daemon on `config`, listening on `port`, logging to `log`.
     pub fn start(config: &Path, port: u16, log: &Path) -> Self {
-        let mut daemon = Self { child: None, port, config: config.to_path_buf(), log: log.to_path_buf() };
+        let mut daemon = Self::new(config, port, log);
         daemon.spawn();
         daemon
     }
 
+    /// A daemon not started yet.
+    pub fn new(config: &Path, port: u16, log: &Path) -> Self {
+        Self {
+            child: None,
+            port,
+            config: config.to_path_buf(),
+            log: log.to_path_buf(),
+        }
+    }
+
+    /// Starts the process and waits until `/readyz` answers over plain HTTP.
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("daemon log file");
+        self.spawn_until(&|port| http(port, "GET", "/readyz").is_some_and(|(s, _)| s == 200));
+    }
+
+    /// Starts the process and waits until `ready(port)` holds.
+    pub fn spawn_until(&mut self, ready: &dyn Fn(u16) -> bool) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("daemon log file");
         let child = Command::new(bin())
             .args(["daemon", "--config"])
             .arg(&self.config)
@@ -327,7 +357,7 @@ impl Daemon {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if http(self.port, "GET", "/readyz").is_some_and(|(s, _)| s == 200) {
+            if ready(self.port) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -387,7 +417,11 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("no import reached the expected state; imports: {:#?}\nlog:\n{}", self.imports(), self.log_text());
+        panic!(
+            "no import reached the expected state; imports: {:#?}\nlog:\n{}",
+            self.imports(),
+            self.log_text()
+        );
     }
 }
 

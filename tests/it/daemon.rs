@@ -4,6 +4,7 @@
 //! an import with a restart each time (nothing lost, nothing duplicated).
 
 use std::io::Write;
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,10 +12,7 @@ use std::time::{Duration, Instant};
 use dbferry_testkit::{ConfigBuilder, Files, Instance, Job, MariaDb};
 use serde_json::Value;
 
-use crate::common::{
-    assert_same, big_table, bin, free_port, http, pair, state_of, unique, Daemon, DST, SRC,
-};
-
+use crate::common::{assert_same, big_table, bin, free_port, http, pair, state_of, unique, Daemon, DST, SRC};
 
 /// Config for the shared pair with the daemon on `port`.
 fn daemon_setup(source: &MariaDb, target: &MariaDb, port: u16) -> (Files, PathBuf, PathBuf) {
@@ -28,7 +26,6 @@ fn daemon_setup(source: &MariaDb, target: &MariaDb, port: u16) -> (Files, PathBu
     (files, config, jobs)
 }
 
-
 fn counter_sum(metrics: &str, name: &str) -> f64 {
     metrics
         .lines()
@@ -36,7 +33,6 @@ fn counter_sum(metrics: &str, name: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
-
 
 #[test]
 fn a_dropped_job_moves_instance_states_and_counters_then_succeeds() {
@@ -51,7 +47,9 @@ fn a_dropped_job_moves_instance_states_and_counters_then_succeeds() {
     assert_eq!(state_of(&before, SRC).as_deref(), Some("Running"), "{before}");
     assert_eq!(state_of(&before, DST).as_deref(), Some("Running"));
 
-    let job = Job::mysql(DST, SRC, &[&db]).option("max_bytes_per_sec", "8000000").render();
+    let job = Job::mysql(DST, SRC, &[&db])
+        .option("max_bytes_per_sec", "8000000")
+        .render();
     std::fs::write(jobs.join("copy.toml"), job).expect("drop the job");
 
     let mut seen = (Vec::<String>::new(), Vec::<String>::new());
@@ -67,11 +65,18 @@ fn a_dropped_job_moves_instance_states_and_counters_then_succeeds() {
             }
         }
         bytes.push(counter_sum(&m, "dbferry_bytes_transferred_total"));
-        let done = daemon.imports().iter().any(|i| i["Status"] != "Pending" && i["Status"] != "Running");
+        let done = daemon
+            .imports()
+            .iter()
+            .any(|i| i["Status"] != "Pending" && i["Status"] != "Running");
         if done && seen.0.last().map(String::as_str) == Some("Running") {
             break;
         }
-        assert!(Instant::now() < deadline, "import did not finish: {:#?}", daemon.imports());
+        assert!(
+            Instant::now() < deadline,
+            "import did not finish: {:#?}",
+            daemon.imports()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let import = &daemon.imports()[0];
@@ -90,7 +95,12 @@ fn a_dropped_job_moves_instance_states_and_counters_then_succeeds() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("promtool is installed by `make test`");
-    check.stdin.take().expect("stdin").write_all(daemon.metrics().as_bytes()).expect("feed promtool");
+    check
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(daemon.metrics().as_bytes())
+        .expect("feed promtool");
     let linted = check.wait_with_output().expect("promtool");
     assert!(
         linted.status.success(),
@@ -107,7 +117,10 @@ fn a_dropped_job_moves_instance_states_and_counters_then_succeeds() {
         .output()
         .expect("dbferry status");
     let table = String::from_utf8_lossy(&status.stdout);
-    assert!(status.status.success() && table.contains("Success") && table.contains(SRC), "{table}");
+    assert!(
+        status.status.success() && table.contains("Success") && table.contains(SRC),
+        "{table}"
+    );
 }
 
 #[test]
@@ -120,8 +133,11 @@ fn hostile_job_files_are_recorded_and_the_daemon_keeps_serving() {
     let daemon = Daemon::start(&config, port, &files.path().join("daemon.log"));
 
     std::fs::write(jobs.join("huge.toml"), vec![b'#'; 10 << 20]).expect("10 MB file");
-    std::fs::write(jobs.join("garbage.toml"), (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect::<Vec<_>>())
-        .expect("binary garbage");
+    std::fs::write(
+        jobs.join("garbage.toml"),
+        (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect::<Vec<_>>(),
+    )
+    .expect("binary garbage");
     let outside = files.write("outside/escape.toml", &Job::mysql(DST, SRC, &[&db]).render());
     std::os::unix::fs::symlink(&outside, jobs.join("link.toml")).expect("symlink out of the directory");
     std::fs::write(jobs.join("bad key ✓ $(rm -rf).toml"), "colour = 1\n").expect("odd name");
@@ -150,7 +166,11 @@ fn hostile_job_files_are_recorded_and_the_daemon_keeps_serving() {
             .cloned()
             .collect::<Vec<_>>()
     };
-    assert_eq!(by_file("slow.toml").len(), 1, "the slow file became exactly one import: {imports:#?}");
+    assert_eq!(
+        by_file("slow.toml").len(),
+        1,
+        "the slow file became exactly one import: {imports:#?}"
+    );
     for (file, code) in [
         ("huge.toml", "InvalidParameter"),
         ("garbage.toml", "InvalidParameter"),
@@ -163,7 +183,12 @@ fn hostile_job_files_are_recorded_and_the_daemon_keeps_serving() {
         assert_eq!(found[0]["Code"], code, "{file}: {:#}", found[0]);
     }
     let odd = &by_file("$(rm -rf).toml")[0];
-    assert!(odd["Message"].as_str().is_some_and(|m| m.contains(":1:1: unknown key `colour`")), "{odd:#}");
+    assert!(
+        odd["Message"]
+            .as_str()
+            .is_some_and(|m| m.contains(":1:1: unknown key `colour`")),
+        "{odd:#}"
+    );
     assert_eq!(http(port, "GET", "/healthz").map(|(s, _)| s), Some(200));
 }
 
@@ -192,7 +217,10 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     let mut kills = 0;
     while kills < 10 {
         std::thread::sleep(Duration::from_millis(next()));
-        let running = daemon.imports().iter().any(|i| i["Status"] == "Running" || i["Status"] == "Pending");
+        let running = daemon
+            .imports()
+            .iter()
+            .any(|i| i["Status"] == "Running" || i["Status"] == "Pending");
         if !running && kills > 0 {
             break;
         }
@@ -200,10 +228,19 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
         kills += 1;
         daemon.spawn();
     }
-    assert!(kills >= 10, "only {kills} kills landed while the import ran; slow it down");
-    let done = daemon.wait_import(Duration::from_secs(300), |i| i["Status"] != "Running" && i["Status"] != "Pending");
+    assert!(
+        kills >= 10,
+        "only {kills} kills landed while the import ran; slow it down"
+    );
+    let done = daemon.wait_import(Duration::from_secs(300), |i| {
+        i["Status"] != "Running" && i["Status"] != "Pending"
+    });
     assert_eq!(done["Status"], "Success", "{done:#}\n{}", daemon.log_text());
-    assert_eq!(daemon.imports().len(), 1, "the job file was imported once across {kills} restarts");
+    assert_eq!(
+        daemon.imports().len(),
+        1,
+        "the job file was imported once across {kills} restarts"
+    );
     assert_eq!(done["Rows"], 300_000);
     let rows = target.scalar(&format!("SELECT COUNT(*) FROM `{db}`.t"));
     assert_eq!(rows.as_deref(), Some("300000"), "no row lost or duplicated");
@@ -264,11 +301,15 @@ fn a_real_prometheus_scrapes_the_daemon() {
     let _ = prom.kill();
     let _ = prom.wait();
     assert!(
-        states.iter().any(|s| s["metric"]["instance_id"] == SRC && s["metric"]["state"] == "Running" && s["value"][1] == "1"),
+        states
+            .iter()
+            .any(|s| s["metric"]["instance_id"] == SRC && s["metric"]["state"] == "Running" && s["value"][1] == "1"),
         "{states:#?}"
     );
     assert!(
-        bytes.iter().any(|s| s["metric"]["database"] == db.as_str() && s["value"][1].as_str().is_some_and(|v| v != "0")),
+        bytes
+            .iter()
+            .any(|s| s["metric"]["database"] == db.as_str() && s["value"][1].as_str().is_some_and(|v| v != "0")),
         "{bytes:#?}"
     );
 }
@@ -286,7 +327,9 @@ fn sigterm_checkpoints_a_running_import_which_resumes_at_the_next_start() {
         .option("max_bytes_per_sec", "2000000")
         .render();
     std::fs::write(jobs.join("term.toml"), job).expect("drop the job");
-    daemon.wait_import(Duration::from_secs(30), |i| i["Status"] == "Running" && i["Rows"].as_u64() > Some(0));
+    daemon.wait_import(Duration::from_secs(30), |i| {
+        i["Status"] == "Running" && i["Rows"].as_u64() > Some(0)
+    });
 
     let took = daemon.terminate();
     assert!(took < Duration::from_secs(30), "SIGTERM took {took:?}");
@@ -294,7 +337,9 @@ fn sigterm_checkpoints_a_running_import_which_resumes_at_the_next_start() {
     assert!(log.contains("checkpointed for shutdown"), "{log}");
 
     daemon.spawn();
-    let done = daemon.wait_import(Duration::from_secs(180), |i| i["Status"] != "Running" && i["Status"] != "Pending");
+    let done = daemon.wait_import(Duration::from_secs(180), |i| {
+        i["Status"] != "Running" && i["Status"] != "Pending"
+    });
     assert_eq!(done["Status"], "Success", "{done:#}\n{}", daemon.log_text());
     assert!(daemon.log_text().contains("resuming import after a restart"));
     assert_same(&source, &target, &db);
@@ -317,7 +362,11 @@ fn sighup_reloads_the_config_and_keeps_the_old_one_when_the_new_is_invalid() {
     while !daemon.log_text().contains("config reload refused") && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(daemon.log_text().contains("config reload refused"), "{}", daemon.log_text());
+    assert!(
+        daemon.log_text().contains("config reload refused"),
+        "{}",
+        daemon.log_text()
+    );
     assert!(state_of(&daemon.metrics(), SRC).is_some());
 
     // A new instance appears after a valid reload.
@@ -332,7 +381,12 @@ fn sighup_reloads_the_config_and_keeps_the_old_one_when_the_new_is_invalid() {
     while state_of(&daemon.metrics(), "rm-added0001").is_none() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(state_of(&daemon.metrics(), "rm-added0001").as_deref(), Some("Running"), "{}", daemon.log_text());
+    assert_eq!(
+        state_of(&daemon.metrics(), "rm-added0001").as_deref(),
+        Some("Running"),
+        "{}",
+        daemon.log_text()
+    );
 }
 
 /// A TCP forwarder on a fixed port that can be switched off (connections
@@ -346,7 +400,12 @@ struct Proxy {
 
 impl Proxy {
     fn new(upstream: u16) -> Self {
-        let mut proxy = Self { port: free_port(), upstream, stop: Default::default(), thread: None };
+        let mut proxy = Self {
+            port: free_port(),
+            upstream,
+            stop: Default::default(),
+            thread: None,
+        };
         proxy.on();
         proxy
     }
@@ -406,11 +465,19 @@ fn an_unreachable_instance_is_unavailable_until_it_answers_again() {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        panic!("{DST} never became {want}:\n{}\n{}", daemon.metrics(), daemon.log_text());
+        panic!(
+            "{DST} never became {want}:\n{}\n{}",
+            daemon.metrics(),
+            daemon.log_text()
+        );
     };
     proxy.off();
     wait_state("Unavailable");
-    assert_eq!(state_of(&daemon.metrics(), SRC).as_deref(), Some("Running"), "only the unreachable one");
+    assert_eq!(
+        state_of(&daemon.metrics(), SRC).as_deref(),
+        Some("Running"),
+        "only the unreachable one"
+    );
     proxy.on();
     wait_state("Running");
     proxy.off();

@@ -15,6 +15,7 @@
 //! runs first; `cargo test` builds the binary and the mysql plugin, a
 //! default member, too).
 
+mod api;
 mod cli;
 mod common;
 mod consistency;

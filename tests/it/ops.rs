@@ -16,7 +16,11 @@ fn alert_rules_pass_promtool() {
         .arg(repo("config/prometheus/dbferry-alerts.yml"))
         .output()
         .expect("promtool is installed by `make test`");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "{text}");
     assert!(text.contains("SUCCESS: 5 rules found"), "{text}");
 }
@@ -24,13 +28,23 @@ fn alert_rules_pass_promtool() {
 #[test]
 fn the_systemd_unit_passes_systemd_analyze_verify() {
     let unit = std::fs::read_to_string(repo("config/systemd/dbferry.service")).expect("unit file");
-    assert!(unit.contains("Type=notify") && unit.contains("ProtectSystem=strict") && unit.contains("NoNewPrivileges=yes"));
+    assert!(
+        unit.contains("Type=notify") && unit.contains("ProtectSystem=strict") && unit.contains("NoNewPrivileges=yes")
+    );
     // verify checks that ExecStart exists; point it at the binary under test.
     let dir = tempfile::tempdir().expect("tempdir");
     let local = dir.path().join("dbferry.service");
     std::fs::write(&local, unit.replace("/usr/bin/dbferry", &bin().display().to_string())).expect("write unit");
-    let out = Command::new("systemd-analyze").arg("verify").arg(&local).output().expect("systemd-analyze");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&local)
+        .output()
+        .expect("systemd-analyze");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Outside a booted systemd the tool may warn about the host; only unit problems count.
     let problems: Vec<&str> = text.lines().filter(|l| l.contains("dbferry.service")).collect();
     assert!(problems.is_empty() && out.status.success(), "{text}");

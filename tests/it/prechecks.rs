@@ -472,7 +472,13 @@ fn rule_5_an_instance_in_another_import_is_not_running() {
         first.stdout_so_far()
     );
     // ...so a second one naming either of them is refused, changing nothing.
-    assert_refused(&setup, p.target, &Job::mysql(DST, SRC, &[&other]), &other, "IncorrectDBInstanceState");
+    assert_refused(
+        &setup,
+        p.target,
+        &Job::mysql(DST, SRC, &[&other]),
+        &other,
+        "IncorrectDBInstanceState",
+    );
     first.interrupt().expect("SIGINT");
     let ended = first.wait(std::time::Duration::from_secs(30));
     assert_eq!(ended.status(), Some("Cancelled"), "{}", ended.describe());

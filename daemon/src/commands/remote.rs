@@ -33,8 +33,8 @@ pub fn status(endpoint: &str, import_id: Option<u64>, json: bool) -> i32 {
         one => vec![one],
     };
     println!(
-        "{:>8}  {:<10} {:<20} {:<20} {:>6} {:>12} {:>14}  {}",
-        "IMPORT", "STATUS", "SOURCE", "TARGET", "PROG", "ROWS", "BYTES", "CODE / MESSAGE"
+        "{:>8}  {:<10} {:<20} {:<20} {:>6} {:>12} {:>14}  CODE / MESSAGE",
+        "IMPORT", "STATUS", "SOURCE", "TARGET", "PROG", "ROWS", "BYTES"
     );
     for row in rows {
         let text = |k: &str| row.get(k).and_then(Value::as_str).unwrap_or("").to_string();

@@ -41,6 +41,10 @@ pub struct DaemonSettings {
     pub plugin_dir: PathBuf,
     /// Copy lanes shared by all concurrent imports (the global worker budget).
     pub workers: u32,
+    /// TLS on the listener: the certificate chain (PEM), with `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// TLS on the listener: the private key (PEM), readable by its owner only.
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Instance categories (rule 3 accepts the dedicated ones only).
@@ -120,6 +124,8 @@ pub struct Instance {
     /// Transport encryption: `off`, `on`, or `trust` (on, accepting any
     /// server certificate). `None` leaves the engine's default.
     pub tls: Option<String>,
+    /// Directory, reachable by this server, for backup-and-restore imports.
+    pub backup_path: Option<String>,
 }
 
 impl Instance {
@@ -219,6 +225,8 @@ fn daemon_settings(
         state_dir: PathBuf::from("/var/lib/dbferry"),
         plugin_dir: default_plugin_dir(),
         workers: 8,
+        tls_cert: None,
+        tls_key: None,
     };
     let Some((table, span)) = table else {
         return settings;
@@ -250,6 +258,32 @@ fn daemon_settings(
     if let Some(n) = f.integer("workers", false, 1..1025) {
         settings.workers = n.value as u32;
     }
+    let cert = f.non_empty("tls_cert", false);
+    let key = f.non_empty("tls_key", false);
+    match (cert, key) {
+        (Some(cert), Some(key)) => {
+            let cert_path = relative(cert.value);
+            let key_path = relative(key.value);
+            if let Err(e) = std::fs::File::open(&cert_path) {
+                f.error(
+                    cert.span,
+                    ErrorCode::InvalidParameter,
+                    format!("cannot read tls_cert {}: {e}", cert_path.display()),
+                );
+            }
+            if let Err(message) = Secret::File(key_path.clone()).read() {
+                f.error(key.span, ErrorCode::InvalidParameter, message);
+            }
+            settings.tls_cert = Some(cert_path);
+            settings.tls_key = Some(key_path);
+        }
+        (Some(only), None) | (None, Some(only)) => f.error(
+            only.span,
+            ErrorCode::MissingParameter,
+            "set both `tls_cert` and `tls_key` in [daemon] (or neither, for plain HTTP)",
+        ),
+        (None, None) => {}
+    }
     f.finish();
     settings
 }
@@ -278,6 +312,7 @@ fn instance(
     let lock_mode = f.choice("lock_mode", false, &LOCK_MODES);
     let edition = f.non_empty("edition", false);
     let tls = f.choice("tls", false, &["off", "on", "trust"]);
+    let backup_path = f.non_empty("backup_path", false);
     f.finish();
     Some(Instance {
         id: id?.value,
@@ -292,6 +327,7 @@ fn instance(
         lock_mode: lock_mode.map(|m| m.value),
         edition: edition.map(|e| e.value),
         tls: tls.map(|t| t.value),
+        backup_path: backup_path.map(|p| p.value),
     })
 }
 

@@ -30,7 +30,10 @@ pub(super) fn restore_all(
     result: &mut ImportResult,
 ) -> Result<(), Stop> {
     let Some(directory) = resolved.backup_path.as_deref() else {
-        return Err(Stop::Failed(ErrorCode::MissingParameter, "backup_path is not set".into()));
+        return Err(Stop::Failed(
+            ErrorCode::MissingParameter,
+            "backup_path is not set".into(),
+        ));
     };
     let steps = resolved.mapping.len() as f64 * 2.0;
     for (index, (src, dst)) in resolved.mapping.iter().enumerate() {
@@ -52,9 +55,14 @@ pub(super) fn restore_all(
             }
             events.emit(&ImportEvent::Phase { phase });
             let done = (index * 2 + offset) as f64;
-            let outcome = with_progress(session, import_id, metrics, events, |pct| (done + pct / 100.0) / steps, || {
-                session.backup_restore(request(step))
-            })
+            let outcome = with_progress(
+                session,
+                import_id,
+                metrics,
+                events,
+                |pct| (done + pct / 100.0) / steps,
+                || session.backup_restore(request(step)),
+            )
             .map_err(|e| host_failure(&format!("{phase} of {src} as {dst}"), e))?;
             super::record_schema(result, dst, outcome, &|r: &mut ImportResult, m: String| {
                 events.emit(&ImportEvent::Warning { message: m.clone() });
@@ -69,7 +77,10 @@ pub(super) fn restore_all(
 
     events.emit(&ImportEvent::Phase { phase: "verify" });
     for ((src, dst), schema) in resolved.mapping.iter().zip(&checked.schemas) {
-        let mut database = DatabaseProgress { database: dst.clone(), ..DatabaseProgress::default() };
+        let mut database = DatabaseProgress {
+            database: dst.clone(),
+            ..DatabaseProgress::default()
+        };
         for table in &schema.tables {
             let planned = PlannedTable {
                 database_index: 0,
@@ -85,7 +96,11 @@ pub(super) fn restore_all(
                 database: dst.clone(),
                 table: table.name.clone(),
                 rows,
-                verified: if job.options.verify == dbferry_plugin_abi::protocol::VerifyMode::Checksum { "checksum" } else { "count" },
+                verified: if job.options.verify == dbferry_plugin_abi::protocol::VerifyMode::Checksum {
+                    "checksum"
+                } else {
+                    "count"
+                },
             });
         }
         result.rows += database.rows;
@@ -108,7 +123,14 @@ fn verify_restored(source: &Session, target: &Session, table: &PlannedTable, job
         dbferry_plugin_abi::protocol::VerifyMode::None => dbferry_plugin_abi::protocol::VerifyMode::Count,
         other => other,
     };
-    verify_table(source, target, table, mode, dbferry_plugin_abi::protocol::Consistency::Global, rows)?;
+    verify_table(
+        source,
+        target,
+        table,
+        mode,
+        dbferry_plugin_abi::protocol::Consistency::Global,
+        rows,
+    )?;
     Ok(rows)
 }
 
@@ -129,7 +151,12 @@ fn with_progress<T>(
                 if let Ok(progress) = session.backup_progress() {
                     let r = ratio(progress.percent.unwrap_or(0.0)).min(0.99);
                     metrics.progress.with_label_values(&[&label]).set(r);
-                    events.emit(&ImportEvent::Progress { databases: Vec::new(), rows: 0, bytes: 0, ratio: r });
+                    events.emit(&ImportEvent::Progress {
+                        databases: Vec::new(),
+                        rows: 0,
+                        bytes: 0,
+                        ratio: r,
+                    });
                 }
                 std::thread::sleep(Duration::from_millis(500));
             }

@@ -265,9 +265,16 @@ fn run_phases(
         CopyMethod::Logical => copy_all(
             ctx, job, import_id, tuning, &resolved, &checked, &mut plan, resume, store, events, cancel, result,
         ),
-        CopyMethod::BackupRestore => {
-            backup::restore_all(job, import_id, &resolved, &checked, &ctx.metrics, events, cancel, result)
-        }
+        CopyMethod::BackupRestore => backup::restore_all(
+            job,
+            import_id,
+            &resolved,
+            &checked,
+            &ctx.metrics,
+            events,
+            cancel,
+            result,
+        ),
     };
     // Whatever happened, release the source's snapshot connections.
     if let Err(e) = checked.source.end_snapshot() {

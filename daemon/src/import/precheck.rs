@@ -79,7 +79,10 @@ pub fn resolve<'a>(config: &'a Config, job: &Job) -> Result<Resolved<'a>, Reject
         if source.engine != "sqlserver" {
             return Err(Rejection::new(
                 ErrorCode::InvalidParameter,
-                format!("method = \"backup-restore\" is for SQL Server; {} instances copy logically", source.engine),
+                format!(
+                    "method = \"backup-restore\" is for SQL Server; {} instances copy logically",
+                    source.engine
+                ),
             ));
         }
         if backup_path.is_none() {
@@ -317,6 +320,31 @@ pub fn check_servers(
     })
 }
 
+/// Target objects the copy would have to replace. Tables and views share
+/// one namespace, so do procedures, functions and so on per kind.
+fn conflicts(source: &DatabaseSchema, target: &DatabaseSchema) -> Vec<String> {
+    let namespace = |kind: ObjectKind| match kind {
+        ObjectKind::Table | ObjectKind::View | ObjectKind::Sequence => "table",
+        ObjectKind::Procedure => "procedure",
+        ObjectKind::Function => "function",
+        ObjectKind::Trigger => "trigger",
+        ObjectKind::Event => "event",
+        ObjectKind::Schema => "schema",
+        ObjectKind::Database => "database",
+    };
+    let wanted: BTreeSet<_> = source
+        .objects
+        .iter()
+        .map(|o| (namespace(o.kind), o.name.as_str()))
+        .collect();
+    target
+        .objects
+        .iter()
+        .filter(|o| wanted.contains(&(namespace(o.kind), o.name.as_str())))
+        .map(|o| format!("{} {}", format!("{:?}", o.kind).to_lowercase(), o.name))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,49 +395,49 @@ mod tests {
     fn backup_restore_is_for_sql_server_and_needs_a_backup_path() {
         let sqlserver = r#"{"DBNames":{"a":"b"}}"#;
         let code = |c: &Config, j: &Job| resolve(c, j).err().map(|r| r.code);
-        assert_eq!(code(&config("mysql", ""), &job(r#"{"DBNames":["a"]}"#, "method = \"backup-restore\"")), Some(ErrorCode::InvalidParameter));
-        assert_eq!(code(&config("sqlserver", ""), &job(sqlserver, "method = \"backup-restore\"")), Some(ErrorCode::MissingParameter));
+        assert_eq!(
+            code(
+                &config("mysql", ""),
+                &job(r#"{"DBNames":["a"]}"#, "method = \"backup-restore\"")
+            ),
+            Some(ErrorCode::InvalidParameter)
+        );
+        assert_eq!(
+            code(&config("sqlserver", ""), &job(sqlserver, "method = \"backup-restore\"")),
+            Some(ErrorCode::MissingParameter)
+        );
         let from_instance = config("sqlserver", "backup_path = \"/shared/bak\"");
         let resolved = resolve(&from_instance, &job(sqlserver, "method = \"backup-restore\"")).expect("instance path");
         assert_eq!(resolved.backup_path.as_deref(), Some("/shared/bak"));
-        let from_job = resolve(&from_instance, &job(sqlserver, "method = \"backup-restore\"\nbackup_path = \"/job\"")).expect("job path");
+        let from_job = resolve(
+            &from_instance,
+            &job(sqlserver, "method = \"backup-restore\"\nbackup_path = \"/job\""),
+        )
+        .expect("job path");
         assert_eq!(from_job.backup_path.as_deref(), Some("/job"), "the job's path wins");
     }
 
     #[test]
     fn rule_4_refuses_sql_server_2017_cluster_edition_from_the_server_or_the_config() {
         let sqlserver = instance("sqlserver", None);
-        assert!(is_sql_server_2017_cluster(&server("14.0.3456.2", Some("Cluster Edition (64-bit)")), &sqlserver));
-        assert!(!is_sql_server_2017_cluster(&server("15.0.4123.1", Some("Cluster Edition (64-bit)")), &sqlserver));
-        assert!(!is_sql_server_2017_cluster(&server("14.0.3456.2", Some("Enterprise Edition (64-bit)")), &sqlserver));
+        assert!(is_sql_server_2017_cluster(
+            &server("14.0.3456.2", Some("Cluster Edition (64-bit)")),
+            &sqlserver
+        ));
+        assert!(!is_sql_server_2017_cluster(
+            &server("15.0.4123.1", Some("Cluster Edition (64-bit)")),
+            &sqlserver
+        ));
+        assert!(!is_sql_server_2017_cluster(
+            &server("14.0.3456.2", Some("Enterprise Edition (64-bit)")),
+            &sqlserver
+        ));
         // The server cannot tell: the operator's `edition` decides.
         let told = instance("sqlserver", Some("cluster"));
         assert!(is_sql_server_2017_cluster(&server("14.0.1000.169", None), &told));
-        assert!(!is_sql_server_2017_cluster(&server("14.0.1000.169", Some("Cluster")), &instance("mysql", None)));
+        assert!(!is_sql_server_2017_cluster(
+            &server("14.0.1000.169", Some("Cluster")),
+            &instance("mysql", None)
+        ));
     }
-}
-
-/// Target objects the copy would have to replace. Tables and views share
-/// one namespace, so do procedures, functions and so on per kind.
-fn conflicts(source: &DatabaseSchema, target: &DatabaseSchema) -> Vec<String> {
-    let namespace = |kind: ObjectKind| match kind {
-        ObjectKind::Table | ObjectKind::View | ObjectKind::Sequence => "table",
-        ObjectKind::Procedure => "procedure",
-        ObjectKind::Function => "function",
-        ObjectKind::Trigger => "trigger",
-        ObjectKind::Event => "event",
-        ObjectKind::Schema => "schema",
-        ObjectKind::Database => "database",
-    };
-    let wanted: BTreeSet<_> = source
-        .objects
-        .iter()
-        .map(|o| (namespace(o.kind), o.name.as_str()))
-        .collect();
-    target
-        .objects
-        .iter()
-        .filter(|o| wanted.contains(&(namespace(o.kind), o.name.as_str())))
-        .map(|o| format!("{} {}", format!("{:?}", o.kind).to_lowercase(), o.name))
-        .collect()
 }

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
@@ -98,7 +99,22 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/imports", get(list))
         .route("/v1/imports/{id}", get(one))
         .route("/v1/imports/{id}/cancel", post(cancel))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(crate::api::router(state.executor))
+        .layer(axum::middleware::from_fn(request_timeout))
+}
+
+/// Longest time a request may take, its body included (slow clients).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+async fn request_timeout(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the request took longer than {REQUEST_TIMEOUT:?}"),
+        ),
+    }
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

@@ -9,6 +9,7 @@ pub mod executor;
 mod health;
 pub mod http;
 mod jobs;
+pub mod listener;
 mod systemd;
 
 use std::future::Future;
@@ -42,6 +43,9 @@ pub enum DaemonError {
     /// Serving HTTP failed.
     #[error("HTTP server: {0}")]
     Http(#[from] std::io::Error),
+    /// The listener's TLS certificate or key is unusable.
+    #[error(transparent)]
+    Tls(#[from] listener::TlsError),
 }
 
 /// Serves until `shutdown` completes. Each message on `reload` re-reads the
@@ -53,6 +57,10 @@ pub async fn run(
     mut reload: mpsc::Receiver<()>,
 ) -> Result<(), DaemonError> {
     let ready = Arc::new(AtomicBool::new(false));
+    let tls = match (&config.daemon.tls_cert, &config.daemon.tls_key) {
+        (Some(cert), Some(key)) => Some(listener::tls_acceptor(cert, key)?),
+        _ => None,
+    };
     let metrics = Metrics::new();
     let ctx = import::context(config.clone(), metrics).map_err(|r| DaemonError::Plugins(r.message))?;
     let store = Arc::new(Store::open(&config.daemon.state_dir)?);
@@ -94,14 +102,15 @@ pub async fn run(
         .into_iter()
         .map(|i| i.engine)
         .collect();
-    tracing::info!(%address, resumed, plugins = ?plugins, "dbferry daemon ready");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%address, scheme, resumed, plugins = ?plugins, "dbferry daemon ready");
     systemd::ready(&format!("serving on {address}; {resumed} import(s) resumed"));
 
     let app = http::router(http::AppState {
         executor: executor.clone(),
         ready,
     });
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let served = listener::serve(listener, app, tls, shutdown).await;
 
     tracing::info!("shutting down: no new imports; checkpointing the running ones");
     systemd::stopping();

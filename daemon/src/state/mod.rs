@@ -8,6 +8,7 @@
 
 mod checkpoints;
 mod schema;
+mod tokens;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};

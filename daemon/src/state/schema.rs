@@ -3,7 +3,8 @@
 use rusqlite::Connection;
 
 /// Each entry upgrades the schema by one version; never edit a shipped one.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE imports (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     request_id  TEXT NOT NULL,
@@ -37,7 +38,17 @@ CREATE TABLE seen_jobs (
     import_id   INTEGER NOT NULL,
     seen_at     INTEGER NOT NULL
 );
-"];
+",
+    "
+CREATE TABLE client_tokens (
+    owner       TEXT NOT NULL,
+    token       TEXT NOT NULL,
+    import_id   INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (owner, token)
+);
+",
+];
 
 /// Brings the schema up to date inside one transaction.
 pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {

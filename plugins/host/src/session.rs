@@ -9,9 +9,9 @@ use dbferry_copy_core::pipeline::{BatchReader, BatchWriter, ReadOutcome};
 use dbferry_plugin_abi::buffer::{export_bytes, ForeignBuffer};
 use dbferry_plugin_abi::ffi::{self, FfiBuffer, FfiStr, Handle};
 use dbferry_plugin_abi::protocol::{
-    BackupProgress, BackupRestoreRequest, DatabaseSchema, Digest, DigestRequest, ErrorKind, FinishRequest, KeyTuple, PluginError, PrepareRequest,
-    ReadRequest, Request, SchemaOutcome, ServerInfo, SessionConfig, SnapshotInfo, SplitRequest, WriteRequest,
-    WriteSummary,
+    BackupProgress, BackupRestoreRequest, DatabaseSchema, Digest, DigestRequest, ErrorKind, FinishRequest, KeyTuple,
+    PluginError, PrepareRequest, ReadRequest, Request, SchemaOutcome, ServerInfo, SessionConfig, SnapshotInfo,
+    SplitRequest, WriteRequest, WriteSummary,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
