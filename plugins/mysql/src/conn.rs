@@ -1,7 +1,7 @@
 //! Connections: the plugin's tokio runtime, connection options, per-role
 //! session settings and a small pool capped at `max_connections`.
 
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use dbferry_plugin_abi::protocol::SessionConfig;
@@ -36,22 +36,7 @@ pub const PLAIN_SQL_MODE: &str = "NO_ENGINE_SUBSTITUTION";
 
 /// The process-wide runtime every plugin call blocks on.
 pub fn runtime() -> Result<&'static Runtime> {
-    static RUNTIME: OnceLock<std::result::Result<Runtime, String>> = OnceLock::new();
-    RUNTIME
-        .get_or_init(|| {
-            let workers = std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-                .clamp(2, 8);
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(workers)
-                .thread_name("dbferry-mysql")
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .map_err(|e| Error::Internal(format!("cannot start the plugin runtime: {e}")))
+    dbferry_plugin_sdk::runtime::runtime("dbferry-mysql").map_err(Error::Internal)
 }
 
 /// What a connection is used for; each role has its own session settings.

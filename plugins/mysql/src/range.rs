@@ -40,51 +40,24 @@ pub fn predicate(detail: &TableDetail, range: &KeyRange) -> Result<Option<String
     let columns = range
         .columns
         .iter()
-        .map(|name| detail.column(name))
+        .map(|name| detail.column(name).map(KeyColumn))
         .collect::<Result<Vec<_>>>()?;
-    let mut parts = Vec::new();
-    if let Some(lower) = &range.lower {
-        parts.push(compare(&columns, lower, ">", ">")?);
-    }
-    if let Some(upper) = &range.upper {
-        parts.push(compare(&columns, upper, "<", "<=")?);
-    }
-    Ok(match parts.len() {
-        0 => None,
-        1 => parts.pop(),
-        _ => Some(parts.join(" AND ")),
-    })
+    dbferry_plugin_sdk::range::predicate(&columns, range)
 }
 
-/// Lexicographic comparison of the key with `tuple`, written as
-/// `(a > x) OR (a = x AND b > y) ...`; `last` is the operator of the last column.
-fn compare(columns: &[&ColumnDetail], tuple: &[KeyValue], op: &str, last: &str) -> Result<String> {
-    if columns.len() != tuple.len() || columns.is_empty() {
-        return Err(Error::Invalid(format!(
-            "a key bound has {} values for {} key columns",
-            tuple.len(),
-            columns.len()
-        )));
+/// A key column as this engine writes it in SQL.
+struct KeyColumn<'a>(&'a ColumnDetail);
+
+impl dbferry_plugin_sdk::range::KeyColumnSql for KeyColumn<'_> {
+    type Error = Error;
+
+    fn ident(&self) -> String {
+        ident(&self.0.name)
     }
-    let literals = columns
-        .iter()
-        .zip(tuple)
-        .map(|(c, v)| literal(c, v))
-        .collect::<Result<Vec<_>>>()?;
-    let mut alternatives = Vec::with_capacity(columns.len());
-    for i in 0..columns.len() {
-        let mut terms: Vec<String> = (0..i)
-            .map(|j| format!("{} = {}", ident(&columns[j].name), literals[j]))
-            .collect();
-        let op = if i + 1 == columns.len() { last } else { op };
-        terms.push(format!("{} {op} {}", ident(&columns[i].name), literals[i]));
-        alternatives.push(format!("({})", terms.join(" AND ")));
+
+    fn literal(&self, value: &KeyValue) -> Result<String> {
+        literal(self.0, value)
     }
-    Ok(if alternatives.len() == 1 {
-        alternatives.remove(0)
-    } else {
-        format!("({})", alternatives.join(" OR "))
-    })
 }
 
 #[cfg(test)]

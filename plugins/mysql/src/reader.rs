@@ -3,14 +3,11 @@
 //! bounded channel; `next_batch` waits at most ~200 ms so the host stays
 //! responsive to cancellation.
 
-use std::time::Duration;
-
 use bytes::{Bytes, BytesMut};
 use dbferry_plugin_abi::plugin::Reader;
 use dbferry_plugin_abi::protocol::{PluginError, ReadRequest};
+use dbferry_plugin_sdk::reader::{BatchChannel, BatchSender};
 use mysql_async::prelude::Queryable;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use crate::conn::{runtime, Lease};
 use crate::detail::TableDetail;
@@ -18,13 +15,6 @@ use crate::encode::push_row;
 use crate::error::{Context, Error, Result};
 use crate::quote::{ident, qualified};
 use crate::range::predicate;
-
-/// How long `next_batch` waits before answering "idle, ask again".
-const POLL: Duration = Duration::from_millis(200);
-/// Batches buffered between the reading task and the host.
-const DEPTH: usize = 2;
-
-type Batch = Result<(Bytes, u64)>;
 
 /// The SELECT of one chunk.
 pub fn select_sql(request: &ReadRequest, detail: &TableDetail) -> Result<String> {
@@ -50,9 +40,7 @@ pub fn select_sql(request: &ReadRequest, detail: &TableDetail) -> Result<String>
 
 /// A chunk being read.
 pub struct MysqlReader {
-    rx: mpsc::Receiver<Batch>,
-    task: Option<JoinHandle<()>>,
-    done: bool,
+    channel: BatchChannel<Error>,
 }
 
 impl MysqlReader {
@@ -60,11 +48,10 @@ impl MysqlReader {
     /// part of a shared snapshot, so the chunk opens its own.
     pub fn start(lease: Lease, sql: String, batch_bytes: u64, own_snapshot: bool) -> Result<Self> {
         let rt = runtime()?;
-        let (tx, rx) = mpsc::channel(DEPTH);
         let batch = usize::try_from(batch_bytes)
             .unwrap_or(usize::MAX)
             .clamp(4096, 256 << 20);
-        let task = rt.spawn(async move {
+        let channel = BatchChannel::spawn(rt, |tx| async move {
             match read(lease, &sql, batch, own_snapshot, &tx).await {
                 Ok(Some(lease)) => lease.release(),
                 Ok(None) => {}
@@ -73,11 +60,7 @@ impl MysqlReader {
                 }
             }
         });
-        Ok(Self {
-            rx,
-            task: Some(task),
-            done: false,
-        })
+        Ok(Self { channel })
     }
 }
 
@@ -89,7 +72,7 @@ async fn read(
     sql: &str,
     batch: usize,
     own_snapshot: bool,
-    tx: &mpsc::Sender<Batch>,
+    tx: &BatchSender<Error>,
 ) -> Result<Option<Lease>> {
     let conn = lease.conn()?;
     if own_snapshot {
@@ -124,32 +107,6 @@ async fn read(
 
 impl Reader for MysqlReader {
     fn next_batch(&mut self) -> std::result::Result<Option<(Bytes, u64)>, PluginError> {
-        if self.done {
-            return Ok(None);
-        }
-        let rt = runtime()?;
-        match rt.block_on(async { tokio::time::timeout(POLL, self.rx.recv()).await }) {
-            Ok(Some(Ok(batch))) => Ok(Some(batch)),
-            Ok(Some(Err(e))) => {
-                self.done = true;
-                Err(e.into())
-            }
-            Ok(None) => {
-                self.done = true;
-                Ok(None)
-            }
-            Err(_) => Ok(Some((Bytes::new(), 0))),
-        }
-    }
-}
-
-impl Drop for MysqlReader {
-    fn drop(&mut self) {
-        self.rx.close();
-        if let Some(task) = self.task.take() {
-            // Finished tasks are unaffected; a task mid-result drops its
-            // connection rather than pooling one with unread rows.
-            task.abort();
-        }
+        Ok(self.channel.next_batch(runtime()?)?)
     }
 }

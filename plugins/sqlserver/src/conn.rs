@@ -2,7 +2,7 @@
 //! authentication, TLS off/on/trust), session settings and a small pool
 //! capped at `max_connections`.
 
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use dbferry_plugin_abi::protocol::SessionConfig;
@@ -34,22 +34,7 @@ pub const SESSION_SETUP: &str = "SET ANSI_NULLS ON; SET ANSI_PADDING ON; SET ANS
 
 /// The process-wide runtime every plugin call blocks on.
 pub fn runtime() -> Result<&'static Runtime> {
-    static RUNTIME: OnceLock<std::result::Result<Runtime, String>> = OnceLock::new();
-    RUNTIME
-        .get_or_init(|| {
-            let workers = std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-                .clamp(2, 8);
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(workers)
-                .thread_name("dbferry-sqlserver")
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .map_err(|e| Error::Internal(format!("cannot start the plugin runtime: {e}")))
+    dbferry_plugin_sdk::runtime::runtime("dbferry-sqlserver").map_err(Error::Internal)
 }
 
 /// TLS as the instance's config sets it (`tls = "off" | "on" | "trust"`).

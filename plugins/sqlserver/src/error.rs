@@ -159,6 +159,12 @@ impl<T> Context<T> for std::result::Result<T, tiberius::error::Error> {
     }
 }
 
+impl From<dbferry_plugin_sdk::range::KeyArityError> for Error {
+    fn from(e: dbferry_plugin_sdk::range::KeyArityError) -> Self {
+        Error::Invalid(e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

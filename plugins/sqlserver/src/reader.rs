@@ -4,14 +4,11 @@
 //! responsive to cancellation. Memory stays bounded: two batches in the
 //! channel, one being filled, and the row being decoded.
 
-use std::time::Duration;
-
 use bytes::{Bytes, BytesMut};
 use dbferry_plugin_abi::plugin::Reader;
 use dbferry_plugin_abi::protocol::{PluginError, ReadRequest};
+use dbferry_plugin_sdk::reader::{BatchChannel, BatchSender};
 use futures_util::TryStreamExt;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use crate::conn::{exec, runtime, Lease};
 use crate::detail::TableDetail;
@@ -20,13 +17,6 @@ use crate::error::{Context, Error, Result};
 use crate::quote::ident;
 use crate::range::predicate;
 use crate::snapshot::Isolation;
-
-/// How long `next_batch` waits before answering "idle, ask again".
-const POLL: Duration = Duration::from_millis(200);
-/// Batches buffered between the reading task and the host.
-const DEPTH: usize = 2;
-
-type Batch = Result<(Bytes, u64)>;
 
 /// The SELECT of one chunk.
 pub fn select_sql(request: &ReadRequest, detail: &TableDetail, isolation: Isolation) -> Result<String> {
@@ -47,9 +37,7 @@ pub fn select_sql(request: &ReadRequest, detail: &TableDetail, isolation: Isolat
 
 /// A chunk being read.
 pub struct SqlServerReader {
-    rx: mpsc::Receiver<Batch>,
-    task: Option<JoinHandle<()>>,
-    done: bool,
+    channel: BatchChannel<Error>,
 }
 
 impl SqlServerReader {
@@ -65,11 +53,10 @@ impl SqlServerReader {
         // In the source database: SNAPSHOT isolation is checked per database.
         let begin = format!("USE {}; {}", ident(database), isolation.begin());
         let rt = runtime()?;
-        let (tx, rx) = mpsc::channel(DEPTH);
         let batch = usize::try_from(batch_bytes)
             .unwrap_or(usize::MAX)
             .clamp(4096, 256 << 20);
-        let task = rt.spawn(async move {
+        let channel = BatchChannel::spawn(rt, |tx| async move {
             match read(lease, &begin, &sql, width, batch, isolation, &tx).await {
                 Ok(Some(lease)) => lease.release(),
                 Ok(None) => {}
@@ -78,11 +65,7 @@ impl SqlServerReader {
                 }
             }
         });
-        Ok(Self {
-            rx,
-            task: Some(task),
-            done: false,
-        })
+        Ok(Self { channel })
     }
 }
 
@@ -102,7 +85,7 @@ async fn read(
     width: usize,
     batch: usize,
     isolation: Isolation,
-    tx: &mpsc::Sender<Batch>,
+    tx: &BatchSender<Error>,
 ) -> Result<Option<Lease>> {
     let conn = lease.conn()?;
     exec(conn, begin).await?;
@@ -148,31 +131,7 @@ async fn read(
 
 impl Reader for SqlServerReader {
     fn next_batch(&mut self) -> std::result::Result<Option<(Bytes, u64)>, PluginError> {
-        if self.done {
-            return Ok(None);
-        }
-        let rt = runtime()?;
-        match rt.block_on(async { tokio::time::timeout(POLL, self.rx.recv()).await }) {
-            Ok(Some(Ok(batch))) => Ok(Some(batch)),
-            Ok(Some(Err(e))) => {
-                self.done = true;
-                Err(e.into())
-            }
-            Ok(None) => {
-                self.done = true;
-                Ok(None)
-            }
-            Err(_) => Ok(Some((Bytes::new(), 0))),
-        }
-    }
-}
-
-impl Drop for SqlServerReader {
-    fn drop(&mut self) {
-        self.rx.close();
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+        Ok(self.channel.next_batch(runtime()?)?)
     }
 }
 
