@@ -482,3 +482,59 @@ fn an_unreachable_instance_is_unavailable_until_it_answers_again() {
     wait_state("Running");
     proxy.off();
 }
+
+#[test]
+fn disjoint_imports_run_at_once_and_a_busy_instance_refuses_a_third() {
+    let shared = pair();
+    let (source_b, target_b) = crate::common::dedicated_pair();
+    let (db_a, db_b, db_c) = (unique("daemon_par_a"), unique("daemon_par_b"), unique("daemon_par_c"));
+    big_table(shared.source, shared.target, &db_a, 60_000);
+    big_table(&source_b, &target_b, &db_b, 60_000);
+    big_table(shared.source, &target_b, &db_c, 100);
+    let port = free_port();
+    let files = Files::new();
+    let config = ConfigBuilder::new()
+        .listen(&format!("127.0.0.1:{port}"))
+        .instance(Instance::mysql(SRC, shared.source))
+        .instance(Instance::mysql(DST, shared.target))
+        .instance(Instance::mysql("rm-src-b", &source_b))
+        .instance(Instance::mysql("rm-dst-b", &target_b))
+        .write(&files);
+    let jobs = files.dir("jobs.d");
+    let daemon = Daemon::start(&config, port, &files.path().join("daemon.log"));
+    let slow = |target: &str, source: &str, db: &str| {
+        Job::mysql(target, source, &[db])
+            .option("parallelism", "2")
+            .option("max_bytes_per_sec", "1000000")
+            .render()
+    };
+    std::fs::write(jobs.join("a.toml"), slow(DST, SRC, &db_a)).expect("job a");
+    std::fs::write(jobs.join("b.toml"), slow("rm-dst-b", "rm-src-b", &db_b)).expect("job b");
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut together = false;
+    while !together && Instant::now() < deadline {
+        let running = daemon.imports().iter().filter(|i| i["Status"] == "Running").count();
+        together = running == 2;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(together, "both imports ran at the same time: {:#?}", daemon.imports());
+
+    // The shared source is Migrating: a third import that names it fails.
+    std::fs::write(jobs.join("c.toml"), Job::mysql("rm-dst-b", SRC, &[&db_c]).render()).expect("job c");
+    let third = daemon.wait_import(Duration::from_secs(60), |i| {
+        i["Origin"].as_str().is_some_and(|o| o.ends_with("c.toml")) && i["Status"] == "Failed"
+    });
+    assert_eq!(third["Code"], "IncorrectDBInstanceState", "{third:#}");
+
+    for origin in ["a.toml", "b.toml"] {
+        let done = daemon.wait_import(Duration::from_secs(180), |i| {
+            i["Origin"].as_str().is_some_and(|o| o.ends_with(origin))
+                && i["Status"] != "Running"
+                && i["Status"] != "Pending"
+        });
+        assert_eq!(done["Status"], "Success", "{done:#}");
+    }
+    assert_same(shared.source, shared.target, &db_a);
+    assert_same(&source_b, &target_b, &db_b);
+}
