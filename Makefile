@@ -78,6 +78,7 @@ demo: deps build
 	target/debug/dbferry demo
 
 bench: deps
+	$(CARGO) build --release -p dbferry -p dbferry-mysql
 	$(CARGO) run --release -p dbferry-benches --bin bench
 
 # Removes the cached MariaDB template datadirs of the test harness.

@@ -1,7 +1,6 @@
 //! The copy pipeline: lanes of reader → bounded queue → writer.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use bytes::Bytes;
@@ -171,17 +170,19 @@ pub fn run_copy(
         }),
         first_error: Mutex::new(None),
     };
-    let lanes_done = AtomicBool::new(false);
+    // Dropped when the lanes are done, which wakes the watcher at once.
+    let (lanes_running, lanes_done) = crossbeam_channel::bounded::<()>(0);
     std::thread::scope(|scope| {
         // Maps the caller's cancellation onto the internal stop token, which
         // every blocking wait in the pipeline polls.
-        scope.spawn(|| {
-            while !lanes_done.load(Ordering::SeqCst) {
+        let shared_ref = &shared;
+        scope.spawn(move || {
+            let shared = shared_ref;
+            while let Err(RecvTimeoutError::Timeout) = lanes_done.recv_timeout(POLL_INTERVAL / 2) {
                 if cancel.is_cancelled() {
                     shared.stop.cancel();
                     break;
                 }
-                std::thread::sleep(POLL_INTERVAL / 2);
             }
         });
         let lanes: Vec<_> = (0..settings.lanes.max(1))
@@ -206,7 +207,7 @@ pub fn run_copy(
                 shared.fail(CopyError::Internal("a copy lane panicked".into()));
             }
         }
-        lanes_done.store(true, Ordering::SeqCst);
+        drop(lanes_running);
     });
 
     if cancel.is_cancelled() {

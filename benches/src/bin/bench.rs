@@ -1,0 +1,347 @@
+//! `make bench`: dbferry against `mariadb-dump | mariadb`, `mydumper` +
+//! `myloader` and the `LOAD DATA INFILE` floor, on two local MariaDB servers.
+//!
+//! ```text
+//! cargo build --release -p dbferry -p dbferry-mysql
+//! cargo run --release -p dbferry-benches --bin bench -- \
+//!     [--dataset a|b|c|d|all] [--runs N] [--scale F] [--out DIR] [--dbferry PATH] \
+//!     [--tools dbferry,mariadb-dump,mydumper,floor] [--sweep 1,2,4,8] [--threads 4]
+//! cargo run --release -p dbferry-benches --bin bench -- --chart-only   # redraw from OUT/*.json
+//! ```
+//!
+//! Per dataset: build it on the source, export it once for the floor, then
+//! `--runs` rounds in which every tool copies it once into an emptied target
+//! database (the order rotates each round, so no tool always goes first).
+//! Each run is checked with exact row counts. Prints a table, writes
+//! `OUT/<dataset>.json` and redraws `OUT/chart.png` from every JSON in OUT.
+//! For dataset (d) it also measures dbferry at `parallelism` 1, 2, 4 and 8
+//! (and the floor with as many sessions). Exits 1 if any leg failed, after
+//! writing what it measured.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+
+use dbferry_benches::datasets::{self, Dataset, DatasetInfo};
+use dbferry_benches::floor::{self, FloorPlan};
+use dbferry_benches::report::{self, DatasetResult, ScalingPoint, ToolSummary};
+use dbferry_benches::rig::{resolve_binary, workspace_root, Rig};
+use dbferry_benches::server::MariaDb;
+use dbferry_benches::tools::{Bench, RunResult, Tool};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bench",
+    about = "dbferry vs. mariadb-dump, mydumper/myloader and the LOAD DATA floor"
+)]
+struct Args {
+    /// Dataset(s): a, b, c, d, a comma list, or all.
+    #[arg(long, default_value = "all")]
+    dataset: String,
+    /// Runs per tool (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Multiplies row counts (dataset c: the number of tables).
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
+    /// Where results go [default: benches/results].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The dbferry binary (relative paths also tried from the workspace root).
+    #[arg(long, default_value = "target/release/dbferry")]
+    dbferry: PathBuf,
+    /// dbferry's plugin_dir, if the MySQL plugin is not next to the binary.
+    #[arg(long)]
+    plugin_dir: Option<PathBuf>,
+    /// Tools to run, comma separated.
+    #[arg(long, default_value = "dbferry,mariadb-dump,mydumper,floor")]
+    tools: String,
+    /// Threads / parallelism of dbferry, mydumper, myloader and the floor.
+    #[arg(long, default_value_t = 4)]
+    threads: usize,
+    /// mydumper --rows (chunk size in rows); 0 keeps tables whole.
+    #[arg(long, default_value_t = 100_000)]
+    mydumper_rows: u64,
+    /// Parallelism values for the dataset (d) sweep; empty to skip it.
+    #[arg(long, default_value = "1,2,4,8")]
+    sweep: String,
+    /// innodb_buffer_pool_size of each server.
+    #[arg(long, default_value = "512M")]
+    buffer_pool: String,
+    /// Parent directory for datadirs and scratch [default: the system temp dir].
+    #[arg(long)]
+    workdir: Option<PathBuf>,
+    /// Only redraw OUT/chart.png and reprint the table from OUT/*.json.
+    #[arg(long)]
+    chart_only: bool,
+}
+
+fn list<T>(text: &str, parse: impl Fn(&str) -> Result<T>) -> Result<Vec<T>> {
+    text.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| parse(s.trim()))
+        .collect()
+}
+
+fn version(cmd: &str, arg: &str) -> String {
+    std::process::Command::new(cmd)
+        .arg(arg)
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        })
+        .unwrap_or_else(|e| format!("unavailable: {e}"))
+}
+
+fn environment(source: &MariaDb) -> Vec<(String, String)> {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    vec![
+        ("cores".into(), cores.to_string()),
+        (
+            "mariadb".into(),
+            source.query_value("SELECT VERSION()").unwrap_or_default(),
+        ),
+        ("mydumper".into(), version("mydumper", "--version")),
+        ("sysbench".into(), version("sysbench", "--version")),
+        ("kernel".into(), version("uname", "-r")),
+    ]
+}
+
+/// Runs `tool` once; a failure is returned as text so the suite goes on.
+fn one_run(
+    bench: &Bench<'_>,
+    tool: Tool,
+    dataset: Dataset,
+    info: &DatasetInfo,
+    plan: &FloorPlan,
+    parallelism: usize,
+    round: usize,
+) -> std::result::Result<RunResult, String> {
+    let started = Instant::now();
+    match bench.run(tool, dataset, info, Some(plan), parallelism) {
+        Ok(run) => {
+            eprintln!(
+                "  [{}] round {} {:<13} p={parallelism}: {:>8.2} s  cpu {:>6.1} s  rss {:>7.1} MiB",
+                dataset.key(),
+                round + 1,
+                tool.key(),
+                run.wall_s,
+                run.tool_cpu_s,
+                run.tool_max_rss_kib as f64 / 1024.0
+            );
+            Ok(run)
+        }
+        Err(error) => {
+            let message = format!("{error:#}");
+            eprintln!(
+                "  [{}] round {} {:<13} p={parallelism}: FAILED after {:.1} s: {message}",
+                dataset.key(),
+                round + 1,
+                tool.key(),
+                started.elapsed().as_secs_f64()
+            );
+            Err(message)
+        }
+    }
+}
+
+#[derive(Default)]
+struct Collected {
+    runs: Vec<RunResult>,
+    error: Option<String>,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    if args.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    if args.scale.is_nan() || args.scale <= 0.0 {
+        bail!("--scale must be positive");
+    }
+    let datasets: Vec<Dataset> = if args.dataset == "all" {
+        Dataset::ALL.to_vec()
+    } else {
+        list(&args.dataset, Dataset::parse)?
+    };
+    let tools: Vec<Tool> = list(&args.tools, Tool::parse)?;
+    let sweep: Vec<usize> = list(&args.sweep, |s| s.parse::<usize>().context("bad --sweep value"))?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| workspace_root().join("benches").join("results"));
+    if args.chart_only {
+        let everything = report::load_all(&out)?;
+        print!("{}", report::table(&everything));
+        report::chart(&everything, &out.join("chart.png"))?;
+        println!("wrote {}", out.join("chart.png").display());
+        return Ok(());
+    }
+    let dbferry = resolve_binary(&args.dbferry);
+    if tools.contains(&Tool::Dbferry) && !dbferry.is_file() {
+        eprintln!(
+            "warning: dbferry binary not found at {}; its runs will fail \
+             (build it with `cargo build --release -p dbferry -p dbferry-mysql`, or pass --dbferry PATH)",
+            dbferry.display()
+        );
+    }
+
+    eprintln!(
+        "booting source and target MariaDB (buffer pool {} each)...",
+        args.buffer_pool
+    );
+    let rig = Rig::start(&args.buffer_pool, args.workdir.as_deref())?;
+    eprintln!(
+        "  source 127.0.0.1:{}  target 127.0.0.1:{}  in {}",
+        rig.source.port,
+        rig.target.port,
+        rig.path().display()
+    );
+    let bench = Bench {
+        source: &rig.source,
+        target: &rig.target,
+        scratch: rig.scratch.clone(),
+        shm: rig.shm.path().to_path_buf(),
+        dbferry: dbferry.clone(),
+        plugin_dir: args.plugin_dir.clone(),
+        threads: args.threads,
+        mydumper_rows: args.mydumper_rows,
+    };
+    let env = environment(&rig.source);
+    let mut any_failed = false;
+    let mut finished = Vec::new();
+
+    for &dataset in &datasets {
+        eprintln!("building {} ...", dataset.describe(args.scale));
+        let build_s = datasets::build(&rig.source, dataset, args.scale)?;
+        let mut info = datasets::inspect(&rig.source, dataset)?;
+        let plan = floor::export(&rig.source, dataset, &info, &rig.files.join(dataset.key()))?;
+        info.logical_bytes = plan.bytes();
+        eprintln!(
+            "  built in {build_s:.1} s: {} tables, {} rows, {:.1} MB exported, {:.1} MB in InnoDB",
+            info.tables.len(),
+            info.rows,
+            info.logical_bytes as f64 / 1e6,
+            info.stored_bytes as f64 / 1e6
+        );
+
+        let mut collected: Vec<Collected> = tools.iter().map(|_| Collected::default()).collect();
+        for round in 0..args.runs {
+            for k in 0..tools.len() {
+                let index = (k + round) % tools.len();
+                let tool = tools[index];
+                let slot = &mut collected[index];
+                // A tool that failed once is not retried on this dataset.
+                if slot.error.is_some() {
+                    continue;
+                }
+                match one_run(&bench, tool, dataset, &info, &plan, args.threads, round) {
+                    Ok(run) => slot.runs.push(run),
+                    Err(message) => slot.error = Some(message),
+                }
+            }
+        }
+
+        let mut scaling = Vec::new();
+        if dataset == Dataset::D && !sweep.is_empty() {
+            let swept: Vec<Tool> = tools
+                .iter()
+                .copied()
+                .filter(|t| matches!(t, Tool::Dbferry | Tool::Floor))
+                .collect();
+            let mut points: Vec<(Tool, usize, Collected)> = Vec::new();
+            for &tool in &swept {
+                for &p in &sweep {
+                    points.push((tool, p, Collected::default()));
+                }
+            }
+            for round in 0..args.runs {
+                for k in 0..points.len() {
+                    let index = (k + round) % points.len();
+                    let (tool, p, slot) = &mut points[index];
+                    if slot.error.is_some() {
+                        continue;
+                    }
+                    match one_run(&bench, *tool, dataset, &info, &plan, *p, round) {
+                        Ok(run) => slot.runs.push(run),
+                        Err(message) => slot.error = Some(message),
+                    }
+                }
+            }
+            for (tool, p, slot) in points {
+                any_failed |= slot.error.is_some();
+                scaling.push(ScalingPoint {
+                    tool: tool.key().to_string(),
+                    parallelism: p,
+                    summary: ToolSummary::new(tool, slot.runs, slot.error, &info),
+                });
+            }
+        }
+
+        let mut result = DatasetResult {
+            dataset: dataset.key().to_string(),
+            description: dataset.describe(args.scale),
+            scale: args.scale,
+            runs_requested: args.runs,
+            tables: info.tables.len(),
+            rows: info.rows,
+            logical_bytes: info.logical_bytes,
+            stored_bytes: info.stored_bytes,
+            build_s,
+            environment: env.clone(),
+            tools: tools
+                .iter()
+                .zip(collected)
+                .map(|(&tool, c)| {
+                    any_failed |= c.error.is_some();
+                    ToolSummary::new(tool, c.runs, c.error, &info)
+                })
+                .collect(),
+            scaling,
+        };
+        result.finish();
+        result.save(&out)?;
+        print!("{}", report::table(std::slice::from_ref(&result)));
+        finished.push(result);
+
+        // Free the disk before the next dataset.
+        let db = dataset.database();
+        rig.target.exec(&format!(
+            "DROP DATABASE IF EXISTS {}",
+            dbferry_benches::server::ident(db)
+        ))?;
+        rig.source.exec(&format!(
+            "DROP DATABASE IF EXISTS {}",
+            dbferry_benches::server::ident(db)
+        ))?;
+        let _ = std::fs::remove_dir_all(rig.files.join(dataset.key()));
+    }
+
+    println!();
+    println!("== results (median of {} runs, scale {}) ==", args.runs, args.scale);
+    print!("{}", report::table(&finished));
+    for result in &finished {
+        for tool in &result.tools {
+            for command in &tool.commands {
+                println!("  [{}] {}: {}", result.dataset, tool.tool, command);
+            }
+        }
+    }
+    let everything = report::load_all(&out)?;
+    let chart = out.join("chart.png");
+    report::chart(&everything, &chart)?;
+    println!("wrote {} and {}", out.join("<dataset>.json").display(), chart.display());
+    drop(rig);
+    if any_failed {
+        eprintln!("some runs failed (see FAILED above)");
+        std::process::exit(1);
+    }
+    Ok(())
+}
