@@ -12,7 +12,7 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := build
-.PHONY: deps apt-deps rust-deps build test unit-test lint fmt-check clippy demo bench clean-testkit
+.PHONY: deps apt-deps rust-deps build test unit-test lint fmt-check clippy rss-guard demo bench clean-testkit
 
 CARGO ?= cargo
 APT_PACKAGES := mariadb-server mariadb-client mydumper sysbench prometheus systemd python3-venv
@@ -66,11 +66,18 @@ fmt-check:
 
 lint: clippy fmt-check
 
+# Issue 6's timing-free guard: a release dbferry copies a small sysbench
+# dataset and its peak RSS must stay under 128 MiB.
+rss-guard:
+	$(CARGO) build --release -p dbferry -p dbferry-mysql
+	$(CARGO) run --release -p dbferry-benches --bin rss_guard
+
 test: deps build
 	@status=0; \
 	$(MAKE) --no-print-directory unit-test || { echo "*** make test: TESTS FAILED ***" >&2; status=1; }; \
 	$(MAKE) --no-print-directory clippy || { echo "*** make test: CLIPPY FAILED ***" >&2; status=1; }; \
 	$(MAKE) --no-print-directory fmt-check || { echo "*** make test: FORMAT CHECK FAILED (run cargo fmt --all) ***" >&2; status=1; }; \
+	$(MAKE) --no-print-directory rss-guard || { echo "*** make test: MEMORY GUARD FAILED ***" >&2; status=1; }; \
 	if [ $$status -ne 0 ]; then echo "*** make test: FAILED ***" >&2; exit 1; fi; \
 	echo "make test: all green"
 
