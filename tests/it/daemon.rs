@@ -538,3 +538,74 @@ fn disjoint_imports_run_at_once_and_a_busy_instance_refuses_a_third() {
     assert_same(shared.source, shared.target, &db_a);
     assert_same(&source_b, &target_b, &db_b);
 }
+
+#[test]
+fn dbferry_cancel_stops_a_running_import_through_the_daemon() {
+    let pair = pair();
+    let db = unique("daemon_cancel");
+    big_table(pair.source, pair.target, &db, 100_000);
+    let port = free_port();
+    let (files, config, jobs) = daemon_setup(pair.source, pair.target, port);
+    let daemon = Daemon::start(&config, port, &files.path().join("daemon.log"));
+    let job = Job::mysql(DST, SRC, &[&db])
+        .option("max_bytes_per_sec", "500000")
+        .render();
+    std::fs::write(jobs.join("cancel.toml"), job).expect("job");
+    let running = daemon.wait_import(Duration::from_secs(60), |i| i["Status"] == "Running");
+    let id = running["ImportId"].to_string();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let out = Command::new(bin())
+        .args(["cancel", "--endpoint", &endpoint, &id])
+        .output()
+        .expect("dbferry cancel");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ended = daemon.wait_import(Duration::from_secs(10), |i| i["Status"] == "Cancelled");
+    assert_eq!(ended["ImportId"].to_string(), id);
+    let m = daemon.metrics();
+    assert_eq!(
+        state_of(&m, SRC).as_deref(),
+        Some("Running"),
+        "released after the cancel"
+    );
+    // Cancelling again is refused: it already ended.
+    let again = Command::new(bin())
+        .args(["cancel", "--endpoint", &endpoint, &id])
+        .output()
+        .expect("dbferry cancel");
+    assert_eq!(again.status.code(), Some(1));
+}
+
+#[test]
+fn systemd_hears_ready_once_plugins_and_state_are_loaded() {
+    use std::os::unix::net::UnixDatagram;
+    let pair = pair();
+    let port = free_port();
+    let (files, config, _jobs) = daemon_setup(pair.source, pair.target, port);
+    let socket_path = files.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("notify socket");
+    socket.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    let mut child = Command::new(bin())
+        .args(["daemon", "--config"])
+        .arg(&config)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("daemon");
+    let mut buf = [0u8; 4096];
+    let n = socket.recv(&mut buf).expect("a notification from the daemon");
+    let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(
+        message.contains("READY=1") && message.contains("STATUS=serving on"),
+        "{message}"
+    );
+    assert_eq!(
+        http(port, "GET", "/readyz").map(|(s, _)| s),
+        Some(200),
+        "ready means ready"
+    );
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let n = socket.recv(&mut buf).expect("the stopping notification");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1"));
+    let _ = child.wait();
+}
