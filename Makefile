@@ -12,7 +12,7 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := build
-.PHONY: deps apt-deps rust-deps build test unit-test lint fmt-check clippy rss-guard demo bench clean-testkit
+.PHONY: deps apt-deps rust-deps build test unit-test lint fmt-check clippy rss-guard deb demo bench clean-testkit
 
 CARGO ?= cargo
 APT_PACKAGES := mariadb-server mariadb-client mydumper sysbench prometheus systemd python3-venv
@@ -80,6 +80,12 @@ test: deps build
 	$(MAKE) --no-print-directory rss-guard || { echo "*** make test: MEMORY GUARD FAILED ***" >&2; status=1; }; \
 	if [ $$status -ne 0 ]; then echo "*** make test: FAILED ***" >&2; exit 1; fi; \
 	echo "make test: all green"
+
+# The Debian package (needs `cargo install cargo-deb`): binary, plugins,
+# unit, a minimal config and a `dbferry` system user.
+deb:
+	$(CARGO) build --release --workspace
+	$(CARGO) deb -p dbferry --no-build
 
 demo: deps build
 	target/debug/dbferry demo
