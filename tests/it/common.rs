@@ -24,8 +24,10 @@ use serde_json::Value;
 use dbferry_testkit::{run_job, ConfigBuilder, Files, Instance, Job, MariaDb, ObjectKind, Outcome};
 
 /// The `dbferry` binary under test.
+/// `$DBFERRY_BIN` runs the suite against another build (the release binary,
+/// for the measurements some tests print); by default the binary cargo built.
 pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_dbferry"))
+    std::env::var_os("DBFERRY_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_dbferry")), PathBuf::from)
 }
 
 /// The directory of the binary: where `cargo build` puts the plugins.

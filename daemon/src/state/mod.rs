@@ -113,6 +113,9 @@ pub struct NewImport<'a> {
 pub struct Store {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// Status queries read through their own connection: in WAL mode they
+    /// then never wait for, nor delay, an import's checkpoint writes.
+    reader: Mutex<Connection>,
 }
 
 fn now() -> i64 {
@@ -138,9 +141,20 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(sqlite)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(sqlite)?;
         schema::migrate(&conn).map_err(sqlite)?;
+        let reader = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sqlite)?;
+        reader.busy_timeout(std::time::Duration::from_secs(10)).map_err(sqlite)?;
         Ok(Self {
             path,
             conn: Mutex::new(conn),
+            reader: Mutex::new(reader),
+        })
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let conn = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&conn).map_err(|source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
         })
     }
 
@@ -302,7 +316,7 @@ impl Store {
     /// One import.
     pub fn import(&self, id: u64) -> Result<Option<ImportRecord>, StoreError> {
         let sql = format!("SELECT {} FROM imports WHERE id = ?1", Self::COLUMNS);
-        self.with(|c| c.query_row(&sql, params![id as i64], Self::read_import).optional())
+        self.read(|c| c.query_row(&sql, params![id as i64], Self::read_import).optional())
     }
 
     /// Imports, newest first; `unfinished_only` keeps `Pending` and `Running` ones.
@@ -313,7 +327,7 @@ impl Store {
             ""
         };
         let sql = format!("SELECT {} FROM imports {filter} ORDER BY id DESC", Self::COLUMNS);
-        self.with(|c| {
+        self.read(|c| {
             let mut stmt = c.prepare(&sql)?;
             let rows = stmt.query_map([], Self::read_import)?;
             rows.collect()
