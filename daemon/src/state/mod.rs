@@ -142,7 +142,9 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL").map_err(sqlite)?;
         schema::migrate(&conn).map_err(sqlite)?;
         let reader = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sqlite)?;
-        reader.busy_timeout(std::time::Duration::from_secs(10)).map_err(sqlite)?;
+        reader
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(sqlite)?;
         Ok(Self {
             path,
             conn: Mutex::new(conn),
