@@ -190,6 +190,24 @@ fn hostile_job_files_are_recorded_and_the_daemon_keeps_serving() {
         "{odd:#}"
     );
     assert_eq!(http(port, "GET", "/healthz").map(|(s, _)| s), Some(200));
+
+    // The same name with new content is a new request; the old one is not redone.
+    let again = Job::mysql(DST, SRC, &[&db])
+        .option("existing_tables", "\"drop\"")
+        .render();
+    std::fs::write(&slow, again).expect("rewrite slow.toml");
+    daemon.wait_import(Duration::from_secs(60), |i| {
+        i["Origin"].as_str().is_some_and(|o| o.ends_with("slow.toml"))
+            && i["Status"] == "Success"
+            && i["ImportId"] != done["ImportId"]
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let slow_imports = daemon
+        .imports()
+        .iter()
+        .filter(|i| i["Origin"].as_str().is_some_and(|o| o.ends_with("slow.toml")))
+        .count();
+    assert_eq!(slow_imports, 2, "one import per content of slow.toml");
 }
 
 #[test]

@@ -37,6 +37,16 @@ struct Seen {
     modified: SystemTime,
 }
 
+/// What the watcher remembers between scans.
+#[derive(Default)]
+struct Tracked {
+    /// Files still settling, as last seen.
+    pending: HashMap<PathBuf, Seen>,
+    /// Files already decided (imported, refused, or seen before), as they
+    /// were then: they are not read again unless they change.
+    taken: HashMap<PathBuf, Seen>,
+}
+
 /// What inotify said about a file.
 enum Change {
     /// Its writer closed it.
@@ -91,7 +101,7 @@ pub async fn watch(dir: PathBuf, executor: Executor, mut shutdown: broadcast::Re
             None
         }
     };
-    let mut pending: HashMap<PathBuf, Seen> = HashMap::new();
+    let mut tracked = Tracked::default();
     let mut closed = Closed::default();
     let mut tick = tokio::time::interval(RESCAN);
     loop {
@@ -111,34 +121,29 @@ pub async fn watch(dir: PathBuf, executor: Executor, mut shutdown: broadcast::Re
         let (d, ex, p, c) = (
             dir.clone(),
             executor.clone(),
-            std::mem::take(&mut pending),
+            std::mem::take(&mut tracked),
             closed.0.clone(),
         );
         match tokio::task::spawn_blocking(move || scan(&d, &ex, p, &c)).await {
             Ok(next) => {
-                closed.0.retain(|p| next.contains_key(p));
-                pending = next;
+                closed.0.retain(|p| next.pending.contains_key(p));
+                tracked = next;
             }
             Err(e) => tracing::error!(error = %e, "job scan failed"),
         }
     }
 }
 
-/// One pass over the directory; returns the files still settling.
-fn scan(
-    dir: &Path,
-    executor: &Executor,
-    mut pending: HashMap<PathBuf, Seen>,
-    closed: &HashSet<PathBuf>,
-) -> HashMap<PathBuf, Seen> {
+/// One pass over the directory.
+fn scan(dir: &Path, executor: &Executor, mut tracked: Tracked, closed: &HashSet<PathBuf>) -> Tracked {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) => {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot read jobs_dir");
-            return pending;
+            return tracked;
         }
     };
-    let mut still = HashMap::new();
+    let mut next = Tracked::default();
     for entry in entries.filter_map(Result::ok) {
         let path = entry.path();
         let name = entry.file_name();
@@ -153,16 +158,20 @@ fn scan(
             len: meta.len(),
             modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
         };
+        if tracked.taken.get(&path) == Some(&seen) {
+            next.taken.insert(path, seen);
+            continue;
+        }
         let age = seen.modified.elapsed().unwrap_or_default();
-        let unchanged = pending.remove(&path) == Some(seen);
+        let unchanged = tracked.pending.remove(&path) == Some(seen);
         let settled = (closed.contains(&path) && age >= AFTER_CLOSE) || (unchanged && age >= SETTLE);
-        if settled {
-            take(dir, &path, seen, executor);
+        if settled && take(dir, &path, seen, executor) {
+            next.taken.insert(path, seen);
         } else {
-            still.insert(path, seen);
+            next.pending.insert(path, seen);
         }
     }
-    still
+    next
 }
 
 fn fingerprint(name: &str, content: &[u8]) -> String {
@@ -174,7 +183,8 @@ fn fingerprint(name: &str, content: &[u8]) -> String {
 }
 
 /// Reads one settled file and hands it to the executor (or records why not).
-fn take(dir: &Path, path: &Path, seen: Seen, executor: &Executor) {
+/// Returns whether the file is decided; `false` leaves it for the next scan.
+fn take(dir: &Path, path: &Path, seen: Seen, executor: &Executor) -> bool {
     let origin = path.display().to_string();
     let name = path
         .file_name()
@@ -182,12 +192,16 @@ fn take(dir: &Path, path: &Path, seen: Seen, executor: &Executor) {
         .unwrap_or_default();
     let refuse = |fingerprint: &str, message: String| {
         if matches!(executor.store().job_seen(fingerprint), Ok(Some(_))) {
-            return;
+            return true;
         }
         tracing::error!(file = %origin, %message, "job file refused");
         let rejection = Rejection::new(ErrorCode::InvalidParameter, format!("{origin}: {message}"));
-        if let Err(e) = executor.record_rejected(&origin, "", Some(fingerprint), &rejection) {
-            tracing::error!(file = %origin, error = %e, "cannot record a refused job file");
+        match executor.record_rejected(&origin, "", Some(fingerprint), &rejection) {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(file = %origin, error = %e, "cannot record a refused job file");
+                false
+            }
         }
     };
     let meta_print = fingerprint(&name, format!("{}:{:?}", seen.len, seen.modified).as_bytes());
@@ -216,33 +230,39 @@ fn take(dir: &Path, path: &Path, seen: Seen, executor: &Executor) {
     let read = std::fs::File::open(path).and_then(|f| f.take(MAX_JOB_BYTES + 1).read_to_end(&mut content));
     if let Err(e) = read {
         tracing::warn!(file = %origin, error = %e, "cannot read job file; will retry");
-        return;
+        return false;
     }
     let print = fingerprint(&name, &content);
     match executor.store().job_seen(&print) {
-        Ok(Some(_)) => return,
+        Ok(Some(_)) => return true,
         Ok(None) => {}
         Err(e) => {
             tracing::error!(error = %e, "state store unavailable; job file left for the next scan");
-            return;
+            return false;
         }
     }
     let Ok(text) = String::from_utf8(content) else {
         return refuse(&print, "not UTF-8 text; a job file is TOML (CONTRACT §3)".into());
     };
     match Job::parse(&Source::new(path, text.clone())) {
-        Ok(job) => {
-            if let Err(rejection) = executor.submit(job, &origin, &text, Some(&print)) {
-                tracing::error!(file = %origin, %rejection, "job not accepted");
+        Ok(job) => match executor.submit(job, &origin, &text, Some(&print)) {
+            Ok(_) => true,
+            Err(rejection) => {
+                tracing::error!(file = %origin, %rejection, "job not accepted; retried at the next scan");
+                false
             }
-        }
+        },
         Err(diags) => {
             for diag in &diags.0 {
                 tracing::error!(file = %origin, code = diag.code.as_str(), "{diag}");
             }
             let rejection = Rejection::new(diags.code(), diags.to_string());
-            if let Err(e) = executor.record_rejected(&origin, &text, Some(&print), &rejection) {
-                tracing::error!(file = %origin, error = %e, "cannot record a refused job file");
+            match executor.record_rejected(&origin, &text, Some(&print), &rejection) {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::error!(file = %origin, error = %e, "cannot record a refused job file");
+                    false
+                }
             }
         }
     }
