@@ -76,6 +76,11 @@ struct Args {
     /// Only redraw OUT/chart.png and reprint the table from OUT/*.json.
     #[arg(long)]
     chart_only: bool,
+    /// Build the first dataset, print how to run dbferry against it by hand
+    /// (for `perf record` or callgrind), and keep both servers up until
+    /// standard input closes.
+    #[arg(long)]
+    hold: bool,
 }
 
 fn list<T>(text: &str, parse: impl Fn(&str) -> Result<T>) -> Result<Vec<T>> {
@@ -150,6 +155,30 @@ fn one_run(
             Err(message)
         }
     }
+}
+
+/// `--hold`: leaves the rig up for profiling by hand.
+fn hold(bench: &Bench<'_>, dataset: Dataset) -> Result<()> {
+    let db = dataset.database();
+    let (config, job) = bench.dbferry_files(db, bench.threads)?;
+    let reset = bench.scratch.join("reset-target.sh");
+    let target = bench.target.tcp_args().join(" ");
+    std::fs::write(
+        &reset,
+        format!(
+            "#!/bin/sh\nexec mariadb --no-defaults {target} -e 'DROP DATABASE IF EXISTS `{db}`; CREATE DATABASE `{db}` DEFAULT CHARACTER SET utf8mb4'\n"
+        ),
+    )?;
+    println!("reset the target:  sh {}", reset.display());
+    println!(
+        "run dbferry:       {} run --json --config {} {}",
+        bench.dbferry.display(),
+        config.display(),
+        job.display()
+    );
+    println!("holding; close standard input (Ctrl-D) to stop the servers");
+    std::io::copy(&mut std::io::stdin(), &mut std::io::sink())?;
+    Ok(())
 }
 
 #[derive(Default)]
@@ -231,6 +260,10 @@ fn main() -> Result<()> {
             info.logical_bytes as f64 / 1e6,
             info.stored_bytes as f64 / 1e6
         );
+
+        if args.hold {
+            return hold(&bench, dataset);
+        }
 
         let mut collected: Vec<Collected> = tools.iter().map(|_| Collected::default()).collect();
         for round in 0..args.runs {

@@ -11,7 +11,8 @@ use dbferry_plugin_abi::protocol::{BackupRestoreRequest, BackupStep};
 use dbferry_plugin_host::Session;
 
 use super::outcome::{DatabaseProgress, TableOutcome};
-use super::{host_failure, precheck, verify_table, EventSink, ImportEvent, ImportResult, PlannedTable, Stop};
+use super::verify::Checks;
+use super::{host_failure, precheck, EventSink, ImportEvent, ImportResult, PlannedTable, Stop};
 use crate::codes::ErrorCode;
 use crate::job::Job;
 use crate::metrics::Metrics;
@@ -123,14 +124,13 @@ fn verify_restored(source: &Session, target: &Session, table: &PlannedTable, job
         dbferry_plugin_abi::protocol::VerifyMode::None => dbferry_plugin_abi::protocol::VerifyMode::Count,
         other => other,
     };
-    verify_table(
+    Checks {
         source,
         target,
-        table,
         mode,
-        dbferry_plugin_abi::protocol::Consistency::Global,
-        rows,
-    )?;
+        consistency: dbferry_plugin_abi::protocol::Consistency::Global,
+    }
+    .table(table, rows)?;
     Ok(rows)
 }
 

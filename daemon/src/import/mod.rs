@@ -5,15 +5,14 @@ mod backup;
 mod copy;
 pub mod outcome;
 pub mod precheck;
+mod verify;
 
 use std::time::{Duration, Instant};
 
 use dbferry_copy_core::{
     plan_table, run_copy, CancelToken, CheckpointStore, ChunkTask, CopyError, CopySettings, TableEstimate,
 };
-use dbferry_plugin_abi::protocol::{
-    Consistency, DatabaseSchema, DigestRequest, ErrorKind, FinishRequest, PrepareRequest, VerifyMode,
-};
+use dbferry_plugin_abi::protocol::{Consistency, DatabaseSchema, ErrorKind, FinishRequest, PrepareRequest};
 use dbferry_plugin_host::{HostError, Session};
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +52,9 @@ pub struct CopyTuning {
     pub memory_budget: u64,
     /// Batches queued per lane.
     pub queue_depth: usize,
+    /// Tables estimated at most this size get their secondary indexes when
+    /// they are created instead of after the load.
+    pub inline_index_max_bytes: u64,
 }
 
 impl Default for CopyTuning {
@@ -61,6 +63,7 @@ impl Default for CopyTuning {
             max_chunks_per_table: 4096,
             memory_budget: 64 << 20,
             queue_depth: 4,
+            inline_index_max_bytes: 8 << 20,
         }
     }
 }
@@ -323,6 +326,7 @@ fn copy_all(
                 schema: schema.clone(),
                 existing_tables: job.options.existing_tables,
                 resume,
+                inline_index_max_bytes: tuning.inline_index_max_bytes,
             })
             .map_err(|e| host_failure(&format!("creating the tables of {dst} on the target"), e))?;
         record_schema(result, dst, outcome, &warn);
@@ -444,19 +448,16 @@ fn copy_all(
     );
 
     events.emit(&ImportEvent::Phase { phase: "verify" });
-    for (index, table) in tables.iter().enumerate() {
-        if cancel.is_cancelled() {
-            return Err(Stop::Cancelled);
-        }
-        let copied = copied_rows(store, chunks, index as u32);
-        let verified = verify_table(source, target, table, job.options.verify, snapshot.consistency, copied)?;
-        result.tables.push(outcome::TableOutcome {
-            database: table.target_database.clone(),
-            table: table.schema.name.clone(),
-            rows: copied,
-            verified,
-        });
-    }
+    let copied: Vec<u64> = (0..tables.len())
+        .map(|index| copied_rows(store, chunks, index as u32))
+        .collect();
+    let checks = verify::Checks {
+        source,
+        target,
+        mode: job.options.verify,
+        consistency: snapshot.consistency,
+    };
+    result.tables = checks.all(tables, &copied, job.options.parallelism as usize, cancel)?;
 
     events.emit(&ImportEvent::Phase { phase: "finish" });
     for ((_, dst), schema) in resolved.mapping.iter().zip(&plan.schemas) {
@@ -581,68 +582,6 @@ fn copy_failure(error: CopyError) -> Stop {
         return Stop::Failed(ErrorCode::IncorrectInstanceState, message);
     }
     Stop::Failed(code, message)
-}
-
-fn verify_table(
-    source: &Session,
-    target: &Session,
-    table: &PlannedTable,
-    mode: VerifyMode,
-    consistency: Consistency,
-    copied: u64,
-) -> Result<&'static str, Stop> {
-    let name = format!("{}.{}", table.target_database, table.schema.name);
-    if mode == VerifyMode::None {
-        return Ok("none");
-    }
-    let digest = |session: &Session, database: &str, in_snapshot: bool| {
-        session
-            .table_digest(DigestRequest {
-                database: database.to_string(),
-                table: table.schema.clone(),
-                mode,
-                in_snapshot,
-            })
-            .map_err(|e| host_failure(&format!("verifying {name}"), e))
-    };
-    let on_target = digest(target, &table.target_database, false)?;
-    if on_target.rows != copied {
-        return Err(Stop::Failed(
-            ErrorCode::InternalError,
-            format!(
-                "verification failed for {name}: {copied} rows were copied but the target holds {}",
-                on_target.rows
-            ),
-        ));
-    }
-    // Under per-table consistency the source may have moved on since it was
-    // read, so only what was copied can be compared with the target.
-    if consistency == Consistency::Global || mode == VerifyMode::Checksum {
-        let on_source = digest(source, &table.source_database, consistency == Consistency::Global)?;
-        if consistency == Consistency::Global && on_source.rows != on_target.rows {
-            return Err(Stop::Failed(
-                ErrorCode::InternalError,
-                format!(
-                    "verification failed for {name}: the source has {} rows, the target {}",
-                    on_source.rows, on_target.rows
-                ),
-            ));
-        }
-        if mode == VerifyMode::Checksum && on_source.checksum != on_target.checksum {
-            return Err(Stop::Failed(
-                ErrorCode::InternalError,
-                format!(
-                    "verification failed for {name}: checksums differ (source {:?}, target {:?})",
-                    on_source.checksum, on_target.checksum
-                ),
-            ));
-        }
-    }
-    Ok(if mode == VerifyMode::Checksum {
-        "checksum"
-    } else {
-        "count"
-    })
 }
 
 fn report_progress(

@@ -234,6 +234,12 @@ pub struct PrepareRequest {
     pub existing_tables: ExistingTables,
     /// The import resumes: tables this import created earlier are kept.
     pub resume: bool,
+    /// Tables estimated at most this many bytes are created with their
+    /// secondary indexes: for a small table one `ALTER TABLE` after the load
+    /// costs more than maintaining the indexes while loading. 0: defer all.
+    /// An engine that never defers indexes ignores it.
+    #[serde(default)]
+    pub inline_index_max_bytes: u64,
 }
 
 /// Completes one database on the target after its data.

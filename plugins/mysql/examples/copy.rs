@@ -106,6 +106,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             schema: schema.clone(),
             existing_tables: existing,
             resume: false,
+            inline_index_max_bytes: 0,
         })?;
         println!(
             "{database}: created {} dropped {}",

@@ -91,14 +91,7 @@ fn classify(line: &str) -> Line {
 /// column (`auto_increment`) needs as its key are kept too.
 pub fn split_create(create: &str, key_index: Option<&str>, auto_increment: Option<&str>) -> SplitCreate {
     let lines: Vec<&str> = create.split('\n').collect();
-    let open = lines.iter().position(|l| l.trim_end().ends_with('('));
-    let close = lines
-        .iter()
-        .enumerate()
-        .skip(open.map_or(lines.len(), |o| o + 1))
-        .find(|(_, l)| l.starts_with(')'))
-        .map(|(i, _)| i);
-    let (Some(open), Some(close)) = (open, close) else {
+    let Some((open, close)) = definition_lines(&lines) else {
         return SplitCreate {
             base: create.to_string(),
             indexes: Vec::new(),
@@ -157,6 +150,31 @@ pub fn split_create(create: &str, key_index: Option<&str>, auto_increment: Optio
         indexes,
         foreign_keys,
     }
+}
+
+/// The lines that open and close the definition list: the first line ending
+/// in `(` and the next one starting with `)`.
+fn definition_lines(lines: &[&str]) -> Option<(usize, usize)> {
+    let open = lines.iter().position(|l| l.trim_end().ends_with('('))?;
+    let close = (open + 1..lines.len()).find(|&i| lines[i].starts_with(')'))?;
+    Some((open, close))
+}
+
+/// `base` (a [`SplitCreate::base`]) with `definitions` (deferred index
+/// lines) put back at the end of its definition list.
+pub fn with_definitions(base: &str, definitions: &[&str]) -> String {
+    let lines: Vec<&str> = base.split('\n').collect();
+    let Some((_, close)) = definition_lines(&lines).filter(|_| !definitions.is_empty()) else {
+        return base.to_string();
+    };
+    let mut out = lines[..close].join("\n");
+    for definition in definitions {
+        out.push_str(",\n  ");
+        out.push_str(definition);
+    }
+    out.push('\n');
+    out.push_str(&lines[close..].join("\n"));
+    out
 }
 
 /// Replaces the `DEFINER=...` clause of a `SHOW CREATE` statement by
@@ -218,6 +236,23 @@ mod tests {
             split.foreign_keys[0].definition,
             "CONSTRAINT `fk` FOREIGN KEY (`b`) REFERENCES `p` (`id`) ON DELETE CASCADE"
         );
+    }
+
+    #[test]
+    fn deferred_indexes_can_be_put_back() {
+        let split = split_create(CREATE, Some("PRIMARY"), Some("id"));
+        let plain: Vec<&str> = split
+            .indexes
+            .iter()
+            .filter(|d| !d.fulltext)
+            .map(|d| d.definition.as_str())
+            .collect();
+        let inline = with_definitions(&split.base, &plain);
+        assert!(inline.contains(
+            "  CONSTRAINT `chk` CHECK (`b` > 0),\n  UNIQUE KEY `ub` (`b`),\n  UNIQUE KEY `ua` (`a`),\n  KEY `k``1` (`a`,`b`),\n  SPATIAL KEY `sp` (`g`)\n) ENGINE=InnoDB"
+        ));
+        assert!(inline.ends_with("PARTITIONS 4"));
+        assert_eq!(with_definitions(&split.base, &[]), split.base);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
 
 use crate::conn::{cell, PLAIN_SQL_MODE};
-use crate::ddl::rewrite_definer;
+use crate::ddl::{rewrite_definer, with_definitions};
 use crate::describe::database_exists;
 use crate::detail::{DatabaseDetail, DdlKind, ObjectDdl, TableDetail};
 use crate::error::{Context, Error, Result};
@@ -227,7 +227,18 @@ pub async fn prepare(conn: &mut Conn, request: &PrepareRequest) -> Result<Schema
             continue;
         }
         let table_detail = TableDetail::from_json(&table.detail)?;
-        if let Err(e) = conn.query_drop(table_detail.create_base.as_str()).await {
+        let create = if table.estimated_bytes <= request.inline_index_max_bytes {
+            let plain: Vec<&str> = table_detail
+                .deferred_indexes
+                .iter()
+                .filter(|i| !i.fulltext)
+                .map(|i| i.definition.as_str())
+                .collect();
+            with_definitions(&table_detail.create_base, &plain)
+        } else {
+            table_detail.create_base.clone()
+        };
+        if let Err(e) = conn.query_drop(create.as_str()).await {
             let e = Error::Sql {
                 context: format!("creating table {}", qualified(database, &table.name)),
                 source: e,

@@ -235,6 +235,7 @@ fn logical_copy(source: &SqlServerSession, target: &SqlServerSession, schema: &D
             schema: schema.clone(),
             existing_tables: ExistingTables::Fail,
             resume: false,
+            inline_index_max_bytes: 0,
         })
         .expect("prepare");
     assert!(prepared
