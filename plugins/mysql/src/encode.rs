@@ -2,11 +2,15 @@
 //!
 //! Format: `FIELDS TERMINATED BY '\t' ESCAPED BY '\\' LINES TERMINATED BY
 //! '\n'`, `CHARACTER SET binary`, fields not enclosed. NULL is `\N`; inside a
-//! value `\`, tab, newline, carriage return and NUL are escaped, so `''`,
-//! `'NULL'` and the two characters `\N` all stay distinct from NULL. This is
-//! the target's ingest format, so the writer passes batches through as is.
+//! value only the three bytes the format gives a meaning (`\`, tab and
+//! newline) are escaped, so `''`, `'NULL'` and the two characters `\N` all
+//! stay distinct from NULL. This is the target's ingest format, so the writer
+//! passes batches through as is.
 //!
 //! The hot path appends into one `BytesMut` and never allocates per row.
+//! Escaping only three bytes lets a SIMD scan (`memchr3`) skip the clean
+//! stretches, which is most of every value: byte-at-a-time table lookups
+//! were a fifth of the plugin's CPU on sysbench rows.
 
 use bytes::{BufMut, BytesMut};
 use mysql_async::Value;
@@ -16,29 +20,19 @@ use mysql_async::Value;
 pub const LOAD_FORMAT: &str =
     "CHARACTER SET binary FIELDS TERMINATED BY '\\t' ENCLOSED BY '' ESCAPED BY '\\\\' LINES STARTING BY '' TERMINATED BY '\\n'";
 
-/// For each byte: 0 when it is copied as is, else the letter after `\`.
-const ESCAPES: [u8; 256] = {
-    let mut table = [0u8; 256];
-    table[0] = b'0';
-    table[b'\t' as usize] = b't';
-    table[b'\n' as usize] = b'n';
-    table[b'\r' as usize] = b'r';
-    table[b'\\' as usize] = b'\\';
-    table
-};
-
 /// Appends `bytes` escaped.
 #[inline]
 pub fn push_escaped(out: &mut BytesMut, bytes: &[u8]) {
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc = ESCAPES[b as usize];
-        if esc != 0 {
-            out.extend_from_slice(&bytes[start..i]);
-            out.put_u8(b'\\');
-            out.put_u8(esc);
-            start = i + 1;
-        }
+    for i in memchr::memchr3_iter(b'\t', b'\n', b'\\', bytes) {
+        out.extend_from_slice(&bytes[start..i]);
+        let letter = match bytes[i] {
+            b'\t' => b't',
+            b'\n' => b'n',
+            _ => b'\\',
+        };
+        out.put_slice(&[b'\\', letter]);
+        start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
 }
@@ -161,9 +155,9 @@ mod tests {
     }
 
     #[test]
-    fn special_bytes_are_escaped() {
+    fn only_the_bytes_the_format_gives_a_meaning_are_escaped() {
         let line = encode(&[Some(b"a\tb\nc\rd\\e\0f")]);
-        assert_eq!(&line[..], b"a\\tb\\nc\\rd\\\\e\\0f\n");
+        assert_eq!(&line[..], b"a\\tb\\nc\rd\\\\e\0f\n");
     }
 
     #[test]
