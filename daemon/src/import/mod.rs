@@ -327,6 +327,7 @@ fn copy_all(
                 existing_tables: job.options.existing_tables,
                 resume,
                 inline_index_max_bytes: tuning.inline_index_max_bytes,
+                parallelism: job.options.parallelism,
             })
             .map_err(|e| host_failure(&format!("creating the tables of {dst} on the target"), e))?;
         record_schema(result, dst, outcome, &warn);
@@ -469,6 +470,7 @@ fn copy_all(
                 database: dst.clone(),
                 schema: schema.clone(),
                 resume,
+                parallelism: job.options.parallelism,
             })
             .map_err(|e| {
                 host_failure(

@@ -240,6 +240,10 @@ pub struct PrepareRequest {
     /// An engine that never defers indexes ignores it.
     #[serde(default)]
     pub inline_index_max_bytes: u64,
+    /// How many connections the engine may use at once for the DDL; 0 or 1
+    /// means one.
+    #[serde(default)]
+    pub parallelism: u32,
 }
 
 /// Completes one database on the target after its data.
@@ -253,6 +257,10 @@ pub struct FinishRequest {
     /// a view) were added by an earlier attempt and are kept.
     #[serde(default)]
     pub resume: bool,
+    /// How many connections the engine may use at once for the DDL; 0 or 1
+    /// means one.
+    #[serde(default)]
+    pub parallelism: u32,
 }
 
 /// What a schema step did.

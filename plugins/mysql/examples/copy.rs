@@ -107,6 +107,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             existing_tables: existing,
             resume: false,
             inline_index_max_bytes: 0,
+            parallelism: lanes as u32,
         })?;
         println!(
             "{database}: created {} dropped {}",
@@ -183,6 +184,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             database: schema.database.clone(),
             schema: schema.clone(),
             resume: false,
+            parallelism: lanes as u32,
         })?;
         println!(
             "{}: finish created {:?} warnings {:?}",

@@ -236,6 +236,7 @@ fn logical_copy(source: &SqlServerSession, target: &SqlServerSession, schema: &D
             existing_tables: ExistingTables::Fail,
             resume: false,
             inline_index_max_bytes: 0,
+            parallelism: 4,
         })
         .expect("prepare");
     assert!(prepared
@@ -288,6 +289,7 @@ fn logical_copy(source: &SqlServerSession, target: &SqlServerSession, schema: &D
             database: dst.into(),
             schema: schema.clone(),
             resume: false,
+            parallelism: 4,
         })
         .expect("finish");
     assert!(
