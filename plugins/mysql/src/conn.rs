@@ -298,16 +298,23 @@ impl Pool {
         Ok(conn)
     }
 
+    /// A permit for one more open connection if one is free now, or can be
+    /// freed by closing an idle connection.
+    fn try_permit(&self) -> Option<OwnedSemaphorePermit> {
+        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        let idle = self.take_idle(None)?;
+        drop(idle.conn);
+        Some(idle.permit)
+    }
+
     /// A permit for one more open connection: free, or freed by closing an
     /// idle connection, or the next one released.
     async fn permit(&self) -> OwnedSemaphorePermit {
         loop {
-            if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            if let Some(permit) = self.try_permit() {
                 return permit;
-            }
-            if let Some(idle) = self.take_idle(None) {
-                drop(idle.conn);
-                return idle.permit;
             }
             let _ = tokio::time::timeout(Duration::from_millis(100), self.freed.notified()).await;
         }
@@ -315,11 +322,31 @@ impl Pool {
 
     /// A connection in `role`: an idle one if possible, else a new one.
     pub async fn get(self: &Arc<Self>, role: Role) -> Result<Lease> {
+        match self.lease(role, true).await? {
+            Some(lease) => Ok(lease),
+            None => Err(Error::Internal("no connection although waiting for one".into())),
+        }
+    }
+
+    /// Like [`Pool::get`], but `None` at once instead of waiting when every
+    /// connection the pool may open is in use.
+    pub async fn try_get(self: &Arc<Self>, role: Role) -> Result<Option<Lease>> {
+        self.lease(role, false).await
+    }
+
+    async fn lease(self: &Arc<Self>, role: Role, wait: bool) -> Result<Option<Lease>> {
         loop {
             let (mut conn, permit, was, since) = match self.take_idle(Some(role)) {
                 Some(idle) => (Some(idle.conn), idle.permit, idle.role, idle.since),
                 None => {
-                    let permit = self.permit().await;
+                    let permit = if wait {
+                        self.permit().await
+                    } else {
+                        match self.try_permit() {
+                            Some(permit) => permit,
+                            None => return Ok(None),
+                        }
+                    };
                     (None, permit, role, Instant::now())
                 }
             };
@@ -341,12 +368,12 @@ impl Pool {
                 Some(conn) => conn,
                 None => self.open(role).await?,
             };
-            return Ok(Lease {
+            return Ok(Some(Lease {
                 conn: Some(conn),
                 role,
                 permit: Some(permit),
                 home: Home::Pool(self.clone()),
-            });
+            }));
         }
     }
 

@@ -10,7 +10,8 @@
 //! Modules: [`conn`] (runtime, pool, session roles), [`probe`],
 //! [`describe`] (introspection), [`detail`] (the `detail` JSON), [`ddl`]
 //! (DDL text), [`schema`] (target DDL), [`encode`], [`reader`], [`writer`],
-//! [`split`], [`range`], [`digest`], [`snapshot`], [`quote`], [`error`].
+//! [`fanout`] (DDL on several connections), [`split`], [`range`],
+//! [`digest`], [`snapshot`], [`quote`], [`error`].
 #![deny(missing_docs)]
 
 pub mod conn;
@@ -20,6 +21,7 @@ pub mod detail;
 pub mod digest;
 pub mod encode;
 pub mod error;
+pub mod fanout;
 pub mod probe;
 pub mod quote;
 pub mod range;
@@ -138,14 +140,16 @@ impl Session for MysqlSession {
     }
 
     fn prepare_target(&self, request: PrepareRequest) -> std::result::Result<SchemaOutcome, PluginError> {
-        match with_conn!(self, Role::Control, |c| schema::prepare(c, &request)) {
+        match with_conn!(self, Role::Control, |c| schema::prepare(c, &self.pool, &request)) {
             Err(e @ error::Error::NotFound(_)) => Err(PluginError::from(e).with_code("InvalidDBName.NotFound")),
             other => Ok(other?),
         }
     }
 
     fn finish_target(&self, request: FinishRequest) -> std::result::Result<SchemaOutcome, PluginError> {
-        Ok(with_conn!(self, Role::Control, |c| schema::finish(c, &request))?)
+        Ok(with_conn!(self, Role::Control, |c| schema::finish(
+            c, &self.pool, &request
+        ))?)
     }
 
     fn table_digest(&self, request: DigestRequest) -> std::result::Result<Digest, PluginError> {

@@ -1,20 +1,23 @@
 //! Target DDL: `prepare` creates the tables without their deferred parts;
 //! `finish` adds indexes and foreign keys, then routines, views (in
-//! dependency order), triggers and events.
+//! dependency order), triggers and events. Tables are created, and their
+//! indexes added, on several connections at once ([`crate::fanout`]).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use dbferry_plugin_abi::protocol::{
-    ExistingTables, FinishRequest, ObjectKind, ObjectRef, PrepareRequest, SchemaOutcome,
+    ExistingTables, FinishRequest, ObjectKind, ObjectRef, PrepareRequest, SchemaOutcome, TableSchema,
 };
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
 
-use crate::conn::{cell, PLAIN_SQL_MODE};
+use crate::conn::{cell, Pool, PLAIN_SQL_MODE};
 use crate::ddl::{rewrite_definer, with_definitions};
 use crate::describe::database_exists;
 use crate::detail::{DatabaseDetail, DdlKind, ObjectDdl, TableDetail};
 use crate::error::{Context, Error, Result};
+use crate::fanout::{self, Extra, Task};
 use crate::quote::{hex_str, ident, is_word, qualified, string};
 
 async fn rows(conn: &mut Conn, sql: String) -> Result<Vec<Row>> {
@@ -130,8 +133,15 @@ fn describe_kind(kind: ObjectKind) -> &'static str {
     }
 }
 
-/// Creates the tables of one database on the target.
-pub async fn prepare(conn: &mut Conn, request: &PrepareRequest) -> Result<SchemaOutcome> {
+/// How many connections a request's `parallelism` allows.
+fn width(parallelism: u32) -> usize {
+    parallelism.max(1) as usize
+}
+
+/// Creates the tables of one database on the target: collisions are
+/// checked and dropped on `conn`, the tables created on up to
+/// `parallelism` connections (`conn` and more from `pool`).
+pub async fn prepare(conn: &mut Conn, pool: &Arc<Pool>, request: &PrepareRequest) -> Result<SchemaOutcome> {
     let database = request.database.as_str();
     if database_exists(conn, database).await?.is_none() {
         return Err(Error::NotFound(format!(
@@ -201,24 +211,13 @@ pub async fn prepare(conn: &mut Conn, request: &PrepareRequest) -> Result<Schema
         .await?;
     }
 
-    // Tables, in one session set up once: the source's sql_mode, the database.
-    exec(conn, &format!("USE {}", ident(database)), || {
-        format!("selecting {}", ident(database))
-    })
-    .await?;
-    exec(
-        conn,
-        &format!("SET SESSION sql_mode = {}", string(&detail.sql_mode)),
-        || "setting the source's sql_mode".into(),
-    )
-    .await?;
     let dropped: HashSet<&str> = outcome
         .dropped
         .iter()
         .filter(|o| o.kind == ObjectKind::Table)
         .map(|o| o.name.as_str())
         .collect();
-    let mut result = Ok(());
+    let mut tasks = Vec::new();
     for table in &request.schema.tables {
         if request.resume
             && existing.collides(ObjectKind::Table, &table.name).is_some()
@@ -226,46 +225,64 @@ pub async fn prepare(conn: &mut Conn, request: &PrepareRequest) -> Result<Schema
         {
             continue;
         }
-        let table_detail = TableDetail::from_json(&table.detail)?;
-        let create = if table.estimated_bytes <= request.inline_index_max_bytes {
-            let plain: Vec<&str> = table_detail
-                .deferred_indexes
-                .iter()
-                .filter(|i| !i.fulltext)
-                .map(|i| i.definition.as_str())
-                .collect();
-            with_definitions(&table_detail.create_base, &plain)
-        } else {
-            table_detail.create_base.clone()
-        };
-        if let Err(e) = conn.query_drop(create.as_str()).await {
-            let e = Error::Sql {
-                context: format!("creating table {}", qualified(database, &table.name)),
-                source: e,
-            };
-            result = Err(if e.server_code() == Some(crate::error::code::TABLE_EXISTS) {
-                Error::Conflict(e.to_string())
-            } else {
-                e
-            });
-            break;
-        }
+        tasks.push(Task {
+            context: format!("creating table {}", qualified(database, &table.name)),
+            statements: vec![create_table_sql(table, request.inline_index_max_bytes)?],
+        });
         outcome.created.push(ObjectRef {
             kind: ObjectKind::Table,
             name: table.name.clone(),
         });
     }
-    let restore = exec(conn, &format!("SET SESSION sql_mode = '{PLAIN_SQL_MODE}'"), || {
-        "restoring sql_mode".into()
-    })
-    .await;
-    result?;
-    restore?;
+
+    // Tables, each connection's session set up once: the database, the
+    // source's sql_mode.
+    let session = [
+        format!("USE {}", ident(database)),
+        format!("SET SESSION sql_mode = {}", string(&detail.sql_mode)),
+    ];
+    let restore = format!("SET SESSION sql_mode = '{PLAIN_SQL_MODE}'");
+    exec(conn, &session[0], || format!("selecting {}", ident(database))).await?;
+    exec(conn, &session[1], || "setting the source's sql_mode".into()).await?;
+    let extra = Extra {
+        pool,
+        setup: session.to_vec(),
+        reset: Some(restore.clone()),
+    };
+    let result = fanout::run(conn, &extra, width(request.parallelism), &tasks).await;
+    let restored = exec(conn, &restore, || "restoring sql_mode".into()).await;
+    result.map_err(|e| {
+        if e.server_code() == Some(crate::error::code::TABLE_EXISTS) {
+            Error::Conflict(e.to_string())
+        } else {
+            e
+        }
+    })?;
+    restored?;
     Ok(outcome)
 }
 
-/// Completes one database on the target after its data.
-pub async fn finish(conn: &mut Conn, request: &FinishRequest) -> Result<SchemaOutcome> {
+/// The CREATE TABLE of `table`: a table estimated at most
+/// `inline_index_max_bytes` gets its non-FULLTEXT secondary indexes at once.
+fn create_table_sql(table: &TableSchema, inline_index_max_bytes: u64) -> Result<String> {
+    let detail = TableDetail::from_json(&table.detail)?;
+    if table.estimated_bytes > inline_index_max_bytes {
+        return Ok(detail.create_base);
+    }
+    let plain: Vec<&str> = detail
+        .deferred_indexes
+        .iter()
+        .filter(|i| !i.fulltext)
+        .map(|i| i.definition.as_str())
+        .collect();
+    Ok(with_definitions(&detail.create_base, &plain))
+}
+
+/// Completes one database on the target after its data: the deferred
+/// indexes on up to `parallelism` connections (`conn` and more from
+/// `pool`), different tables at once; then, on `conn`, foreign keys,
+/// routines, views, triggers and events.
+pub async fn finish(conn: &mut Conn, pool: &Arc<Pool>, request: &FinishRequest) -> Result<SchemaOutcome> {
     let database = request.database.as_str();
     let detail = database_detail(&request.schema.detail)?;
     let db = hex_str(database);
@@ -276,18 +293,26 @@ pub async fn finish(conn: &mut Conn, request: &FinishRequest) -> Result<SchemaOu
     .await?;
 
     // What an interrupted earlier finish may already have added.
+    // Indexes and foreign keys apart: a foreign key's index usually shares
+    // its name, and a small table got that index at CREATE TABLE.
     let mut have: HashSet<(String, String)> = HashSet::new();
+    let mut have_foreign_keys: HashSet<(String, String)> = HashSet::new();
     for r in rows(
         conn,
         format!(
-            "SELECT TABLE_NAME, INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = {db} \
-             UNION SELECT TABLE_NAME, CONSTRAINT_NAME FROM information_schema.TABLE_CONSTRAINTS \
+            "SELECT TABLE_NAME, INDEX_NAME, 0 FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = {db} \
+             UNION SELECT TABLE_NAME, CONSTRAINT_NAME, 1 FROM information_schema.TABLE_CONSTRAINTS \
              WHERE CONSTRAINT_SCHEMA = {db} AND CONSTRAINT_TYPE = 'FOREIGN KEY'"
         ),
     )
     .await?
     {
-        have.insert((cell::string(&r, 0), cell::string(&r, 1)));
+        let set = if cell::u64(&r, 2) == 1 {
+            &mut have_foreign_keys
+        } else {
+            &mut have
+        };
+        set.insert((cell::string(&r, 0), cell::string(&r, 1)));
     }
 
     let details = request
@@ -296,37 +321,16 @@ pub async fn finish(conn: &mut Conn, request: &FinishRequest) -> Result<SchemaOu
         .iter()
         .map(|t| TableDetail::from_json(&t.detail).map(|d| (t.name.as_str(), d)))
         .collect::<Result<Vec<_>>>()?;
-    for (table, d) in &details {
-        let pending: Vec<_> = d
-            .deferred_indexes
-            .iter()
-            .filter(|i| !have.contains(&(table.to_string(), i.name.clone())))
-            .collect();
-        let (fulltext, plain): (Vec<_>, Vec<_>) = pending.into_iter().partition(|i| i.fulltext);
-        let mut statements = Vec::new();
-        if !plain.is_empty() {
-            let adds: Vec<String> = plain.iter().map(|i| format!("ADD {}", i.definition)).collect();
-            statements.push(format!(
-                "ALTER TABLE {} {}",
-                qualified(database, table),
-                adds.join(", ")
-            ));
-        }
-        // InnoDB builds one FULLTEXT index per statement.
-        for i in fulltext {
-            statements.push(format!(
-                "ALTER TABLE {} ADD {}",
-                qualified(database, table),
-                i.definition
-            ));
-        }
-        for sql in statements {
-            exec(conn, &sql, || {
-                format!("adding indexes to {}", qualified(database, table))
-            })
-            .await?;
-        }
-    }
+    let tasks: Vec<Task> = details
+        .iter()
+        .filter_map(|(table, d)| index_task(database, table, d, &have))
+        .collect();
+    let extra = Extra {
+        pool,
+        setup: vec![format!("USE {}", ident(database))],
+        reset: None,
+    };
+    fanout::run(conn, &extra, width(request.parallelism), &tasks).await?;
     exec(conn, "SET SESSION foreign_key_checks = 0", || {
         "disabling foreign key checks".into()
     })
@@ -335,7 +339,7 @@ pub async fn finish(conn: &mut Conn, request: &FinishRequest) -> Result<SchemaOu
         let adds: Vec<String> = d
             .deferred_foreign_keys
             .iter()
-            .filter(|f| f.name.is_empty() || !have.contains(&(table.to_string(), f.name.clone())))
+            .filter(|f| f.name.is_empty() || !have_foreign_keys.contains(&(table.to_string(), f.name.clone())))
             .map(|f| format!("ADD {}", f.definition))
             .collect();
         if !adds.is_empty() {
@@ -368,6 +372,30 @@ pub async fn finish(conn: &mut Conn, request: &FinishRequest) -> Result<SchemaOu
         create_fresh(conn, database, &existing, object, &mut outcome).await?;
     }
     Ok(outcome)
+}
+
+/// The statements that add `table`'s deferred indexes not in `have`: one
+/// ALTER with every plain index, then one per FULLTEXT index (InnoDB builds
+/// one FULLTEXT index per statement). `None` when nothing is missing.
+fn index_task(database: &str, table: &str, detail: &TableDetail, have: &HashSet<(String, String)>) -> Option<Task> {
+    let pending = detail
+        .deferred_indexes
+        .iter()
+        .filter(|i| !have.contains(&(table.to_string(), i.name.clone())));
+    let (fulltext, plain): (Vec<_>, Vec<_>) = pending.partition(|i| i.fulltext);
+    let name = qualified(database, table);
+    let mut statements = Vec::new();
+    if !plain.is_empty() {
+        let adds: Vec<String> = plain.iter().map(|i| format!("ADD {}", i.definition)).collect();
+        statements.push(format!("ALTER TABLE {name} {}", adds.join(", ")));
+    }
+    for i in fulltext {
+        statements.push(format!("ALTER TABLE {name} ADD {}", i.definition));
+    }
+    (!statements.is_empty()).then(|| Task {
+        context: format!("adding indexes to {name}"),
+        statements,
+    })
 }
 
 fn object_kind(kind: DdlKind) -> ObjectKind {

@@ -1,0 +1,209 @@
+//! Target DDL on several connections at once, against a real MariaDB
+//! server (started by `dbferry-testkit`): tables are created in parallel
+//! but reported in schema order, the earliest failure is the one reported,
+//! indexes are added in parallel, and every extra connection goes back to
+//! the pool with a neutral session.
+
+use std::sync::OnceLock;
+
+use dbferry_mysql::conn::{runtime, Pool, Role, PLAIN_SQL_MODE};
+use dbferry_mysql::fanout::{self, Extra, Task};
+use dbferry_mysql::MysqlSession;
+use dbferry_plugin_abi::plugin::Session;
+use dbferry_plugin_abi::protocol::{
+    DatabaseSchema, ErrorKind, ExistingTables, FinishRequest, ObjectKind, PluginError, PrepareRequest, SchemaOutcome,
+    SessionConfig,
+};
+use dbferry_testkit::{MariaDb, ADMIN_USER};
+use mysql_async::prelude::Queryable;
+
+const TABLES: usize = 24;
+
+fn server() -> &'static MariaDb {
+    static SERVER: OnceLock<MariaDb> = OnceLock::new();
+    SERVER.get_or_init(MariaDb::start)
+}
+
+fn config(server: &MariaDb, max_connections: u32) -> SessionConfig {
+    SessionConfig {
+        instance_id: "parallel-ddl".into(),
+        host: "127.0.0.1".into(),
+        port: server.port(),
+        user: ADMIN_USER.into(),
+        password: server.admin_password().into(),
+        max_connections,
+        options: Default::default(),
+    }
+}
+
+/// A source database `{prefix}_src` of [`TABLES`] tables, each with a
+/// secondary index and every third with a FULLTEXT index too, and an empty
+/// `{prefix}_dst`. Returns the session and the source's schema.
+fn setup(prefix: &str) -> (MysqlSession, DatabaseSchema) {
+    let server = server();
+    let (src, dst) = (format!("{prefix}_src"), format!("{prefix}_dst"));
+    let mut script = format!("CREATE DATABASE {src}; CREATE DATABASE {dst}; USE {src};");
+    for i in 0..TABLES {
+        let fulltext = if i % 3 == 0 { ", FULLTEXT KEY ft (body)" } else { "" };
+        script.push_str(&format!(
+            "CREATE TABLE t{i:02} (id INT PRIMARY KEY, k INT, body TEXT, KEY k_1 (k), KEY k_2 (k, id){fulltext}); \
+             INSERT INTO t{i:02} VALUES (1, {i}, 'some words'), (2, {i}, 'more words');"
+        ));
+    }
+    server.exec(&script);
+    let session = MysqlSession::connect(&config(server, 6)).expect("connect");
+    let schema = session.describe_database(&src).expect("describe");
+    assert_eq!(schema.tables.len(), TABLES);
+    (session, schema)
+}
+
+fn prepare(session: &MysqlSession, dst: &str, schema: &DatabaseSchema) -> Result<SchemaOutcome, PluginError> {
+    session.prepare_target(PrepareRequest {
+        database: dst.into(),
+        schema: schema.clone(),
+        existing_tables: ExistingTables::Fail,
+        resume: false,
+        inline_index_max_bytes: 0,
+        parallelism: 4,
+    })
+}
+
+fn index_names(db: &str, table: &str) -> Vec<String> {
+    server()
+        .query(&format!(
+            "SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = '{db}' AND TABLE_NAME = '{table}' ORDER BY INDEX_NAME"
+        ))
+        .into_iter()
+        .filter_map(|row| row.into_iter().next().flatten())
+        .collect()
+}
+
+#[test]
+fn tables_are_reported_in_schema_order_and_get_every_index() {
+    let (session, schema) = setup("order");
+    let outcome = prepare(&session, "order_dst", &schema).expect("prepare");
+    let created: Vec<&str> = outcome.created.iter().map(|o| o.name.as_str()).collect();
+    let expected: Vec<&str> = schema.tables.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(created, expected);
+    assert!(outcome.created.iter().all(|o| o.kind == ObjectKind::Table));
+    // Every index was deferred (inline_index_max_bytes = 0).
+    assert_eq!(index_names("order_dst", "t00"), ["PRIMARY"]);
+
+    session
+        .finish_target(FinishRequest {
+            database: "order_dst".into(),
+            schema: schema.clone(),
+            resume: false,
+            parallelism: 4,
+        })
+        .expect("finish");
+    for table in &schema.tables {
+        assert_eq!(
+            index_names("order_dst", &table.name),
+            index_names("order_src", &table.name),
+            "{}",
+            table.name
+        );
+    }
+}
+
+#[test]
+fn the_earliest_failing_create_is_reported_by_name_and_nothing_succeeds() {
+    let (session, mut schema) = setup("fail");
+    // Table 3 cannot be created; a second `t01` at the end would collide.
+    schema.tables[3].detail["create_base"] = serde_json::json!("CREATE TABLE t03 (id INT PRIMARY KEY,)");
+    let mut again = schema.tables[1].clone();
+    again.name = "t01".into();
+    schema.tables.push(again);
+    let error = prepare(&session, "fail_dst", &schema).expect_err("a broken CREATE must fail the prepare");
+    assert_eq!(error.kind, ErrorKind::Query, "{error:?}");
+    assert!(error.message.contains("`fail_dst`.`t03`"), "{}", error.message);
+
+    // Only the collision left: reported as a conflict, with the contract code.
+    schema.tables.remove(3);
+    server().exec("DROP DATABASE fail_dst; CREATE DATABASE fail_dst");
+    let error = prepare(&session, "fail_dst", &schema).expect_err("a colliding CREATE must fail the prepare");
+    assert_eq!(error.kind, ErrorKind::Conflict, "{error:?}");
+    assert_eq!(error.code.as_deref(), Some("InvalidDBName.Exists"));
+    assert!(error.message.contains("`fail_dst`.`t01`"), "{}", error.message);
+}
+
+#[test]
+fn extra_connections_take_the_session_and_go_back_neutral() {
+    let server = server();
+    server.exec("CREATE DATABASE fan; CREATE TABLE fan.seen (conn BIGINT, mode VARCHAR(200), db VARCHAR(64))");
+    let pool = Pool::new(&config(server, 6));
+    let rt = runtime().expect("runtime");
+    let tasks: Vec<Task> = (0..12)
+        .map(|i| Task {
+            context: format!("task {i}"),
+            statements: vec![
+                "DO SLEEP(0.05)".into(),
+                "INSERT INTO seen VALUES (CONNECTION_ID(), @@sql_mode, DATABASE())".into(),
+            ],
+        })
+        .collect();
+    let session = vec![
+        "USE fan".to_string(),
+        "SET SESSION sql_mode = 'ANSI_QUOTES'".to_string(),
+    ];
+    rt.block_on(async {
+        let mut first = pool.get(Role::Control).await.expect("lease");
+        let conn = first.conn().expect("conn");
+        for sql in &session {
+            conn.query_drop(sql.as_str()).await.expect("session");
+        }
+        let extra = Extra {
+            pool: &pool,
+            setup: session.clone(),
+            reset: Some(format!("SET SESSION sql_mode = '{PLAIN_SQL_MODE}'")),
+        };
+        fanout::run(conn, &extra, 4, &tasks).await.expect("run");
+        // A failure: the earliest failed task is reported, whatever ran
+        // meanwhile on the other connections.
+        let mut failing = tasks.clone();
+        failing[2].statements.push("SELECT * FROM no_such_table".into());
+        failing[5].statements.push("SELECT * FROM no_such_table".into());
+        let error = fanout::run(conn, &extra, 4, &failing).await.expect_err("must fail");
+        assert!(error.to_string().starts_with("task 2: "), "{error}");
+        conn.query_drop(format!("SET SESSION sql_mode = '{PLAIN_SQL_MODE}'"))
+            .await
+            .expect("restore");
+        first.release();
+    });
+    let rows = server.query("SELECT COUNT(*), COUNT(DISTINCT conn), MIN(mode), MAX(mode), MIN(db) FROM fan.seen");
+    let row: Vec<String> = rows[0].iter().map(|c| c.clone().unwrap_or_default()).collect();
+    let tasks_run: usize = row[0].parse().expect("count");
+    let connections: usize = row[1].parse().expect("count");
+    assert!(tasks_run >= 12, "every task of the first run ran: {row:?}");
+    assert!(
+        (2..=4).contains(&connections),
+        "the tasks ran on several connections, at most 4: {row:?}"
+    );
+    assert_eq!(
+        (row[2].as_str(), row[3].as_str(), row[4].as_str()),
+        ("ANSI_QUOTES", "ANSI_QUOTES", "fan")
+    );
+
+    // Every pooled connection is back in the neutral mode.
+    rt.block_on(async {
+        let mut leases = Vec::new();
+        for _ in 0..4 {
+            let mut lease = pool.get(Role::Control).await.expect("lease");
+            let mode: Option<String> = lease
+                .conn()
+                .expect("conn")
+                .query_first("SELECT @@sql_mode")
+                .await
+                .expect("sql_mode");
+            assert_eq!(mode.as_deref(), Some(PLAIN_SQL_MODE));
+            leases.push(lease);
+        }
+        for lease in leases {
+            lease.release();
+        }
+    });
+    let _guard = rt.enter();
+    pool.close_idle();
+}
