@@ -13,7 +13,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use crate::error::{Context, Error, Result};
 
 /// How long a new connection may take to log in.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Idle connections older than this are pinged before reuse.
 const STALE_AFTER: Duration = Duration::from_secs(30);
 
@@ -53,7 +53,7 @@ pub enum Role {
 impl Role {
     /// Statements that put a connection into this role, whatever it was before.
     /// Every role sets the same variables, so switching roles is one round trip.
-    fn setup(self) -> String {
+    pub fn setup(self) -> String {
         let (results, mode, checks, isolation) = match self {
             Role::Control => ("utf8mb4", PLAIN_SQL_MODE, 1, "REPEATABLE READ"),
             // No conversion: text and binary columns arrive as stored bytes.
@@ -255,6 +255,20 @@ impl Pool {
         })
     }
 
+    /// How a [`crate::wire::WireConn`] logs in to this instance; `None`
+    /// when it goes through a Unix socket, which the wire client does not speak.
+    pub fn wire_login(&self) -> Option<crate::wire::Login> {
+        if self.opts.socket().is_some() || self.opts.prefer_socket() {
+            return None;
+        }
+        Some(crate::wire::Login {
+            host: self.opts.ip_or_hostname().to_string(),
+            port: self.opts.tcp_port(),
+            user: self.opts.user()?.to_string(),
+            password: self.opts.pass().unwrap_or_default().to_string(),
+        })
+    }
+
     /// The instance id, for messages.
     pub fn instance(&self) -> &str {
         &self.instance
@@ -311,7 +325,7 @@ impl Pool {
 
     /// A permit for one more open connection: free, or freed by closing an
     /// idle connection, or the next one released.
-    async fn permit(&self) -> OwnedSemaphorePermit {
+    pub async fn permit(&self) -> OwnedSemaphorePermit {
         loop {
             if let Some(permit) = self.try_permit() {
                 return permit;

@@ -9,6 +9,7 @@ use crate::conn::cell;
 use crate::detail::TableDetail;
 use crate::error::{Context, Result};
 use crate::quote::qualified;
+use crate::wire::WireConn;
 
 /// The checksum query: each row hashes (MD5) the length-prefixed bytes of
 /// every copied column as it is read for copying (so FLOAT and BIT compare
@@ -35,36 +36,49 @@ pub fn checksum_sql(table: &str, detail: &TableDetail) -> String {
     )
 }
 
-/// Computes the digest of `request.table` on `conn`.
-pub async fn digest(conn: &mut Conn, request: &DigestRequest) -> Result<Digest> {
+/// The digest query of `request` and what it is doing, for errors.
+fn digest_sql(request: &DigestRequest) -> Result<(String, String)> {
     let table = qualified(&request.database, &request.table.name);
     if request.mode != VerifyMode::Checksum {
-        let sql = format!("SELECT COUNT(*) FROM {table}");
-        let row: Option<Row> = conn
-            .query_first(sql.as_str())
-            .await
-            .ctx(|| format!("counting rows of {table}"))?;
-        return Ok(Digest {
-            rows: row.map(|r| cell::u64(&r, 0)).unwrap_or(0),
-            checksum: None,
-        });
+        return Ok((
+            format!("SELECT COUNT(*) FROM {table}"),
+            format!("counting rows of {table}"),
+        ));
     }
     let detail = TableDetail::from_json(&request.table.detail)?;
-    let sql = checksum_sql(&table, &detail);
-    let row: Option<Row> = conn
-        .query_first(sql.as_str())
-        .await
-        .ctx(|| format!("checksumming {table}"))?;
-    let (rows, xor, sum) = match &row {
-        Some(r) => (
-            cell::u64(r, 0),
-            cell::text(r, 1).unwrap_or_else(|| "0".into()),
-            cell::text(r, 2).unwrap_or_else(|| "0".into()),
-        ),
-        None => (0, "0".into(), "0".into()),
-    };
-    Ok(Digest {
-        rows,
-        checksum: Some(format!("{rows}:{xor}:{sum}")),
-    })
+    Ok((checksum_sql(&table, &detail), format!("checksumming {table}")))
+}
+
+/// The digest from the query's row: the count, then (checksum) XOR and sum.
+fn digest_from(request: &DigestRequest, cells: &[Option<String>]) -> Digest {
+    let cell = |i: usize| cells.get(i).cloned().flatten();
+    let rows = cell(0)
+        .and_then(|t| t.trim().split('.').next().and_then(|n| n.parse().ok()))
+        .unwrap_or(0);
+    let checksum = (request.mode == VerifyMode::Checksum).then(|| {
+        let xor = cell(1).unwrap_or_else(|| "0".into());
+        let sum = cell(2).unwrap_or_else(|| "0".into());
+        format!("{rows}:{xor}:{sum}")
+    });
+    Digest { rows, checksum }
+}
+
+/// Computes the digest of `request.table` on `conn`.
+pub async fn digest(conn: &mut Conn, request: &DigestRequest) -> Result<Digest> {
+    let (sql, doing) = digest_sql(request)?;
+    let row: Option<Row> = conn.query_first(sql.as_str()).await.ctx(|| doing)?;
+    let cells: Vec<Option<String>> = row.map_or_else(Vec::new, |r| (0..r.len()).map(|i| cell::text(&r, i)).collect());
+    Ok(digest_from(request, &cells))
+}
+
+/// [`digest`] on a wire connection of the snapshot.
+pub async fn digest_wire(conn: &mut WireConn, request: &DigestRequest) -> Result<Digest> {
+    let (sql, doing) = digest_sql(request)?;
+    let row = conn.first_row(&sql).await.map_err(|e| e.during(|| doing))?;
+    let cells: Vec<Option<String>> = row
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.map(|b| String::from_utf8_lossy(&b).into_owned()))
+        .collect();
+    Ok(digest_from(request, &cells))
 }

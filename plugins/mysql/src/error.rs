@@ -52,6 +52,15 @@ pub enum Error {
         #[source]
         source: mysql_async::Error,
     },
+    /// A statement failed on a [`crate::wire`] connection.
+    #[error("{context}: {source}")]
+    Wire {
+        /// What the plugin was doing.
+        context: String,
+        /// The server's error.
+        #[source]
+        source: crate::wire::ServerError,
+    },
     /// The target refused or would have altered data.
     #[error("{0}")]
     Data(String),
@@ -83,6 +92,7 @@ impl Error {
                 source: mysql_async::Error::Server(e),
                 ..
             } => Some(e.code),
+            Error::Wire { source, .. } => Some(source.code),
             _ => None,
         }
     }
@@ -112,18 +122,30 @@ impl Error {
             Error::Unsupported(_) => ErrorKind::Unsupported,
             Error::Invalid(_) => ErrorKind::InvalidRequest,
             Error::Internal(_) => ErrorKind::Internal,
-            Error::Sql { source, .. } => match source {
-                mysql_async::Error::Server(e) => match e.code {
-                    _ if self.is_access_denied() => ErrorKind::Access,
-                    code::BAD_DB | code::NO_SUCH_TABLE => ErrorKind::NotFound,
-                    code::TABLE_EXISTS => ErrorKind::Conflict,
-                    // Out of range, truncated, incorrect value, too long.
-                    1264 | 1265 | 1292 | 1366 | 1406 | 1411 | 1416 | 4025 | 3140 => ErrorKind::Data,
-                    _ => ErrorKind::Query,
-                },
-                mysql_async::Error::Io(_) => ErrorKind::Connect,
+            Error::Sql {
+                source: mysql_async::Error::Io(_),
+                ..
+            } => ErrorKind::Connect,
+            Error::Sql { .. } | Error::Wire { .. } => match self.server_code() {
+                _ if self.is_access_denied() => ErrorKind::Access,
+                Some(code::BAD_DB | code::NO_SUCH_TABLE) => ErrorKind::NotFound,
+                Some(code::TABLE_EXISTS) => ErrorKind::Conflict,
+                // Out of range, truncated, incorrect value, too long.
+                Some(1264 | 1265 | 1292 | 1366 | 1406 | 1411 | 1416 | 4025 | 3140) => ErrorKind::Data,
                 _ => ErrorKind::Query,
             },
+        }
+    }
+
+    /// Says what the plugin was doing when a [`crate::wire`] call failed.
+    pub fn during(self, context: impl FnOnce() -> String) -> Self {
+        match self {
+            Error::Wire { source, .. } => Error::Wire {
+                context: context(),
+                source,
+            },
+            Error::Internal(message) => Error::Internal(format!("{}: {message}", context())),
+            other => other,
         }
     }
 }

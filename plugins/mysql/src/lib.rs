@@ -29,6 +29,7 @@ pub mod reader;
 pub mod schema;
 pub mod snapshot;
 pub mod split;
+pub mod wire;
 pub mod writer;
 
 use std::sync::Arc;
@@ -44,7 +45,7 @@ use crate::conn::{runtime, Pool, Role, ServerFacts};
 use crate::detail::TableDetail;
 use crate::error::Result;
 use crate::reader::MysqlReader;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Readers, Snapshot};
 use crate::writer::MysqlWriter;
 
 /// The engine: `engine = "mysql"` in the config.
@@ -92,6 +93,12 @@ impl MysqlSession {
     /// The server's facts.
     pub fn facts(&self) -> &ServerFacts {
         &self.facts
+    }
+
+    /// Whether the open global snapshot reads over [`wire`] connections
+    /// rather than mysql_async ones.
+    pub fn reads_over_wire(&self) -> bool {
+        matches!(self.snapshot.readers(), Some(snapshot::Readers::Wire(_)))
     }
 }
 
@@ -154,11 +161,21 @@ impl Session for MysqlSession {
 
     fn table_digest(&self, request: DigestRequest) -> std::result::Result<Digest, PluginError> {
         let rt = runtime()?;
-        let snapshot = if request.in_snapshot { self.snapshot.set() } else { None };
+        let snapshot = if request.in_snapshot {
+            self.snapshot.readers()
+        } else {
+            None
+        };
         Ok(rt.block_on(async {
+            if let Some(Readers::Wire(set)) = &snapshot {
+                let mut lease = set.take().await?;
+                let digest = digest::digest_wire(lease.conn()?, &request).await?;
+                lease.release();
+                return Ok(digest);
+            }
             let mut lease = match &snapshot {
-                Some(set) => set.take().await?,
-                None => self.pool.get(Role::Reader).await?,
+                Some(Readers::Driver(set)) => set.take().await?,
+                _ => self.pool.get(Role::Reader).await?,
             };
             let digest = digest::digest(lease.conn()?, &request).await?;
             lease.release();
@@ -169,11 +186,16 @@ impl Session for MysqlSession {
     fn open_reader(&self, request: ReadRequest) -> std::result::Result<MysqlReader, PluginError> {
         let detail = TableDetail::from_json(&request.table.detail)?;
         let sql = reader::select_sql(&request, &detail)?;
-        let snapshot = self.snapshot.set();
-        let lease = runtime()?.block_on(async {
+        let rt = runtime()?;
+        let snapshot = self.snapshot.readers();
+        if let Some(Readers::Wire(set)) = &snapshot {
+            let lease = rt.block_on(set.take())?;
+            return Ok(MysqlReader::start_wire(lease, sql, request.batch_bytes)?);
+        }
+        let lease = rt.block_on(async {
             match &snapshot {
-                Some(set) => set.take().await,
-                None => self.pool.get(Role::Reader).await,
+                Some(Readers::Driver(set)) => set.take().await,
+                _ => self.pool.get(Role::Reader).await,
             }
         })?;
         Ok(MysqlReader::start(lease, sql, request.batch_bytes, snapshot.is_none())?)

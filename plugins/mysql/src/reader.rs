@@ -15,6 +15,7 @@ use crate::encode::push_row;
 use crate::error::{Context, Error, Result};
 use crate::quote::{ident, qualified};
 use crate::range::predicate;
+use crate::snapshot::WireLease;
 
 /// The SELECT of one chunk.
 pub fn select_sql(request: &ReadRequest, detail: &TableDetail) -> Result<String> {
@@ -48,9 +49,7 @@ impl MysqlReader {
     /// part of a shared snapshot, so the chunk opens its own.
     pub fn start(lease: Lease, sql: String, batch_bytes: u64, own_snapshot: bool) -> Result<Self> {
         let rt = runtime()?;
-        let batch = usize::try_from(batch_bytes)
-            .unwrap_or(usize::MAX)
-            .clamp(4096, 256 << 20);
+        let batch = batch_size(batch_bytes);
         let channel = BatchChannel::spawn(rt, |tx| async move {
             match read(lease, &sql, batch, own_snapshot, &tx).await {
                 Ok(Some(lease)) => lease.release(),
@@ -61,6 +60,56 @@ impl MysqlReader {
             }
         });
         Ok(Self { channel })
+    }
+
+    /// Starts reading `sql` on a wire connection of the global snapshot.
+    pub fn start_wire(lease: WireLease, sql: String, batch_bytes: u64) -> Result<Self> {
+        let rt = runtime()?;
+        let batch = batch_size(batch_bytes);
+        let channel = BatchChannel::spawn(rt, |tx| async move {
+            match read_wire(lease, &sql, batch, &tx).await {
+                Ok(Some(lease)) => lease.release(),
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                }
+            }
+        });
+        Ok(Self { channel })
+    }
+}
+
+fn batch_size(batch_bytes: u64) -> usize {
+    usize::try_from(batch_bytes)
+        .unwrap_or(usize::MAX)
+        .clamp(4096, 256 << 20)
+}
+
+/// [`read`] on a wire connection: rows go from the packet buffer straight
+/// into the batch, with no value objects in between.
+async fn read_wire(
+    mut lease: WireLease,
+    sql: &str,
+    batch: usize,
+    tx: &BatchSender<Error>,
+) -> Result<Option<WireLease>> {
+    let conn = lease.conn()?;
+    let columns = conn
+        .start_rows(sql)
+        .await
+        .map_err(|e| e.during(|| format!("running {sql}")))?;
+    loop {
+        let mut buf = BytesMut::with_capacity(batch + batch / 8);
+        let (rows, ended) = conn
+            .encode_rows(columns, &mut buf, batch)
+            .await
+            .map_err(|e| e.during(|| format!("reading rows of {sql}")))?;
+        if rows > 0 && tx.send(Ok((buf.freeze(), rows))).await.is_err() {
+            return Ok(None);
+        }
+        if ended {
+            return Ok(Some(lease));
+        }
     }
 }
 

@@ -9,6 +9,10 @@
 //! used on MySQL 8: it blocks DDL but not commits, so the readers' snapshots
 //! could differ. Without the privilege the session falls back to per-table
 //! consistency.
+//!
+//! The readers are [`WireConn`]s when the server lets them log in (TCP,
+//! `mysql_native_password`): they read chunks without mysql_async's per-row
+//! cost. Otherwise they are mysql_async connections.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,20 +23,44 @@ use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 
-use crate::conn::{Lease, Pool, Role, ServerFacts};
+use crate::conn::{Lease, Pool, Role, ServerFacts, CONNECT_TIMEOUT};
 use crate::error::{Context, Error, Result};
+use crate::wire::WireConn;
 
-/// The reader connections of an open snapshot.
-pub struct SnapshotSet {
-    idle: Mutex<Vec<(Conn, OwnedSemaphorePermit)>>,
+/// The reader connections of an open snapshot, all of one kind.
+pub struct Members<C> {
+    idle: Mutex<Vec<(C, OwnedSemaphorePermit)>>,
     alive: AtomicUsize,
     open: AtomicBool,
     returned: Notify,
 }
 
-impl SnapshotSet {
+/// Snapshot readers on mysql_async connections.
+pub type SnapshotSet = Members<Conn>;
+/// Snapshot readers on [`WireConn`]s.
+pub type WireSet = Members<WireConn>;
+
+/// The readers of an open global snapshot.
+#[derive(Clone)]
+pub enum Readers {
+    /// mysql_async connections.
+    Driver(Arc<SnapshotSet>),
+    /// Wire connections.
+    Wire(Arc<WireSet>),
+}
+
+impl<C> Members<C> {
+    fn new(members: Vec<(C, OwnedSemaphorePermit)>) -> Arc<Self> {
+        Arc::new(Self {
+            alive: AtomicUsize::new(members.len()),
+            idle: Mutex::new(members),
+            open: AtomicBool::new(true),
+            returned: Notify::new(),
+        })
+    }
+
     /// A connection comes back after a clean read.
-    pub fn put(&self, conn: Conn, permit: OwnedSemaphorePermit) {
+    pub fn put(&self, conn: C, permit: OwnedSemaphorePermit) {
         if self.open.load(Ordering::SeqCst) {
             self.idle
                 .lock()
@@ -51,11 +79,11 @@ impl SnapshotSet {
     }
 
     /// Waits for a free snapshot connection.
-    pub async fn take(self: &Arc<Self>) -> Result<Lease> {
+    async fn take_member(&self) -> Result<(C, OwnedSemaphorePermit)> {
         loop {
             let next = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
-            if let Some((conn, permit)) = next {
-                return Ok(Lease::snapshot(conn, permit, self.clone()));
+            if let Some(member) = next {
+                return Ok(member);
             }
             if !self.open.load(Ordering::SeqCst) {
                 return Err(Error::Invalid("the snapshot has ended".into()));
@@ -70,7 +98,7 @@ impl SnapshotSet {
     }
 
     /// Closes the set and hands back its idle connections.
-    fn close(&self) -> Vec<(Conn, OwnedSemaphorePermit)> {
+    fn close(&self) -> Vec<(C, OwnedSemaphorePermit)> {
         self.open.store(false, Ordering::SeqCst);
         let drained = std::mem::take(&mut *self.idle.lock().unwrap_or_else(PoisonError::into_inner));
         self.alive.fetch_sub(drained.len(), Ordering::SeqCst);
@@ -78,15 +106,83 @@ impl SnapshotSet {
     }
 }
 
+impl SnapshotSet {
+    /// Waits for a free snapshot connection.
+    pub async fn take(self: &Arc<Self>) -> Result<Lease> {
+        let (conn, permit) = self.take_member().await?;
+        Ok(Lease::snapshot(conn, permit, self.clone()))
+    }
+}
+
+impl WireSet {
+    /// Waits for a free snapshot connection.
+    pub async fn take(self: &Arc<Self>) -> Result<WireLease> {
+        let member = self.take_member().await?;
+        Ok(WireLease {
+            member: Some(member),
+            set: self.clone(),
+        })
+    }
+}
+
+/// A wire connection borrowed from a [`WireSet`]. Dropping it discards the
+/// connection (it may be mid-result); [`WireLease::release`] gives it back.
+pub struct WireLease {
+    member: Option<(WireConn, OwnedSemaphorePermit)>,
+    set: Arc<WireSet>,
+}
+
+impl WireLease {
+    /// The connection.
+    pub fn conn(&mut self) -> Result<&mut WireConn> {
+        self.member
+            .as_mut()
+            .map(|(conn, _)| conn)
+            .ok_or_else(|| Error::Internal("connection already released".into()))
+    }
+
+    /// Gives the connection back after a clean read.
+    pub fn release(mut self) {
+        if let Some((conn, permit)) = self.member.take() {
+            self.set.put(conn, permit);
+        }
+    }
+}
+
+impl Drop for WireLease {
+    fn drop(&mut self) {
+        if self.member.take().is_some() {
+            self.set.lost();
+        }
+    }
+}
+
+/// Opens `n` wire readers, or says why they can't be used.
+async fn open_wire(pool: &Pool, n: usize) -> Result<Vec<(WireConn, OwnedSemaphorePermit)>> {
+    let login = pool
+        .wire_login()
+        .ok_or_else(|| Error::Unsupported("a Unix socket".into()))?;
+    let mut members = Vec::with_capacity(n);
+    for _ in 0..n {
+        let permit = pool.permit().await;
+        let mut conn = WireConn::connect(&login, CONNECT_TIMEOUT).await?;
+        conn.execute(&Role::Reader.setup())
+            .await
+            .map_err(|e| e.during(|| "setting up a reader".into()))?;
+        members.push((conn, permit));
+    }
+    Ok(members)
+}
+
 /// The snapshot state of a session.
 #[derive(Default)]
 pub struct Snapshot {
-    state: Mutex<Option<(Consistency, Option<Arc<SnapshotSet>>)>>,
+    state: Mutex<Option<(Consistency, Option<Readers>)>>,
 }
 
 impl Snapshot {
     /// The open snapshot's connections, when there is a global snapshot.
-    pub fn set(&self) -> Option<Arc<SnapshotSet>> {
+    pub fn readers(&self) -> Option<Readers> {
         self.state
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -96,14 +192,23 @@ impl Snapshot {
 
     /// Opens the snapshot for `readers` readers.
     pub async fn begin(&self, pool: &Arc<Pool>, facts: &ServerFacts, readers: u32, max: u32) -> Result<SnapshotInfo> {
-        if let Some(set) = self.set() {
+        if let Some(set) = self.readers() {
             let _ = close_set(pool, &set).await;
         }
         let readers = readers.clamp(1, max.saturating_sub(1).max(1)) as usize;
         // Readers first, so the lock is held only for the START TRANSACTIONs.
+        let mut wire = match open_wire(pool, readers).await {
+            Ok(members) => members,
+            Err(e) => {
+                tracing::debug!(error = %e, "snapshot readers use mysql_async");
+                Vec::new()
+            }
+        };
         let mut leases = Vec::with_capacity(readers);
-        for _ in 0..readers {
-            leases.push(pool.get_fresh(Role::Reader).await?);
+        if wire.is_empty() {
+            for _ in 0..readers {
+                leases.push(pool.get_fresh(Role::Reader).await?);
+            }
         }
         let mut control = pool.get(Role::Control).await?;
         let backup_stage = facts.mariadb && facts.numbers >= (10, 4, 1);
@@ -136,6 +241,7 @@ impl Snapshot {
             for lease in leases {
                 lease.release();
             }
+            drop(wire);
             let warning = format!(
                 "no global read lock on {} ({e}); every table is read consistently on its own, \
                  but different tables may reflect different moments",
@@ -148,35 +254,35 @@ impl Snapshot {
                 warning: Some(warning),
             });
         }
-        let started = futures_util::future::join_all(leases.iter_mut().map(|lease| async move {
+        const START: &str = "START TRANSACTION WITH CONSISTENT SNAPSHOT";
+        let driver = futures_util::future::join_all(leases.iter_mut().map(|lease| async move {
             lease
                 .conn()?
-                .query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+                .query_drop(START)
                 .await
                 .ctx(|| "starting a consistent snapshot".into())
-        }))
-        .await;
+        }));
+        let wired = futures_util::future::join_all(wire.iter_mut().map(|(conn, _)| async move {
+            conn.execute(START)
+                .await
+                .map_err(|e| e.during(|| "starting a consistent snapshot".into()))
+        }));
+        let (driver, wired) = futures_util::future::join(driver, wired).await;
+        let started = driver.into_iter().chain(wired);
         let unlocked = conn
             .query_drop(unlock)
             .await
             .ctx(|| format!("{unlock} on {}", pool.instance()));
-        started.into_iter().collect::<Result<Vec<()>>>()?;
+        started.collect::<Result<Vec<()>>>()?;
         unlocked?;
         control.release();
-        let set = Arc::new(SnapshotSet {
-            idle: Mutex::new(Vec::with_capacity(leases.len())),
-            alive: AtomicUsize::new(leases.len()),
-            open: AtomicBool::new(true),
-            returned: Notify::new(),
-        });
-        for lease in leases {
-            if let Some((conn, permit)) = lease.into_parts() {
-                set.idle
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push((conn, permit));
-            }
-        }
+        let set = if wire.is_empty() {
+            Readers::Driver(SnapshotSet::new(
+                leases.into_iter().filter_map(Lease::into_parts).collect(),
+            ))
+        } else {
+            Readers::Wire(WireSet::new(wire))
+        };
         *self.state.lock().unwrap_or_else(PoisonError::into_inner) = Some((Consistency::Global, Some(set)));
         Ok(SnapshotInfo {
             consistency: Consistency::Global,
@@ -194,10 +300,20 @@ impl Snapshot {
     }
 }
 
-async fn close_set(pool: &Arc<Pool>, set: &Arc<SnapshotSet>) -> Result<()> {
-    for (mut conn, permit) in set.close() {
-        if conn.query_drop("COMMIT").await.is_ok() {
-            pool.adopt(conn, Role::Reader, permit);
+async fn close_set(pool: &Arc<Pool>, set: &Readers) -> Result<()> {
+    match set {
+        Readers::Driver(set) => {
+            for (mut conn, permit) in set.close() {
+                if conn.query_drop("COMMIT").await.is_ok() {
+                    pool.adopt(conn, Role::Reader, permit);
+                }
+            }
+        }
+        // Wire connections only ever read snapshots: they close with it.
+        Readers::Wire(set) => {
+            for (mut conn, _permit) in set.close() {
+                let _ = conn.execute("COMMIT").await;
+            }
         }
     }
     Ok(())
