@@ -263,11 +263,12 @@ impl Store {
 
     /// Records a committed chunk. Idempotent.
     pub fn record_chunk(&self, id: u64, chunk: ChunkId, stats: ChunkStats) -> Result<(), StoreError> {
+        // Cached: on 1,000 small tables, re-preparing it per chunk showed in the profile.
         self.with(|c| {
-            c.execute(
+            c.prepare_cached(
                 "INSERT OR REPLACE INTO chunks (import_id, table_index, ordinal, rows, bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![id as i64, chunk.table, chunk.ordinal, stats.rows as i64, stats.bytes as i64],
-            )
+            )?
+            .execute(params![id as i64, chunk.table, chunk.ordinal, stats.rows as i64, stats.bytes as i64])
             .map(|_| ())
         })
     }

@@ -195,7 +195,8 @@ pub struct TableDetail {
 impl TableDetail {
     /// Decodes a table's detail.
     pub fn from_json(value: &serde_json::Value) -> Result<Self> {
-        serde_json::from_value(value.clone()).map_err(|e| Error::Invalid(format!("malformed table detail: {e}")))
+        <Self as serde::Deserialize>::deserialize(value)
+            .map_err(|e| Error::Invalid(format!("malformed table detail: {e}")))
     }
 
     /// The columns copied (all but generated ones), in table order.
