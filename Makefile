@@ -15,6 +15,8 @@ SHELL := /bin/bash
 .PHONY: deps apt-deps rust-deps build test unit-test lint fmt-check clippy rss-guard deb demo bench clean-testkit
 
 CARGO ?= cargo
+# Extra arguments for `make bench`, e.g. BENCH_ARGS="--dataset b --scale 0.1".
+BENCH_ARGS ?=
 APT_PACKAGES := mariadb-server mariadb-client mydumper sysbench prometheus systemd python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -92,7 +94,7 @@ demo: deps build
 
 bench: deps
 	$(CARGO) build --release -p dbferry -p dbferry-mysql
-	$(CARGO) run --release -p dbferry-benches --bin bench
+	$(CARGO) run --release -p dbferry-benches --bin bench -- $(BENCH_ARGS)
 
 # Removes the cached MariaDB template datadirs of the test harness.
 clean-testkit:

@@ -19,6 +19,7 @@ pub mod ids;
 pub mod import;
 pub mod instances;
 pub mod job;
+pub mod memory;
 pub mod metrics;
 pub mod service;
 pub mod state;

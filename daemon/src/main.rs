@@ -3,6 +3,7 @@
 use clap::Parser;
 
 fn main() {
+    dbferry::memory::tune_allocator();
     let cli = dbferry::cli::Cli::parse();
     let default_log = match cli.command {
         dbferry::cli::Command::Daemon { .. } => "info",

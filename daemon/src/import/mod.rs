@@ -404,6 +404,7 @@ fn copy_all(
             &SourceSide {
                 session: source,
                 tables,
+                batch_bytes: copy::batch_bytes(settings.lanes),
             },
             &TargetSide {
                 session: target,

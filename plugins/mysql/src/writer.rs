@@ -21,6 +21,8 @@ use crate::range::predicate;
 
 /// Slices of a batch queued towards the server.
 const DEPTH: usize = 4;
+/// Most bytes of a batch sent as one packet.
+const MAX_SLICE: usize = 128 << 10;
 /// How long an aborted load may take to wind down before its connection is dropped.
 const ABORT_GRACE: Duration = Duration::from_secs(10);
 
@@ -92,10 +94,12 @@ impl MysqlWriter {
             };
             (lease, result)
         });
-        // Logical packets stay well under the server's max_allowed_packet.
+        // Logical packets stay well under the server's max_allowed_packet,
+        // and small: mysql_async copies each into a pooled buffer that it
+        // keeps, so 1 MiB packets left about 1 MiB per lane behind.
         let slice = usize::try_from(target.max_allowed_packet / 2)
-            .unwrap_or(1 << 20)
-            .clamp(16 << 10, 1 << 20);
+            .unwrap_or(MAX_SLICE)
+            .clamp(16 << 10, MAX_SLICE);
         Ok(Self {
             tx: Some(tx),
             task: Some(task),
