@@ -56,7 +56,7 @@ impl Checks<'_> {
                             stopped.store(true, Ordering::SeqCst);
                             let mut first = lock(&first_error);
                             // Report the earliest table's failure, as a serial run would.
-                            if first.as_ref().map_or(true, |(i, _)| index < *i) {
+                            if !matches!(first.as_ref(), Some((i, _)) if *i < index) {
                                 *first = Some((index, stop));
                             }
                             return;
