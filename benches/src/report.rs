@@ -264,7 +264,9 @@ pub fn chart(results: &[DatasetResult], path: &Path) -> Result<()> {
     let root = BitMapBackend::new(path, (width, height)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow!("{e:?}"))?;
     let (title, body) = root.split_vertically(80);
-    let scale = results.first().map(|r| r.scale).unwrap_or(1.0);
+    // Datasets may have been run at different scales: name each one's.
+    let scales: Vec<String> = results.iter().map(|r| format!("{} x{}", r.dataset, r.scale)).collect();
+    let scale = scales.join(", ");
     let runs = results.first().map(|r| r.runs_requested).unwrap_or(0);
     let center = Pos::new(HPos::Center, VPos::Top);
     title

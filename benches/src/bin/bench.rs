@@ -271,13 +271,13 @@ fn main() -> Result<()> {
                 let index = (k + round) % tools.len();
                 let tool = tools[index];
                 let slot = &mut collected[index];
-                // A tool that failed once is not retried on this dataset.
-                if slot.error.is_some() {
-                    continue;
-                }
+                // A failed run (myloader gives up on a deadlock, say) is
+                // reported, and the tool's other runs still count.
                 match one_run(&bench, tool, dataset, &info, &plan, args.threads, round) {
                     Ok(run) => slot.runs.push(run),
-                    Err(message) => slot.error = Some(message),
+                    Err(message) => {
+                        slot.error.get_or_insert(message);
+                    }
                 }
             }
         }
@@ -299,12 +299,11 @@ fn main() -> Result<()> {
                 for k in 0..points.len() {
                     let index = (k + round) % points.len();
                     let (tool, p, slot) = &mut points[index];
-                    if slot.error.is_some() {
-                        continue;
-                    }
                     match one_run(&bench, *tool, dataset, &info, &plan, *p, round) {
                         Ok(run) => slot.runs.push(run),
-                        Err(message) => slot.error = Some(message),
+                        Err(message) => {
+                            slot.error.get_or_insert(message);
+                        }
                     }
                 }
             }
