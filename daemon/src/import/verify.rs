@@ -2,7 +2,6 @@
 //! against what was copied and against the source, several tables at once.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use dbferry_copy_core::CancelToken;
 use dbferry_plugin_abi::protocol::{Consistency, DigestRequest, VerifyMode};
@@ -33,47 +32,51 @@ impl Checks<'_> {
     ) -> Result<Vec<TableOutcome>, Stop> {
         let next = AtomicUsize::new(0);
         let stopped = AtomicBool::new(false);
-        let first_error: Mutex<Option<(usize, Stop)>> = Mutex::new(None);
-        let verified: Vec<Mutex<Option<&'static str>>> = tables.iter().map(|_| Mutex::new(None)).collect();
-        std::thread::scope(|scope| {
-            for _ in 0..lanes.clamp(1, tables.len().max(1)) {
-                scope.spawn(|| loop {
-                    if stopped.load(Ordering::SeqCst) {
-                        return;
+        // Each worker returns what it verified, or the table it failed on.
+        let work = || -> WorkerResult {
+            let mut done = Vec::new();
+            while !stopped.load(Ordering::SeqCst) {
+                let index = next.fetch_add(1, Ordering::SeqCst);
+                let Some(table) = tables.get(index) else {
+                    break;
+                };
+                let outcome = if cancel.is_cancelled() {
+                    Err(Stop::Cancelled)
+                } else {
+                    self.table(table, copied[index])
+                };
+                match outcome {
+                    Ok(how) => done.push((index, how)),
+                    Err(stop) => {
+                        stopped.store(true, Ordering::SeqCst);
+                        return Err((index, stop));
                     }
-                    let index = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(table) = tables.get(index) else {
-                        return;
-                    };
-                    let outcome = if cancel.is_cancelled() {
-                        Err(Stop::Cancelled)
-                    } else {
-                        self.table(table, copied[index])
-                    };
-                    match outcome {
-                        Ok(how) => *lock(&verified[index]) = Some(how),
-                        Err(stop) => {
-                            stopped.store(true, Ordering::SeqCst);
-                            let mut first = lock(&first_error);
-                            // Report the earliest table's failure, as a serial run would.
-                            if !matches!(first.as_ref(), Some((i, _)) if *i < index) {
-                                *first = Some((index, stop));
-                            }
-                            return;
-                        }
-                    }
-                });
+                }
             }
+            Ok(done)
+        };
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..lanes.clamp(1, tables.len().max(1)))
+                .map(|_| scope.spawn(work))
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join().unwrap_or_else(|_| {
+                        Err((
+                            0,
+                            Stop::Failed(ErrorCode::InternalError, "a verification thread panicked".into()),
+                        ))
+                    })
+                })
+                .collect()
         });
-        if let Some((_, stop)) = first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            return Err(stop);
-        }
+        let verified = merge(tables.len(), results)?;
         tables
             .iter()
             .zip(copied)
             .zip(verified)
             .map(|((table, &rows), how)| {
-                let how = how.into_inner().unwrap_or_else(|e| e.into_inner());
                 Ok(TableOutcome {
                     database: table.target_database.clone(),
                     table: table.schema.name.clone(),
@@ -142,6 +145,53 @@ impl Checks<'_> {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
+/// One worker's tables and how each was verified, or the table it failed on.
+type WorkerResult = Result<Vec<(usize, &'static str)>, (usize, Stop)>;
+
+/// What each worker verified, in table order; a table nobody reached is
+/// `None`. With failures, the earliest table's, as a serial run would report.
+fn merge(tables: usize, results: Vec<WorkerResult>) -> Result<Vec<Option<&'static str>>, Stop> {
+    let mut verified = vec![None; tables];
+    let mut first_failure: Option<(usize, Stop)> = None;
+    for result in results {
+        match result {
+            Ok(done) => done.into_iter().for_each(|(index, how)| verified[index] = Some(how)),
+            Err((index, stop)) => {
+                if !matches!(first_failure, Some((i, _)) if i < index) {
+                    first_failure = Some((index, stop));
+                }
+            }
+        }
+    }
+    match first_failure {
+        Some((_, stop)) => Err(stop),
+        None => Ok(verified),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(table: &str) -> Stop {
+        Stop::Failed(ErrorCode::InternalError, format!("verification failed for {table}"))
+    }
+
+    #[test]
+    fn outcomes_come_back_in_table_order() {
+        let merged = merge(3, vec![Ok(vec![(2, "count"), (0, "count")]), Ok(vec![(1, "checksum")])]);
+        assert!(matches!(
+            merged.as_deref(),
+            Ok([Some("count"), Some("checksum"), Some("count")])
+        ));
+    }
+
+    #[test]
+    fn the_earliest_tables_failure_is_reported_whichever_worker_saw_it() {
+        let merged = merge(
+            6,
+            vec![Err((5, failed("t5"))), Ok(vec![(0, "count")]), Err((2, failed("t2")))],
+        );
+        assert!(matches!(merged, Err(Stop::Failed(_, m)) if m.ends_with("t2")));
+    }
 }

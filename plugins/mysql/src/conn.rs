@@ -487,8 +487,11 @@ pub mod cell {
 
     /// A cell as an unsigned number; NULL or garbage as 0.
     pub fn u64(row: &Row, i: usize) -> u64 {
-        text(row, i)
-            .and_then(|t| t.trim().split('.').next().and_then(|n| n.parse().ok()))
-            .unwrap_or(0)
+        text(row, i).map_or(0, |t| number(&t))
+    }
+
+    /// Text as an unsigned number (a decimal's integer part); garbage as 0.
+    pub fn number(text: &str) -> u64 {
+        text.trim().split('.').next().and_then(|n| n.parse().ok()).unwrap_or(0)
     }
 }

@@ -52,9 +52,7 @@ fn digest_sql(request: &DigestRequest) -> Result<(String, String)> {
 /// The digest from the query's row: the count, then (checksum) XOR and sum.
 fn digest_from(request: &DigestRequest, cells: &[Option<String>]) -> Digest {
     let cell = |i: usize| cells.get(i).cloned().flatten();
-    let rows = cell(0)
-        .and_then(|t| t.trim().split('.').next().and_then(|n| n.parse().ok()))
-        .unwrap_or(0);
+    let rows = cell(0).map_or(0, |t| crate::conn::cell::number(&t));
     let checksum = (request.mode == VerifyMode::Checksum).then(|| {
         let xor = cell(1).unwrap_or_else(|| "0".into());
         let sum = cell(2).unwrap_or_else(|| "0".into());

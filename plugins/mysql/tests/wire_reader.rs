@@ -7,7 +7,7 @@
 
 use dbferry_mysql::MysqlSession;
 use dbferry_plugin_abi::plugin::{Reader, Session};
-use dbferry_plugin_abi::protocol::{KeyRange, ReadRequest, SessionConfig};
+use dbferry_plugin_abi::protocol::{ErrorKind, KeyRange, PluginError, ReadRequest, SessionConfig};
 use dbferry_testkit::{MariaDb, ADMIN_USER};
 
 fn config(server: &MariaDb, prefer_socket: bool) -> SessionConfig {
@@ -30,32 +30,34 @@ fn config(server: &MariaDb, prefer_socket: bool) -> SessionConfig {
 
 /// Reads table `t` of `wire_src` whole; returns whether the wire reader
 /// served it, the rows and the encoded bytes.
-fn read_all(server: &MariaDb, prefer_socket: bool) -> (bool, u64, Vec<u8>) {
-    let session = MysqlSession::connect(&config(server, prefer_socket)).expect("connect");
-    let schema = session.describe_database("wire_src").expect("describe");
-    let table = schema.tables.into_iter().find(|t| t.name == "t").expect("table t");
-    session.begin_snapshot(2).expect("snapshot");
+fn read_all(server: &MariaDb, prefer_socket: bool) -> Result<(bool, u64, Vec<u8>), PluginError> {
+    let session = MysqlSession::connect(&config(server, prefer_socket))?;
+    let schema = session.describe_database("wire_src")?;
+    let table = schema
+        .tables
+        .into_iter()
+        .find(|t| t.name == "t")
+        .ok_or_else(|| PluginError::new(ErrorKind::NotFound, "table t was not described"))?;
+    session.begin_snapshot(2)?;
     let wire = session.reads_over_wire();
-    let mut reader = session
-        .open_reader(ReadRequest {
-            database: "wire_src".into(),
-            range: KeyRange::whole(vec!["id".into()]),
-            table,
-            batch_bytes: 1 << 20,
-        })
-        .expect("open reader");
+    let mut reader = session.open_reader(ReadRequest {
+        database: "wire_src".into(),
+        range: KeyRange::whole(vec!["id".into()]),
+        table,
+        batch_bytes: 1 << 20,
+    })?;
     let (mut rows, mut bytes) = (0, Vec::new());
-    while let Some((batch, n)) = reader.next_batch().expect("batch") {
+    while let Some((batch, n)) = reader.next_batch()? {
         rows += n;
         bytes.extend_from_slice(&batch);
     }
     drop(reader);
-    session.end_snapshot().expect("end snapshot");
-    (wire, rows, bytes)
+    session.end_snapshot()?;
+    Ok((wire, rows, bytes))
 }
 
 #[test]
-fn the_wire_reader_encodes_exactly_what_mysql_async_does() {
+fn the_wire_reader_encodes_exactly_what_mysql_async_does() -> Result<(), PluginError> {
     let server = MariaDb::start();
     server.exec(
         "CREATE DATABASE wire_src; USE wire_src; \
@@ -68,8 +70,8 @@ fn the_wire_reader_encodes_exactly_what_mysql_async_does() {
            (5, REPEAT('x', 20 << 20), 'big', NULL, NULL, NULL); \
          INSERT INTO t SELECT seq + 10, MD5(seq), seq, NULL, seq, seq / 7 FROM seq_1_to_5000;",
     );
-    let (wire, wire_rows, wire_bytes) = read_all(&server, false);
-    let (driver_wire, driver_rows, driver_bytes) = read_all(&server, true);
+    let (wire, wire_rows, wire_bytes) = read_all(&server, false)?;
+    let (driver_wire, driver_rows, driver_bytes) = read_all(&server, true)?;
     assert!(
         wire,
         "a TCP login with mysql_native_password must read over the wire client"
@@ -79,4 +81,5 @@ fn the_wire_reader_encodes_exactly_what_mysql_async_does() {
     assert_eq!(wire_rows, driver_rows);
     assert!(wire_bytes.len() > 20 << 20, "the 20 MiB value is missing");
     assert!(wire_bytes == driver_bytes, "the wire and mysql_async encodings differ");
+    Ok(())
 }
