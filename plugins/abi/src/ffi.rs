@@ -13,7 +13,7 @@
 use std::ffi::c_void;
 
 /// Incompatible changes bump the major version.
-pub const ABI_MAJOR: u16 = 1;
+pub const ABI_MAJOR: u16 = 2;
 /// Compatible additions (fields appended to [`PluginApi`]) bump the minor.
 pub const ABI_MINOR: u16 = 0;
 

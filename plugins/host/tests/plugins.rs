@@ -24,7 +24,7 @@ use dbferry_copy_core::plan::{plan_table, ChunkId, ChunkTask, KeySplitter, Table
 use dbferry_copy_core::{run_copy, CancelToken, CopyError, KeyTuple};
 use dbferry_plugin_abi::ffi;
 use dbferry_plugin_abi::protocol::{
-    DigestRequest, ReadRequest, SessionConfig, SplitRequest, TableSchema, VerifyMode, WriteRequest,
+    Detail, DigestRequest, ReadRequest, SessionConfig, SplitRequest, TableSchema, VerifyMode, WriteRequest,
 };
 use dbferry_plugin_host::{load_dir, HostError, Plugin, Session};
 use tracing::field::{Field, Visit};
@@ -379,7 +379,7 @@ fn table_schema(rows: u64) -> TableSchema {
         key: Some(vec!["id".into()]),
         estimated_rows: rows,
         estimated_bytes: rows * 24,
-        detail: serde_json::json!({"fixture": true}),
+        detail: Detail::encode(&serde_json::json!({"fixture": true})).expect("detail"),
     }
 }
 

@@ -3,12 +3,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use dbferry_plugin_abi::protocol::{DatabaseSchema, ObjectKind, ObjectRef, TableSchema};
+use dbferry_plugin_abi::protocol::{DatabaseSchema, Detail, ObjectKind, ObjectRef, TableSchema};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
 
 use crate::conn::{cell, ServerFacts};
 use crate::ddl::split_create;
+use crate::detail::DetailCache;
 use crate::detail::{read_expression, ColumnDetail, DatabaseDetail, DdlKind, ObjectDdl, TableDetail, ValueKind};
 use crate::error::{Context, Error, Result};
 use crate::quote::{hex_str, ident, parse_ident, qualified};
@@ -40,7 +41,12 @@ struct IndexInfo {
 }
 
 /// Describes one database. `conn` is a control connection.
-pub async fn describe(conn: &mut Conn, facts: &ServerFacts, database: &str) -> Result<DatabaseSchema> {
+pub async fn describe(
+    conn: &mut Conn,
+    facts: &ServerFacts,
+    details: &DetailCache,
+    database: &str,
+) -> Result<DatabaseSchema> {
     let Some((charset, collation)) = database_exists(conn, database).await? else {
         return Err(Error::NotFound(format!("database {} does not exist", ident(database))));
     };
@@ -170,12 +176,14 @@ pub async fn describe(conn: &mut Conn, facts: &ServerFacts, database: &str) -> R
             kind: ObjectKind::Table,
             name: name.clone(),
         });
+        let encoded = Detail::encode(&detail).map_err(|e| Error::Internal(e.to_string()))?;
+        details.remember(&encoded, detail);
         schema_tables.push(TableSchema {
             name,
             key,
             estimated_rows,
             estimated_bytes,
-            detail: serde_json::to_value(&detail).map_err(|e| Error::Internal(e.to_string()))?,
+            detail: encoded,
         });
     }
 
@@ -307,7 +315,7 @@ pub async fn describe(conn: &mut Conn, facts: &ServerFacts, database: &str) -> R
         database: database.to_string(),
         tables: schema_tables,
         objects,
-        detail: serde_json::to_value(&detail).map_err(|e| Error::Internal(e.to_string()))?,
+        detail: Detail::encode(&detail).map_err(|e| Error::Internal(e.to_string()))?,
     })
 }
 

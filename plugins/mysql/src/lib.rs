@@ -42,7 +42,7 @@ use dbferry_plugin_abi::protocol::{
 };
 
 use crate::conn::{runtime, Pool, Role, ServerFacts};
-use crate::detail::TableDetail;
+use crate::detail::DetailCache;
 use crate::error::Result;
 use crate::reader::MysqlReader;
 use crate::snapshot::{Readers, Snapshot};
@@ -57,6 +57,7 @@ pub struct MysqlSession {
     facts: ServerFacts,
     max_connections: u32,
     snapshot: Snapshot,
+    details: DetailCache,
 }
 
 impl Engine for MysqlEngine {
@@ -87,6 +88,7 @@ impl MysqlSession {
             facts,
             max_connections: config.max_connections.max(2),
             snapshot: Snapshot::default(),
+            details: DetailCache::default(),
         })
     }
 
@@ -125,7 +127,12 @@ impl Session for MysqlSession {
     }
 
     fn describe_database(&self, database: &str) -> std::result::Result<DatabaseSchema, PluginError> {
-        match with_conn!(self, Role::Control, |c| describe::describe(c, &self.facts, database)) {
+        match with_conn!(self, Role::Control, |c| describe::describe(
+            c,
+            &self.facts,
+            &self.details,
+            database
+        )) {
             Err(e @ error::Error::NotFound(_)) => Err(PluginError::from(e).with_code("InvalidDBName.NotFound")),
             other => Ok(other?),
         }
@@ -147,7 +154,12 @@ impl Session for MysqlSession {
     }
 
     fn prepare_target(&self, request: PrepareRequest) -> std::result::Result<SchemaOutcome, PluginError> {
-        match with_conn!(self, Role::Control, |c| schema::prepare(c, &self.pool, &request)) {
+        match with_conn!(self, Role::Control, |c| schema::prepare(
+            c,
+            &self.pool,
+            &self.details,
+            &request
+        )) {
             Err(e @ error::Error::NotFound(_)) => Err(PluginError::from(e).with_code("InvalidDBName.NotFound")),
             other => Ok(other?),
         }
@@ -155,7 +167,10 @@ impl Session for MysqlSession {
 
     fn finish_target(&self, request: FinishRequest) -> std::result::Result<SchemaOutcome, PluginError> {
         Ok(with_conn!(self, Role::Control, |c| schema::finish(
-            c, &self.pool, &request
+            c,
+            &self.pool,
+            &self.details,
+            &request
         ))?)
     }
 
@@ -184,7 +199,7 @@ impl Session for MysqlSession {
     }
 
     fn open_reader(&self, request: ReadRequest) -> std::result::Result<MysqlReader, PluginError> {
-        let detail = TableDetail::from_json(&request.table.detail)?;
+        let detail = self.details.table(&request.table.detail)?;
         let sql = reader::select_sql(&request, &detail)?;
         let rt = runtime()?;
         let snapshot = self.snapshot.readers();
@@ -202,7 +217,7 @@ impl Session for MysqlSession {
     }
 
     fn open_writer(&self, request: WriteRequest) -> std::result::Result<MysqlWriter, PluginError> {
-        let detail = TableDetail::from_json(&request.table.detail)?;
+        let detail = self.details.table(&request.table.detail)?;
         let facts = &self.facts;
         Ok(runtime()?.block_on(async {
             let lease = self.pool.get(Role::Writer).await?;

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use dbferry_plugin_abi::protocol::{
-    ExistingTables, FinishRequest, ObjectKind, ObjectRef, PrepareRequest, SchemaOutcome, TableSchema,
+    Detail, ExistingTables, FinishRequest, ObjectKind, ObjectRef, PrepareRequest, SchemaOutcome, TableSchema,
 };
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
@@ -15,7 +15,7 @@ use mysql_async::{Conn, Row};
 use crate::conn::{cell, Pool, PLAIN_SQL_MODE};
 use crate::ddl::{rewrite_definer, with_definitions};
 use crate::describe::database_exists;
-use crate::detail::{DatabaseDetail, DdlKind, ObjectDdl, TableDetail};
+use crate::detail::{DatabaseDetail, DdlKind, DetailCache, ObjectDdl, TableDetail};
 use crate::error::{Context, Error, Result};
 use crate::fanout::{self, Extra, Task};
 use crate::quote::{hex_str, ident, is_word, qualified, string};
@@ -30,11 +30,13 @@ async fn exec(conn: &mut Conn, sql: &str, what: impl FnOnce() -> String) -> Resu
     conn.query_drop(sql).await.ctx(what)
 }
 
-fn database_detail(value: &serde_json::Value) -> Result<DatabaseDetail> {
-    if value.is_null() {
+fn database_detail(detail: &Detail) -> Result<DatabaseDetail> {
+    if detail.is_null() {
         return Ok(DatabaseDetail::default());
     }
-    serde_json::from_value(value.clone()).map_err(|e| Error::Invalid(format!("malformed database detail: {e}")))
+    detail
+        .decode()
+        .map_err(|e| Error::Invalid(format!("malformed database detail: {e}")))
 }
 
 /// What already exists in a target database, by kind and (folded) name.
@@ -141,7 +143,12 @@ fn width(parallelism: u32) -> usize {
 /// Creates the tables of one database on the target: collisions are
 /// checked and dropped on `conn`, the tables created on up to
 /// `parallelism` connections (`conn` and more from `pool`).
-pub async fn prepare(conn: &mut Conn, pool: &Arc<Pool>, request: &PrepareRequest) -> Result<SchemaOutcome> {
+pub async fn prepare(
+    conn: &mut Conn,
+    pool: &Arc<Pool>,
+    details: &DetailCache,
+    request: &PrepareRequest,
+) -> Result<SchemaOutcome> {
     let database = request.database.as_str();
     if database_exists(conn, database).await?.is_none() {
         return Err(Error::NotFound(format!(
@@ -227,7 +234,11 @@ pub async fn prepare(conn: &mut Conn, pool: &Arc<Pool>, request: &PrepareRequest
         }
         tasks.push(Task {
             context: format!("creating table {}", qualified(database, &table.name)),
-            statements: vec![create_table_sql(table, request.inline_index_max_bytes)?],
+            statements: vec![create_table_sql(
+                table,
+                &*details.table(&table.detail)?,
+                request.inline_index_max_bytes,
+            )],
         });
         outcome.created.push(ObjectRef {
             kind: ObjectKind::Table,
@@ -264,10 +275,9 @@ pub async fn prepare(conn: &mut Conn, pool: &Arc<Pool>, request: &PrepareRequest
 
 /// The CREATE TABLE of `table`: a table estimated at most
 /// `inline_index_max_bytes` gets its non-FULLTEXT secondary indexes at once.
-fn create_table_sql(table: &TableSchema, inline_index_max_bytes: u64) -> Result<String> {
-    let detail = TableDetail::from_json(&table.detail)?;
+fn create_table_sql(table: &TableSchema, detail: &TableDetail, inline_index_max_bytes: u64) -> String {
     if table.estimated_bytes > inline_index_max_bytes {
-        return Ok(detail.create_base);
+        return detail.create_base.clone();
     }
     let plain: Vec<&str> = detail
         .deferred_indexes
@@ -275,14 +285,19 @@ fn create_table_sql(table: &TableSchema, inline_index_max_bytes: u64) -> Result<
         .filter(|i| !i.fulltext)
         .map(|i| i.definition.as_str())
         .collect();
-    Ok(with_definitions(&detail.create_base, &plain))
+    with_definitions(&detail.create_base, &plain)
 }
 
 /// Completes one database on the target after its data: the deferred
 /// indexes on up to `parallelism` connections (`conn` and more from
 /// `pool`), different tables at once; then, on `conn`, foreign keys,
 /// routines, views, triggers and events.
-pub async fn finish(conn: &mut Conn, pool: &Arc<Pool>, request: &FinishRequest) -> Result<SchemaOutcome> {
+pub async fn finish(
+    conn: &mut Conn,
+    pool: &Arc<Pool>,
+    details: &DetailCache,
+    request: &FinishRequest,
+) -> Result<SchemaOutcome> {
     let database = request.database.as_str();
     let detail = database_detail(&request.schema.detail)?;
     let db = hex_str(database);
@@ -319,7 +334,7 @@ pub async fn finish(conn: &mut Conn, pool: &Arc<Pool>, request: &FinishRequest) 
         .schema
         .tables
         .iter()
-        .map(|t| TableDetail::from_json(&t.detail).map(|d| (t.name.as_str(), d)))
+        .map(|t| details.table(&t.detail).map(|d| (t.name.as_str(), d)))
         .collect::<Result<Vec<_>>>()?;
     let tasks: Vec<Task> = details
         .iter()

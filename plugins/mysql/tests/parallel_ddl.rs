@@ -11,8 +11,8 @@ use dbferry_mysql::fanout::{self, Extra, Task};
 use dbferry_mysql::MysqlSession;
 use dbferry_plugin_abi::plugin::Session;
 use dbferry_plugin_abi::protocol::{
-    DatabaseSchema, ErrorKind, ExistingTables, FinishRequest, ObjectKind, PluginError, PrepareRequest, SchemaOutcome,
-    SessionConfig,
+    DatabaseSchema, Detail, ErrorKind, ExistingTables, FinishRequest, ObjectKind, PluginError, PrepareRequest,
+    SchemaOutcome, SessionConfig,
 };
 use dbferry_testkit::{MariaDb, ADMIN_USER};
 use mysql_async::prelude::Queryable;
@@ -112,7 +112,9 @@ fn tables_are_reported_in_schema_order_and_get_every_index() {
 fn the_earliest_failing_create_is_reported_by_name_and_nothing_succeeds() {
     let (session, mut schema) = setup("fail");
     // Table 3 cannot be created; a second `t01` at the end would collide.
-    schema.tables[3].detail["create_base"] = serde_json::json!("CREATE TABLE t03 (id INT PRIMARY KEY,)");
+    let mut broken: serde_json::Value = schema.tables[3].detail.decode().expect("detail");
+    broken["create_base"] = serde_json::json!("CREATE TABLE t03 (id INT PRIMARY KEY,)");
+    schema.tables[3].detail = Detail::encode(&broken).expect("detail");
     let mut again = schema.tables[1].clone();
     again.name = "t01".into();
     schema.tables.push(again);

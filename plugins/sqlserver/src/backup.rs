@@ -268,13 +268,11 @@ mod tests {
             backup_path: "/p.bak".into(),
         });
         let json = serde_json::to_value(&request).expect("json");
-        assert_eq!(json["method"], "backup_restore");
-        assert_eq!(json["step"], "restore");
+        assert_eq!(json["backup_restore"]["step"], "restore");
         // `step` defaults to the first step.
-        let old: Request = serde_json::from_str(
-            r#"{"method":"backup_restore","source_database":"a","database":"b","backup_path":"p"}"#,
-        )
-        .expect("decode");
+        let old: Request =
+            serde_json::from_str(r#"{"backup_restore":{"source_database":"a","database":"b","backup_path":"p"}}"#)
+                .expect("decode");
         assert!(matches!(
             old,
             Request::BackupRestore(BackupRestoreRequest {
@@ -282,7 +280,7 @@ mod tests {
                 ..
             })
         ));
-        let progress: Request = serde_json::from_str(r#"{"method":"backup_progress"}"#).expect("decode");
+        let progress: Request = serde_json::from_str(r#""backup_progress""#).expect("decode");
         assert!(matches!(progress, Request::BackupProgress));
         let empty: BackupProgress = serde_json::from_str("{}").expect("decode");
         assert_eq!(empty, BackupProgress::default());

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use dbferry_plugin_abi::protocol::{DatabaseSchema, ObjectKind, ObjectRef, TableSchema};
+use dbferry_plugin_abi::protocol::{DatabaseSchema, Detail, ObjectKind, ObjectRef, TableSchema};
 use tiberius::Row;
 
 use crate::cell::{flag, int, string, text, u64};
@@ -445,8 +445,7 @@ pub async fn describe(conn: &mut Conn, database: &str) -> Result<DatabaseSchema>
             kind: ObjectKind::Table,
             name: format!("{}.{}", t.schema, t.name),
         });
-        let detail_json =
-            serde_json::to_value(&t).map_err(|e| Error::Internal(format!("encoding a table's detail: {e}")))?;
+        let detail_json = Detail::encode(&t).map_err(|e| Error::Internal(format!("encoding a table's detail: {e}")))?;
         out_tables.push(TableSchema {
             name: format!("{}.{}", t.schema, t.name),
             key: chunk_key(&t),
@@ -465,8 +464,7 @@ pub async fn describe(conn: &mut Conn, database: &str) -> Result<DatabaseSchema>
         database: database.to_string(),
         tables: out_tables,
         objects,
-        detail: serde_json::to_value(&detail)
-            .map_err(|e| Error::Internal(format!("encoding a database's detail: {e}")))?,
+        detail: Detail::encode(&detail).map_err(|e| Error::Internal(format!("encoding a database's detail: {e}")))?,
     })
 }
 

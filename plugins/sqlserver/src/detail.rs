@@ -1,6 +1,7 @@
 //! The engine-private `detail` JSON that travels from the source session to
 //! the target session inside `DatabaseSchema` and `TableSchema`.
 
+use dbferry_plugin_abi::protocol::Detail;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -254,8 +255,9 @@ pub struct TableDetail {
 
 impl TableDetail {
     /// Parses a table's `detail`.
-    pub fn from_json(value: &serde_json::Value) -> Result<Self> {
-        <Self as serde::Deserialize>::deserialize(value)
+    pub fn from_json(detail: &Detail) -> Result<Self> {
+        detail
+            .decode()
             .map_err(|e| Error::Invalid(format!("malformed table detail: {e}")))
     }
 
@@ -303,7 +305,9 @@ impl TableDetail {
 
 impl DatabaseDetail {
     /// Parses a database's `detail`.
-    pub fn from_json(value: &serde_json::Value) -> Result<Self> {
-        serde_json::from_value(value.clone()).map_err(|e| Error::Invalid(format!("malformed database detail: {e}")))
+    pub fn from_json(detail: &Detail) -> Result<Self> {
+        detail
+            .decode()
+            .map_err(|e| Error::Invalid(format!("malformed database detail: {e}")))
     }
 }
