@@ -490,3 +490,41 @@ impl PluginError {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_detail_crosses_a_request_as_the_same_json_text() {
+        let detail = Detail::encode(&serde_json::json!({"create": "CREATE TABLE `t` (\n`a` int)", "n": [1, 2]}))
+            .unwrap_or_default();
+        let request = Request::TableDigest(DigestRequest {
+            database: "d".into(),
+            table: TableSchema {
+                name: "t".into(),
+                detail: detail.clone(),
+                ..TableSchema::default()
+            },
+            mode: VerifyMode::Count,
+            in_snapshot: false,
+        });
+        let wire = serde_json::to_vec(&request).unwrap_or_default();
+        assert!(
+            wire.starts_with(b"{\"table_digest\":"),
+            "{}",
+            String::from_utf8_lossy(&wire)
+        );
+        let Ok(Request::TableDigest(back)) = serde_json::from_slice::<Request>(&wire) else {
+            panic!("the request must decode: {}", String::from_utf8_lossy(&wire));
+        };
+        assert_eq!(back.table.detail.as_json(), detail.as_json());
+        let decoded: serde_json::Value = back.table.detail.decode().unwrap_or_default();
+        assert_eq!(decoded["n"][1], 2);
+        assert!(Detail::default().is_null());
+        assert!(matches!(
+            serde_json::from_str::<Request>("\"probe\""),
+            Ok(Request::Probe)
+        ));
+    }
+}
