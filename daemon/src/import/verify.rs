@@ -104,37 +104,34 @@ impl Checks<'_> {
                 })
                 .map_err(|e| host_failure(&format!("verifying {name}"), e))
         };
+        let mismatch = |what: String| {
+            Stop::Failed(
+                ErrorCode::InternalError,
+                format!("verification failed for {name}: {what}"),
+            )
+        };
         let on_target = digest(target, &table.target_database, false)?;
         if on_target.rows != copied {
-            return Err(Stop::Failed(
-                ErrorCode::InternalError,
-                format!(
-                    "verification failed for {name}: {copied} rows were copied but the target holds {}",
-                    on_target.rows
-                ),
-            ));
+            return Err(mismatch(format!(
+                "{copied} rows were copied but the target holds {}",
+                on_target.rows
+            )));
         }
         // Under per-table consistency the source may have moved on since it was
         // read, so only what was copied can be compared with the target.
         if consistency == Consistency::Global || mode == VerifyMode::Checksum {
             let on_source = digest(source, &table.source_database, consistency == Consistency::Global)?;
             if consistency == Consistency::Global && on_source.rows != on_target.rows {
-                return Err(Stop::Failed(
-                    ErrorCode::InternalError,
-                    format!(
-                        "verification failed for {name}: the source has {} rows, the target {}",
-                        on_source.rows, on_target.rows
-                    ),
-                ));
+                return Err(mismatch(format!(
+                    "the source has {} rows, the target {}",
+                    on_source.rows, on_target.rows
+                )));
             }
             if mode == VerifyMode::Checksum && on_source.checksum != on_target.checksum {
-                return Err(Stop::Failed(
-                    ErrorCode::InternalError,
-                    format!(
-                        "verification failed for {name}: checksums differ (source {:?}, target {:?})",
-                        on_source.checksum, on_target.checksum
-                    ),
-                ));
+                return Err(mismatch(format!(
+                    "checksums differ (source {:?}, target {:?})",
+                    on_source.checksum, on_target.checksum
+                )));
             }
         }
         Ok(if mode == VerifyMode::Checksum {

@@ -227,12 +227,6 @@ impl Default for Detail {
     }
 }
 
-impl PartialEq for Detail {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.get() == other.0.get()
-    }
-}
-
 /// Asks for the cut points of a table.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SplitRequest {

@@ -160,6 +160,17 @@ fn definition_lines(lines: &[&str]) -> Option<(usize, usize)> {
     Some((open, close))
 }
 
+/// `base` (a [`SplitCreate::base`]) with the deferred `indexes` put back,
+/// except FULLTEXT ones: those still wait until after the data.
+pub fn with_plain_indexes(base: &str, indexes: &[Deferred]) -> String {
+    let plain: Vec<&str> = indexes
+        .iter()
+        .filter(|i| !i.fulltext)
+        .map(|i| i.definition.as_str())
+        .collect();
+    with_definitions(base, &plain)
+}
+
 /// `base` (a [`SplitCreate::base`]) with `definitions` (deferred index
 /// lines) put back at the end of its definition list.
 pub fn with_definitions(base: &str, definitions: &[&str]) -> String {
@@ -241,13 +252,7 @@ mod tests {
     #[test]
     fn deferred_indexes_can_be_put_back() {
         let split = split_create(CREATE, Some("PRIMARY"), Some("id"));
-        let plain: Vec<&str> = split
-            .indexes
-            .iter()
-            .filter(|d| !d.fulltext)
-            .map(|d| d.definition.as_str())
-            .collect();
-        let inline = with_definitions(&split.base, &plain);
+        let inline = with_plain_indexes(&split.base, &split.indexes);
         assert!(inline.contains(
             "  CONSTRAINT `chk` CHECK (`b` > 0),\n  UNIQUE KEY `ub` (`b`),\n  UNIQUE KEY `ua` (`a`),\n  KEY `k``1` (`a`,`b`),\n  SPATIAL KEY `sp` (`g`)\n) ENGINE=InnoDB"
         ));

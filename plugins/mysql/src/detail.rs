@@ -425,34 +425,37 @@ mod tests {
     }
 
     #[test]
-    fn the_cache_decodes_each_detail_once_and_rejects_malformed_ones() {
+    fn the_cache_decodes_each_detail_once_and_rejects_malformed_ones(
+    ) -> std::result::Result<(), Box<dyn std::error::Error>> {
         let details = DetailCache::default();
         let table = TableDetail {
             create_base: "CREATE TABLE `t` (`a` int)".into(),
             ..TableDetail::default()
         };
-        let encoded = Detail::encode(&table).expect("encode");
-        let first = details.table(&encoded).expect("decode");
-        let again = details.table(&encoded).expect("cached");
+        let encoded = Detail::encode(&table)?;
+        let first = details.table(&encoded)?;
+        let again = details.table(&encoded)?;
         assert!(
             Arc::ptr_eq(&first, &again),
             "the second request must reuse the first decode"
         );
         assert_eq!(first.create_base, table.create_base);
-        let malformed = Detail::encode(&serde_json::json!({"columns": 3})).expect("encode");
+        let malformed = Detail::encode(&serde_json::json!({"columns": 3}))?;
         assert!(details.table(&malformed).is_err());
+        Ok(())
     }
 
     #[test]
-    fn the_cache_starts_over_when_full() {
+    fn the_cache_starts_over_when_full() -> std::result::Result<(), serde_json::Error> {
         let details = DetailCache::default();
         for i in 0..=DetailCache::CAPACITY {
             let table = TableDetail {
                 create_base: format!("CREATE TABLE `t{i}` (`a` int)"),
                 ..TableDetail::default()
             };
-            details.remember(&Detail::encode(&table).expect("encode"), table);
+            details.remember(&Detail::encode(&table)?, table);
         }
         assert_eq!(details.lock().len(), 1);
+        Ok(())
     }
 }

@@ -13,7 +13,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
 
 use crate::conn::{cell, Pool, PLAIN_SQL_MODE};
-use crate::ddl::{rewrite_definer, with_definitions};
+use crate::ddl::{rewrite_definer, with_plain_indexes};
 use crate::describe::database_exists;
 use crate::detail::{DatabaseDetail, DdlKind, DetailCache, ObjectDdl, TableDetail};
 use crate::error::{Context, Error, Result};
@@ -279,13 +279,7 @@ fn create_table_sql(table: &TableSchema, detail: &TableDetail, inline_index_max_
     if table.estimated_bytes > inline_index_max_bytes {
         return detail.create_base.clone();
     }
-    let plain: Vec<&str> = detail
-        .deferred_indexes
-        .iter()
-        .filter(|i| !i.fulltext)
-        .map(|i| i.definition.as_str())
-        .collect();
-    with_definitions(&detail.create_base, &plain)
+    with_plain_indexes(&detail.create_base, &detail.deferred_indexes)
 }
 
 /// Completes one database on the target after its data: the deferred

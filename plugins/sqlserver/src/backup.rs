@@ -259,7 +259,7 @@ mod tests {
     }
 
     #[test]
-    fn the_protocol_extension_is_backward_compatible_json() {
+    fn the_protocol_extension_is_backward_compatible_json() -> std::result::Result<(), serde_json::Error> {
         use dbferry_plugin_abi::protocol::{BackupRestoreRequest, BackupStep, Request};
         let request = Request::BackupRestore(BackupRestoreRequest {
             step: BackupStep::Restore,
@@ -267,12 +267,11 @@ mod tests {
             database: "b".into(),
             backup_path: "/p.bak".into(),
         });
-        let json = serde_json::to_value(&request).expect("json");
+        let json = serde_json::to_value(&request)?;
         assert_eq!(json["backup_restore"]["step"], "restore");
         // `step` defaults to the first step.
         let old: Request =
-            serde_json::from_str(r#"{"backup_restore":{"source_database":"a","database":"b","backup_path":"p"}}"#)
-                .expect("decode");
+            serde_json::from_str(r#"{"backup_restore":{"source_database":"a","database":"b","backup_path":"p"}}"#)?;
         assert!(matches!(
             old,
             Request::BackupRestore(BackupRestoreRequest {
@@ -280,10 +279,11 @@ mod tests {
                 ..
             })
         ));
-        let progress: Request = serde_json::from_str(r#""backup_progress""#).expect("decode");
+        let progress: Request = serde_json::from_str(r#""backup_progress""#)?;
         assert!(matches!(progress, Request::BackupProgress));
-        let empty: BackupProgress = serde_json::from_str("{}").expect("decode");
+        let empty: BackupProgress = serde_json::from_str("{}")?;
         assert_eq!(empty, BackupProgress::default());
+        Ok(())
     }
 
     #[test]
