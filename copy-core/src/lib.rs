@@ -20,7 +20,7 @@ pub mod rate;
 
 pub use budget::{MemoryBudget, MemoryPermit};
 pub use cancel::CancelToken;
-pub use checkpoint::{CheckpointStore, ChunkStats, MemoryCheckpoints};
+pub use checkpoint::{CheckpointStore, ChunkStats, MemoryCheckpoints, FLUSH_INTERVAL};
 pub use error::{BoxError, CopyError};
 pub use key::{KeyRange, KeyTuple, KeyValue};
 pub use pipeline::{

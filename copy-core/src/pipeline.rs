@@ -8,7 +8,7 @@ use crossbeam_channel::{RecvTimeoutError, SendTimeoutError};
 
 use crate::budget::{MemoryBudget, MemoryPermit};
 use crate::cancel::{CancelToken, POLL_INTERVAL};
-use crate::checkpoint::{CheckpointStore, ChunkStats};
+use crate::checkpoint::{CheckpointStore, ChunkStats, FLUSH_INTERVAL};
 use crate::error::{BoxError, CopyError};
 use crate::plan::{ChunkId, ChunkTask};
 use crate::rate::RateLimiter;
@@ -128,7 +128,8 @@ struct Shared<'a> {
 /// Returns the first error; the other lanes stop within [`POLL_INTERVAL`]
 /// plus one batch. Cancelling `cancel` stops the copy the same way and
 /// returns [`CopyError::Cancelled`]. Chunks that committed before the stop
-/// stay checkpointed.
+/// stay checkpointed: `checkpoints` is flushed every [`FLUSH_INTERVAL`] and
+/// before this returns, whatever the outcome.
 pub fn run_copy(
     chunks: &[ChunkTask],
     settings: &CopySettings,
@@ -174,14 +175,17 @@ pub fn run_copy(
     let (lanes_running, lanes_done) = crossbeam_channel::bounded::<()>(0);
     std::thread::scope(|scope| {
         // Maps the caller's cancellation onto the internal stop token, which
-        // every blocking wait in the pipeline polls.
+        // every blocking wait in the pipeline polls, and flushes checkpoints.
         let shared_ref = &shared;
         scope.spawn(move || {
             let shared = shared_ref;
-            while let Err(RecvTimeoutError::Timeout) = lanes_done.recv_timeout(POLL_INTERVAL / 2) {
+            while let Err(RecvTimeoutError::Timeout) = lanes_done.recv_timeout(FLUSH_INTERVAL.min(POLL_INTERVAL / 2)) {
                 if cancel.is_cancelled() {
                     shared.stop.cancel();
                     break;
+                }
+                if let Err(error) = shared.flush_checkpoints() {
+                    shared.fail(error);
                 }
             }
         });
@@ -189,27 +193,32 @@ pub fn run_copy(
             .map(|_| {
                 let work = work_rx.clone();
                 let shared = &shared;
-                scope.spawn(move || {
+                let (reader, reading) = LaneReader::spawn(scope, shared);
+                let writing = scope.spawn(move || {
                     while let Ok(chunk) = work.recv() {
                         if shared.stop.is_cancelled() {
                             break;
                         }
-                        if let Err(error) = copy_chunk_with_retries(shared, chunk) {
+                        if let Err(error) = copy_chunk_with_retries(shared, &reader, chunk) {
                             shared.fail(error);
                             break;
                         }
                     }
-                })
+                });
+                [writing, reading]
             })
             .collect();
-        for lane in lanes {
-            if lane.join().is_err() {
+        for thread in lanes.into_iter().flatten() {
+            if thread.join().is_err() {
                 shared.fail(CopyError::Internal("a copy lane panicked".into()));
             }
         }
         drop(lanes_running);
     });
 
+    if let Err(error) = shared.flush_checkpoints() {
+        shared.fail(error);
+    }
     if cancel.is_cancelled() {
         return Err(CopyError::Cancelled);
     }
@@ -222,6 +231,13 @@ pub fn run_copy(
 }
 
 impl Shared<'_> {
+    fn flush_checkpoints(&self) -> Result<(), CopyError> {
+        self.checkpoints.flush().map_err(|message| CopyError::Checkpoint {
+            chunk: "the chunks committed since the last flush".into(),
+            message,
+        })
+    }
+
     fn fail(&self, error: CopyError) {
         let mut first = self.first_error.lock().unwrap_or_else(PoisonError::into_inner);
         // A lane that stopped because another failed reports Cancelled; keep the cause.
@@ -234,14 +250,69 @@ impl Shared<'_> {
 
 type Queued = (Bytes, u64, MemoryPermit);
 
+/// One chunk for a lane's reader thread: where to read, where to queue.
+struct ReadJob {
+    reader: Box<dyn BatchReader>,
+    queue: crossbeam_channel::Sender<Queued>,
+    name: String,
+}
+
+/// A lane's reader thread, kept for the lane's life: on 1,000 one-batch
+/// tables, spawning a thread per chunk cost more than reading the chunk.
+struct LaneReader {
+    jobs: crossbeam_channel::Sender<ReadJob>,
+    results: crossbeam_channel::Receiver<Result<(), CopyError>>,
+}
+
+impl LaneReader {
+    /// Starts the thread; it ends when the returned `LaneReader` is dropped.
+    fn spawn<'scope, 'env>(
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        shared: &'scope Shared<'env>,
+    ) -> (Self, std::thread::ScopedJoinHandle<'scope, ()>) {
+        let (jobs, job_rx) = crossbeam_channel::bounded::<ReadJob>(1);
+        let (result_tx, results) = crossbeam_channel::bounded(1);
+        let thread = scope.spawn(move || {
+            for job in job_rx {
+                let name = job.name.clone();
+                let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    read_chunk(shared, job.reader, job.queue, &job.name)
+                }))
+                .unwrap_or_else(|_| Err(CopyError::Internal(format!("reader of {name} panicked"))));
+                if result_tx.send(read).is_err() {
+                    break;
+                }
+            }
+        });
+        (Self { jobs, results }, thread)
+    }
+
+    /// Reads `reader` into `queue` on the lane's reader thread while
+    /// `write` runs on this one; returns the write's result, or the read
+    /// error that caused it.
+    fn read_while<T>(&self, job: ReadJob, write: impl FnOnce() -> Result<T, CopyError>) -> Result<T, CopyError> {
+        let name = job.name.clone();
+        if self.jobs.send(job).is_err() {
+            return Err(CopyError::Internal(format!("the reader thread for {name} is gone")));
+        }
+        let written = write();
+        let read = self
+            .results
+            .recv()
+            .unwrap_or_else(|_| Err(CopyError::Internal(format!("the reader thread for {name} is gone"))));
+        // A reader failure is the cause even when the writer then saw a closed queue.
+        read.and(written)
+    }
+}
+
 /// Pause before retrying a chunk, growing with each attempt.
 const RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(500);
 
-fn copy_chunk_with_retries(shared: &Shared<'_>, chunk: &ChunkTask) -> Result<(), CopyError> {
+fn copy_chunk_with_retries(shared: &Shared<'_>, lane: &LaneReader, chunk: &ChunkTask) -> Result<(), CopyError> {
     let mut attempt = 0;
     loop {
         let redo = shared.settings.resumed || attempt > 0;
-        match copy_chunk(shared, chunk, redo) {
+        match copy_chunk(shared, lane, chunk, redo) {
             Ok(()) => return Ok(()),
             Err(error) if retryable(&error) && attempt < shared.settings.retries && !shared.stop.is_cancelled() => {
                 attempt += 1;
@@ -267,7 +338,7 @@ fn retryable(error: &CopyError) -> bool {
     matches!(error, CopyError::Read { .. } | CopyError::Write { .. })
 }
 
-fn copy_chunk(shared: &Shared<'_>, chunk: &ChunkTask, redo: bool) -> Result<(), CopyError> {
+fn copy_chunk(shared: &Shared<'_>, lane: &LaneReader, chunk: &ChunkTask, redo: bool) -> Result<(), CopyError> {
     let name = chunk.id.to_string();
     let write_err = |source: BoxError| CopyError::Write {
         chunk: name.clone(),
@@ -284,16 +355,13 @@ fn copy_chunk(shared: &Shared<'_>, chunk: &ChunkTask, redo: bool) -> Result<(), 
             });
         }
     };
-    let (tx, rx) = crossbeam_channel::bounded::<Queued>(shared.settings.queue_depth.max(1));
-    let written = std::thread::scope(|scope| {
-        let reading = scope.spawn(|| read_chunk(shared, reader, tx, &name));
-        let written = write_chunk(shared, chunk.id, writer.as_mut(), rx);
-        let read = reading
-            .join()
-            .unwrap_or_else(|_| Err(CopyError::Internal(format!("reader of {name} panicked"))));
-        // A reader failure is the cause even when the writer then saw a closed queue.
-        read.and(written)
-    });
+    let (queue, rx) = crossbeam_channel::bounded::<Queued>(shared.settings.queue_depth.max(1));
+    let job = ReadJob {
+        reader,
+        queue,
+        name: name.clone(),
+    };
+    let written = lane.read_while(job, || write_chunk(shared, chunk.id, writer.as_mut(), rx));
     let written = match written {
         Ok(stats) => stats,
         Err(error) => {

@@ -287,6 +287,76 @@ fn cancellation_stops_within_a_second_and_keeps_committed_checkpoints() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
+/// A store that, like the daemon's, makes records durable only on flush.
+#[derive(Default)]
+struct Buffered {
+    recorded: Mutex<Vec<ChunkId>>,
+    durable: Mutex<Vec<ChunkId>>,
+    flushes_with_work: AtomicU64,
+}
+
+impl CheckpointStore for Buffered {
+    fn committed(&self, id: ChunkId) -> Option<ChunkStats> {
+        let recorded = self.recorded.lock().expect("recorded");
+        recorded.contains(&id).then_some(ChunkStats::default())
+    }
+
+    fn record(&self, id: ChunkId, _: ChunkStats) -> Result<(), String> {
+        self.recorded.lock().expect("recorded").push(id);
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), String> {
+        let recorded = self.recorded.lock().expect("recorded");
+        let mut durable = self.durable.lock().expect("durable");
+        if durable.len() < recorded.len() {
+            self.flushes_with_work.fetch_add(1, Ordering::Relaxed);
+            *durable = recorded.clone();
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn checkpoints_are_flushed_while_copying_and_all_of_them_when_cancelled() {
+    let sink = leak(Sink {
+        delay: Duration::from_millis(20),
+        ..Sink::default()
+    });
+    let store = Buffered::default();
+    let cancel = CancelToken::new();
+    let result = std::thread::scope(|s| {
+        let copy = s.spawn(|| {
+            run_copy(
+                &chunks(1, 200),
+                &settings(2, 1 << 20),
+                &source(2, 10),
+                &sink,
+                &store,
+                &NoProgress,
+                &cancel,
+            )
+        });
+        std::thread::sleep(Duration::from_millis(800));
+        cancel.cancel();
+        copy.join().expect("copy thread")
+    });
+    assert!(matches!(result, Err(CopyError::Cancelled)), "{result:?}");
+    let recorded = store.recorded.lock().expect("recorded").len();
+    assert!(recorded > 0 && recorded < 200, "{recorded} chunks committed");
+    assert_eq!(
+        store.durable.lock().expect("durable").len(),
+        recorded,
+        "every record flushed"
+    );
+    let flushes = store.flushes_with_work.load(Ordering::Relaxed);
+    assert!(flushes >= 5, "flushed {flushes} times in 800 ms: not periodic");
+    assert!(
+        (flushes as usize) < recorded,
+        "{flushes} flushes for {recorded} chunks: not batched"
+    );
+}
+
 #[test]
 fn a_resumed_copy_skips_committed_chunks_and_redoes_the_rest() {
     let store = MemoryCheckpoints::default();
