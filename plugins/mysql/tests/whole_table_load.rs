@@ -1,0 +1,121 @@
+//! A whole table written for the first time loads in autocommit, against a
+//! real MariaDB server (started by `dbferry-testkit`): a load whose checks
+//! fail, or that is aborted, still leaves the table empty, and the writer
+//! connection it hands back still redoes ranges in a transaction.
+
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use dbferry_mysql::MysqlSession;
+use dbferry_plugin_abi::plugin::{Reader, Session, Writer};
+use dbferry_plugin_abi::protocol::{
+    ExistingTables, KeyRange, KeyValue, PrepareRequest, ReadRequest, SessionConfig, TableSchema, WriteRequest,
+};
+use dbferry_testkit::{MariaDb, ADMIN_USER};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn server() -> &'static MariaDb {
+    static SERVER: OnceLock<MariaDb> = OnceLock::new();
+    SERVER.get_or_init(MariaDb::start)
+}
+
+/// `{prefix}_src.t` with 3 rows, its empty copy created in `{prefix}_dst`
+/// (one writer connection, so every chunk reuses the same one), the table's
+/// schema and its rows as one batch.
+fn setup(prefix: &str) -> Result<(MysqlSession, TableSchema, Bytes), Box<dyn std::error::Error>> {
+    let server = server();
+    let (src, dst) = (format!("{prefix}_src"), format!("{prefix}_dst"));
+    server.exec(&format!(
+        "CREATE DATABASE {src}; CREATE DATABASE {dst};
+         CREATE TABLE {src}.t (id INT PRIMARY KEY, v VARCHAR(10) NOT NULL, UNIQUE KEY v (v));
+         INSERT INTO {src}.t VALUES (1, 'a'), (2, 'b'), (3, 'c');"
+    ));
+    let session = MysqlSession::connect(&SessionConfig {
+        instance_id: "whole-table-load".into(),
+        host: "127.0.0.1".into(),
+        port: server.port(),
+        user: ADMIN_USER.into(),
+        password: server.admin_password().into(),
+        max_connections: 2,
+        options: Default::default(),
+    })?;
+    let schema = session.describe_database(&src)?;
+    session.prepare_target(PrepareRequest {
+        database: dst,
+        schema: schema.clone(),
+        existing_tables: ExistingTables::Fail,
+        resume: false,
+        inline_index_max_bytes: u64::MAX,
+        parallelism: 1,
+    })?;
+    let table = schema.tables.into_iter().next().ok_or("no table described")?;
+    let mut reader = session.open_reader(ReadRequest {
+        database: src,
+        range: KeyRange::whole(table.key.clone().unwrap_or_default()),
+        table: table.clone(),
+        batch_bytes: 1 << 20,
+    })?;
+    let (batch, rows) = reader.next_batch()?.ok_or("no batch read")?;
+    assert_eq!(rows, 3);
+    assert!(reader.next_batch()?.is_none());
+    Ok((session, table, batch))
+}
+
+fn whole(prefix: &str, table: &TableSchema) -> WriteRequest {
+    WriteRequest {
+        database: format!("{prefix}_dst"),
+        range: KeyRange::whole(table.key.clone().unwrap_or_default()),
+        table: table.clone(),
+        redo: false,
+    }
+}
+
+fn count(prefix: &str) -> Option<String> {
+    server().scalar(&format!("SELECT COUNT(*) FROM {prefix}_dst.t"))
+}
+
+#[test]
+fn a_whole_table_load_whose_row_count_is_wrong_leaves_the_table_empty() -> TestResult {
+    let (session, table, batch) = setup("wrong_count")?;
+    let mut writer = session.open_writer(whole("wrong_count", &table))?;
+    writer.write(batch, 4)?;
+    let refused = writer.commit().err().ok_or("a short load was committed")?;
+    assert!(refused.message.contains("accepted 3 rows"), "{}", refused.message);
+    assert_eq!(count("wrong_count").as_deref(), Some("0"));
+    Ok(())
+}
+
+#[test]
+fn an_aborted_whole_table_load_leaves_the_table_empty() -> TestResult {
+    let (session, table, batch) = setup("aborted")?;
+    let mut writer = session.open_writer(whole("aborted", &table))?;
+    writer.write(batch, 3)?;
+    writer.abort();
+    assert_eq!(count("aborted").as_deref(), Some("0"));
+    Ok(())
+}
+
+#[test]
+fn after_a_whole_table_load_its_connection_redoes_a_range_in_a_transaction() -> TestResult {
+    let (session, table, batch) = setup("then_split")?;
+    let mut writer = session.open_writer(whole("then_split", &table))?;
+    writer.write(batch.clone(), 3)?;
+    assert_eq!(writer.commit()?.rows, 3);
+    assert_eq!(count("then_split").as_deref(), Some("3"));
+
+    // A redone chunk over ids (0, 3] on the same connection: it replaces the
+    // rows in a transaction, so the unique key sees no duplicate.
+    let mut range = KeyRange::whole(table.key.clone().unwrap_or_default());
+    range.lower = Some(vec![KeyValue::Int(0)]);
+    range.upper = Some(vec![KeyValue::Int(3)]);
+    let mut writer = session.open_writer(WriteRequest {
+        range,
+        redo: true,
+        ..whole("then_split", &table)
+    })?;
+    writer.write(batch, 3)?;
+    assert_eq!(writer.commit()?.rows, 3);
+    assert_eq!(count("then_split").as_deref(), Some("3"));
+    Ok(())
+}
