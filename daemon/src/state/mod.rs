@@ -3,6 +3,8 @@
 //!
 //! SQLite in WAL mode with `synchronous = FULL`: a checkpoint that
 //! [`Store::record_chunks`] returned from survives `kill -9` and power loss.
+//! A running copy calls it every [`dbferry_copy_core::FLUSH_INTERVAL`] with
+//! the chunks committed since (see [`StoredImport`]).
 //! Several processes (a daemon and `dbferry run`s) may share one state
 //! directory; SQLite serialises their writes.
 
