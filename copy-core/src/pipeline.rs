@@ -273,10 +273,9 @@ impl LaneReader {
         let (jobs, job_rx) = crossbeam_channel::bounded::<ReadJob>(1);
         let (result_tx, results) = crossbeam_channel::bounded(1);
         let thread = scope.spawn(move || {
-            for job in job_rx {
-                let name = job.name.clone();
+            for ReadJob { reader, queue, name } in job_rx {
                 let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    read_chunk(shared, job.reader, job.queue, &job.name)
+                    read_chunk(shared, reader, queue, &name)
                 }))
                 .unwrap_or_else(|_| Err(CopyError::Internal(format!("reader of {name} panicked"))));
                 if result_tx.send(read).is_err() {
@@ -291,15 +290,11 @@ impl LaneReader {
     /// `write` runs on this one; returns the write's result, or the read
     /// error that caused it.
     fn read_while<T>(&self, job: ReadJob, write: impl FnOnce() -> Result<T, CopyError>) -> Result<T, CopyError> {
-        let name = job.name.clone();
-        if self.jobs.send(job).is_err() {
-            return Err(CopyError::Internal(format!("the reader thread for {name} is gone")));
-        }
+        // Only if the thread died outside `catch_unwind`, which reports panics.
+        let gone = || CopyError::Internal("a lane's reader thread is gone".into());
+        self.jobs.send(job).map_err(|_| gone())?;
         let written = write();
-        let read = self
-            .results
-            .recv()
-            .unwrap_or_else(|_| Err(CopyError::Internal(format!("the reader thread for {name} is gone"))));
+        let read = self.results.recv().unwrap_or_else(|_| Err(gone()));
         // A reader failure is the cause even when the writer then saw a closed queue.
         read.and(written)
     }

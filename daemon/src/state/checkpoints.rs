@@ -17,8 +17,9 @@ pub struct StoredImport<'a> {
     committed: Mutex<HashMap<ChunkId, ChunkStats>>,
     /// Recorded but not yet written.
     unwritten: Mutex<Vec<(ChunkId, ChunkStats)>>,
-    /// Held while writing, so that flushes land in the order they took
-    /// their batches.
+    /// Held while writing: a flush that finds nothing left to take must
+    /// still wait for the batch another flush is writing (or has put back
+    /// after failing) before it may report every record durable.
     writing: Mutex<()>,
 }
 
