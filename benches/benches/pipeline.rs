@@ -141,6 +141,7 @@ fn bench_pipeline(c: &mut Criterion) {
                 max_bytes_per_sec: 0,
                 resumed: false,
                 retries: 0,
+                inline_chunk_bytes: 0,
             };
             group.bench_with_input(
                 BenchmarkId::new(name, format!("lanes={lanes}")),

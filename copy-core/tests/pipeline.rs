@@ -129,7 +129,17 @@ fn settings(lanes: usize, budget: u64) -> CopySettings {
         max_bytes_per_sec: 0,
         resumed: false,
         retries: 0,
+        inline_chunk_bytes: 0,
     }
+}
+
+/// The same settings with chunks handed to the lane's reader thread, then read inline.
+fn both_ways(lanes: usize, budget: u64) -> [CopySettings; 2] {
+    let inline = CopySettings {
+        inline_chunk_bytes: u64::MAX,
+        ..settings(lanes, budget)
+    };
+    [settings(lanes, budget), inline]
 }
 
 fn source(batches: u64, batch_len: usize) -> Source {
@@ -170,8 +180,8 @@ fn every_chunk_is_copied_once_and_checkpointed() {
         .all(|&(rows, redo)| rows == 5 && !redo));
 }
 
-#[test]
-fn a_slow_target_holds_the_reader_back() {
+/// How many batches the reader got ahead of a slow writer on one chunk.
+fn reader_lead(settings: &CopySettings) -> u64 {
     let sink = leak(Sink {
         delay: Duration::from_millis(20),
         ..Sink::default()
@@ -193,9 +203,9 @@ fn a_slow_target_holds_the_reader_back() {
             }
         })
     };
-    run_copy(
+    let report = run_copy(
         &chunks(1, 1),
-        &settings(1, 1 << 20),
+        settings,
         &src,
         &sink,
         &MemoryCheckpoints::default(),
@@ -203,14 +213,25 @@ fn a_slow_target_holds_the_reader_back() {
         &CancelToken::new(),
     )
     .expect("copy");
+    assert_eq!(report.rows, 40);
     watcher_done.store(true, Ordering::SeqCst);
     watcher.join().expect("watcher");
+    max_lead.load(Ordering::SeqCst)
+}
+
+#[test]
+fn a_slow_target_holds_the_reader_back() {
+    let lead = reader_lead(&settings(1, 1 << 20));
     // queue_depth 2, plus one batch held by the reader and one by the writer.
-    assert!(
-        max_lead.load(Ordering::SeqCst) <= 4,
-        "reader ran {} batches ahead",
-        max_lead.load(Ordering::SeqCst)
-    );
+    assert!((2..=4).contains(&lead), "reader ran {lead} batches ahead");
+}
+
+#[test]
+fn a_small_chunk_is_read_and_written_in_turn_on_the_lane_thread() {
+    let mut inline = settings(1, 1 << 20);
+    inline.inline_chunk_bytes = 1;
+    let lead = reader_lead(&inline);
+    assert!(lead <= 1, "reader ran {lead} batches ahead");
 }
 
 #[test]
@@ -219,21 +240,24 @@ fn queued_memory_stays_under_the_budget_but_an_oversized_batch_passes() {
         delay: Duration::from_millis(1),
         ..Sink::default()
     });
-    let report = run_copy(
-        &chunks(4, 2),
-        &settings(4, 64 << 10),
-        &source(20, 16 << 10),
-        &sink,
-        &MemoryCheckpoints::default(),
-        &NoProgress,
-        &CancelToken::new(),
-    )
-    .expect("copy");
-    assert!(
-        report.peak_queued_bytes <= 64 << 10,
-        "peak {}",
-        report.peak_queued_bytes
-    );
+    for settings in both_ways(4, 64 << 10) {
+        let report = run_copy(
+            &chunks(4, 2),
+            &settings,
+            &source(20, 16 << 10),
+            &sink,
+            &MemoryCheckpoints::default(),
+            &NoProgress,
+            &CancelToken::new(),
+        )
+        .expect("copy");
+        assert!(
+            report.peak_queued_bytes <= 64 << 10,
+            "peak {}",
+            report.peak_queued_bytes
+        );
+        assert_eq!(report.rows, 160);
+    }
 
     let wide = leak(Sink::default());
     let report = run_copy(
@@ -251,40 +275,42 @@ fn queued_memory_stays_under_the_budget_but_an_oversized_batch_passes() {
 
 #[test]
 fn cancellation_stops_within_a_second_and_keeps_committed_checkpoints() {
-    let sink = leak(Sink {
-        delay: Duration::from_millis(50),
-        ..Sink::default()
-    });
-    let store = MemoryCheckpoints::default();
-    let cancel = CancelToken::new();
-    let started = Instant::now();
-    let result = std::thread::scope(|s| {
-        let copy = s.spawn(|| {
-            run_copy(
-                &chunks(1, 100),
-                &settings(2, 1 << 20),
-                &source(4, 10),
-                &sink,
-                &store,
-                &NoProgress,
-                &cancel,
-            )
+    for settings in both_ways(2, 1 << 20) {
+        let sink = leak(Sink {
+            delay: Duration::from_millis(50),
+            ..Sink::default()
         });
-        std::thread::sleep(Duration::from_millis(800));
-        let cancelled_at = Instant::now();
-        cancel.cancel();
-        let result = copy.join().expect("copy thread");
-        assert!(
-            cancelled_at.elapsed() < Duration::from_secs(1),
-            "took {:?} to stop",
-            cancelled_at.elapsed()
-        );
-        result
-    });
-    assert!(matches!(result, Err(CopyError::Cancelled)), "{result:?}");
-    let done = store.all().len();
-    assert!(done > 0 && done < 100, "{done} chunks committed");
-    assert!(started.elapsed() < Duration::from_secs(5));
+        let store = MemoryCheckpoints::default();
+        let cancel = CancelToken::new();
+        let started = Instant::now();
+        let result = std::thread::scope(|s| {
+            let copy = s.spawn(|| {
+                run_copy(
+                    &chunks(1, 100),
+                    &settings,
+                    &source(4, 10),
+                    &sink,
+                    &store,
+                    &NoProgress,
+                    &cancel,
+                )
+            });
+            std::thread::sleep(Duration::from_millis(800));
+            let cancelled_at = Instant::now();
+            cancel.cancel();
+            let result = copy.join().expect("copy thread");
+            assert!(
+                cancelled_at.elapsed() < Duration::from_secs(1),
+                "took {:?} to stop",
+                cancelled_at.elapsed()
+            );
+            result
+        });
+        assert!(matches!(result, Err(CopyError::Cancelled)), "{result:?}");
+        let done = store.all().len();
+        assert!(done > 0 && done < 100, "{done} chunks committed");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
 }
 
 /// A store that, like the daemon's, makes records durable only on flush.
@@ -390,28 +416,30 @@ fn a_resumed_copy_skips_committed_chunks_and_redoes_the_rest() {
 
 #[test]
 fn the_first_error_stops_every_lane_and_is_reported() {
-    let sink = leak(Sink {
-        delay: Duration::from_millis(5),
-        ..Sink::default()
-    });
-    let mut src = source(5, 10);
-    src.fail_on = Some(ChunkId { table: 0, ordinal: 3 });
-    let store = MemoryCheckpoints::default();
-    let result = run_copy(
-        &chunks(1, 200),
-        &settings(3, 1 << 20),
-        &src,
-        &sink,
-        &store,
-        &NoProgress,
-        &CancelToken::new(),
-    );
-    match result {
-        Err(CopyError::Read { source, .. }) => assert!(source.to_string().contains("exploded")),
-        other => panic!("expected the read error, got {other:?}"),
+    for settings in both_ways(3, 1 << 20) {
+        let sink = leak(Sink {
+            delay: Duration::from_millis(5),
+            ..Sink::default()
+        });
+        let mut src = source(5, 10);
+        src.fail_on = Some(ChunkId { table: 0, ordinal: 3 });
+        let store = MemoryCheckpoints::default();
+        let result = run_copy(
+            &chunks(1, 200),
+            &settings,
+            &src,
+            &sink,
+            &store,
+            &NoProgress,
+            &CancelToken::new(),
+        );
+        match result {
+            Err(CopyError::Read { source, .. }) => assert!(source.to_string().contains("exploded")),
+            other => panic!("expected the read error, got {other:?}"),
+        }
+        assert!(store.all().len() < 200, "the other lanes stopped");
+        assert!(!store.is_committed(ChunkId { table: 0, ordinal: 3 }));
     }
-    assert!(store.all().len() < 200, "the other lanes stopped");
-    assert!(!store.is_committed(ChunkId { table: 0, ordinal: 3 }));
 }
 
 /// A target whose first attempt at every chunk fails after one batch.

@@ -387,13 +387,15 @@ fn copy_all(
         &resolved.source.engine,
         &ctx.metrics,
     );
+    let lanes = job.options.parallelism as usize;
     let settings = CopySettings {
-        lanes: job.options.parallelism as usize,
+        lanes,
         queue_depth: tuning.queue_depth,
         memory_budget: tuning.memory_budget,
         max_bytes_per_sec: job.options.max_bytes_per_sec,
         resumed: resume,
         retries: CHUNK_RETRIES,
+        inline_chunk_bytes: copy::batch_bytes(lanes),
     };
     let done = std::sync::atomic::AtomicBool::new(false);
     let report = std::thread::scope(|scope| {

@@ -505,6 +505,7 @@ fn settings(resumed: bool) -> CopySettings {
         max_bytes_per_sec: 0,
         resumed,
         retries: 0,
+        inline_chunk_bytes: 0,
     }
 }
 

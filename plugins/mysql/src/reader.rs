@@ -3,10 +3,10 @@
 //! bounded channel; `next_batch` waits at most ~200 ms so the host stays
 //! responsive to cancellation.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use dbferry_plugin_abi::plugin::Reader;
 use dbferry_plugin_abi::protocol::{PluginError, ReadRequest};
-use dbferry_plugin_sdk::reader::{BatchChannel, BatchSender};
+use dbferry_plugin_sdk::reader::{BatchChannel, BatchSender, BatchSizes};
 use mysql_async::prelude::Queryable;
 
 use crate::conn::{runtime, Lease};
@@ -98,10 +98,11 @@ async fn read_wire(
         .start_rows(sql)
         .await
         .map_err(|e| e.during(|| format!("running {sql}")))?;
+    let mut sizes = BatchSizes::new(batch);
     loop {
-        let mut buf = BytesMut::with_capacity(batch + batch / 8);
+        let (mut buf, limit) = sizes.next_buffer();
         let (rows, ended) = conn
-            .encode_rows(columns, &mut buf, batch)
+            .encode_rows(columns, &mut buf, limit)
             .await
             .map_err(|e| e.during(|| format!("reading rows of {sql}")))?;
         if rows > 0 && tx.send(Ok((buf.freeze(), rows))).await.is_err() {
@@ -131,13 +132,16 @@ async fn read(
     }
     {
         let mut result = conn.query_iter(sql).await.ctx(|| format!("running {sql}"))?;
-        let mut buf = BytesMut::with_capacity(batch + batch / 8);
+        let mut sizes = BatchSizes::new(batch);
+        let (mut buf, mut limit) = sizes.next_buffer();
         let mut rows = 0u64;
         while let Some(row) = result.next().await.ctx(|| format!("reading rows of {sql}"))? {
             push_row(&mut buf, &row);
             rows += 1;
-            if buf.len() >= batch {
-                let full = std::mem::replace(&mut buf, BytesMut::with_capacity(batch + batch / 8)).freeze();
+            if buf.len() >= limit {
+                let next;
+                (next, limit) = sizes.next_buffer();
+                let full = std::mem::replace(&mut buf, next).freeze();
                 if tx.send(Ok((full, rows))).await.is_err() {
                     return Ok(None);
                 }

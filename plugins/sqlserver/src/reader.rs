@@ -7,7 +7,7 @@
 use bytes::{Bytes, BytesMut};
 use dbferry_plugin_abi::plugin::Reader;
 use dbferry_plugin_abi::protocol::{PluginError, ReadRequest};
-use dbferry_plugin_sdk::reader::{BatchChannel, BatchSender};
+use dbferry_plugin_sdk::reader::{BatchChannel, BatchSender, BatchSizes};
 use futures_util::TryStreamExt;
 
 use crate::conn::{exec, runtime, Lease};
@@ -69,10 +69,11 @@ impl SqlServerReader {
     }
 }
 
-fn new_batch(batch: usize, width: usize) -> Result<BytesMut> {
-    let mut buf = BytesMut::with_capacity(batch + batch / 8);
+/// The next batch's buffer, its header written, and the length that ends it.
+fn new_batch(sizes: &mut BatchSizes, width: usize) -> Result<(BytesMut, usize)> {
+    let (mut buf, limit) = sizes.next_buffer();
     start_batch(&mut buf, width)?;
-    Ok(buf)
+    Ok((buf, limit))
 }
 
 /// Streams the result. Returns the lease when it is clean for reuse, `None`
@@ -95,8 +96,9 @@ async fn read(
             .await
             .ctx(|| format!("running {}", crate::conn::abbreviate(sql)))?
             .into_row_stream();
-        let header = new_batch(0, width)?.len();
-        let mut buf = new_batch(batch, width)?;
+        let mut sizes = BatchSizes::new(batch);
+        let (mut buf, mut limit) = new_batch(&mut sizes, width)?;
+        let header = buf.len();
         let mut rows = 0u64;
         while let Some(row) = stream
             .try_next()
@@ -113,8 +115,10 @@ async fn read(
                 put_value(&mut buf, &value)?;
             }
             rows += 1;
-            if buf.len() >= batch {
-                let full = std::mem::replace(&mut buf, new_batch(batch, width)?).freeze();
+            if buf.len() >= limit {
+                let next;
+                (next, limit) = new_batch(&mut sizes, width)?;
+                let full = std::mem::replace(&mut buf, next).freeze();
                 if tx.send(Ok((full, rows))).await.is_err() {
                     return Ok(None);
                 }
