@@ -10,7 +10,7 @@ use bytes::Bytes;
 use dbferry_copy_core::error::BoxError;
 use dbferry_copy_core::{
     run_copy, BatchReader, BatchWriter, CancelToken, CheckpointStore, ChunkId, ChunkSink, ChunkSource, ChunkStats,
-    ChunkTask, CopyError, CopySettings, KeyRange, MemoryCheckpoints, ProgressSink, ReadOutcome,
+    ChunkTask, CopyError, CopyReport, CopySettings, KeyRange, MemoryCheckpoints, ProgressSink, ReadOutcome,
 };
 
 /// A source whose every chunk is `batches` batches of `batch_len` bytes, one row each.
@@ -151,6 +151,23 @@ fn source(batches: u64, batch_len: usize) -> Source {
     }
 }
 
+/// Runs `copy`, cancels it after `delay`, and returns its result and how
+/// long it took to stop once cancelled.
+fn cancelled_after(
+    delay: Duration,
+    copy: impl FnOnce(&CancelToken) -> Result<CopyReport, CopyError> + Send,
+) -> (Result<CopyReport, CopyError>, Duration) {
+    let cancel = CancelToken::new();
+    std::thread::scope(|s| {
+        let copying = s.spawn(|| copy(&cancel));
+        std::thread::sleep(delay);
+        let cancelled_at = Instant::now();
+        cancel.cancel();
+        let result = copying.join().expect("copy thread");
+        (result, cancelled_at.elapsed())
+    })
+}
+
 fn leak(sink: Sink) -> &'static Sink {
     Box::leak(Box::new(sink))
 }
@@ -281,31 +298,19 @@ fn cancellation_stops_within_a_second_and_keeps_committed_checkpoints() {
             ..Sink::default()
         });
         let store = MemoryCheckpoints::default();
-        let cancel = CancelToken::new();
         let started = Instant::now();
-        let result = std::thread::scope(|s| {
-            let copy = s.spawn(|| {
-                run_copy(
-                    &chunks(1, 100),
-                    &settings,
-                    &source(4, 10),
-                    &sink,
-                    &store,
-                    &NoProgress,
-                    &cancel,
-                )
-            });
-            std::thread::sleep(Duration::from_millis(800));
-            let cancelled_at = Instant::now();
-            cancel.cancel();
-            let result = copy.join().expect("copy thread");
-            assert!(
-                cancelled_at.elapsed() < Duration::from_secs(1),
-                "took {:?} to stop",
-                cancelled_at.elapsed()
-            );
-            result
+        let (result, stopping) = cancelled_after(Duration::from_millis(800), |cancel| {
+            run_copy(
+                &chunks(1, 100),
+                &settings,
+                &source(4, 10),
+                &sink,
+                &store,
+                &NoProgress,
+                cancel,
+            )
         });
+        assert!(stopping < Duration::from_secs(1), "took {stopping:?} to stop");
         assert!(matches!(result, Err(CopyError::Cancelled)), "{result:?}");
         let done = store.all().len();
         assert!(done > 0 && done < 100, "{done} chunks committed");
@@ -350,22 +355,16 @@ fn checkpoints_are_flushed_while_copying_and_all_of_them_when_cancelled() {
         ..Sink::default()
     });
     let store = Buffered::default();
-    let cancel = CancelToken::new();
-    let result = std::thread::scope(|s| {
-        let copy = s.spawn(|| {
-            run_copy(
-                &chunks(1, 200),
-                &settings(2, 1 << 20),
-                &source(2, 10),
-                &sink,
-                &store,
-                &NoProgress,
-                &cancel,
-            )
-        });
-        std::thread::sleep(Duration::from_millis(800));
-        cancel.cancel();
-        copy.join().expect("copy thread")
+    let (result, _) = cancelled_after(Duration::from_millis(800), |cancel| {
+        run_copy(
+            &chunks(1, 200),
+            &settings(2, 1 << 20),
+            &source(2, 10),
+            &sink,
+            &store,
+            &NoProgress,
+            cancel,
+        )
     });
     assert!(matches!(result, Err(CopyError::Cancelled)), "{result:?}");
     let recorded = store.recorded.lock().expect("recorded").len();
