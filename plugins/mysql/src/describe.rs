@@ -147,14 +147,11 @@ pub async fn describe(
         index.prefix |= cell::text(&r, 4).is_some();
     }
 
+    let names: Vec<&str> = tables.iter().map(|t| t.0.as_str()).collect();
+    let creates = create_statements(conn, database, &names).await?;
     let mut schema_tables = Vec::with_capacity(tables.len());
     let mut objects = Vec::new();
-    for (name, engine, estimated_rows, estimated_bytes) in tables {
-        let create = rows(conn, format!("SHOW CREATE TABLE {}", qualified(database, &name)))
-            .await?
-            .first()
-            .map(|r| cell::string(r, 1))
-            .ok_or_else(|| Error::NotFound(format!("no DDL for {}", qualified(database, &name))))?;
+    for ((name, engine, estimated_rows, estimated_bytes), create) in tables.into_iter().zip(creates) {
         let cols = columns.remove(&name).unwrap_or_default();
         let table_indexes = indexes.remove(&name).unwrap_or_default();
         let (key_index, key) = choose_key(&create, &cols, &table_indexes);
@@ -317,6 +314,35 @@ pub async fn describe(
         objects,
         detail: Detail::encode(&detail).map_err(|e| Error::Internal(e.to_string()))?,
     })
+}
+
+/// Tables whose `SHOW CREATE TABLE` go to the server in one multi-statement
+/// query: one round trip each cost a tenth of dbferry's CPU on 1,000 tables.
+const SHOW_BATCH: usize = 100;
+
+/// The `SHOW CREATE TABLE` text of each of `names`, in order.
+async fn create_statements(conn: &mut Conn, database: &str, names: &[&str]) -> Result<Vec<String>> {
+    let mut creates = Vec::with_capacity(names.len());
+    for batch in names.chunks(SHOW_BATCH) {
+        let shows: Vec<String> = batch
+            .iter()
+            .map(|name| format!("SHOW CREATE TABLE {}", qualified(database, name)))
+            .collect();
+        let mut result = conn
+            .query_iter(shows.join("; "))
+            .await
+            .ctx(|| format!("running {}", shows[0]))?;
+        for (name, show) in batch.iter().zip(&shows) {
+            let found: Vec<Row> = result.collect().await.ctx(|| format!("running {show}"))?;
+            let create = found
+                .first()
+                .map(|r| cell::string(r, 1))
+                .ok_or_else(|| Error::NotFound(format!("no DDL for {}", qualified(database, name))))?;
+            creates.push(create);
+        }
+        result.drop_result().await.ctx(|| "ending SHOW CREATE TABLE".into())?;
+    }
+    Ok(creates)
 }
 
 /// The chunking key: the primary key, else the first unique key (in the
