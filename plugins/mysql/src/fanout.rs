@@ -1,6 +1,7 @@
 //! Runs independent DDL tasks on several connections at once: the caller's
 //! own connection and extra ones leased from the pool, each first given the
-//! caller's session. Tasks are handed out in order; once one has failed no
+//! caller's session. Tasks are handed out in order, several consecutive
+//! ones per round trip where the caller allows it; once one has failed no
 //! new one starts, and the failure of the earliest failed task is reported.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -8,7 +9,7 @@ use std::sync::Arc;
 
 use futures_util::future::{join_all, BoxFuture, FutureExt};
 use mysql_async::prelude::Queryable;
-use mysql_async::Conn;
+use mysql_async::{Conn, Row};
 
 use crate::conn::{Pool, Role};
 use crate::error::{Context, Error, Result};
@@ -36,41 +37,82 @@ pub struct Extra<'a> {
 /// Hands out task numbers and remembers whether one failed.
 struct Queue<'t> {
     tasks: &'t [Task],
+    /// Most tasks sent in one round trip.
+    per_trip: usize,
     next: AtomicUsize,
     failed: AtomicBool,
 }
 
 impl<'t> Queue<'t> {
-    fn take(&self) -> Option<(usize, &'t Task)> {
+    /// The next consecutive tasks, with the number of the first.
+    fn take(&self) -> Option<(usize, &'t [Task])> {
         if self.failed.load(Ordering::SeqCst) {
             return None;
         }
-        let i = self.next.fetch_add(1, Ordering::SeqCst);
-        self.tasks.get(i).map(|t| (i, t))
+        let first = self.next.fetch_add(self.per_trip, Ordering::SeqCst);
+        let end = first.saturating_add(self.per_trip).min(self.tasks.len());
+        self.tasks
+            .get(first..end)
+            .filter(|taken| !taken.is_empty())
+            .map(|t| (first, t))
     }
 
     /// Runs tasks on `conn` until none is left or one failed (returned
     /// with its number).
     async fn work(&self, conn: &mut Conn) -> Option<(usize, Error)> {
-        while let Some((i, task)) = self.take() {
-            for sql in &task.statements {
-                if let Err(e) = conn.query_drop(sql.as_str()).await.ctx(|| task.context.clone()) {
-                    self.failed.store(true, Ordering::SeqCst);
-                    return Some((i, e));
-                }
+        while let Some((first, tasks)) = self.take() {
+            let statements: Vec<(usize, &str)> = tasks
+                .iter()
+                .enumerate()
+                .flat_map(|(i, task)| task.statements.iter().map(move |sql| (first + i, sql.as_str())))
+                .collect();
+            if let Err((failed, e)) = round_trip(conn, &statements).await {
+                self.failed.store(true, Ordering::SeqCst);
+                let context = self.tasks.get(failed).map(|t| t.context.clone()).unwrap_or_default();
+                return Some((failed, Error::Sql { context, source: e }));
             }
         }
         None
     }
 }
 
+/// Runs `statements` (each with its task's number) in one round trip; on
+/// failure, the number of the task whose statement failed.
+async fn round_trip(
+    conn: &mut Conn,
+    statements: &[(usize, &str)],
+) -> std::result::Result<(), (usize, mysql_async::Error)> {
+    let task_of = |i: usize| statements.get(i).map_or(0, |s| s.0);
+    if let [(task, sql)] = statements {
+        return conn.query_drop(*sql).await.map_err(|e| (*task, e));
+    }
+    let sql: Vec<&str> = statements.iter().map(|s| s.1).collect();
+    let mut result = conn.query_iter(sql.join(";\n")).await.map_err(|e| (task_of(0), e))?;
+    // Reading statement i's result ends with the reply to statement i + 1,
+    // where a failure of that one surfaces.
+    let mut next = 0;
+    while !result.is_empty() {
+        next += 1;
+        result.collect::<Row>().await.map_err(|e| (task_of(next), e))?;
+    }
+    result.drop_result().await.map_err(|e| (task_of(next), e))
+}
+
 /// Runs `tasks` on `first` (already in the right session) and on up to
-/// `width - 1` extra connections. An extra connection that the pool cannot
-/// give at once, or that fails to open or to take the session, is simply
-/// not used: the others do its share.
-pub async fn run(first: &mut Conn, extra: &Extra<'_>, width: usize, tasks: &[Task]) -> Result<()> {
+/// `width - 1` extra connections, up to `most_per_trip` consecutive tasks
+/// per round trip but never so many that a connection goes without work.
+/// An extra connection that the pool cannot give at once, or that fails to
+/// open or to take the session, is simply not used: the others do its share.
+pub async fn run(
+    first: &mut Conn,
+    extra: &Extra<'_>,
+    width: usize,
+    tasks: &[Task],
+    most_per_trip: usize,
+) -> Result<()> {
     let queue = Queue {
         tasks,
+        per_trip: (tasks.len() / width.max(1) / 4).clamp(1, most_per_trip.max(1)),
         next: AtomicUsize::new(0),
         failed: AtomicBool::new(false),
     };

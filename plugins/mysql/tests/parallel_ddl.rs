@@ -161,13 +161,13 @@ fn extra_connections_take_the_session_and_go_back_neutral() {
             setup: session.clone(),
             reset: Some(format!("SET SESSION sql_mode = '{PLAIN_SQL_MODE}'")),
         };
-        fanout::run(conn, &extra, 4, &tasks).await.expect("run");
+        fanout::run(conn, &extra, 4, &tasks, 1).await.expect("run");
         // A failure: the earliest failed task is reported, whatever ran
         // meanwhile on the other connections.
         let mut failing = tasks.clone();
         failing[2].statements.push("SELECT * FROM no_such_table".into());
         failing[5].statements.push("SELECT * FROM no_such_table".into());
-        let error = fanout::run(conn, &extra, 4, &failing).await.expect_err("must fail");
+        let error = fanout::run(conn, &extra, 4, &failing, 1).await.expect_err("must fail");
         assert!(error.to_string().starts_with("task 2: "), "{error}");
         conn.query_drop(format!("SET SESSION sql_mode = '{PLAIN_SQL_MODE}'"))
             .await
@@ -205,6 +205,55 @@ fn extra_connections_take_the_session_and_go_back_neutral() {
         for lease in leases {
             lease.release();
         }
+    });
+    let _guard = rt.enter();
+    pool.close_idle();
+}
+
+#[test]
+fn tasks_sent_several_per_round_trip_report_the_failing_one_and_nothing_after_it_runs() {
+    let server = server();
+    server.exec("CREATE DATABASE trip; CREATE TABLE trip.done (task INT)");
+    let pool = Pool::new(&config(server, 2));
+    let rt = runtime().expect("runtime");
+    let tasks = |bad: Option<usize>| -> Vec<Task> {
+        (0..40)
+            .map(|i| {
+                let table = if bad == Some(i) { "no_such_table" } else { "done" };
+                Task {
+                    context: format!("task {i}"),
+                    statements: vec![format!("INSERT INTO trip.{table} VALUES ({i})")],
+                }
+            })
+            .collect()
+    };
+    let done = || -> Vec<usize> {
+        let rows = server.query("SELECT task FROM trip.done ORDER BY task");
+        server.exec("DELETE FROM trip.done");
+        rows.into_iter()
+            .filter_map(|r| r.into_iter().next().flatten()?.parse().ok())
+            .collect()
+    };
+    rt.block_on(async {
+        let mut lease = pool.get(Role::Control).await.expect("lease");
+        let conn = lease.conn().expect("conn");
+        let extra = Extra {
+            pool: &pool,
+            setup: Vec::new(),
+            reset: None,
+        };
+        // One connection, 40 tasks, at most 8 per round trip: 8 per trip.
+        fanout::run(conn, &extra, 1, &tasks(None), 8).await.expect("run");
+        assert_eq!(done(), (0..40).collect::<Vec<_>>());
+        // First, middle and last of a trip, the first of the next, the very last.
+        for bad in [0, 5, 7, 8, 39] {
+            let error = fanout::run(conn, &extra, 1, &tasks(Some(bad)), 8)
+                .await
+                .expect_err("must fail");
+            assert!(error.to_string().starts_with(&format!("task {bad}: ")), "{error}");
+            assert_eq!(done(), (0..bad).collect::<Vec<_>>(), "failing task {bad}");
+        }
+        lease.release();
     });
     let _guard = rt.enter();
     pool.close_idle();
