@@ -1,10 +1,11 @@
 //! The verify phase: every table's row count (or checksum) on the target
 //! against what was copied and against the source, several tables at once.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use dbferry_copy_core::CancelToken;
-use dbferry_plugin_abi::protocol::{Consistency, DigestRequest, VerifyMode};
+use dbferry_plugin_abi::protocol::{Consistency, DigestsRequest, VerifyMode};
 use dbferry_plugin_host::Session;
 
 use super::copy::PlannedTable;
@@ -20,9 +21,15 @@ pub(super) struct Checks<'a> {
     pub consistency: Consistency,
 }
 
+/// Most tables verified by one digest request per side.
+const GROUP_TABLES: usize = 64;
+/// A group takes no more tables once their estimated bytes reach this: big
+/// tables are verified apart, side by side on several lanes.
+const GROUP_BYTES: u64 = 32 << 20;
+
 impl Checks<'_> {
-    /// Verifies every table, `lanes` at a time, and returns their outcomes
-    /// in table order; the first failure stops the rest.
+    /// Verifies every table, `lanes` groups at a time, and returns their
+    /// outcomes in table order; the first failure stops the rest.
     pub fn all(
         &self,
         tables: &[PlannedTable],
@@ -30,33 +37,33 @@ impl Checks<'_> {
         lanes: usize,
         cancel: &CancelToken,
     ) -> Result<Vec<TableOutcome>, Stop> {
+        let groups = groups(tables);
         let next = AtomicUsize::new(0);
         let stopped = AtomicBool::new(false);
         // Each worker returns what it verified, or the table it failed on.
         let work = || -> WorkerResult {
             let mut done = Vec::new();
             while !stopped.load(Ordering::SeqCst) {
-                let index = next.fetch_add(1, Ordering::SeqCst);
-                let Some(table) = tables.get(index) else {
+                let Some(group) = groups.get(next.fetch_add(1, Ordering::SeqCst)) else {
                     break;
                 };
                 let outcome = if cancel.is_cancelled() {
-                    Err(Stop::Cancelled)
+                    Err((0, Stop::Cancelled))
                 } else {
-                    self.table(table, copied[index])
+                    self.group(&tables[group.clone()], &copied[group.clone()])
                 };
                 match outcome {
-                    Ok(how) => done.push((index, how)),
-                    Err(stop) => {
+                    Ok(how) => done.extend(group.clone().map(|index| (index, how))),
+                    Err((offset, stop)) => {
                         stopped.store(true, Ordering::SeqCst);
-                        return Err((index, stop));
+                        return Err((group.start + offset, stop));
                     }
                 }
             }
             Ok(done)
         };
         let results: Vec<_> = std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..lanes.clamp(1, tables.len().max(1)))
+            let workers: Vec<_> = (0..lanes.clamp(1, groups.len().max(1)))
                 .map(|_| scope.spawn(work))
                 .collect();
             workers
@@ -89,49 +96,72 @@ impl Checks<'_> {
 
     /// Compares one table's target with what was copied and with the source.
     pub fn table(&self, table: &PlannedTable, copied: u64) -> Result<&'static str, Stop> {
-        let (source, target, mode, consistency) = (self.source, self.target, self.mode, self.consistency);
-        let name = format!("{}.{}", table.target_database, table.schema.name);
+        self.group(std::slice::from_ref(table), &[copied])
+            .map_err(|(_, stop)| stop)
+    }
+
+    /// Compares tables of one database pair, with one digest request per
+    /// side; a failure comes with the offset of the first table that failed.
+    fn group(&self, tables: &[PlannedTable], copied: &[u64]) -> Result<&'static str, (usize, Stop)> {
+        let (mode, consistency) = (self.mode, self.consistency);
+        let Some(first) = tables.first() else {
+            return Ok("none");
+        };
         if mode == VerifyMode::None {
             return Ok("none");
         }
-        let digest = |session: &Session, database: &str, in_snapshot: bool| {
-            session
-                .table_digest(DigestRequest {
-                    database: database.to_string(),
-                    table: table.schema.clone(),
-                    mode,
-                    in_snapshot,
-                })
-                .map_err(|e| host_failure(&format!("verifying {name}"), e))
+        let name = |table: &PlannedTable| format!("{}.{}", table.target_database, table.schema.name);
+        let digests = |session: &Session, database: &str, in_snapshot: bool| {
+            let request = DigestsRequest {
+                database: database.to_string(),
+                tables: tables.iter().map(|t| t.schema.clone()).collect(),
+                mode,
+                in_snapshot,
+            };
+            session.table_digests(request).map_err(|e| {
+                let what = match tables {
+                    [one] => name(one),
+                    _ => format!("{} tables from {}", tables.len(), name(first)),
+                };
+                (0, host_failure(&format!("verifying {what}"), e))
+            })
         };
-        let mismatch = |what: String| {
-            Stop::Failed(
+        let mismatch = |offset: usize, what: String| {
+            let stop = Stop::Failed(
                 ErrorCode::InternalError,
-                format!("verification failed for {name}: {what}"),
-            )
+                format!("verification failed for {}: {what}", name(&tables[offset])),
+            );
+            (offset, stop)
         };
-        let on_target = digest(target, &table.target_database, false)?;
-        if on_target.rows != copied {
-            return Err(mismatch(format!(
-                "{copied} rows were copied but the target holds {}",
-                on_target.rows
-            )));
+        let on_target = digests(self.target, &first.target_database, false)?;
+        for (offset, (digest, &rows)) in on_target.iter().zip(copied).enumerate() {
+            if digest.rows != rows {
+                return Err(mismatch(
+                    offset,
+                    format!("{rows} rows were copied but the target holds {}", digest.rows),
+                ));
+            }
         }
         // Under per-table consistency the source may have moved on since it was
         // read, so only what was copied can be compared with the target.
         if consistency == Consistency::Global || mode == VerifyMode::Checksum {
-            let on_source = digest(source, &table.source_database, consistency == Consistency::Global)?;
-            if consistency == Consistency::Global && on_source.rows != on_target.rows {
-                return Err(mismatch(format!(
-                    "the source has {} rows, the target {}",
-                    on_source.rows, on_target.rows
-                )));
-            }
-            if mode == VerifyMode::Checksum && on_source.checksum != on_target.checksum {
-                return Err(mismatch(format!(
-                    "checksums differ (source {:?}, target {:?})",
-                    on_source.checksum, on_target.checksum
-                )));
+            let on_source = digests(self.source, &first.source_database, consistency == Consistency::Global)?;
+            for (offset, (source, target)) in on_source.iter().zip(&on_target).enumerate() {
+                if consistency == Consistency::Global && source.rows != target.rows {
+                    return Err(mismatch(
+                        offset,
+                        format!("the source has {} rows, the target {}", source.rows, target.rows),
+                    ));
+                }
+                if mode == VerifyMode::Checksum && source.checksum != target.checksum {
+                    return Err(mismatch(
+                        offset,
+                        format!(
+                            "checksums differ (source {:?}, target {:?})",
+                            source.checksum, target.checksum
+                        ),
+                    ));
+                }
             }
         }
         Ok(if mode == VerifyMode::Checksum {
@@ -140,6 +170,34 @@ impl Checks<'_> {
             "count"
         })
     }
+}
+
+/// Cuts the tables into runs verified together: consecutive tables of one
+/// database pair, at most [`GROUP_TABLES`] of them, and no more once their
+/// estimated bytes reach [`GROUP_BYTES`].
+fn groups(tables: &[PlannedTable]) -> Vec<Range<usize>> {
+    let mut groups: Vec<Range<usize>> = Vec::new();
+    let mut bytes = 0u64;
+    for (index, table) in tables.iter().enumerate() {
+        let joins = groups.last().is_some_and(|group| {
+            let first = &tables[group.start];
+            group.len() < GROUP_TABLES
+                && bytes < GROUP_BYTES
+                && first.source_database == table.source_database
+                && first.target_database == table.target_database
+        });
+        match groups.last_mut() {
+            Some(group) if joins => {
+                group.end = index + 1;
+                bytes = bytes.saturating_add(table.schema.estimated_bytes);
+            }
+            _ => {
+                groups.push(index..index + 1);
+                bytes = table.schema.estimated_bytes;
+            }
+        }
+    }
+    groups
 }
 
 /// One worker's tables and how each was verified, or the table it failed on.
@@ -172,6 +230,34 @@ mod tests {
 
     fn failed(table: &str) -> Stop {
         Stop::Failed(ErrorCode::InternalError, format!("verification failed for {table}"))
+    }
+
+    fn table(database: &str, estimated_bytes: u64) -> PlannedTable {
+        PlannedTable {
+            database_index: 0,
+            source_database: database.into(),
+            target_database: format!("{database}_copy"),
+            schema: dbferry_plugin_abi::protocol::TableSchema {
+                name: "t".into(),
+                estimated_bytes,
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn small_tables_of_one_database_are_verified_together_and_big_ones_apart() {
+        let mut tables: Vec<PlannedTable> = (0..GROUP_TABLES + 3).map(|_| table("a", 100)).collect();
+        tables.push(table("b", 100));
+        tables.push(table("b", GROUP_BYTES));
+        tables.push(table("b", GROUP_BYTES));
+        tables.push(table("b", 100));
+        let n = GROUP_TABLES;
+        assert_eq!(
+            groups(&tables),
+            vec![0..n, n..n + 3, n + 3..n + 5, n + 5..n + 6, n + 6..n + 7]
+        );
+        assert!(groups(&[]).is_empty());
     }
 
     #[test]

@@ -17,9 +17,9 @@ use serde::Serialize;
 use crate::buffer::{write_out, ForeignBuffer};
 use crate::ffi::{self, FfiBuffer, FfiStr, Handle, HostApi, PluginApi};
 use crate::protocol::{
-    BackupProgress, BackupRestoreRequest, DatabaseSchema, Digest, DigestRequest, ErrorKind, FinishRequest, KeyTuple,
-    PluginError, PrepareRequest, ReadRequest, Request, SchemaOutcome, ServerInfo, SessionConfig, SnapshotInfo,
-    SplitRequest, WriteRequest, WriteSummary,
+    BackupProgress, BackupRestoreRequest, DatabaseSchema, Digest, DigestRequest, DigestsRequest, ErrorKind,
+    FinishRequest, KeyTuple, PluginError, PrepareRequest, ReadRequest, Request, SchemaOutcome, ServerInfo,
+    SessionConfig, SnapshotInfo, SplitRequest, WriteRequest, WriteSummary,
 };
 
 /// An engine: knows how to connect.
@@ -53,6 +53,14 @@ pub trait Session: Send + Sync + 'static {
     fn finish_target(&self, request: FinishRequest) -> Result<SchemaOutcome, PluginError>;
     /// See [`Request::TableDigest`].
     fn table_digest(&self, request: DigestRequest) -> Result<Digest, PluginError>;
+    /// See [`Request::TableDigests`]. The default asks [`Session::table_digest`]
+    /// table by table; an engine that can answer in fewer round trips does.
+    fn table_digests(&self, request: DigestsRequest) -> Result<Vec<Digest>, PluginError> {
+        (0..request.tables.len())
+            .filter_map(|i| request.one(i))
+            .map(|one| self.table_digest(one))
+            .collect()
+    }
     /// Starts reading a chunk.
     fn open_reader(&self, request: ReadRequest) -> Result<Self::Reader, PluginError>;
     /// Starts writing a chunk in one transaction.
@@ -267,6 +275,7 @@ unsafe extern "C" fn session_call<E: Engine>(session: Handle, request: FfiStr, o
             Request::PrepareTarget(r) => encode(&session.prepare_target(r)?)?,
             Request::FinishTarget(r) => encode(&session.finish_target(r)?)?,
             Request::TableDigest(r) => encode(&session.table_digest(r)?)?,
+            Request::TableDigests(r) => encode(&session.table_digests(r)?)?,
             Request::BackupRestore(r) => encode(&session.backup_restore(r)?)?,
             Request::BackupProgress => encode(&session.backup_progress()?)?,
         };

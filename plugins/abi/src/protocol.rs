@@ -81,6 +81,10 @@ pub enum Request {
     /// Row count, and with `Checksum` an engine-computed content hash,
     /// identical for identical tables on source and target. Answer: [`Digest`].
     TableDigest(DigestRequest),
+    /// [`Request::TableDigest`] of several tables of one database at once,
+    /// which an engine may answer in one round trip. Answer: `Vec<Digest>`,
+    /// in the order of the tables.
+    TableDigests(DigestsRequest),
     /// One step of a copy by native backup and restore (SQL Server's
     /// `method = "backup-restore"`). Optional: engines without it answer
     /// [`ErrorKind::Unsupported`]. Answer: [`SchemaOutcome`].
@@ -344,6 +348,31 @@ pub struct DigestRequest {
     pub mode: VerifyMode,
     /// Read inside the session's snapshot (source side).
     pub in_snapshot: bool,
+}
+
+/// Asks for the digests of several tables of one database.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DigestsRequest {
+    /// The database on this session's server.
+    pub database: String,
+    /// The tables, as described on the source.
+    pub tables: Vec<TableSchema>,
+    /// Count, or count and checksum.
+    pub mode: VerifyMode,
+    /// Read inside the session's snapshot (source side).
+    pub in_snapshot: bool,
+}
+
+impl DigestsRequest {
+    /// The request for the one table at `index`.
+    pub fn one(&self, index: usize) -> Option<DigestRequest> {
+        self.tables.get(index).map(|table| DigestRequest {
+            database: self.database.clone(),
+            table: table.clone(),
+            mode: self.mode,
+            in_snapshot: self.in_snapshot,
+        })
+    }
 }
 
 /// A table's digest.

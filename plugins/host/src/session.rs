@@ -9,9 +9,9 @@ use dbferry_copy_core::pipeline::{BatchReader, BatchWriter, ReadOutcome};
 use dbferry_plugin_abi::buffer::{export_bytes, ForeignBuffer};
 use dbferry_plugin_abi::ffi::{self, FfiBuffer, FfiStr, Handle};
 use dbferry_plugin_abi::protocol::{
-    BackupProgress, BackupRestoreRequest, DatabaseSchema, Digest, DigestRequest, ErrorKind, FinishRequest, KeyTuple,
-    PluginError, PrepareRequest, ReadRequest, Request, SchemaOutcome, ServerInfo, SessionConfig, SnapshotInfo,
-    SplitRequest, WriteRequest, WriteSummary,
+    BackupProgress, BackupRestoreRequest, DatabaseSchema, Digest, DigestRequest, DigestsRequest, ErrorKind,
+    FinishRequest, KeyTuple, PluginError, PrepareRequest, ReadRequest, Request, SchemaOutcome, ServerInfo,
+    SessionConfig, SnapshotInfo, SplitRequest, WriteRequest, WriteSummary,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -181,6 +181,19 @@ impl Session {
     /// See `Request::TableDigest`.
     pub fn table_digest(&self, request: DigestRequest) -> Result<Digest, HostError> {
         self.call(&Request::TableDigest(request))
+    }
+
+    /// See `Request::TableDigests`: one digest per table, in their order.
+    pub fn table_digests(&self, request: DigestsRequest) -> Result<Vec<Digest>, HostError> {
+        let tables = request.tables.len();
+        let digests: Vec<Digest> = self.call(&Request::TableDigests(request))?;
+        if digests.len() != tables {
+            return Err(HostError::Protocol {
+                engine: self.engine().to_string(),
+                message: format!("asked for {tables} table digests, got {}", digests.len()),
+            });
+        }
+        Ok(digests)
     }
 
     fn open<R: Serialize>(

@@ -37,8 +37,8 @@ use std::sync::Arc;
 use dbferry_plugin_abi::export_plugin;
 use dbferry_plugin_abi::plugin::{Engine, Session};
 use dbferry_plugin_abi::protocol::{
-    DatabaseSchema, Digest, DigestRequest, FinishRequest, KeyTuple, PluginError, PrepareRequest, ReadRequest,
-    SchemaOutcome, ServerInfo, SessionConfig, SnapshotInfo, SplitRequest, WriteRequest,
+    DatabaseSchema, Digest, DigestRequest, DigestsRequest, FinishRequest, KeyTuple, PluginError, PrepareRequest,
+    ReadRequest, SchemaOutcome, ServerInfo, SessionConfig, SnapshotInfo, SplitRequest, WriteRequest,
 };
 
 use crate::conn::{runtime, Pool, Role, ServerFacts};
@@ -175,6 +175,18 @@ impl Session for MysqlSession {
     }
 
     fn table_digest(&self, request: DigestRequest) -> std::result::Result<Digest, PluginError> {
+        let name = request.table.name.clone();
+        self.table_digests(DigestsRequest {
+            database: request.database,
+            tables: vec![request.table],
+            mode: request.mode,
+            in_snapshot: request.in_snapshot,
+        })?
+        .pop()
+        .ok_or_else(|| error::Error::Internal(format!("no digest of {name}")).into())
+    }
+
+    fn table_digests(&self, request: DigestsRequest) -> std::result::Result<Vec<Digest>, PluginError> {
         let rt = runtime()?;
         let snapshot = if request.in_snapshot {
             self.snapshot.readers()
@@ -184,17 +196,17 @@ impl Session for MysqlSession {
         Ok(rt.block_on(async {
             if let Some(Readers::Wire(set)) = &snapshot {
                 let mut lease = set.take().await?;
-                let digest = digest::digest_wire(lease.conn()?, &request).await?;
+                let digests = digest::digests_wire(lease.conn()?, &request).await?;
                 lease.release();
-                return Ok(digest);
+                return Ok(digests);
             }
             let mut lease = match &snapshot {
                 Some(Readers::Driver(set)) => set.take().await?,
                 _ => self.pool.get(Role::Reader).await?,
             };
-            let digest = digest::digest(lease.conn()?, &request).await?;
+            let digests = digest::digests(lease.conn()?, &request).await?;
             lease.release();
-            Ok::<_, error::Error>(digest)
+            Ok::<_, error::Error>(digests)
         })?)
     }
 

@@ -173,20 +173,18 @@ impl WireConn {
         }
     }
 
-    /// Runs a query and returns its first row's fields (`None` for NULL).
-    pub async fn first_row(&mut self, sql: &str) -> Result<Option<Vec<Option<Vec<u8>>>>> {
+    /// Runs a query and returns its rows' fields (`None` for NULL).
+    pub async fn all_rows(&mut self, sql: &str) -> Result<Vec<Vec<Option<Vec<u8>>>>> {
         self.send_query(sql).await?;
         let Reply::Columns(columns) = self.reply().await? else {
             return Err(Error::Internal(format!("{sql} returned no result set")));
         };
         self.skip_columns(columns).await?;
-        let mut first = None;
+        let mut rows = Vec::new();
         while self.next_row().await? {
-            if first.is_none() {
-                first = Some(fields(&self.payload, columns)?.map(|f| f.map(<[u8]>::to_vec)).collect());
-            }
+            rows.push(fields(&self.payload, columns)?.map(|f| f.map(<[u8]>::to_vec)).collect());
         }
-        Ok(first)
+        Ok(rows)
     }
 
     /// Starts a query whose rows are then read with [`WireConn::encode_rows`].
