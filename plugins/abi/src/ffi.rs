@@ -14,8 +14,11 @@ use std::ffi::c_void;
 
 /// Incompatible changes bump the major version.
 pub const ABI_MAJOR: u16 = 2;
-/// Compatible additions (fields appended to [`PluginApi`]) bump the minor.
-pub const ABI_MINOR: u16 = 0;
+/// Compatible additions (fields appended to [`PluginApi`], requests added to
+/// [`crate::protocol::Request`]) bump the minor: the host refuses a plugin
+/// built for an older minor rather than meet an unknown request mid-import.
+/// 2.1 added `TableDigests`.
+pub const ABI_MINOR: u16 = 1;
 
 /// `extern "C" fn() -> AbiVersion`.
 pub const ABI_SYMBOL: &[u8] = b"dbferry_plugin_abi\0";
