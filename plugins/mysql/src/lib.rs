@@ -217,7 +217,7 @@ impl Session for MysqlSession {
         let snapshot = self.snapshot.readers();
         if let Some(Readers::Wire(set)) = &snapshot {
             let lease = rt.block_on(set.take())?;
-            return Ok(MysqlReader::start_wire(lease, sql, request.batch_bytes)?);
+            return Ok(MysqlReader::start_wire(lease, sql, request.batch_bytes));
         }
         let lease = rt.block_on(async {
             match &snapshot {

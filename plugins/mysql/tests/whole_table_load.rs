@@ -1,6 +1,7 @@
 //! A whole table written for the first time loads in autocommit, against a
 //! real MariaDB server (started by `dbferry-testkit`): a load whose checks
-//! fail, or that is aborted, still leaves the table empty, and the writer
+//! fail, or that is aborted, still leaves the table empty (whether its one
+//! batch was held back until commit or its batches streamed), and the writer
 //! connection it hands back still redoes ranges in a transaction.
 
 use std::sync::OnceLock;
@@ -9,7 +10,8 @@ use bytes::Bytes;
 use dbferry_mysql::MysqlSession;
 use dbferry_plugin_abi::plugin::{Reader, Session, Writer};
 use dbferry_plugin_abi::protocol::{
-    ExistingTables, KeyRange, KeyValue, PrepareRequest, ReadRequest, SessionConfig, TableSchema, WriteRequest,
+    ExistingTables, KeyRange, KeyValue, PluginError, PrepareRequest, ReadRequest, SessionConfig, TableSchema,
+    WriteRequest,
 };
 use dbferry_testkit::{MariaDb, ADMIN_USER};
 
@@ -71,28 +73,49 @@ fn whole(prefix: &str, table: &TableSchema) -> WriteRequest {
     }
 }
 
+/// Writes the 3-row `batch` claiming `rows` rows: as one batch, which the
+/// writer holds back and loads at commit on the caller's thread, or
+/// (`streamed`) as two, the second of which starts the load on its task.
+fn write(writer: &mut impl Writer, batch: &Bytes, rows: u64, streamed: bool) -> Result<(), PluginError> {
+    if !streamed {
+        return writer.write(batch.clone(), rows);
+    }
+    let first_line = batch.iter().position(|&b| b == b'\n').map_or(batch.len(), |i| i + 1);
+    writer.write(batch.slice(..first_line), 1)?;
+    writer.write(batch.slice(first_line..), rows - 1)
+}
+
 fn count(prefix: &str) -> Option<String> {
     server().scalar(&format!("SELECT COUNT(*) FROM {prefix}_dst.t"))
 }
 
 #[test]
 fn a_whole_table_load_whose_row_count_is_wrong_leaves_the_table_empty() -> TestResult {
-    let (session, table, batch) = setup("wrong_count")?;
-    let mut writer = session.open_writer(whole("wrong_count", &table))?;
-    writer.write(batch, 4)?;
-    let refused = writer.commit().err().ok_or("a short load was committed")?;
-    assert!(refused.message.contains("accepted 3 rows"), "{}", refused.message);
-    assert_eq!(count("wrong_count").as_deref(), Some("0"));
+    for (prefix, streamed) in [("wrong_count", false), ("wrong_count_streamed", true)] {
+        let (session, table, batch) = setup(prefix)?;
+        let mut writer = session.open_writer(whole(prefix, &table))?;
+        write(&mut writer, &batch, 4, streamed)?;
+        let refused = writer.commit().err().ok_or("a short load was committed")?;
+        assert!(refused.message.contains("accepted 3 rows"), "{}", refused.message);
+        assert_eq!(count(prefix).as_deref(), Some("0"), "{prefix}");
+    }
     Ok(())
 }
 
 #[test]
 fn an_aborted_whole_table_load_leaves_the_table_empty() -> TestResult {
-    let (session, table, batch) = setup("aborted")?;
-    let mut writer = session.open_writer(whole("aborted", &table))?;
-    writer.write(batch, 3)?;
-    writer.abort();
-    assert_eq!(count("aborted").as_deref(), Some("0"));
+    for (prefix, streamed) in [("aborted", false), ("aborted_streamed", true)] {
+        let (session, table, batch) = setup(prefix)?;
+        let mut writer = session.open_writer(whole(prefix, &table))?;
+        write(&mut writer, &batch, 3, streamed)?;
+        writer.abort();
+        assert_eq!(count(prefix).as_deref(), Some("0"), "{prefix}");
+        // The connection went back clean: the next load on it succeeds.
+        let mut writer = session.open_writer(whole(prefix, &table))?;
+        write(&mut writer, &batch, 3, streamed)?;
+        assert_eq!(writer.commit()?.rows, 3);
+        assert_eq!(count(prefix).as_deref(), Some("3"), "{prefix}");
+    }
     Ok(())
 }
 
