@@ -165,6 +165,8 @@ impl MysqlWriter {
         }));
         self.tx = Some(tx.clone());
         if let Some(held) = self.held.take() {
+            // Should the load stop reading, the caller's own send fails as
+            // well and reports why.
             self.send(&tx, held).await;
         }
         Ok(tx)
