@@ -5,7 +5,7 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use dbferry_copy_core::CancelToken;
-use dbferry_plugin_abi::protocol::{Consistency, DigestsRequest, VerifyMode};
+use dbferry_plugin_abi::protocol::{Consistency, Digest, DigestsRequest, VerifyMode};
 use dbferry_plugin_host::Session;
 
 use super::copy::PlannedTable;
@@ -126,49 +126,82 @@ impl Checks<'_> {
                 (0, host_failure(&format!("verifying {what}"), e))
             })
         };
-        let mismatch = |offset: usize, what: String| {
+        let on_target = digests(self.target, &first.target_database, false)?;
+        // Under per-table consistency the source may have moved on since it was
+        // read, so only what was copied can be compared with the target.
+        let on_source = if consistency == Consistency::Global || mode == VerifyMode::Checksum {
+            Some(digests(
+                self.source,
+                &first.source_database,
+                consistency == Consistency::Global,
+            )?)
+        } else {
+            None
+        };
+        let compare = Compare {
+            mode,
+            rows_must_match_source: consistency == Consistency::Global,
+        };
+        if let Some((offset, what)) = compare.first_mismatch(copied, &on_target, on_source.as_deref()) {
             let stop = Stop::Failed(
                 ErrorCode::InternalError,
                 format!("verification failed for {}: {what}", name(&tables[offset])),
             );
-            (offset, stop)
-        };
-        let on_target = digests(self.target, &first.target_database, false)?;
-        for (offset, (digest, &rows)) in on_target.iter().zip(copied).enumerate() {
-            if digest.rows != rows {
-                return Err(mismatch(
-                    offset,
-                    format!("{rows} rows were copied but the target holds {}", digest.rows),
-                ));
-            }
-        }
-        // Under per-table consistency the source may have moved on since it was
-        // read, so only what was copied can be compared with the target.
-        if consistency == Consistency::Global || mode == VerifyMode::Checksum {
-            let on_source = digests(self.source, &first.source_database, consistency == Consistency::Global)?;
-            for (offset, (source, target)) in on_source.iter().zip(&on_target).enumerate() {
-                if consistency == Consistency::Global && source.rows != target.rows {
-                    return Err(mismatch(
-                        offset,
-                        format!("the source has {} rows, the target {}", source.rows, target.rows),
-                    ));
-                }
-                if mode == VerifyMode::Checksum && source.checksum != target.checksum {
-                    return Err(mismatch(
-                        offset,
-                        format!(
-                            "checksums differ (source {:?}, target {:?})",
-                            source.checksum, target.checksum
-                        ),
-                    ));
-                }
-            }
+            return Err((offset, stop));
         }
         Ok(if mode == VerifyMode::Checksum {
             "checksum"
         } else {
             "count"
         })
+    }
+}
+
+/// What must agree between a table's digests.
+struct Compare {
+    mode: VerifyMode,
+    /// The source was read at one instant (global consistency), so its row
+    /// count must still be the target's.
+    rows_must_match_source: bool,
+}
+
+impl Compare {
+    /// The first table whose digests disagree, and how: the target against
+    /// what was copied, then the source (when read) against the target.
+    fn first_mismatch(
+        &self,
+        copied: &[u64],
+        on_target: &[Digest],
+        on_source: Option<&[Digest]>,
+    ) -> Option<(usize, String)> {
+        on_target
+            .iter()
+            .zip(copied)
+            .enumerate()
+            .find_map(|(offset, (target, &rows))| {
+                if target.rows != rows {
+                    return Some((
+                        offset,
+                        format!("{rows} rows were copied but the target holds {}", target.rows),
+                    ));
+                }
+                let source = on_source?.get(offset)?;
+                if self.rows_must_match_source && source.rows != target.rows {
+                    return Some((
+                        offset,
+                        format!("the source has {} rows, the target {}", source.rows, target.rows),
+                    ));
+                }
+                (self.mode == VerifyMode::Checksum && source.checksum != target.checksum).then(|| {
+                    (
+                        offset,
+                        format!(
+                            "checksums differ (source {:?}, target {:?})",
+                            source.checksum, target.checksum
+                        ),
+                    )
+                })
+            })
     }
 }
 
@@ -258,6 +291,53 @@ mod tests {
             vec![0..n, n..n + 3, n + 3..n + 5, n + 5..n + 6, n + 6..n + 7]
         );
         assert!(groups(&[]).is_empty());
+    }
+
+    fn digest(rows: u64, checksum: &str) -> Digest {
+        Digest {
+            rows,
+            checksum: Some(checksum.into()),
+        }
+    }
+
+    #[test]
+    fn the_first_table_whose_digests_disagree_is_found_whatever_the_side() {
+        let count = Compare {
+            mode: VerifyMode::Count,
+            rows_must_match_source: true,
+        };
+        let target = [digest(3, "a"), digest(5, "b"), digest(0, "c")];
+        let agreeing = [digest(3, "a"), digest(5, "b"), digest(0, "c")];
+        assert_eq!(count.first_mismatch(&[3, 5, 0], &target, Some(&agreeing)), None);
+        // The target lost a row of the third table.
+        let found = count.first_mismatch(&[3, 5, 1], &target, Some(&agreeing));
+        assert_eq!(found.map(|f| f.0), Some(2));
+        // The source has more rows in the second: earlier than the third.
+        let source = [digest(3, "a"), digest(6, "b"), digest(0, "c")];
+        let found = count.first_mismatch(&[3, 5, 1], &target, Some(&source));
+        assert!(
+            matches!(&found, Some((1, why)) if why.contains("source has 6")),
+            "{found:?}"
+        );
+        // Per-table consistency: the source's counts may have moved on.
+        let moved = Compare {
+            rows_must_match_source: false,
+            ..count
+        };
+        assert_eq!(moved.first_mismatch(&[3, 5, 0], &target, Some(&source)), None);
+        assert_eq!(moved.first_mismatch(&[3, 5, 0], &target, None), None);
+        // Checksums are compared only in checksum mode.
+        let changed = [digest(3, "a"), digest(5, "x"), digest(0, "c")];
+        assert_eq!(count.first_mismatch(&[3, 5, 0], &target, Some(&changed)), None);
+        let checksum = Compare {
+            mode: VerifyMode::Checksum,
+            rows_must_match_source: false,
+        };
+        let found = checksum.first_mismatch(&[3, 5, 0], &target, Some(&changed));
+        assert!(
+            matches!(&found, Some((1, why)) if why.starts_with("checksums differ")),
+            "{found:?}"
+        );
     }
 
     #[test]

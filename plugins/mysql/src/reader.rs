@@ -84,7 +84,6 @@ impl MysqlReader {
                 sql,
                 columns: None,
                 sizes: BatchSizes::new(batch_size(batch_bytes)),
-                done: false,
             })),
         }
     }
@@ -102,7 +101,8 @@ type PendingBatch = Pin<Box<dyn Future<Output = (WireLease, Result<WireBatch>)> 
 /// on 1,000 one-batch tables saved a task start and two thread wake-ups per
 /// chunk. The host's own reader thread provides the read-ahead.
 struct WirePull {
-    /// The connection, between batches.
+    /// The connection, between batches; with no batch pending either, the
+    /// chunk has ended (or failed).
     lease: Option<WireLease>,
     /// A batch that outlasted one wait; the next call waits for it again.
     pending: Option<PendingBatch>,
@@ -110,17 +110,14 @@ struct WirePull {
     /// Known once the query was sent.
     columns: Option<usize>,
     sizes: BatchSizes,
-    done: bool,
 }
 
 impl WirePull {
     fn next_batch(&mut self) -> Result<Option<(Bytes, u64)>> {
-        if self.done {
-            return Ok(None);
-        }
-        let mut pending = match self.pending.take() {
-            Some(pending) => pending,
-            None => self.read_next()?,
+        let mut pending = match (self.pending.take(), self.lease.take()) {
+            (Some(pending), _) => pending,
+            (None, Some(lease)) => self.read_next(lease),
+            (None, None) => return Ok(None),
         };
         let rt = runtime()?;
         let Ok((lease, read)) = rt.block_on(async { tokio::time::timeout(POLL, &mut pending).await }) else {
@@ -128,11 +125,9 @@ impl WirePull {
             return Ok(Some((Bytes::new(), 0)));
         };
         // On an error the lease is dropped: its result set is unfinished.
-        let read = read.inspect_err(|_| self.done = true)?;
-        let (buf, rows, ended, columns) = read;
+        let (buf, rows, ended, columns) = read?;
         self.columns = Some(columns);
         if ended {
-            self.done = true;
             lease.release();
         } else {
             self.lease = Some(lease);
@@ -145,15 +140,12 @@ impl WirePull {
         })
     }
 
-    /// Starts reading the next batch (sending the query first, the first time).
-    fn read_next(&mut self) -> Result<PendingBatch> {
-        let mut lease = self
-            .lease
-            .take()
-            .ok_or_else(|| Error::Internal("the chunk's connection is gone".into()))?;
+    /// Starts reading the next batch on `lease` (sending the query first,
+    /// the first time).
+    fn read_next(&mut self, mut lease: WireLease) -> PendingBatch {
         let (mut buf, limit) = self.sizes.next_buffer();
         let (sql, columns) = (self.sql.clone(), self.columns);
-        Ok(Box::pin(async move {
+        Box::pin(async move {
             let read = async {
                 let conn = lease.conn()?;
                 let columns = match columns {
@@ -171,7 +163,7 @@ impl WirePull {
             }
             .await;
             (lease, read)
-        }))
+        })
     }
 }
 
