@@ -4,8 +4,6 @@
 //! indexes are added in parallel, and every extra connection goes back to
 //! the pool with a neutral session.
 
-use std::sync::OnceLock;
-
 use dbferry_mysql::conn::{runtime, Pool, Role, PLAIN_SQL_MODE};
 use dbferry_mysql::fanout::{self, Extra, Task};
 use dbferry_mysql::MysqlSession;
@@ -18,11 +16,6 @@ use dbferry_testkit::{MariaDb, ADMIN_USER};
 use mysql_async::prelude::Queryable;
 
 const TABLES: usize = 24;
-
-fn server() -> &'static MariaDb {
-    static SERVER: OnceLock<MariaDb> = OnceLock::new();
-    SERVER.get_or_init(MariaDb::start)
-}
 
 fn config(server: &MariaDb, max_connections: u32) -> SessionConfig {
     SessionConfig {
@@ -40,7 +33,7 @@ fn config(server: &MariaDb, max_connections: u32) -> SessionConfig {
 /// secondary index and every third with a FULLTEXT index too, and an empty
 /// `{prefix}_dst`. Returns the session and the source's schema.
 fn setup(prefix: &str) -> (MysqlSession, DatabaseSchema) {
-    let server = server();
+    let server = MariaDb::shared();
     let (src, dst) = (format!("{prefix}_src"), format!("{prefix}_dst"));
     let mut script = format!("CREATE DATABASE {src}; CREATE DATABASE {dst}; USE {src};");
     for i in 0..TABLES {
@@ -69,7 +62,7 @@ fn prepare(session: &MysqlSession, dst: &str, schema: &DatabaseSchema) -> Result
 }
 
 fn index_names(db: &str, table: &str) -> Vec<String> {
-    server()
+    MariaDb::shared()
         .query(&format!(
             "SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS \
              WHERE TABLE_SCHEMA = '{db}' AND TABLE_NAME = '{table}' ORDER BY INDEX_NAME"
@@ -124,7 +117,7 @@ fn the_earliest_failing_create_is_reported_by_name_and_nothing_succeeds() {
 
     // Only the collision left: reported as a conflict, with the contract code.
     schema.tables.remove(3);
-    server().exec("DROP DATABASE fail_dst; CREATE DATABASE fail_dst");
+    MariaDb::shared().exec("DROP DATABASE fail_dst; CREATE DATABASE fail_dst");
     let error = prepare(&session, "fail_dst", &schema).expect_err("a colliding CREATE must fail the prepare");
     assert_eq!(error.kind, ErrorKind::Conflict, "{error:?}");
     assert_eq!(error.code.as_deref(), Some("InvalidDBName.Exists"));
@@ -133,7 +126,7 @@ fn the_earliest_failing_create_is_reported_by_name_and_nothing_succeeds() {
 
 #[test]
 fn extra_connections_take_the_session_and_go_back_neutral() {
-    let server = server();
+    let server = MariaDb::shared();
     server.exec("CREATE DATABASE fan; CREATE TABLE fan.seen (conn BIGINT, mode VARCHAR(200), db VARCHAR(64))");
     let pool = Pool::new(&config(server, 6));
     let rt = runtime().expect("runtime");
@@ -212,7 +205,7 @@ fn extra_connections_take_the_session_and_go_back_neutral() {
 
 #[test]
 fn tasks_sent_several_per_round_trip_report_the_failing_one_and_nothing_after_it_runs() {
-    let server = server();
+    let server = MariaDb::shared();
     server.exec("CREATE DATABASE trip; CREATE TABLE trip.done (task INT)");
     let pool = Pool::new(&config(server, 2));
     let rt = runtime().expect("runtime");

@@ -4,8 +4,6 @@
 //! batch was held back until commit or its batches streamed), and the writer
 //! connection it hands back still redoes ranges in a transaction.
 
-use std::sync::OnceLock;
-
 use bytes::Bytes;
 use dbferry_mysql::MysqlSession;
 use dbferry_plugin_abi::plugin::{Reader, Session, Writer};
@@ -17,16 +15,11 @@ use dbferry_testkit::{MariaDb, ADMIN_USER};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-fn server() -> &'static MariaDb {
-    static SERVER: OnceLock<MariaDb> = OnceLock::new();
-    SERVER.get_or_init(MariaDb::start)
-}
-
 /// `{prefix}_src.t` with 3 rows, its empty copy created in `{prefix}_dst`
 /// (one writer connection, so every chunk reuses the same one), the table's
 /// schema and its rows as one batch.
 fn setup(prefix: &str) -> Result<(MysqlSession, TableSchema, Bytes), Box<dyn std::error::Error>> {
-    let server = server();
+    let server = MariaDb::shared();
     let (src, dst) = (format!("{prefix}_src"), format!("{prefix}_dst"));
     server.exec(&format!(
         "CREATE DATABASE {src}; CREATE DATABASE {dst};
@@ -86,7 +79,7 @@ fn write(writer: &mut impl Writer, batch: &Bytes, rows: u64, streamed: bool) -> 
 }
 
 fn count(prefix: &str) -> Option<String> {
-    server().scalar(&format!("SELECT COUNT(*) FROM {prefix}_dst.t"))
+    MariaDb::shared().scalar(&format!("SELECT COUNT(*) FROM {prefix}_dst.t"))
 }
 
 #[test]

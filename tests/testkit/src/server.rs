@@ -7,7 +7,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, Once, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
@@ -29,6 +29,10 @@ const LOG_FILE_SIZE: &str = "256M";
 /// The template's redo log: small, so copying the template is cheap; each
 /// server grows it to [`LOG_FILE_SIZE`] at startup.
 const TEMPLATE_LOG_FILE_SIZE: &str = "16M";
+/// The name every server directory in the temp dir starts with.
+const DIR_PREFIX: &str = "dbferry-mariadb-";
+/// The file in a server directory that names the test process owning it.
+const OWNER_FILE: &str = "owner.pid";
 /// How long a server may take to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(90);
 /// Attempts when the chosen port was taken by someone else meanwhile.
@@ -105,8 +109,21 @@ impl MariaDb {
         }
     }
 
+    /// The one server of this test binary, started on first use and shared
+    /// by all its tests. It is killed and its directory removed when the
+    /// process exits (a `static` is never dropped, so a server kept in one
+    /// directly would leave its data behind).
+    ///
+    /// # Panics
+    /// As [`MariaDb::start`].
+    pub fn shared() -> &'static MariaDb {
+        static SHARED: OnceLock<&'static MariaDb> = OnceLock::new();
+        SHARED.get_or_init(|| MariaDb::start().leak_until_exit())
+    }
+
     /// Starts a server, returning why it failed instead of panicking.
     pub fn try_start(options: &[&str]) -> Result<Self, Error> {
+        remove_abandoned_dirs();
         let template = template_datadir()?;
         let version = mariadb_version()?;
         let mut last = Error::new("no attempt made");
@@ -122,9 +139,11 @@ impl MariaDb {
 
     fn attempt(template: &Path, version: &str, options: &[&str]) -> Result<Self, Attempt> {
         let dir = tempfile::Builder::new()
-            .prefix("dbferry-mariadb-")
+            .prefix(DIR_PREFIX)
             .tempdir()
             .map_err(|e| Attempt::Failed(Error::io("creating a server directory", e)))?;
+        fs::write(dir.path().join(OWNER_FILE), std::process::id().to_string())
+            .map_err(|e| Attempt::Failed(Error::io("writing the server directory's owner", e)))?;
         let data = dir.path().join("data");
         copy_dir(template, &data).map_err(Attempt::Failed)?;
         let socket = dir.path().join("mysqld.sock");
@@ -329,6 +348,42 @@ fn at_exit_registry() -> &'static Mutex<Vec<&'static MariaDb>> {
     })
 }
 
+/// Removes, once per process, the server directories of test processes
+/// that died without cleaning up (Ctrl-C, SIGKILL). Their servers died with
+/// them (parent-death signal), but each left 300+ MiB of data in the temp
+/// dir. Only a directory whose owning process (see [`OWNER_FILE`]) is gone
+/// counts as abandoned, so parallel test binaries never touch each other's.
+fn remove_abandoned_dirs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| remove_abandoned_dirs_in(&std::env::temp_dir()));
+}
+
+fn remove_abandoned_dirs_in(parent: &Path) {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(DIR_PREFIX) {
+            continue;
+        }
+        let Ok(owner) = fs::read_to_string(entry.path().join(OWNER_FILE)) else {
+            continue;
+        };
+        let Ok(owner) = owner.trim().parse::<libc::pid_t>() else {
+            continue;
+        };
+        if !process_exists(owner) {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn process_exists(pid: libc::pid_t) -> bool {
+    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+    let result = unsafe { libc::kill(pid, 0) };
+    result == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
 pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
@@ -507,4 +562,40 @@ fn template_datadir() -> Result<PathBuf, Error> {
     fs::rename(&staging, &template).map_err(|e| Error::io(format!("renaming {}", staging.display()), e))?;
     drop(lock);
     Ok(template)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_dir(parent: &Path, name: &str, owner: Option<u32>) -> PathBuf {
+        let dir = parent.join(format!("{DIR_PREFIX}{name}"));
+        fs::create_dir_all(dir.join("data")).unwrap();
+        if let Some(pid) = owner {
+            fs::write(dir.join(OWNER_FILE), pid.to_string()).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn only_directories_of_dead_owners_are_removed() {
+        let parent = tempfile::tempdir().unwrap();
+        let mut finished = Command::new("true").spawn().unwrap();
+        let dead_pid = finished.id();
+        finished.wait().unwrap();
+
+        let abandoned = server_dir(parent.path(), "abandoned", Some(dead_pid));
+        let ours = server_dir(parent.path(), "ours", Some(std::process::id()));
+        let starting = server_dir(parent.path(), "starting", None);
+        let unrelated = parent.path().join("unrelated");
+        fs::create_dir_all(&unrelated).unwrap();
+        fs::write(unrelated.join(OWNER_FILE), dead_pid.to_string()).unwrap();
+
+        remove_abandoned_dirs_in(parent.path());
+
+        assert!(!abandoned.exists(), "a dead owner's directory is removed");
+        assert!(ours.exists(), "a live owner's directory stays");
+        assert!(starting.exists(), "a directory without an owner file stays");
+        assert!(unrelated.exists(), "only dbferry-mariadb-* directories are touched");
+    }
 }
