@@ -568,28 +568,30 @@ fn template_datadir() -> Result<PathBuf, Error> {
 mod tests {
     use super::*;
 
-    fn server_dir(parent: &Path, name: &str, owner: Option<u32>) -> PathBuf {
+    type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
+    fn server_dir(parent: &Path, name: &str, owner: Option<u32>) -> std::io::Result<PathBuf> {
         let dir = parent.join(format!("{DIR_PREFIX}{name}"));
-        fs::create_dir_all(dir.join("data")).unwrap();
+        fs::create_dir_all(dir.join("data"))?;
         if let Some(pid) = owner {
-            fs::write(dir.join(OWNER_FILE), pid.to_string()).unwrap();
+            fs::write(dir.join(OWNER_FILE), pid.to_string())?;
         }
-        dir
+        Ok(dir)
     }
 
     #[test]
-    fn only_directories_of_dead_owners_are_removed() {
-        let parent = tempfile::tempdir().unwrap();
-        let mut finished = Command::new("true").spawn().unwrap();
+    fn only_directories_of_dead_owners_are_removed() -> TestResult {
+        let parent = tempfile::tempdir()?;
+        let mut finished = Command::new("true").spawn()?;
         let dead_pid = finished.id();
-        finished.wait().unwrap();
+        finished.wait()?;
 
-        let abandoned = server_dir(parent.path(), "abandoned", Some(dead_pid));
-        let ours = server_dir(parent.path(), "ours", Some(std::process::id()));
-        let starting = server_dir(parent.path(), "starting", None);
+        let abandoned = server_dir(parent.path(), "abandoned", Some(dead_pid))?;
+        let ours = server_dir(parent.path(), "ours", Some(std::process::id()))?;
+        let starting = server_dir(parent.path(), "starting", None)?;
         let unrelated = parent.path().join("unrelated");
-        fs::create_dir_all(&unrelated).unwrap();
-        fs::write(unrelated.join(OWNER_FILE), dead_pid.to_string()).unwrap();
+        fs::create_dir_all(&unrelated)?;
+        fs::write(unrelated.join(OWNER_FILE), dead_pid.to_string())?;
 
         remove_abandoned_dirs_in(parent.path());
 
@@ -597,5 +599,6 @@ mod tests {
         assert!(ours.exists(), "a live owner's directory stays");
         assert!(starting.exists(), "a directory without an owner file stays");
         assert!(unrelated.exists(), "only dbferry-mariadb-* directories are touched");
+        Ok(())
     }
 }
