@@ -3,6 +3,13 @@
 //! caller's session. Tasks are handed out in order, several consecutive
 //! ones per round trip where the caller allows it; once one has failed no
 //! new one starts, and the failure of the earliest failed task is reported.
+//!
+//! Several tasks go in one multi-statement query, which the server answers
+//! statement by statement, so the client still wakes once per task; or, on
+//! MariaDB, in one compound statement (`BEGIN NOT ATOMIC … END`), answered
+//! once. A compound's error does not say which statement failed, so after
+//! one the statements it did not finish run again the first way, where the
+//! failing one fails again with its own error.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -11,7 +18,7 @@ use futures_util::future::{join_all, BoxFuture, FutureExt};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
 
-use crate::conn::{Pool, Role};
+use crate::conn::{Pool, Role, ServerFacts};
 use crate::error::{Context, Error, Result};
 
 /// Statements run in order on one connection: one unit of work.
@@ -34,11 +41,40 @@ pub struct Extra<'a> {
     pub reset: Option<String>,
 }
 
+/// How consecutive tasks share a round trip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Trips {
+    /// Most tasks per round trip.
+    pub most: usize,
+    /// Send them as one compound statement (see the module's comment).
+    pub compound: bool,
+}
+
+impl Trips {
+    /// One task per round trip.
+    pub const ONE: Trips = Trips {
+        most: 1,
+        compound: false,
+    };
+
+    /// Up to `most` tasks per round trip, in a compound statement where
+    /// `server` and the session's `sql_mode` allow one: MySQL has none
+    /// outside stored programs, and in ORACLE mode MariaDB reads `BEGIN` as
+    /// PL/SQL.
+    pub fn batched(most: usize, server: &ServerFacts, sql_mode: &str) -> Trips {
+        Trips {
+            most,
+            compound: server.mariadb && !sql_mode.to_ascii_uppercase().contains("ORACLE"),
+        }
+    }
+}
+
 /// Hands out task numbers and remembers whether one failed.
 struct Queue<'t> {
     tasks: &'t [Task],
     /// Most tasks sent in one round trip.
     per_trip: usize,
+    compound: bool,
     next: AtomicUsize,
     failed: AtomicBool,
 }
@@ -66,7 +102,12 @@ impl<'t> Queue<'t> {
                 .enumerate()
                 .flat_map(|(i, task)| task.statements.iter().map(move |sql| (first + i, sql.as_str())))
                 .collect();
-            if let Err((failed, e)) = round_trip(conn, &statements).await {
+            let sent = if self.compound {
+                compound_trip(conn, &statements).await
+            } else {
+                round_trip(conn, &statements).await
+            };
+            if let Err((failed, e)) = sent {
                 self.failed.store(true, Ordering::SeqCst);
                 let context = self.tasks.get(failed).map(|t| t.context.clone()).unwrap_or_default();
                 return Some((failed, Error::Sql { context, source: e }));
@@ -83,6 +124,9 @@ async fn round_trip(
     statements: &[(usize, &str)],
 ) -> std::result::Result<(), (usize, mysql_async::Error)> {
     let task_of = |i: usize| statements.get(i).map_or(0, |s| s.0);
+    if statements.is_empty() {
+        return Ok(());
+    }
     if let [(task, sql)] = statements {
         return conn.query_drop(*sql).await.map_err(|e| (*task, e));
     }
@@ -98,21 +142,48 @@ async fn round_trip(
     result.drop_result().await.map_err(|e| (task_of(next), e))
 }
 
+/// Counts the statements of a compound that finished, for [`compound_trip`].
+const DONE_VARIABLE: &str = "@dbferry_statements_done";
+
+/// Runs `statements` as one compound statement; after a failure, runs those
+/// it did not finish through [`round_trip`], which reports the failing one.
+async fn compound_trip(
+    conn: &mut Conn,
+    statements: &[(usize, &str)],
+) -> std::result::Result<(), (usize, mysql_async::Error)> {
+    if statements.len() < 2 {
+        return round_trip(conn, statements).await;
+    }
+    // Reset outside the compound: one that fails to parse runs nothing.
+    let mut sql = format!("SET {DONE_VARIABLE} = 0;\nBEGIN NOT ATOMIC\n");
+    for (i, (_, statement)) in statements.iter().enumerate() {
+        sql.push_str(statement);
+        sql.push_str(&format!(";\nSET {DONE_VARIABLE} = {};\n", i + 1));
+    }
+    sql.push_str("END");
+    if round_trip(conn, &[(0, sql.as_str())]).await.is_ok() {
+        return Ok(());
+    }
+    let done: usize = match conn
+        .query_first::<Option<u64>, _>(format!("SELECT {DONE_VARIABLE}"))
+        .await
+    {
+        Ok(Some(Some(done))) => usize::try_from(done).unwrap_or(0),
+        _ => 0,
+    };
+    round_trip(conn, statements.get(done..).unwrap_or_default()).await
+}
+
 /// Runs `tasks` on `first` (already in the right session) and on up to
-/// `width - 1` extra connections, up to `most_per_trip` consecutive tasks
-/// per round trip but never so many that a connection goes without work.
+/// `width - 1` extra connections, up to `trips.most` consecutive tasks per
+/// round trip but never so many that a connection goes without work.
 /// An extra connection that the pool cannot give at once, or that fails to
 /// open or to take the session, is simply not used: the others do its share.
-pub async fn run(
-    first: &mut Conn,
-    extra: &Extra<'_>,
-    width: usize,
-    tasks: &[Task],
-    most_per_trip: usize,
-) -> Result<()> {
+pub async fn run(first: &mut Conn, extra: &Extra<'_>, width: usize, tasks: &[Task], trips: Trips) -> Result<()> {
     let queue = Queue {
         tasks,
-        per_trip: (tasks.len() / width.max(1) / 4).clamp(1, most_per_trip.max(1)),
+        per_trip: (tasks.len() / width.max(1) / 4).clamp(1, trips.most.max(1)),
+        compound: trips.compound,
         next: AtomicUsize::new(0),
         failed: AtomicBool::new(false),
     };
@@ -164,4 +235,22 @@ async fn open(extra: &Extra<'_>) -> Result<Option<crate::conn::Lease>> {
             .ctx(|| format!("setting up a DDL session: {sql}"))?;
     }
     Ok(Some(lease))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compound_statements_only_on_mariadb_outside_oracle_mode() {
+        let mariadb = ServerFacts {
+            mariadb: true,
+            ..ServerFacts::default()
+        };
+        let mysql = ServerFacts::default();
+        assert!(Trips::batched(16, &mariadb, "STRICT_TRANS_TABLES").compound);
+        assert!(!Trips::batched(16, &mariadb, "PIPES_AS_CONCAT,oracle").compound);
+        assert!(!Trips::batched(16, &mysql, "").compound);
+        assert_eq!(Trips::batched(16, &mysql, "").most, 16);
+    }
 }

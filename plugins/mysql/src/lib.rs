@@ -157,6 +157,7 @@ impl Session for MysqlSession {
         match with_conn!(self, Role::Control, |c| schema::prepare(
             c,
             &self.pool,
+            &self.facts,
             &self.details,
             &request
         )) {

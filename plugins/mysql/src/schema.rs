@@ -12,12 +12,12 @@ use dbferry_plugin_abi::protocol::{
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
 
-use crate::conn::{cell, Pool, PLAIN_SQL_MODE};
+use crate::conn::{cell, Pool, ServerFacts, PLAIN_SQL_MODE};
 use crate::ddl::{rewrite_definer, with_plain_indexes};
 use crate::describe::database_exists;
 use crate::detail::{DatabaseDetail, DdlKind, DetailCache, ObjectDdl, TableDetail};
 use crate::error::{Context, Error, Result};
-use crate::fanout::{self, Extra, Task};
+use crate::fanout::{self, Extra, Task, Trips};
 use crate::quote::{hex_str, ident, is_word, qualified, string};
 
 async fn rows(conn: &mut Conn, sql: String) -> Result<Vec<Row>> {
@@ -135,11 +135,11 @@ fn describe_kind(kind: ObjectKind) -> &'static str {
     }
 }
 
-/// How many connections a request's `parallelism` allows.
 /// Most `CREATE TABLE` statements sent in one round trip: one each cost a
 /// tenth of dbferry's CPU on 1,000 small tables.
 const CREATES_PER_TRIP: usize = 16;
 
+/// How many connections a request's `parallelism` allows.
 fn width(parallelism: u32) -> usize {
     parallelism.max(1) as usize
 }
@@ -150,6 +150,7 @@ fn width(parallelism: u32) -> usize {
 pub async fn prepare(
     conn: &mut Conn,
     pool: &Arc<Pool>,
+    target: &ServerFacts,
     details: &DetailCache,
     request: &PrepareRequest,
 ) -> Result<SchemaOutcome> {
@@ -264,7 +265,8 @@ pub async fn prepare(
         setup: session.to_vec(),
         reset: Some(restore.clone()),
     };
-    let result = fanout::run(conn, &extra, width(request.parallelism), &tasks, CREATES_PER_TRIP).await;
+    let trips = Trips::batched(CREATES_PER_TRIP, target, &detail.sql_mode);
+    let result = fanout::run(conn, &extra, width(request.parallelism), &tasks, trips).await;
     let restored = exec(conn, &restore, || "restoring sql_mode".into()).await;
     result.map_err(|e| {
         if e.server_code() == Some(crate::error::code::TABLE_EXISTS) {
@@ -345,7 +347,7 @@ pub async fn finish(
     };
     // An index build can take long: one per round trip keeps them spread
     // over the connections.
-    fanout::run(conn, &extra, width(request.parallelism), &tasks, 1).await?;
+    fanout::run(conn, &extra, width(request.parallelism), &tasks, Trips::ONE).await?;
     exec(conn, "SET SESSION foreign_key_checks = 0", || {
         "disabling foreign key checks".into()
     })

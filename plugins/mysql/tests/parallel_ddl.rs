@@ -5,7 +5,7 @@
 //! the pool with a neutral session.
 
 use dbferry_mysql::conn::{runtime, Pool, Role, PLAIN_SQL_MODE};
-use dbferry_mysql::fanout::{self, Extra, Task};
+use dbferry_mysql::fanout::{self, Extra, Task, Trips};
 use dbferry_mysql::MysqlSession;
 use dbferry_plugin_abi::plugin::Session;
 use dbferry_plugin_abi::protocol::{
@@ -154,13 +154,15 @@ fn extra_connections_take_the_session_and_go_back_neutral() {
             setup: session.clone(),
             reset: Some(format!("SET SESSION sql_mode = '{PLAIN_SQL_MODE}'")),
         };
-        fanout::run(conn, &extra, 4, &tasks, 1).await.expect("run");
+        fanout::run(conn, &extra, 4, &tasks, Trips::ONE).await.expect("run");
         // A failure: the earliest failed task is reported, whatever ran
         // meanwhile on the other connections.
         let mut failing = tasks.clone();
         failing[2].statements.push("SELECT * FROM no_such_table".into());
         failing[5].statements.push("SELECT * FROM no_such_table".into());
-        let error = fanout::run(conn, &extra, 4, &failing, 1).await.expect_err("must fail");
+        let error = fanout::run(conn, &extra, 4, &failing, Trips::ONE)
+            .await
+            .expect_err("must fail");
         assert!(error.to_string().starts_with("task 2: "), "{error}");
         conn.query_drop(format!("SET SESSION sql_mode = '{PLAIN_SQL_MODE}'"))
             .await
@@ -209,13 +211,19 @@ fn tasks_sent_several_per_round_trip_report_the_failing_one_and_nothing_after_it
     server.exec("CREATE DATABASE trip; CREATE TABLE trip.done (task INT)");
     let pool = Pool::new(&config(server, 2));
     let rt = runtime().expect("runtime");
-    let tasks = |bad: Option<usize>| -> Vec<Task> {
+    // Task `bad` fails when it runs (a missing table) or, with `unparsable`,
+    // already when the server parses it.
+    let tasks = |bad: Option<usize>, unparsable: bool| -> Vec<Task> {
         (0..40)
             .map(|i| {
-                let table = if bad == Some(i) { "no_such_table" } else { "done" };
+                let sql = match (bad == Some(i), unparsable) {
+                    (false, _) => format!("INSERT INTO trip.done VALUES ({i})"),
+                    (true, false) => format!("INSERT INTO trip.no_such_table VALUES ({i})"),
+                    (true, true) => format!("INSERT INTO trip.done VALUES ({i}"),
+                };
                 Task {
                     context: format!("task {i}"),
-                    statements: vec![format!("INSERT INTO trip.{table} VALUES ({i})")],
+                    statements: vec![sql],
                 }
             })
             .collect()
@@ -235,16 +243,35 @@ fn tasks_sent_several_per_round_trip_report_the_failing_one_and_nothing_after_it
             setup: Vec::new(),
             reset: None,
         };
-        // One connection, 40 tasks, at most 8 per round trip: 8 per trip.
-        fanout::run(conn, &extra, 1, &tasks(None), 8).await.expect("run");
-        assert_eq!(done(), (0..40).collect::<Vec<_>>());
-        // First, middle and last of a trip, the first of the next, the very last.
-        for bad in [0, 5, 7, 8, 39] {
-            let error = fanout::run(conn, &extra, 1, &tasks(Some(bad)), 8)
+        for compound in [false, true] {
+            // One connection, 40 tasks, at most 8 per round trip: 8 per trip.
+            let trips = Trips { most: 8, compound };
+            fanout::run(conn, &extra, 1, &tasks(None, false), trips)
                 .await
-                .expect_err("must fail");
-            assert!(error.to_string().starts_with(&format!("task {bad}: ")), "{error}");
-            assert_eq!(done(), (0..bad).collect::<Vec<_>>(), "failing task {bad}");
+                .expect("run");
+            assert_eq!(done(), (0..40).collect::<Vec<_>>(), "compound: {compound}");
+            // The compound really ran, to its end, rather than falling back.
+            let counted: Option<Option<u64>> = conn
+                .query_first("SELECT @dbferry_statements_done")
+                .await
+                .expect("counter");
+            assert_eq!(counted.flatten(), compound.then_some(8), "compound: {compound}");
+            // First, middle and last of a trip, the first of the next, the very last.
+            for bad in [0, 5, 7, 8, 39] {
+                for unparsable in [false, true] {
+                    let error = fanout::run(conn, &extra, 1, &tasks(Some(bad), unparsable), trips)
+                        .await
+                        .expect_err("must fail");
+                    let case = format!("compound: {compound}, failing task {bad}, unparsable: {unparsable}");
+                    assert!(
+                        error.to_string().starts_with(&format!("task {bad}: ")),
+                        "{case}: {error}"
+                    );
+                    let expected = if unparsable { "syntax" } else { "doesn't exist" };
+                    assert!(error.to_string().contains(expected), "{case}: {error}");
+                    assert_eq!(done(), (0..bad).collect::<Vec<_>>(), "{case}");
+                }
+            }
         }
         lease.release();
     });
