@@ -332,8 +332,14 @@ async fn create_statements(conn: &mut Conn, database: &str, names: &[&str]) -> R
             .query_iter(shows.join("; "))
             .await
             .ctx(|| format!("running {}", shows[0]))?;
-        for (name, show) in batch.iter().zip(&shows) {
-            let found: Vec<Row> = result.collect().await.ctx(|| format!("running {show}"))?;
+        for (i, name) in batch.iter().enumerate() {
+            // Reading statement i's result ends with the reply to statement
+            // i + 1, where a failure of that one surfaces.
+            let failing = shows
+                .get(i + 1)
+                .or(shows.get(i))
+                .map_or("SHOW CREATE TABLE", String::as_str);
+            let found: Vec<Row> = result.collect().await.ctx(|| format!("running {failing}"))?;
             let create = found
                 .first()
                 .map(|r| cell::string(r, 1))

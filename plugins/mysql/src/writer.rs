@@ -142,13 +142,17 @@ impl MysqlWriter {
         })
     }
 
+    /// The connection, which only a load not yet started still holds.
+    fn take_lease(&mut self) -> Result<Lease> {
+        self.lease
+            .take()
+            .ok_or_else(|| Error::Invalid("the writer already finished".into()))
+    }
+
     /// Starts the load on a task fed through a channel, with the held batch
     /// first; returns the channel.
     async fn start_load(&mut self) -> Result<mpsc::Sender<std::io::Result<Bytes>>> {
-        let mut lease = self
-            .lease
-            .take()
-            .ok_or_else(|| Error::Invalid("the writer already finished".into()))?;
+        let mut lease = self.take_lease()?;
         let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(DEPTH);
         lease.conn()?.set_infile_handler(async move {
             let stream =
@@ -189,10 +193,7 @@ impl MysqlWriter {
 
     /// Loads the held batch (or nothing) on the caller's thread, in one go.
     async fn load_inline(&mut self) -> Result<(Lease, Result<()>)> {
-        let mut lease = self
-            .lease
-            .take()
-            .ok_or_else(|| Error::Invalid("the writer already finished".into()))?;
+        let mut lease = self.take_lease()?;
         let conn = lease.conn()?;
         let held: Vec<std::io::Result<Bytes>> = self.held.take().into_iter().map(Ok).collect();
         conn.set_infile_handler(async move { Ok(futures_util::stream::iter(held).boxed()) });
