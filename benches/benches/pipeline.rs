@@ -142,6 +142,7 @@ fn bench_pipeline(c: &mut Criterion) {
                 resumed: false,
                 retries: 0,
                 inline_chunk_bytes: 0,
+                group_chunks: 1,
             };
             group.bench_with_input(
                 BenchmarkId::new(name, format!("lanes={lanes}")),

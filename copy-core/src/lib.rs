@@ -24,7 +24,8 @@ pub use checkpoint::{CheckpointStore, ChunkStats, MemoryCheckpoints, FLUSH_INTER
 pub use error::{BoxError, CopyError};
 pub use key::{KeyRange, KeyTuple, KeyValue};
 pub use pipeline::{
-    run_copy, BatchReader, BatchWriter, ChunkSink, ChunkSource, CopyReport, CopySettings, ProgressSink, ReadOutcome,
+    run_copy, BatchReader, BatchWriter, ChunkSink, ChunkSource, CopyReport, CopySettings, GroupOutcomes, GroupPayload,
+    ProgressSink, ReadOutcome,
 };
 pub use plan::{plan_table, ChunkId, ChunkTask, KeySplitter, TableEstimate};
 pub use rate::RateLimiter;

@@ -1,6 +1,7 @@
 //! The copy pipeline: lanes of reader → bounded queue → writer.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use bytes::Bytes;
@@ -45,10 +46,32 @@ pub trait BatchWriter: Send {
     fn abort(self: Box<Self>);
 }
 
+/// Several small chunks read in one exchange.
+#[derive(Debug)]
+pub struct GroupPayload {
+    /// Their payloads, back to back.
+    pub data: Bytes,
+    /// Each chunk's bytes and rows, in order: a prefix of the chunks asked for.
+    pub parts: Vec<ChunkStats>,
+}
+
+/// One outcome per chunk of a group write: the rows committed, or why the
+/// chunk must be written again on its own.
+pub type GroupOutcomes = Vec<Result<u64, BoxError>>;
+
 /// Opens readers on the source.
 pub trait ChunkSource: Send + Sync {
     /// Starts reading `chunk`.
     fn open(&self, chunk: &ChunkTask) -> Result<Box<dyn BatchReader>, BoxError>;
+
+    /// Reads whole small `chunks` in one exchange, at most about `max_bytes`
+    /// in all: the chunk that would cross it and the ones after it are left
+    /// unread. `None` when the source cannot; the chunks are then read one
+    /// by one.
+    fn read_group(&self, chunks: &[&ChunkTask], max_bytes: u64) -> Result<Option<GroupPayload>, BoxError> {
+        let _ = (chunks, max_bytes);
+        Ok(None)
+    }
 }
 
 /// Opens writers on the target.
@@ -56,6 +79,15 @@ pub trait ChunkSink: Send + Sync {
     /// Starts writing `chunk`. With `redo`, the chunk may already be (partly)
     /// on the target from an interrupted run, and the writer must replace it.
     fn open(&self, chunk: &ChunkTask, redo: bool) -> Result<Box<dyn BatchWriter>, BoxError>;
+
+    /// Writes what [`ChunkSource::read_group`] read: whole chunks written for
+    /// the first time, each committing on its own. An error, for the group
+    /// or for one chunk, sends those chunks down the one-by-one path as a
+    /// redo. `None` when the sink cannot; nothing was written.
+    fn write_group(&self, chunks: &[&ChunkTask], payload: GroupPayload) -> Result<Option<GroupOutcomes>, BoxError> {
+        let _ = (chunks, payload);
+        Ok(None)
+    }
 }
 
 /// Observes progress; called from lane threads, so it must be cheap.
@@ -96,6 +128,11 @@ pub struct CopySettings {
     /// ahead, and on 1,000 one-batch tables handing each chunk to the lane's
     /// reader thread and its batch back cost a fifth of the copy's CPU.
     pub inline_chunk_bytes: u64,
+    /// Most chunks copied as one group: up to this many whole chunks, each
+    /// and all together at most `inline_chunk_bytes`, go with one read and
+    /// one write where source and sink can ([`ChunkSource::read_group`]).
+    /// 1 copies every chunk on its own. Not used when resuming.
+    pub group_chunks: usize,
 }
 
 /// What a finished copy did.
@@ -126,6 +163,14 @@ struct Shared<'a> {
     stop: CancelToken,
     report: Mutex<CopyReport>,
     first_error: Mutex<Option<CopyError>>,
+    /// Cleared once the source or sink says it cannot copy groups.
+    grouping: AtomicBool,
+}
+
+/// What a lane copies next.
+enum Work<'c> {
+    Chunk(&'c ChunkTask),
+    Group(Vec<&'c ChunkTask>),
 }
 
 /// Copies every chunk not yet checkpointed, `settings.lanes` at a time.
@@ -156,8 +201,8 @@ pub fn run_copy(
     }
     // Largest first, so the last lanes to finish are not stuck on a big table.
     pending.sort_by(|a, b| b.estimated_bytes.cmp(&a.estimated_bytes).then(a.id.cmp(&b.id)));
-    for chunk in pending {
-        let _ = work_tx.send(chunk);
+    for work in group_small(pending, settings) {
+        let _ = work_tx.send(work);
     }
     drop(work_tx);
 
@@ -175,6 +220,7 @@ pub fn run_copy(
             ..CopyReport::default()
         }),
         first_error: Mutex::new(None),
+        grouping: AtomicBool::new(true),
     };
     // Dropped when the lanes are done, which wakes the watcher at once.
     let (lanes_running, lanes_done) = crossbeam_channel::bounded::<()>(0);
@@ -200,11 +246,15 @@ pub fn run_copy(
                 let shared = &shared;
                 let (reader, reading) = LaneReader::spawn(scope, shared);
                 let writing = scope.spawn(move || {
-                    while let Ok(chunk) = work.recv() {
+                    while let Ok(next) = work.recv() {
                         if shared.stop.is_cancelled() {
                             break;
                         }
-                        if let Err(error) = copy_chunk_with_retries(shared, &reader, chunk) {
+                        let copied = match next {
+                            Work::Chunk(chunk) => copy_chunk_with_retries(shared, &reader, chunk, false),
+                            Work::Group(chunks) => copy_group(shared, &reader, &chunks),
+                        };
+                        if let Err(error) = copied {
                             shared.fail(error);
                             break;
                         }
@@ -233,6 +283,41 @@ pub fn run_copy(
     let mut report = shared.report.into_inner().unwrap_or_else(PoisonError::into_inner);
     report.peak_queued_bytes = shared.budget.peak();
     Ok(report)
+}
+
+/// The most bytes a group holds, by estimate when it is formed and by count
+/// when it is read, so a stale estimate cannot make it much bigger.
+fn group_max_bytes(settings: &CopySettings) -> u64 {
+    settings.inline_chunk_bytes.saturating_mul(2)
+}
+
+/// Turns `pending` (largest first) into work: runs of small whole chunks
+/// become groups, the rest stay single.
+fn group_small<'c>(pending: Vec<&'c ChunkTask>, settings: &CopySettings) -> Vec<Work<'c>> {
+    let limit = group_max_bytes(settings);
+    let groups = settings.group_chunks > 1 && !settings.resumed;
+    let mut work = Vec::with_capacity(pending.len());
+    let mut group: Vec<&ChunkTask> = Vec::new();
+    let mut group_bytes = 0u64;
+    let close = |group: &mut Vec<&'c ChunkTask>, work: &mut Vec<Work<'c>>| match group.len() {
+        0 => {}
+        1 => work.extend(group.pop().map(Work::Chunk)),
+        _ => work.push(Work::Group(std::mem::take(group))),
+    };
+    for chunk in pending {
+        if !groups || !chunk.range.is_whole() || chunk.estimated_bytes > settings.inline_chunk_bytes {
+            work.push(Work::Chunk(chunk));
+            continue;
+        }
+        if group.len() == settings.group_chunks || group_bytes + chunk.estimated_bytes > limit {
+            close(&mut group, &mut work);
+            group_bytes = 0;
+        }
+        group_bytes += chunk.estimated_bytes;
+        group.push(chunk);
+    }
+    close(&mut group, &mut work);
+    work
 }
 
 impl Shared<'_> {
@@ -308,10 +393,17 @@ impl LaneReader {
 /// Pause before retrying a chunk, growing with each attempt.
 const RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(500);
 
-fn copy_chunk_with_retries(shared: &Shared<'_>, lane: &LaneReader, chunk: &ChunkTask) -> Result<(), CopyError> {
+/// Copies `chunk` on its own, again after a transient failure.
+/// `written_before`: some of its rows may be on the target already.
+fn copy_chunk_with_retries(
+    shared: &Shared<'_>,
+    lane: &LaneReader,
+    chunk: &ChunkTask,
+    written_before: bool,
+) -> Result<(), CopyError> {
     let mut attempt = 0;
     loop {
-        let redo = shared.settings.resumed || attempt > 0;
+        let redo = shared.settings.resumed || written_before || attempt > 0;
         match copy_chunk(shared, lane, chunk, redo) {
             Ok(()) => return Ok(()),
             Err(error) if retryable(&error) && attempt < shared.settings.retries && !shared.stop.is_cancelled() => {
@@ -380,22 +472,117 @@ fn copy_chunk(shared: &Shared<'_>, lane: &LaneReader, chunk: &ChunkTask, redo: b
             source: format!("the target accepted {} rows but {} were sent", stats.rows, written.rows).into(),
         });
     }
+    record_committed(shared, chunk.id, written)
+}
+
+/// Checkpoints a committed chunk and counts it.
+fn record_committed(shared: &Shared<'_>, id: ChunkId, written: ChunkStats) -> Result<(), CopyError> {
     shared
         .checkpoints
-        .record(chunk.id, written)
+        .record(id, written)
         .map_err(|message| CopyError::Checkpoint {
-            chunk: name.clone(),
+            chunk: id.to_string(),
             message,
         })?;
-    shared.progress.chunk_committed(chunk.id, written);
+    shared.progress.chunk_committed(id, written);
     let mut report = shared.report.lock().unwrap_or_else(PoisonError::into_inner);
     report.rows += written.rows;
     report.bytes += written.bytes;
     report.chunks_copied += 1;
-    let table = report.per_table.entry(chunk.id.table).or_default();
+    let table = report.per_table.entry(id.table).or_default();
     table.rows += written.rows;
     table.bytes += written.bytes;
     Ok(())
+}
+
+/// Copies small whole chunks with one read and one write for them all,
+/// where the source and the sink can; whatever the group did not finish is
+/// then copied chunk by chunk, as a redo where rows of it may be on the
+/// target. So a group never fails on its own account: a bad chunk fails on
+/// its own path, with its own error and retries.
+fn copy_group(shared: &Shared<'_>, lane: &LaneReader, chunks: &[&ChunkTask]) -> Result<(), CopyError> {
+    let left = if shared.grouping.load(Ordering::Relaxed) {
+        copy_as_group(shared, chunks)?
+    } else {
+        chunks.iter().map(|chunk| (*chunk, false)).collect()
+    };
+    for (chunk, written_before) in left {
+        if shared.stop.is_cancelled() {
+            return Err(CopyError::Cancelled);
+        }
+        copy_chunk_with_retries(shared, lane, chunk, written_before)?;
+    }
+    Ok(())
+}
+
+/// One group read and one group write; returns the chunks left to copy on
+/// their own, each with whether rows of it may be on the target.
+fn copy_as_group<'c>(shared: &Shared<'_>, chunks: &[&'c ChunkTask]) -> Result<Vec<(&'c ChunkTask, bool)>, CopyError> {
+    let alone = |chunks: &[&'c ChunkTask], written_before: bool| {
+        chunks
+            .iter()
+            .map(move |chunk| (*chunk, written_before))
+            .collect::<Vec<_>>()
+    };
+    let max_bytes = group_max_bytes(shared.settings);
+    let payload = match shared.source.read_group(chunks, max_bytes) {
+        Ok(Some(payload)) => payload,
+        Ok(None) => {
+            shared.grouping.store(false, Ordering::Relaxed);
+            return Ok(alone(chunks, false));
+        }
+        Err(error) => {
+            tracing::debug!(%error, chunks = chunks.len(), "a group read failed; reading its chunks one by one");
+            return Ok(alone(chunks, false));
+        }
+    };
+    let (read, unread) = chunks.split_at(payload.parts.len().min(chunks.len()));
+    let mut left = alone(unread, false);
+    if read.is_empty() {
+        return Ok(left);
+    }
+    let parts = payload.parts.clone();
+    let permit = admit(shared, &payload.data)?;
+    let outcomes = match shared.sink.write_group(read, payload) {
+        Ok(Some(outcomes)) if outcomes.len() == read.len() => outcomes,
+        Ok(Some(outcomes)) => {
+            tracing::warn!(
+                chunks = read.len(),
+                outcomes = outcomes.len(),
+                "a group write answered for another number of chunks; writing them one by one"
+            );
+            left.extend(alone(read, true));
+            return Ok(left);
+        }
+        Ok(None) => {
+            shared.grouping.store(false, Ordering::Relaxed);
+            left.extend(alone(read, false));
+            return Ok(left);
+        }
+        Err(error) => {
+            tracing::debug!(%error, chunks = read.len(), "a group write failed; writing its chunks one by one");
+            left.extend(alone(read, true));
+            return Ok(left);
+        }
+    };
+    drop(permit);
+    for ((chunk, part), outcome) in read.iter().zip(parts).zip(outcomes) {
+        match outcome {
+            Ok(rows) if rows == part.rows => {
+                shared.progress.batch_written(chunk.id, part.rows, part.bytes);
+                record_committed(shared, chunk.id, part)?;
+            }
+            Ok(rows) => {
+                tracing::debug!(chunk = %chunk.id, rows, sent = part.rows, "the target accepted another row count; writing the chunk again on its own");
+                left.push((chunk, true));
+            }
+            Err(error) => {
+                tracing::debug!(chunk = %chunk.id, %error, "a chunk of a group failed; writing it again on its own");
+                left.push((chunk, true));
+            }
+        }
+    }
+    Ok(left)
 }
 
 /// Reads and writes a chunk in turn on the calling thread.

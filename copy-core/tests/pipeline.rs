@@ -1,5 +1,9 @@
 //! The pipeline against in-memory engines: backpressure, the memory bound,
-//! cancellation latency, checkpoints and resume, error propagation.
+//! cancellation latency, checkpoints and resume, error propagation, and
+//! small chunks copied in groups.
+
+#[path = "pipeline/groups.rs"]
+mod groups;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -130,6 +134,7 @@ fn settings(lanes: usize, budget: u64) -> CopySettings {
         resumed: false,
         retries: 0,
         inline_chunk_bytes: 0,
+        group_chunks: 1,
     }
 }
 

@@ -6,11 +6,13 @@ use std::time::Instant;
 
 use dbferry_copy_core::error::BoxError;
 use dbferry_copy_core::{
-    BatchReader, BatchWriter, ChunkId, ChunkSink, ChunkSource, ChunkStats, ChunkTask, KeySplitter, KeyTuple,
-    ProgressSink,
+    BatchReader, BatchWriter, ChunkId, ChunkSink, ChunkSource, ChunkStats, ChunkTask, GroupOutcomes, GroupPayload,
+    KeySplitter, KeyTuple, ProgressSink,
 };
-use dbferry_plugin_abi::protocol::{ReadRequest, SplitRequest, TableSchema, WriteRequest};
-use dbferry_plugin_host::Session;
+use dbferry_plugin_abi::protocol::{
+    ErrorKind, GroupPart, ReadGroupRequest, ReadRequest, SplitRequest, TableSchema, WriteGroupRequest, WriteRequest,
+};
+use dbferry_plugin_host::{HostError, Session};
 
 use super::outcome::DatabaseProgress;
 use crate::metrics::Metrics;
@@ -68,16 +70,52 @@ pub struct SourceSide<'a> {
     pub batch_bytes: u64,
 }
 
-impl ChunkSource for SourceSide<'_> {
-    fn open(&self, chunk: &ChunkTask) -> Result<Box<dyn BatchReader>, BoxError> {
+impl SourceSide<'_> {
+    fn request(&self, chunk: &ChunkTask) -> Result<ReadRequest, BoxError> {
         let table = table_of(self.tables, chunk.id)?;
-        let reader = self.session.open_reader(&ReadRequest {
+        Ok(ReadRequest {
             database: table.source_database.clone(),
             table: table.schema.clone(),
             range: chunk.range.clone(),
             batch_bytes: self.batch_bytes,
-        })?;
-        Ok(Box::new(reader))
+        })
+    }
+}
+
+impl ChunkSource for SourceSide<'_> {
+    fn open(&self, chunk: &ChunkTask) -> Result<Box<dyn BatchReader>, BoxError> {
+        Ok(Box::new(self.session.open_reader(&self.request(chunk)?)?))
+    }
+
+    fn read_group(&self, chunks: &[&ChunkTask], max_bytes: u64) -> Result<Option<GroupPayload>, BoxError> {
+        let request = ReadGroupRequest {
+            chunks: chunks
+                .iter()
+                .map(|chunk| self.request(chunk))
+                .collect::<Result<_, _>>()?,
+            max_bytes,
+        };
+        let Some((data, read)) = unsupported_as_none(self.session.read_group(&request))? else {
+            return Ok(None);
+        };
+        let parts = read
+            .parts
+            .iter()
+            .map(|part| ChunkStats {
+                rows: part.rows,
+                bytes: part.bytes,
+            })
+            .collect();
+        Ok(Some(GroupPayload { data, parts }))
+    }
+}
+
+/// An engine without group copies answers `Unsupported`: not a failure.
+fn unsupported_as_none<T>(answer: Result<T, HostError>) -> Result<Option<T>, BoxError> {
+    match answer {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if e.plugin_error().is_some_and(|e| e.kind == ErrorKind::Unsupported) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -89,16 +127,48 @@ pub struct TargetSide<'a> {
     pub tables: &'a [PlannedTable],
 }
 
-impl ChunkSink for TargetSide<'_> {
-    fn open(&self, chunk: &ChunkTask, redo: bool) -> Result<Box<dyn BatchWriter>, BoxError> {
+impl TargetSide<'_> {
+    fn request(&self, chunk: &ChunkTask, redo: bool) -> Result<WriteRequest, BoxError> {
         let table = table_of(self.tables, chunk.id)?;
-        let writer = self.session.open_writer(&WriteRequest {
+        Ok(WriteRequest {
             database: table.target_database.clone(),
             table: table.schema.clone(),
             range: chunk.range.clone(),
             redo,
-        })?;
-        Ok(Box::new(writer))
+        })
+    }
+}
+
+impl ChunkSink for TargetSide<'_> {
+    fn open(&self, chunk: &ChunkTask, redo: bool) -> Result<Box<dyn BatchWriter>, BoxError> {
+        Ok(Box::new(self.session.open_writer(&self.request(chunk, redo)?)?))
+    }
+
+    fn write_group(&self, chunks: &[&ChunkTask], payload: GroupPayload) -> Result<Option<GroupOutcomes>, BoxError> {
+        let request = WriteGroupRequest {
+            chunks: chunks
+                .iter()
+                .map(|chunk| self.request(chunk, false))
+                .collect::<Result<_, _>>()?,
+            parts: payload
+                .parts
+                .iter()
+                .map(|part| GroupPart {
+                    bytes: part.bytes,
+                    rows: part.rows,
+                })
+                .collect(),
+        };
+        let Some(written) = unsupported_as_none(self.session.write_group(&request, payload.data))? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            written
+                .chunks
+                .into_iter()
+                .map(|outcome| outcome.map_err(BoxError::from))
+                .collect(),
+        ))
     }
 }
 

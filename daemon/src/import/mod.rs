@@ -29,6 +29,9 @@ use crate::metrics::Metrics;
 
 /// Times a failed chunk is copied again before the import fails.
 pub const CHUNK_RETRIES: u32 = 3;
+/// Most small tables copied with one read and one write (see
+/// `CopySettings::group_chunks`); the group's byte cap usually binds first.
+pub const COPY_GROUP_CHUNKS: usize = 128;
 
 /// What every import needs from its host process.
 #[derive(Clone)]
@@ -395,6 +398,7 @@ fn copy_all(
         resumed: resume,
         retries: CHUNK_RETRIES,
         inline_chunk_bytes: copy::batch_bytes(lanes),
+        group_chunks: COPY_GROUP_CHUNKS,
     };
     let done = std::sync::atomic::AtomicBool::new(false);
     let report = std::thread::scope(|scope| {

@@ -239,15 +239,18 @@ impl Store {
             message: e.to_string(),
         })?;
         self.with(|c| {
-            c.execute("UPDATE imports SET plan = ?2 WHERE id = ?1", params![id as i64, json])
-                .map(|_| ())
+            c.execute(
+                "INSERT OR REPLACE INTO plans (import_id, plan) VALUES (?1, ?2)",
+                params![id as i64, json],
+            )
+            .map(|_| ())
         })
     }
 
     /// The stored plan, if one was saved.
     pub fn load_plan<T: for<'de> Deserialize<'de>>(&self, id: u64) -> Result<Option<T>, StoreError> {
         let json: Option<String> = self.with(|c| {
-            c.query_row("SELECT plan FROM imports WHERE id = ?1", params![id as i64], |r| {
+            c.query_row("SELECT plan FROM plans WHERE import_id = ?1", params![id as i64], |r| {
                 r.get(0)
             })
             .optional()

@@ -48,6 +48,16 @@ CREATE TABLE client_tokens (
     PRIMARY KEY (owner, token)
 );
 ",
+    // A plan of 1,000 tables is about 2 MB. In the imports row, every later
+    // update of that row (status, progress, the result) wrote it again.
+    "
+CREATE TABLE plans (
+    import_id   INTEGER PRIMARY KEY REFERENCES imports (id),
+    plan        TEXT NOT NULL
+);
+INSERT INTO plans (import_id, plan) SELECT id, plan FROM imports WHERE plan IS NOT NULL;
+UPDATE imports SET plan = NULL WHERE plan IS NOT NULL;
+",
 ];
 
 /// Brings the schema up to date inside one transaction.
@@ -60,4 +70,27 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         ))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_kept_in_the_imports_row_moves_to_its_own_table() -> Result<(), Box<dyn std::error::Error>> {
+        let conn = Connection::open_in_memory()?;
+        for sql in &MIGRATIONS[..2] {
+            conn.execute_batch(sql)?;
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 2;
+             INSERT INTO imports (request_id, source_id, target_id, owner, origin, job, status, created_at, plan)
+             VALUES ('r', 's', 't', 'o', 'api', '{}', 'Success', 0, '[1,2]')",
+        )?;
+        migrate(&conn)?;
+        let moved: String = conn.query_row("SELECT plan FROM plans WHERE import_id = 1", [], |r| r.get(0))?;
+        let left: Option<String> = conn.query_row("SELECT plan FROM imports WHERE id = 1", [], |r| r.get(0))?;
+        assert_eq!((moved.as_str(), left), ("[1,2]", None));
+        Ok(())
+    }
 }

@@ -17,8 +17,8 @@ pub const ABI_MAJOR: u16 = 2;
 /// Compatible additions (fields appended to [`PluginApi`], requests added to
 /// [`crate::protocol::Request`]) bump the minor: the host refuses a plugin
 /// built for an older minor rather than meet an unknown request mid-import.
-/// 2.1 added `TableDigests`.
-pub const ABI_MINOR: u16 = 1;
+/// 2.1 added `TableDigests`; 2.2 `session_read_group` and `session_write_group`.
+pub const ABI_MINOR: u16 = 2;
 
 /// `extern "C" fn() -> AbiVersion`.
 pub const ABI_SYMBOL: &[u8] = b"dbferry_plugin_abi\0";
@@ -175,6 +175,17 @@ pub struct PluginApi {
     pub writer_commit: unsafe extern "C" fn(writer: Handle, out: *mut FfiBuffer) -> i32,
     /// Rolls back and frees the writer.
     pub writer_abort: unsafe extern "C" fn(writer: Handle),
+    /// Reads several small chunks whole: `request` is a JSON
+    /// `protocol::ReadGroupRequest`. On success `data` holds their payloads
+    /// back to back and `out` a JSON `protocol::GroupRead`; on failure `out`
+    /// holds the error. Since 2.2.
+    pub session_read_group:
+        unsafe extern "C" fn(session: Handle, request: FfiStr, data: *mut FfiBuffer, out: *mut FfiBuffer) -> i32,
+    /// Writes what a group read produced: `request` is a JSON
+    /// `protocol::WriteGroupRequest`; takes ownership of `data` whatever the
+    /// outcome; `out` holds a JSON `protocol::GroupWritten`. Since 2.2.
+    pub session_write_group:
+        unsafe extern "C" fn(session: Handle, request: FfiStr, data: FfiBuffer, out: *mut FfiBuffer) -> i32,
 }
 
 /// The version this crate implements, as the plugin side reports it.

@@ -18,8 +18,9 @@ use crate::buffer::{write_out, ForeignBuffer};
 use crate::ffi::{self, FfiBuffer, FfiStr, Handle, HostApi, PluginApi};
 use crate::protocol::{
     BackupProgress, BackupRestoreRequest, DatabaseSchema, Digest, DigestRequest, DigestsRequest, ErrorKind,
-    FinishRequest, KeyTuple, PluginError, PrepareRequest, ReadRequest, Request, SchemaOutcome, ServerInfo,
-    SessionConfig, SnapshotInfo, SplitRequest, WriteRequest, WriteSummary,
+    FinishRequest, GroupRead, GroupWritten, KeyTuple, PluginError, PrepareRequest, ReadGroupRequest, ReadRequest,
+    Request, SchemaOutcome, ServerInfo, SessionConfig, SnapshotInfo, SplitRequest, WriteGroupRequest, WriteRequest,
+    WriteSummary,
 };
 
 /// An engine: knows how to connect.
@@ -78,6 +79,25 @@ pub trait Session: Send + Sync + 'static {
         Err(PluginError::new(
             ErrorKind::Unsupported,
             "this engine cannot copy by backup and restore",
+        ))
+    }
+    /// Reads several small chunks whole, in fewer round trips than one by
+    /// one: their payloads back to back, and each one's size. Optional: the
+    /// default says `Unsupported`, and the host then reads them one by one.
+    fn read_group(&self, request: ReadGroupRequest) -> Result<(Bytes, GroupRead), PluginError> {
+        let _ = request;
+        Err(PluginError::new(
+            ErrorKind::Unsupported,
+            "this engine reads chunk by chunk",
+        ))
+    }
+    /// Writes what [`Session::read_group`] produced; see
+    /// [`WriteGroupRequest`]. Optional like it.
+    fn write_group(&self, request: WriteGroupRequest, data: Bytes) -> Result<GroupWritten, PluginError> {
+        let _ = (request, data);
+        Err(PluginError::new(
+            ErrorKind::Unsupported,
+            "this engine writes chunk by chunk",
         ))
     }
 }
@@ -180,6 +200,8 @@ pub unsafe fn entry<E: Engine>(
         writer_write: writer_write::<E>,
         writer_commit: writer_commit::<E>,
         writer_abort: writer_abort::<E>,
+        session_read_group: session_read_group::<E>,
+        session_write_group: session_write_group::<E>,
     })
 }
 
@@ -281,6 +303,44 @@ unsafe extern "C" fn session_call<E: Engine>(session: Handle, request: FfiStr, o
         };
         // SAFETY: valid out-parameter per the ABI.
         unsafe { write_out(out, response) };
+        Ok(ffi::STATUS_OK)
+    })
+}
+
+unsafe extern "C" fn session_read_group<E: Engine>(
+    session: Handle,
+    request: FfiStr,
+    data: *mut FfiBuffer,
+    out: *mut FfiBuffer,
+) -> i32 {
+    guarded(out, || {
+        // SAFETY: the host passes a live session handle.
+        let session: &SessionOf<E> = unsafe { borrow(session) }?;
+        let (payload, read) = session.read_group(decode(request)?)?;
+        let read = encode(&read)?;
+        // SAFETY: valid out-parameters per the ABI.
+        unsafe {
+            write_out(data, payload);
+            write_out(out, read);
+        }
+        Ok(ffi::STATUS_OK)
+    })
+}
+
+unsafe extern "C" fn session_write_group<E: Engine>(
+    session: Handle,
+    request: FfiStr,
+    data: FfiBuffer,
+    out: *mut FfiBuffer,
+) -> i32 {
+    // SAFETY: the ABI hands us ownership of `data`, released by its allocator.
+    let data = unsafe { ForeignBuffer::from_raw(data) }.into_bytes();
+    guarded(out, || {
+        // SAFETY: the host passes a live session handle.
+        let session: &SessionOf<E> = unsafe { borrow(session) }?;
+        let written = encode(&session.write_group(decode(request)?, data)?)?;
+        // SAFETY: valid out-parameter per the ABI.
+        unsafe { write_out(out, written) };
         Ok(ffi::STATUS_OK)
     })
 }

@@ -410,6 +410,53 @@ pub struct WriteRequest {
     pub redo: bool,
 }
 
+/// Reads several small chunks whole in one exchange (`PluginApi::session_read_group`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReadGroupRequest {
+    /// The chunks, in order; `batch_bytes` is not used.
+    pub chunks: Vec<ReadRequest>,
+    /// The most payload bytes the group may hold. The chunk that would
+    /// cross it ends the group: it and the ones after it are left unread.
+    pub max_bytes: u64,
+}
+
+/// The size of one chunk's payload inside a group's buffer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupPart {
+    /// Payload bytes; the parts lie back to back in the group's buffer.
+    pub bytes: u64,
+    /// Rows.
+    pub rows: u64,
+}
+
+/// What a group read produced: a part for each chunk read, in order. Fewer
+/// parts than chunks asked for when the group reached its `max_bytes`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct GroupRead {
+    /// The chunks read, as a prefix of the request's.
+    pub parts: Vec<GroupPart>,
+}
+
+/// Writes chunks that a group read produced (`PluginApi::session_write_group`).
+/// Every chunk is a whole table written for the first time (not `redo`),
+/// into a table this import created, so each may commit alone.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WriteGroupRequest {
+    /// The chunks, in order.
+    pub chunks: Vec<WriteRequest>,
+    /// Their payloads' sizes, in the same order.
+    pub parts: Vec<GroupPart>,
+}
+
+/// How each chunk of a group write ended, in order: the rows the target
+/// accepted and committed, or why the chunk must be written again on its
+/// own (as a redo, since some of its rows may be on the target).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct GroupWritten {
+    /// One outcome per chunk.
+    pub chunks: Vec<Result<u64, PluginError>>,
+}
+
 /// What a committed writer wrote.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct WriteSummary {

@@ -10,8 +10,9 @@ use dbferry_plugin_abi::buffer::{export_bytes, ForeignBuffer};
 use dbferry_plugin_abi::ffi::{self, FfiBuffer, FfiStr, Handle};
 use dbferry_plugin_abi::protocol::{
     BackupProgress, BackupRestoreRequest, DatabaseSchema, Digest, DigestRequest, DigestsRequest, ErrorKind,
-    FinishRequest, KeyTuple, PluginError, PrepareRequest, ReadRequest, Request, SchemaOutcome, ServerInfo,
-    SessionConfig, SnapshotInfo, SplitRequest, WriteRequest, WriteSummary,
+    FinishRequest, GroupRead, GroupWritten, KeyTuple, PluginError, PrepareRequest, ReadGroupRequest, ReadRequest,
+    Request, SchemaOutcome, ServerInfo, SessionConfig, SnapshotInfo, SplitRequest, WriteGroupRequest, WriteRequest,
+    WriteSummary,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -194,6 +195,67 @@ impl Session {
             });
         }
         Ok(digests)
+    }
+
+    fn protocol_error(&self, message: String) -> HostError {
+        HostError::Protocol {
+            engine: self.engine().to_string(),
+            message,
+        }
+    }
+
+    /// Reads several small chunks whole: their payloads back to back, and
+    /// a part per chunk read (a prefix of the request's chunks). Engines
+    /// without group reads answer `Unsupported`.
+    pub fn read_group(&self, request: &ReadGroupRequest) -> Result<(Bytes, GroupRead), HostError> {
+        let json = to_json(self.engine(), request)?;
+        let (mut data, mut out) = (FfiBuffer::empty(), FfiBuffer::empty());
+        // SAFETY: live handle, valid borrowed request and out-parameters.
+        let status = unsafe {
+            (self.inner.plugin.inner.api.session_read_group)(self.inner.handle, FfiStr::new(&json), &mut data, &mut out)
+        };
+        // SAFETY: the plugin wrote owned buffers (or left them empty).
+        let (data, out) = unsafe { (ForeignBuffer::from_raw(data).into_bytes(), ForeignBuffer::from_raw(out)) };
+        let read: GroupRead = parse(self.engine(), &check(self.engine(), status, out)?)?;
+        let bytes = read.parts.iter().try_fold(0u64, |sum, p| sum.checked_add(p.bytes));
+        if read.parts.len() > request.chunks.len() || bytes != Some(data.len() as u64) {
+            return Err(self.protocol_error(format!(
+                "a group read of {} chunks answered {} parts of {bytes:?} bytes with {} bytes",
+                request.chunks.len(),
+                read.parts.len(),
+                data.len()
+            )));
+        }
+        Ok((data, read))
+    }
+
+    /// Writes what [`Session::read_group`] produced; the plugin takes
+    /// `data` without copying. One outcome per chunk, in order.
+    pub fn write_group(&self, request: &WriteGroupRequest, data: Bytes) -> Result<GroupWritten, HostError> {
+        let json = to_json(self.engine(), request)?;
+        let mut out = FfiBuffer::empty();
+        // SAFETY: live handle; ownership of the buffer passes to the plugin.
+        let status = unsafe {
+            (self.inner.plugin.inner.api.session_write_group)(
+                self.inner.handle,
+                FfiStr::new(&json),
+                export_bytes(data),
+                &mut out,
+            )
+        };
+        // SAFETY: the plugin wrote an owned buffer (or left it empty).
+        let written: GroupWritten = parse(
+            self.engine(),
+            &check(self.engine(), status, unsafe { ForeignBuffer::from_raw(out) })?,
+        )?;
+        if written.chunks.len() != request.chunks.len() {
+            return Err(self.protocol_error(format!(
+                "a group write of {} chunks answered {} outcomes",
+                request.chunks.len(),
+                written.chunks.len()
+            )));
+        }
+        Ok(written)
     }
 
     fn open<R: Serialize>(

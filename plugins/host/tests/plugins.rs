@@ -506,6 +506,7 @@ fn settings(resumed: bool) -> CopySettings {
         resumed,
         retries: 0,
         inline_chunk_bytes: 0,
+        group_chunks: 1,
     }
 }
 

@@ -11,6 +11,7 @@ use tokio::runtime::Runtime;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Context, Error, Result};
+use crate::group::InfileShelf;
 
 /// How long a new connection may take to log in.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -122,7 +123,7 @@ pub fn parse_version(version: &str) -> (u16, u16, u16) {
 
 /// Driver options for `config`. Engine options understood: `prefer_socket`
 /// (bool, default false), `socket` (path).
-pub fn options(config: &SessionConfig) -> Opts {
+pub fn options(config: &SessionConfig, infiles: &InfileShelf) -> Opts {
     let prefer_socket = config
         .options
         .get("prefer_socket")
@@ -145,6 +146,7 @@ pub fn options(config: &SessionConfig) -> Opts {
         .max_allowed_packet(Some(1 << 30))
         .stmt_cache_size(0)
         .tcp_nodelay(true)
+        .local_infile_handler(Some(infiles.clone()))
         .into()
 }
 
@@ -158,6 +160,7 @@ struct Idle {
 /// Connections to one instance, at most `max_connections` open at once.
 pub struct Pool {
     opts: Opts,
+    infiles: InfileShelf,
     instance: String,
     idle: Mutex<Vec<Idle>>,
     permits: Arc<Semaphore>,
@@ -246,13 +249,20 @@ impl Drop for Lease {
 impl Pool {
     /// A pool for `config`; opens nothing yet.
     pub fn new(config: &SessionConfig) -> Arc<Self> {
+        let infiles = InfileShelf::default();
         Arc::new(Self {
-            opts: options(config),
+            opts: options(config, &infiles),
+            infiles,
             instance: config.instance_id.clone(),
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(config.max_connections.max(2) as usize)),
             freed: Notify::new(),
         })
+    }
+
+    /// Payloads served to `LOAD DATA LOCAL INFILE` statements by file name.
+    pub fn infiles(&self) -> &InfileShelf {
+        &self.infiles
     }
 
     /// How a [`crate::wire::WireConn`] logs in to this instance; `None`

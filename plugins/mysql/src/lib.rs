@@ -10,7 +10,8 @@
 //! Modules: [`conn`] (runtime, pool, session roles), [`probe`],
 //! [`describe`] (introspection), [`detail`] (the `detail` JSON), [`ddl`]
 //! (DDL text), [`schema`] (target DDL), [`encode`], [`reader`], [`writer`],
-//! [`fanout`] (DDL on several connections), [`split`], [`range`],
+//! [`group`] (many small tables at once), [`fanout`] (DDL on several
+//! connections), [`split`], [`range`],
 //! [`digest`], [`snapshot`], [`quote`], [`error`].
 #![deny(missing_docs)]
 
@@ -22,6 +23,7 @@ pub mod digest;
 pub mod encode;
 pub mod error;
 pub mod fanout;
+pub mod group;
 pub mod probe;
 pub mod quote;
 pub mod range;
@@ -34,11 +36,13 @@ pub mod writer;
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use dbferry_plugin_abi::export_plugin;
 use dbferry_plugin_abi::plugin::{Engine, Session};
 use dbferry_plugin_abi::protocol::{
-    DatabaseSchema, Digest, DigestRequest, DigestsRequest, FinishRequest, KeyTuple, PluginError, PrepareRequest,
-    ReadRequest, SchemaOutcome, ServerInfo, SessionConfig, SnapshotInfo, SplitRequest, WriteRequest,
+    DatabaseSchema, Digest, DigestRequest, DigestsRequest, FinishRequest, GroupRead, GroupWritten, KeyTuple,
+    PluginError, PrepareRequest, ReadGroupRequest, ReadRequest, SchemaOutcome, ServerInfo, SessionConfig, SnapshotInfo,
+    SplitRequest, WriteGroupRequest, WriteRequest,
 };
 
 use crate::conn::{runtime, Pool, Role, ServerFacts};
@@ -229,6 +233,43 @@ impl Session for MysqlSession {
         Ok(MysqlReader::start(lease, sql, request.batch_bytes, snapshot.is_none())?)
     }
 
+    fn read_group(&self, request: ReadGroupRequest) -> std::result::Result<(Bytes, GroupRead), PluginError> {
+        let selects = request
+            .chunks
+            .iter()
+            .map(|chunk| reader::select_sql(chunk, &*self.details.table(&chunk.table.detail)?))
+            .collect::<Result<Vec<_>>>()?;
+        let max_bytes = usize::try_from(request.max_bytes).unwrap_or(usize::MAX);
+        let snapshot = self.snapshot.readers();
+        let (data, parts) = runtime()?.block_on(async {
+            if let Some(Readers::Wire(set)) = &snapshot {
+                let mut lease = set.take().await?;
+                let read = group::read_wire(lease.conn()?, &selects, max_bytes).await;
+                // A server's error ends its query cleanly; anything else
+                // may leave the connection mid-result.
+                if matches!(read, Ok(_) | Err(error::Error::Wire { .. })) {
+                    lease.release();
+                }
+                return read;
+            }
+            let mut lease = match &snapshot {
+                Some(Readers::Driver(set)) => set.take().await?,
+                _ => self.pool.get(Role::Reader).await?,
+            };
+            let read = group::read_driver(lease.conn()?, &selects, max_bytes, snapshot.is_none()).await?;
+            lease.release();
+            Ok::<_, error::Error>(read)
+        })?;
+        Ok((data, GroupRead { parts }))
+    }
+
+    fn write_group(&self, request: WriteGroupRequest, data: Bytes) -> std::result::Result<GroupWritten, PluginError> {
+        let loads = group_loads(&self.details, &self.facts, request, data)?;
+        Ok(GroupWritten {
+            chunks: runtime()?.block_on(group::write(&self.pool, loads, &self.facts))?,
+        })
+    }
+
     fn open_writer(&self, request: WriteRequest) -> std::result::Result<MysqlWriter, PluginError> {
         let detail = self.details.table(&request.table.detail)?;
         let facts = &self.facts;
@@ -237,6 +278,50 @@ impl Session for MysqlSession {
             MysqlWriter::start(lease, &request, &detail, facts).await
         })?)
     }
+}
+
+/// A group write's loads, each with its slice of `data`.
+fn group_loads(
+    details: &DetailCache,
+    facts: &ServerFacts,
+    request: WriteGroupRequest,
+    data: Bytes,
+) -> Result<Vec<group::Load>> {
+    let total = request.parts.iter().try_fold(0u64, |sum, p| sum.checked_add(p.bytes));
+    if request.parts.len() != request.chunks.len() || total != Some(data.len() as u64) {
+        return Err(error::Error::Invalid(format!(
+            "a group write of {} chunks came with {} parts of {total:?} bytes and {} bytes of data",
+            request.chunks.len(),
+            request.parts.len(),
+            data.len()
+        )));
+    }
+    let mut at = 0usize;
+    request
+        .chunks
+        .iter()
+        .zip(&request.parts)
+        .map(|(chunk, part)| {
+            if chunk.redo || !chunk.range.is_whole() {
+                return Err(error::Error::Invalid(format!(
+                    "a group write holds {}, which is not a whole table written for the first time",
+                    chunk.table.name
+                )));
+            }
+            let detail = details.table(&chunk.table.detail)?;
+            let file = group::file_name();
+            let len = usize::try_from(part.bytes).unwrap_or(usize::MAX);
+            let load = group::Load {
+                sql: writer::load_sql(chunk, &detail, facts, &file),
+                file,
+                data: data.slice(at..at + len),
+                rows: part.rows,
+                table: quote::qualified(&chunk.database, &chunk.table.name),
+            };
+            at += len;
+            Ok(load)
+        })
+        .collect()
 }
 
 impl Drop for MysqlSession {

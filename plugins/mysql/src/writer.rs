@@ -34,11 +34,22 @@ const ABORT_GRACE: Duration = Duration::from_secs(10);
 /// checks off, which autocommitted whole-table loads rely on.
 const RESTORE: &str = "; SET SESSION unique_checks = 0";
 
-/// The `LOAD DATA` statement of a table.
-pub fn load_sql(request: &WriteRequest, detail: &TableDetail, target: &ServerFacts) -> String {
+/// The `LOAD DATA` statement of a table. The server asks for `file`
+/// (digits and letters only), which the client serves from memory.
+pub fn load_sql(request: &WriteRequest, detail: &TableDetail, target: &ServerFacts, file: &str) -> String {
     let table = qualified(&request.database, &request.table.name);
     let (columns, set) = detail.load_columns(target);
-    format!("LOAD DATA LOCAL INFILE 'dbferry' INTO TABLE {table} {LOAD_FORMAT} ({columns}){set}")
+    format!("LOAD DATA LOCAL INFILE '{file}' INTO TABLE {table} {LOAD_FORMAT} ({columns}){set}")
+}
+
+/// Most bytes sent as one packet of a load. Logical packets stay well under
+/// the server's max_allowed_packet, and small: mysql_async copies each into
+/// a pooled buffer that it keeps, so 1 MiB packets left about 1 MiB per
+/// lane behind.
+pub fn slice_len(target: &ServerFacts) -> usize {
+    usize::try_from(target.max_allowed_packet / 2)
+        .unwrap_or(MAX_SLICE)
+        .clamp(16 << 10, MAX_SLICE)
 }
 
 /// The statement that empties a chunk's range before it is written again.
@@ -121,13 +132,8 @@ impl MysqlWriter {
                 .await
                 .ctx(|| format!("clearing the chunk of {table}"))?;
         }
-        let sql = load_sql(request, detail, target);
-        // Logical packets stay well under the server's max_allowed_packet,
-        // and small: mysql_async copies each into a pooled buffer that it
-        // keeps, so 1 MiB packets left about 1 MiB per lane behind.
-        let slice = usize::try_from(target.max_allowed_packet / 2)
-            .unwrap_or(MAX_SLICE)
-            .clamp(16 << 10, MAX_SLICE);
+        let sql = load_sql(request, detail, target, "dbferry");
+        let slice = slice_len(target);
         Ok(Self {
             lease: Some(lease),
             sql,

@@ -202,18 +202,57 @@ impl WireConn {
     /// `batch` bytes or the result ends. Returns the rows appended and
     /// whether the result has ended.
     pub async fn encode_rows(&mut self, columns: usize, out: &mut BytesMut, batch: usize) -> Result<(u64, bool)> {
+        let (rows, ended) = self.encode_result(columns, out, batch).await?;
+        if ended && self.more_results() {
+            return Err(Error::Internal("a chunk query returned several results".into()));
+        }
+        Ok((rows, ended))
+    }
+
+    /// [`WireConn::encode_rows`] for a query of several `SELECT`s: at the
+    /// end of one result, [`WireConn::more_results`] says whether another
+    /// follows, and [`WireConn::next_result`] starts it.
+    pub async fn encode_result(&mut self, columns: usize, out: &mut BytesMut, limit: usize) -> Result<(u64, bool)> {
         let mut rows = 0;
-        while out.len() < batch {
+        while out.len() < limit {
             if !self.next_row().await? {
-                if self.more_results() {
-                    return Err(Error::Internal("a chunk query returned several results".into()));
-                }
                 return Ok((rows, true));
             }
             encode_row(&self.payload, columns, out)?;
             rows += 1;
         }
         Ok((rows, false))
+    }
+
+    /// Starts the next result of a query of several `SELECT`s; returns its
+    /// number of columns.
+    pub async fn next_result(&mut self) -> Result<usize> {
+        let Reply::Columns(columns) = self.reply().await? else {
+            return Err(Error::Internal("a statement of a group returned no result set".into()));
+        };
+        self.skip_columns(columns).await?;
+        Ok(columns)
+    }
+
+    /// Reads and drops the rest of the current result and every result
+    /// after it, which leaves the connection ready for the next query.
+    pub async fn discard_results(&mut self) -> Result<()> {
+        loop {
+            while self.next_row().await? {}
+            if !self.more_results() {
+                return Ok(());
+            }
+            loop {
+                match self.reply().await? {
+                    Reply::Columns(columns) => {
+                        self.skip_columns(columns).await?;
+                        break;
+                    }
+                    Reply::Ok { more: true } => continue,
+                    Reply::Ok { more: false } => return Ok(()),
+                }
+            }
+        }
     }
 
     async fn send_query(&mut self, sql: &str) -> Result<()> {
@@ -265,7 +304,7 @@ impl WireConn {
     }
 
     /// After a result's EOF: whether another result follows.
-    fn more_results(&self) -> bool {
+    pub fn more_results(&self) -> bool {
         self.payload.len() >= 5
             && u16::from_le_bytes([self.payload[3], self.payload[4]]) & SERVER_MORE_RESULTS_EXISTS != 0
     }
