@@ -6,7 +6,10 @@
 //! blocks its reader (backpressure). All lanes share one [`MemoryBudget`], one
 //! [`RateLimiter`] and one [`CancelToken`]. A chunk is one target transaction;
 //! after it commits the caller's [`CheckpointStore`] records it, which is what
-//! makes an interrupted copy resumable without duplicates.
+//! makes an interrupted copy resumable without duplicates. Small whole
+//! chunks go in groups, one read and one write for all, where the source
+//! and sink can ([`ChunkSource::read_group`]); what a group leaves undone
+//! is copied chunk by chunk.
 #![deny(missing_docs)]
 
 pub mod budget;
