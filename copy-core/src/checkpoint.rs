@@ -18,8 +18,9 @@ use crate::plan::ChunkId;
 /// finished work is copied again after a crash.
 pub const FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// Rows and bytes moved by one committed chunk.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Rows and bytes moved by one committed chunk (or held by one chunk's
+/// payload in a group).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ChunkStats {
     /// Rows written.
     pub rows: u64,

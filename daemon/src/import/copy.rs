@@ -10,7 +10,7 @@ use dbferry_copy_core::{
     KeySplitter, KeyTuple, ProgressSink,
 };
 use dbferry_plugin_abi::protocol::{
-    ErrorKind, GroupPart, ReadGroupRequest, ReadRequest, SplitRequest, TableSchema, WriteGroupRequest, WriteRequest,
+    ErrorKind, ReadGroupRequest, ReadRequest, SplitRequest, TableSchema, WriteGroupRequest, WriteRequest,
 };
 use dbferry_plugin_host::{HostError, Session};
 
@@ -98,15 +98,10 @@ impl ChunkSource for SourceSide<'_> {
         let Some((data, read)) = unsupported_as_none(self.session.read_group(&request))? else {
             return Ok(None);
         };
-        let parts = read
-            .parts
-            .iter()
-            .map(|part| ChunkStats {
-                rows: part.rows,
-                bytes: part.bytes,
-            })
-            .collect();
-        Ok(Some(GroupPayload { data, parts }))
+        Ok(Some(GroupPayload {
+            data,
+            parts: read.parts,
+        }))
     }
 }
 
@@ -150,14 +145,7 @@ impl ChunkSink for TargetSide<'_> {
                 .iter()
                 .map(|chunk| self.request(chunk, false))
                 .collect::<Result<_, _>>()?,
-            parts: payload
-                .parts
-                .iter()
-                .map(|part| GroupPart {
-                    bytes: part.bytes,
-                    rows: part.rows,
-                })
-                .collect(),
+            parts: payload.parts,
         };
         let Some(written) = unsupported_as_none(self.session.write_group(&request, payload.data))? else {
             return Ok(None);

@@ -10,6 +10,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use dbferry_copy_core::checkpoint::ChunkStats;
 pub use dbferry_copy_core::key::{KeyRange, KeyTuple, KeyValue};
 
 /// How to reach one instance; built by the host from the daemon config.
@@ -420,21 +421,13 @@ pub struct ReadGroupRequest {
     pub max_bytes: u64,
 }
 
-/// The size of one chunk's payload inside a group's buffer.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupPart {
-    /// Payload bytes; the parts lie back to back in the group's buffer.
-    pub bytes: u64,
-    /// Rows.
-    pub rows: u64,
-}
-
-/// What a group read produced: a part for each chunk read, in order. Fewer
-/// parts than chunks asked for when the group reached its `max_bytes`.
+/// What a group read produced: the rows and bytes of each chunk read, in
+/// order, their payloads back to back in the group's buffer. Fewer parts
+/// than chunks asked for when the group reached its `max_bytes`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct GroupRead {
     /// The chunks read, as a prefix of the request's.
-    pub parts: Vec<GroupPart>,
+    pub parts: Vec<ChunkStats>,
 }
 
 /// Writes chunks that a group read produced (`PluginApi::session_write_group`).
@@ -445,7 +438,7 @@ pub struct WriteGroupRequest {
     /// The chunks, in order.
     pub chunks: Vec<WriteRequest>,
     /// Their payloads' sizes, in the same order.
-    pub parts: Vec<GroupPart>,
+    pub parts: Vec<ChunkStats>,
 }
 
 /// How each chunk of a group write ended, in order: the rows the target

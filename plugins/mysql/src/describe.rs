@@ -321,7 +321,7 @@ pub async fn describe(
 const SHOW_BATCH: usize = 100;
 
 /// The `SHOW CREATE TABLE` text of each of `names`, in order.
-async fn create_statements(conn: &mut Conn, database: &str, names: &[&str]) -> Result<Vec<String>> {
+pub async fn create_statements(conn: &mut Conn, database: &str, names: &[&str]) -> Result<Vec<String>> {
     let mut creates = Vec::with_capacity(names.len());
     for batch in names.chunks(SHOW_BATCH) {
         let shows: Vec<String> = batch
@@ -332,14 +332,10 @@ async fn create_statements(conn: &mut Conn, database: &str, names: &[&str]) -> R
             .query_iter(shows.join("; "))
             .await
             .ctx(|| format!("running {}", shows[0]))?;
-        for (i, name) in batch.iter().enumerate() {
-            // Reading statement i's result ends with the reply to statement
-            // i + 1, where a failure of that one surfaces.
-            let failing = shows
-                .get(i + 1)
-                .or(shows.get(i))
-                .map_or("SHOW CREATE TABLE", String::as_str);
-            let found: Vec<Row> = result.collect().await.ctx(|| format!("running {failing}"))?;
+        for (show, name) in shows.iter().zip(batch) {
+            // mysql_async keeps a later statement's error until its result
+            // is the current one, so a failure comes out of its own collect.
+            let found: Vec<Row> = result.collect().await.ctx(|| format!("running {show}"))?;
             let create = found
                 .first()
                 .map(|r| cell::string(r, 1))

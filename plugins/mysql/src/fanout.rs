@@ -123,23 +123,21 @@ async fn round_trip(
     conn: &mut Conn,
     statements: &[(usize, &str)],
 ) -> std::result::Result<(), (usize, mysql_async::Error)> {
-    let task_of = |i: usize| statements.get(i).map_or(0, |s| s.0);
-    if statements.is_empty() {
+    let Some(&(first, _)) = statements.first() else {
         return Ok(());
-    }
+    };
     if let [(task, sql)] = statements {
         return conn.query_drop(*sql).await.map_err(|e| (*task, e));
     }
     let sql: Vec<&str> = statements.iter().map(|s| s.1).collect();
-    let mut result = conn.query_iter(sql.join(";\n")).await.map_err(|e| (task_of(0), e))?;
-    // Reading statement i's result ends with the reply to statement i + 1,
-    // where a failure of that one surfaces.
-    let mut next = 0;
-    while !result.is_empty() {
-        next += 1;
-        result.collect::<Row>().await.map_err(|e| (task_of(next), e))?;
+    let mut result = conn.query_iter(sql.join(";\n")).await.map_err(|e| (first, e))?;
+    // mysql_async keeps a later statement's error until its result is the
+    // current one, so a failure comes out of its own collect.
+    for &(task, _) in statements {
+        result.collect::<Row>().await.map_err(|e| (task, e))?;
     }
-    result.drop_result().await.map_err(|e| (task_of(next), e))
+    let last = statements.last().map_or(first, |s| s.0);
+    result.drop_result().await.map_err(|e| (last, e))
 }
 
 /// Counts the statements of a compound that finished, for [`compound_trip`].

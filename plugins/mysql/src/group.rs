@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::{Bytes, BytesMut};
-use dbferry_plugin_abi::protocol::{ErrorKind, GroupPart, PluginError};
+use dbferry_plugin_abi::protocol::{ChunkStats, ErrorKind, PluginError};
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use mysql_async::prelude::{GlobalHandler, Queryable};
@@ -29,7 +29,7 @@ use crate::writer::slice_len;
 /// to back, and a part per statement read. The statement whose rows would
 /// take the payload past `max_bytes` ends the group; it and the rest are
 /// read and dropped, so the connection is ready for the next query.
-pub async fn read_wire(conn: &mut WireConn, selects: &[String], max_bytes: usize) -> Result<(Bytes, Vec<GroupPart>)> {
+pub async fn read_wire(conn: &mut WireConn, selects: &[String], max_bytes: usize) -> Result<(Bytes, Vec<ChunkStats>)> {
     let mut out = BytesMut::with_capacity(max_bytes.min(256 << 10));
     let mut parts = Vec::with_capacity(selects.len());
     let sql = selects.join(";\n");
@@ -71,7 +71,7 @@ pub async fn read_driver(
     selects: &[String],
     max_bytes: usize,
     own_snapshot: bool,
-) -> Result<(Bytes, Vec<GroupPart>)> {
+) -> Result<(Bytes, Vec<ChunkStats>)> {
     if own_snapshot {
         conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
             .await
@@ -110,8 +110,8 @@ pub async fn read_driver(
     Ok((out.freeze(), parts))
 }
 
-fn part(bytes: usize, rows: u64) -> GroupPart {
-    GroupPart {
+fn part(bytes: usize, rows: u64) -> ChunkStats {
+    ChunkStats {
         bytes: bytes as u64,
         rows,
     }
@@ -160,81 +160,44 @@ pub async fn write(
     Ok(outcomes)
 }
 
-/// Counts the loads of a group that finished: which call of the driver
-/// reports a failed load's error depends on how it failed, so after one the
-/// server says how far the group got.
-const DONE_VARIABLE: &str = "@dbferry_loads_done";
-
 /// The loads' outcomes, and whether the connection is ready for reuse.
 async fn run_loads(lease: &mut Lease, loads: &[Load]) -> (Vec<std::result::Result<u64, PluginError>>, bool) {
     let conn = match lease.conn() {
         Ok(conn) => conn,
         Err(e) => return (not_run(loads.len(), &PluginError::from(e)), false),
     };
-    let mut sql = format!("SET {DONE_VARIABLE} = 0");
-    for (i, load) in loads.iter().enumerate() {
-        sql.push_str(&format!(";\n{};\nSET {DONE_VARIABLE} = {}", load.sql, i + 1));
-    }
-    // Per load that ran: rows accepted and warnings, read while its result
-    // is the current one.
-    let mut counts: Vec<(u64, u16)> = Vec::with_capacity(loads.len());
-    let failure = match conn.query_iter(sql).await {
-        Err(e) => Some(e),
-        Ok(mut result) => {
-            let mut failure = None;
-            // Results alternate: the counter's SET, then a load.
-            for set in 0..2 * loads.len() + 1 {
-                if set % 2 == 1 {
-                    counts.push((result.affected_rows(), result.warnings()));
-                }
-                if let Err(e) = result.next().await {
-                    failure = Some(e);
-                    break;
-                }
-            }
-            if failure.is_none() {
-                failure = result.drop_result().await.err();
-            }
-            failure
+    let sql: Vec<&str> = loads.iter().map(|l| l.sql.as_str()).collect();
+    let mut outcomes = Vec::with_capacity(loads.len());
+    let mut result = match conn.query_iter(sql.join(";\n")).await {
+        Ok(result) => result,
+        Err(e) => {
+            outcomes.extend(loads.first().map(|load| Err(failed(load, e))));
+            outcomes.extend(not_run(loads.len().saturating_sub(1), &earlier_failed()));
+            return (outcomes, false);
         }
     };
-    let Some(error) = failure else {
-        let outcomes = loads
-            .iter()
-            .zip(&counts)
-            .map(|(load, &(accepted, warnings))| checked(load, accepted, warnings))
-            .collect();
-        return (outcomes, true);
-    };
-    let done = match conn
-        .query_first::<Option<u64>, _>(format!("SELECT {DONE_VARIABLE}"))
-        .await
-    {
-        Ok(Some(Some(done))) => usize::try_from(done).unwrap_or(0).min(counts.len()),
-        // How far it got is unknown: every load is written again alone.
-        _ => return (not_run(loads.len(), &unknown(&error)), false),
-    };
-    let mut outcomes: Vec<_> = loads
-        .iter()
-        .zip(&counts)
-        .take(done)
-        .map(|(load, &(accepted, warnings))| checked(load, accepted, warnings))
-        .collect();
-    if let Some(failed) = loads.get(done) {
-        outcomes.push(Err(PluginError::from(Error::Sql {
-            context: format!("loading {}", failed.table),
-            source: error,
-        })));
+    for load in loads {
+        // The counts are load i's while its result is the current one. A
+        // server error of load i is kept by mysql_async until then too, and
+        // comes out of this call instead of the result; the counts read
+        // first are then stale and dropped.
+        let (accepted, warnings) = (result.affected_rows(), result.warnings());
+        if let Err(e) = result.next().await {
+            outcomes.push(Err(failed(load, e)));
+            outcomes.extend(not_run(loads.len() - outcomes.len(), &earlier_failed()));
+            return (outcomes, false);
+        }
+        outcomes.push(checked(load, accepted, warnings));
     }
-    outcomes.extend(not_run(loads.len() - outcomes.len(), &earlier_failed()));
-    (outcomes, false)
+    let clean = result.drop_result().await.is_ok();
+    (outcomes, clean)
 }
 
-fn unknown(error: &mysql_async::Error) -> PluginError {
-    PluginError::new(
-        ErrorKind::Internal,
-        format!("a group's loads failed ({error}) and how far they got is unknown"),
-    )
+fn failed(load: &Load, source: mysql_async::Error) -> PluginError {
+    PluginError::from(Error::Sql {
+        context: format!("loading {}", load.table),
+        source,
+    })
 }
 
 fn checked(load: &Load, accepted: u64, warnings: u16) -> std::result::Result<u64, PluginError> {

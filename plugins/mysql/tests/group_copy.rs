@@ -169,7 +169,7 @@ fn each_table_of_a_group_write_gets_its_own_outcome() -> TestResult {
     let refused = session.write_group(
         WriteGroupRequest {
             chunks: Vec::new(),
-            parts: vec![dbferry_plugin_abi::protocol::GroupPart { bytes: 1, rows: 1 }],
+            parts: vec![dbferry_plugin_abi::protocol::ChunkStats { bytes: 1, rows: 1 }],
         },
         Bytes::from_static(b"x"),
     );
