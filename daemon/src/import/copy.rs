@@ -84,7 +84,7 @@ impl SourceSide<'_> {
 
 impl ChunkSource for SourceSide<'_> {
     fn open(&self, chunk: &ChunkTask) -> Result<Box<dyn BatchReader>, BoxError> {
-        Ok(Box::new(self.session.open_reader(&self.request(chunk)?)?))
+        Ok(Box::new(self.session.open_reader(self.request(chunk)?)?))
     }
 
     fn read_group(&self, chunks: &[&ChunkTask], max_bytes: u64) -> Result<Option<GroupPayload>, BoxError> {
@@ -95,7 +95,7 @@ impl ChunkSource for SourceSide<'_> {
                 .collect::<Result<_, _>>()?,
             max_bytes,
         };
-        let Some((data, read)) = unsupported_as_none(self.session.read_group(&request))? else {
+        let Some((data, read)) = unsupported_as_none(self.session.read_group(request))? else {
             return Ok(None);
         };
         Ok(Some(GroupPayload {
@@ -136,7 +136,7 @@ impl TargetSide<'_> {
 
 impl ChunkSink for TargetSide<'_> {
     fn open(&self, chunk: &ChunkTask, redo: bool) -> Result<Box<dyn BatchWriter>, BoxError> {
-        Ok(Box::new(self.session.open_writer(&self.request(chunk, redo)?)?))
+        Ok(Box::new(self.session.open_writer(self.request(chunk, redo)?)?))
     }
 
     fn write_group(&self, chunks: &[&ChunkTask], payload: GroupPayload) -> Result<Option<GroupOutcomes>, BoxError> {
@@ -147,7 +147,7 @@ impl ChunkSink for TargetSide<'_> {
                 .collect::<Result<_, _>>()?,
             parts: payload.parts,
         };
-        let Some(written) = unsupported_as_none(self.session.write_group(&request, payload.data))? else {
+        let Some(written) = unsupported_as_none(self.session.write_group(request, payload.data))? else {
             return Ok(None);
         };
         Ok(Some(

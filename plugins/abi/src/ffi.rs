@@ -17,8 +17,9 @@ pub const ABI_MAJOR: u16 = 2;
 /// Compatible additions (fields appended to [`PluginApi`], requests added to
 /// [`crate::protocol::Request`]) bump the minor: the host refuses a plugin
 /// built for an older minor rather than meet an unknown request mid-import.
-/// 2.1 added `TableDigests`; 2.2 `session_read_group` and `session_write_group`.
-pub const ABI_MINOR: u16 = 2;
+/// 2.1 added `TableDigests`; 2.2 `session_read_group` and `session_write_group`;
+/// 2.3 `KeepDetails`.
+pub const ABI_MINOR: u16 = 3;
 
 /// `extern "C" fn() -> AbiVersion`.
 pub const ABI_SYMBOL: &[u8] = b"dbferry_plugin_abi\0";

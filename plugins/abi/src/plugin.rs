@@ -8,13 +8,14 @@
 
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::OnceLock;
+use std::sync::{OnceLock, PoisonError, RwLock};
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::buffer::{write_out, ForeignBuffer};
+use crate::detail::{CarriesDetails, KeptDetails};
 use crate::ffi::{self, FfiBuffer, FfiStr, Handle, HostApi, PluginApi};
 use crate::protocol::{
     BackupProgress, BackupRestoreRequest, DatabaseSchema, Digest, DigestRequest, DigestsRequest, ErrorKind,
@@ -206,8 +207,28 @@ pub unsafe fn entry<E: Engine>(
 }
 
 type SessionOf<E> = <E as Engine>::Session;
+type SlotOf<E> = SessionSlot<SessionOf<E>>;
 type ReaderOf<E> = <SessionOf<E> as Session>::Reader;
 type WriterOf<E> = <SessionOf<E> as Session>::Writer;
+
+/// What a session handle points to: the engine's session and the details
+/// the host asked it to keep, which the SDK puts back into each request.
+struct SessionSlot<S> {
+    session: S,
+    kept: RwLock<KeptDetails>,
+}
+
+impl<S> SessionSlot<S> {
+    /// `request` with the details it names by number put back.
+    fn restore<R: CarriesDetails>(&self, mut request: R) -> Result<R, PluginError> {
+        // Every keep leaves the map consistent.
+        self.kept
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .restore(&mut request)?;
+        Ok(request)
+    }
+}
 
 /// Runs `f`, turning errors and panics into a status and an error buffer.
 fn guarded(err: *mut FfiBuffer, f: impl FnOnce() -> Result<i32, PluginError>) -> i32 {
@@ -280,15 +301,22 @@ unsafe extern "C" fn session_open<E: Engine>(config: FfiStr, out: *mut Handle, e
     guarded(err, || {
         let config: SessionConfig = decode(config)?;
         let session = E::connect(config)?;
-        Ok(put_handle(out, session))
+        Ok(put_handle(
+            out,
+            SessionSlot {
+                session,
+                kept: RwLock::default(),
+            },
+        ))
     })
 }
 
 unsafe extern "C" fn session_call<E: Engine>(session: Handle, request: FfiStr, out: *mut FfiBuffer) -> i32 {
     guarded(out, || {
         // SAFETY: the host passes a live session handle.
-        let session: &SessionOf<E> = unsafe { borrow(session) }?;
-        let response = match decode::<Request>(request)? {
+        let slot: &SlotOf<E> = unsafe { borrow(session) }?;
+        let session = &slot.session;
+        let response = match slot.restore(decode::<Request>(request)?)? {
             Request::Probe => encode(&session.probe()?)?,
             Request::DescribeDatabase { database } => encode(&session.describe_database(&database)?)?,
             Request::SplitPoints(r) => encode(&session.split_points(r)?)?,
@@ -300,6 +328,10 @@ unsafe extern "C" fn session_call<E: Engine>(session: Handle, request: FfiStr, o
             Request::TableDigests(r) => encode(&session.table_digests(r)?)?,
             Request::BackupRestore(r) => encode(&session.backup_restore(r)?)?,
             Request::BackupProgress => encode(&session.backup_progress()?)?,
+            Request::KeepDetails(details) => {
+                slot.kept.write().unwrap_or_else(PoisonError::into_inner).keep(details);
+                encode(&())?
+            }
         };
         // SAFETY: valid out-parameter per the ABI.
         unsafe { write_out(out, response) };
@@ -315,8 +347,8 @@ unsafe extern "C" fn session_read_group<E: Engine>(
 ) -> i32 {
     guarded(out, || {
         // SAFETY: the host passes a live session handle.
-        let session: &SessionOf<E> = unsafe { borrow(session) }?;
-        let (payload, read) = session.read_group(decode(request)?)?;
+        let slot: &SlotOf<E> = unsafe { borrow(session) }?;
+        let (payload, read) = slot.session.read_group(slot.restore(decode(request)?)?)?;
         let read = encode(&read)?;
         // SAFETY: valid out-parameters per the ABI.
         unsafe {
@@ -337,8 +369,8 @@ unsafe extern "C" fn session_write_group<E: Engine>(
     let data = unsafe { ForeignBuffer::from_raw(data) }.into_bytes();
     guarded(out, || {
         // SAFETY: the host passes a live session handle.
-        let session: &SessionOf<E> = unsafe { borrow(session) }?;
-        let written = encode(&session.write_group(decode(request)?, data)?)?;
+        let slot: &SlotOf<E> = unsafe { borrow(session) }?;
+        let written = encode(&slot.session.write_group(slot.restore(decode(request)?)?, data)?)?;
         // SAFETY: valid out-parameter per the ABI.
         unsafe { write_out(out, written) };
         Ok(ffi::STATUS_OK)
@@ -347,7 +379,7 @@ unsafe extern "C" fn session_write_group<E: Engine>(
 
 unsafe extern "C" fn session_close<E: Engine>(session: Handle) {
     // SAFETY: the host closes each session once.
-    guarded_void(|| drop(unsafe { take::<SessionOf<E>>(session) }));
+    guarded_void(|| drop(unsafe { take::<SlotOf<E>>(session) }));
 }
 
 unsafe extern "C" fn reader_open<E: Engine>(
@@ -358,8 +390,8 @@ unsafe extern "C" fn reader_open<E: Engine>(
 ) -> i32 {
     guarded(err, || {
         // SAFETY: live session handle.
-        let session: &SessionOf<E> = unsafe { borrow(session) }?;
-        let reader = session.open_reader(decode(request)?)?;
+        let slot: &SlotOf<E> = unsafe { borrow(session) }?;
+        let reader = slot.session.open_reader(slot.restore(decode(request)?)?)?;
         Ok(put_handle(out, reader))
     })
 }
@@ -395,8 +427,8 @@ unsafe extern "C" fn writer_open<E: Engine>(
 ) -> i32 {
     guarded(err, || {
         // SAFETY: live session handle.
-        let session: &SessionOf<E> = unsafe { borrow(session) }?;
-        let writer = session.open_writer(decode(request)?)?;
+        let slot: &SlotOf<E> = unsafe { borrow(session) }?;
+        let writer = slot.session.open_writer(slot.restore(decode(request)?)?)?;
         Ok(put_handle(out, writer))
     })
 }

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 pub use dbferry_copy_core::checkpoint::ChunkStats;
 pub use dbferry_copy_core::key::{KeyRange, KeyTuple, KeyValue};
 
+pub use crate::detail::{Detail, KeptDetail};
+
 /// How to reach one instance; built by the host from the daemon config.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -94,6 +96,10 @@ pub enum Request {
     /// another thread while [`Request::BackupRestore`] runs. Optional like it.
     /// Answer: [`BackupProgress`].
     BackupProgress,
+    /// Keep these details for the rest of the session: later requests name
+    /// each by its number instead of carrying it (see [`crate::detail`]).
+    /// Answer: `null`.
+    KeepDetails(Vec<KeptDetail>),
 }
 
 /// Facts about a server.
@@ -188,48 +194,6 @@ pub struct TableSchema {
     pub estimated_bytes: u64,
     /// Engine-private detail (columns, DDL, deferred parts).
     pub detail: Detail,
-}
-
-/// Engine-private JSON that the host carries without looking inside.
-///
-/// Kept as JSON text: the host passes a table's detail on every reader,
-/// writer and digest request, and building and dropping a
-/// `serde_json::Value` tree for each cost more than the copy of small tables.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Detail(Box<serde_json::value::RawValue>);
-
-impl Detail {
-    /// The detail that says nothing (`null`).
-    pub fn null() -> Self {
-        Self(serde_json::value::RawValue::NULL.to_owned())
-    }
-
-    /// Encodes an engine's own detail structure.
-    pub fn encode<T: Serialize>(value: &T) -> Result<Self, serde_json::Error> {
-        serde_json::value::to_raw_value(value).map(Self)
-    }
-
-    /// Decodes it as an engine's own detail structure.
-    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        serde_json::from_str(self.0.get())
-    }
-
-    /// Whether it is `null`.
-    pub fn is_null(&self) -> bool {
-        self.0.get() == "null"
-    }
-
-    /// The JSON text.
-    pub fn as_json(&self) -> &str {
-        self.0.get()
-    }
-}
-
-impl Default for Detail {
-    fn default() -> Self {
-        Self::null()
-    }
 }
 
 /// Asks for the cut points of a table.

@@ -1,12 +1,13 @@
 //! Safe wrappers around plugin sessions, readers and writers.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use dbferry_copy_core::checkpoint::ChunkStats;
 use dbferry_copy_core::error::BoxError;
 use dbferry_copy_core::pipeline::{BatchReader, BatchWriter, ReadOutcome};
 use dbferry_plugin_abi::buffer::{export_bytes, ForeignBuffer};
+use dbferry_plugin_abi::detail::{CarriesDetails, SentDetails};
 use dbferry_plugin_abi::ffi::{self, FfiBuffer, FfiStr, Handle};
 use dbferry_plugin_abi::protocol::{
     BackupProgress, BackupRestoreRequest, DatabaseSchema, Digest, DigestRequest, DigestsRequest, ErrorKind,
@@ -23,6 +24,8 @@ use crate::library::Plugin;
 struct SessionInner {
     plugin: Plugin,
     handle: Handle,
+    /// The details this session keeps (see `dbferry_plugin_abi::detail`).
+    sent: Mutex<SentDetails>,
 }
 
 // SAFETY: plugin sessions are `Send + Sync` by the SDK's bounds; the handle
@@ -111,6 +114,7 @@ impl Plugin {
             inner: Arc::new(SessionInner {
                 plugin: self.clone(),
                 handle,
+                sent: Mutex::default(),
             }),
         })
     }
@@ -121,7 +125,26 @@ impl Session {
         &self.inner.plugin.info().engine
     }
 
-    fn call<T: DeserializeOwned>(&self, request: &Request) -> Result<T, HostError> {
+    /// Names every detail of `request` by number, sending the session the
+    /// ones it does not keep yet. The lock is held while they are sent, so
+    /// that no other thread names a detail before the session keeps it.
+    fn name_details(&self, request: &mut dyn CarriesDetails) -> Result<(), HostError> {
+        let mut sent = self.inner.sent.lock().unwrap_or_else(PoisonError::into_inner);
+        let unsent = sent.unsent(request);
+        if !unsent.is_empty() {
+            self.send::<()>(&Request::KeepDetails(unsent.clone()))?;
+            sent.kept(unsent);
+        }
+        sent.name(request);
+        Ok(())
+    }
+
+    fn call<T: DeserializeOwned>(&self, mut request: Request) -> Result<T, HostError> {
+        self.name_details(&mut request)?;
+        self.send(&request)
+    }
+
+    fn send<T: DeserializeOwned>(&self, request: &Request) -> Result<T, HostError> {
         let json = to_json(self.engine(), request)?;
         let mut out = FfiBuffer::empty();
         // SAFETY: live handle, valid borrowed request and out-parameter.
@@ -134,60 +157,60 @@ impl Session {
 
     /// See `Request::Probe`.
     pub fn probe(&self) -> Result<ServerInfo, HostError> {
-        self.call(&Request::Probe)
+        self.call(Request::Probe)
     }
 
     /// See `Request::DescribeDatabase`.
     pub fn describe_database(&self, database: &str) -> Result<DatabaseSchema, HostError> {
-        self.call(&Request::DescribeDatabase {
+        self.call(Request::DescribeDatabase {
             database: database.to_string(),
         })
     }
 
     /// See `Request::SplitPoints`.
     pub fn split_points(&self, request: SplitRequest) -> Result<Vec<KeyTuple>, HostError> {
-        self.call(&Request::SplitPoints(request))
+        self.call(Request::SplitPoints(request))
     }
 
     /// See `Request::BeginSnapshot`.
     pub fn begin_snapshot(&self, readers: u32) -> Result<SnapshotInfo, HostError> {
-        self.call(&Request::BeginSnapshot { readers })
+        self.call(Request::BeginSnapshot { readers })
     }
 
     /// See `Request::EndSnapshot`.
     pub fn end_snapshot(&self) -> Result<(), HostError> {
-        self.call(&Request::EndSnapshot)
+        self.call(Request::EndSnapshot)
     }
 
     /// See `Request::PrepareTarget`.
     pub fn prepare_target(&self, request: PrepareRequest) -> Result<SchemaOutcome, HostError> {
-        self.call(&Request::PrepareTarget(request))
+        self.call(Request::PrepareTarget(request))
     }
 
     /// See `Request::FinishTarget`.
     pub fn finish_target(&self, request: FinishRequest) -> Result<SchemaOutcome, HostError> {
-        self.call(&Request::FinishTarget(request))
+        self.call(Request::FinishTarget(request))
     }
 
     /// See `Request::BackupRestore` (engines without it answer `Unsupported`).
     pub fn backup_restore(&self, request: BackupRestoreRequest) -> Result<SchemaOutcome, HostError> {
-        self.call(&Request::BackupRestore(request))
+        self.call(Request::BackupRestore(request))
     }
 
     /// See `Request::BackupProgress`; callable while `backup_restore` runs.
     pub fn backup_progress(&self) -> Result<BackupProgress, HostError> {
-        self.call(&Request::BackupProgress)
+        self.call(Request::BackupProgress)
     }
 
     /// See `Request::TableDigest`.
     pub fn table_digest(&self, request: DigestRequest) -> Result<Digest, HostError> {
-        self.call(&Request::TableDigest(request))
+        self.call(Request::TableDigest(request))
     }
 
     /// See `Request::TableDigests`: one digest per table, in their order.
     pub fn table_digests(&self, request: DigestsRequest) -> Result<Vec<Digest>, HostError> {
         let tables = request.tables.len();
-        let digests: Vec<Digest> = self.call(&Request::TableDigests(request))?;
+        let digests: Vec<Digest> = self.call(Request::TableDigests(request))?;
         if digests.len() != tables {
             return Err(HostError::Protocol {
                 engine: self.engine().to_string(),
@@ -207,8 +230,9 @@ impl Session {
     /// Reads several small chunks whole: their payloads back to back, and
     /// a part per chunk read (a prefix of the request's chunks). Engines
     /// without group reads answer `Unsupported`.
-    pub fn read_group(&self, request: &ReadGroupRequest) -> Result<(Bytes, GroupRead), HostError> {
-        let json = to_json(self.engine(), request)?;
+    pub fn read_group(&self, mut request: ReadGroupRequest) -> Result<(Bytes, GroupRead), HostError> {
+        self.name_details(&mut request)?;
+        let json = to_json(self.engine(), &request)?;
         let (mut data, mut out) = (FfiBuffer::empty(), FfiBuffer::empty());
         // SAFETY: live handle, valid borrowed request and out-parameters.
         let status = unsafe {
@@ -231,8 +255,9 @@ impl Session {
 
     /// Writes what [`Session::read_group`] produced; the plugin takes
     /// `data` without copying. One outcome per chunk, in order.
-    pub fn write_group(&self, request: &WriteGroupRequest, data: Bytes) -> Result<GroupWritten, HostError> {
-        let json = to_json(self.engine(), request)?;
+    pub fn write_group(&self, mut request: WriteGroupRequest, data: Bytes) -> Result<GroupWritten, HostError> {
+        self.name_details(&mut request)?;
+        let json = to_json(self.engine(), &request)?;
         let mut out = FfiBuffer::empty();
         // SAFETY: live handle; ownership of the buffer passes to the plugin.
         let status = unsafe {
@@ -258,12 +283,13 @@ impl Session {
         Ok(written)
     }
 
-    fn open<R: Serialize>(
+    fn open<R: Serialize + CarriesDetails>(
         &self,
-        request: &R,
+        mut request: R,
         open: unsafe extern "C" fn(Handle, FfiStr, *mut Handle, *mut FfiBuffer) -> i32,
     ) -> Result<Handle, HostError> {
-        let json = to_json(self.engine(), request)?;
+        self.name_details(&mut request)?;
+        let json = to_json(self.engine(), &request)?;
         let mut handle: Handle = std::ptr::null_mut();
         let mut err = FfiBuffer::empty();
         // SAFETY: live session, valid borrowed request and out-parameters.
@@ -280,7 +306,7 @@ impl Session {
     }
 
     /// Starts reading a chunk.
-    pub fn open_reader(&self, request: &ReadRequest) -> Result<Reader, HostError> {
+    pub fn open_reader(&self, request: ReadRequest) -> Result<Reader, HostError> {
         let handle = self.open(request, self.inner.plugin.inner.api.reader_open)?;
         Ok(Reader {
             session: self.inner.clone(),
@@ -289,7 +315,7 @@ impl Session {
     }
 
     /// Starts writing a chunk in one target transaction.
-    pub fn open_writer(&self, request: &WriteRequest) -> Result<Writer, HostError> {
+    pub fn open_writer(&self, request: WriteRequest) -> Result<Writer, HostError> {
         let handle = self.open(request, self.inner.plugin.inner.api.writer_open)?;
         Ok(Writer {
             session: self.inner.clone(),

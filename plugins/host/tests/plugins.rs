@@ -260,7 +260,7 @@ fn panics_in_connect_reader_writer_and_commit_are_caught() {
             serde_json::json!({"panic_in": "reader", "rows": 100}),
         ))
         .expect("connect");
-    let mut reader = source.open_reader(&read).expect("open reader");
+    let mut reader = source.open_reader(read.clone()).expect("open reader");
     assert!(
         reader.next_batch().err().is_some_and(|e| e.is_panic()),
         "reader panic is caught"
@@ -272,7 +272,7 @@ fn panics_in_connect_reader_writer_and_commit_are_caught() {
             .connect(&config(&unique("p"), serde_json::json!({"panic_in": place})))
             .expect("connect");
         let mut writer = target
-            .open_writer(&WriteRequest {
+            .open_writer(WriteRequest {
                 database: "fixturedb".into(),
                 table: table.clone(),
                 range: read.range.clone(),
@@ -390,7 +390,7 @@ struct Source {
 
 impl ChunkSource for Source {
     fn open(&self, chunk: &ChunkTask) -> Result<Box<dyn BatchReader>, BoxError> {
-        let reader = self.session.open_reader(&ReadRequest {
+        let reader = self.session.open_reader(ReadRequest {
             database: "fixturedb".into(),
             table: self.table.clone(),
             range: chunk.range.clone(),
@@ -407,7 +407,7 @@ struct Sink {
 
 impl ChunkSink for Sink {
     fn open(&self, chunk: &ChunkTask, redo: bool) -> Result<Box<dyn BatchWriter>, BoxError> {
-        let writer = self.session.open_writer(&WriteRequest {
+        let writer = self.session.open_writer(WriteRequest {
             database: "fixturedb".into(),
             table: self.table.clone(),
             range: chunk.range.clone(),
