@@ -187,12 +187,31 @@ impl CarriesDetails for Request {
     }
 }
 
+/// The details of `schema` that a session keeps when it answers
+/// `DescribeDatabase` with `keep_from: Some(first)`: every one that is not
+/// `null`, in [`CarriesDetails::details_mut`] order, numbered from `first`.
+/// Host and plugin both number them with this function.
+pub fn number_details(schema: &mut DatabaseSchema, first: u64) -> Vec<KeptDetail> {
+    schema
+        .details_mut()
+        .into_iter()
+        .filter(|detail| !detail.is_null())
+        .zip(first..)
+        .map(|(detail, id)| KeptDetail {
+            id,
+            detail: detail.clone(),
+        })
+        .collect()
+}
+
 /// The host's side: which details a session already keeps.
 #[derive(Default)]
 pub struct SentDetails {
     /// By the identity of the text; the detail is held so that its
     /// identity cannot be reused by another.
     ids: HashMap<*const u8, (u64, Detail)>,
+    /// The number the next detail gets.
+    next: u64,
 }
 
 // SAFETY: the pointers are only compared, never dereferenced; the details
@@ -213,7 +232,7 @@ impl SentDetails {
             if detail.is_null() || self.ids.contains_key(&identity) || fresh.contains_key(&identity) {
                 continue;
             }
-            let id = (self.ids.len() + unsent.len()) as u64 + 1;
+            let id = self.next_id() + unsent.len() as u64;
             fresh.insert(identity, id);
             unsent.push(KeptDetail {
                 id,
@@ -223,9 +242,15 @@ impl SentDetails {
         unsent
     }
 
+    /// The number the next detail sent gets.
+    pub fn next_id(&self) -> u64 {
+        self.next.max(1)
+    }
+
     /// Records that the session keeps `details`.
     pub fn kept(&mut self, details: Vec<KeptDetail>) {
         for KeptDetail { id, detail } in details {
+            self.next = self.next.max(id + 1);
             self.ids.insert(detail.identity(), (id, detail));
         }
     }
@@ -325,6 +350,36 @@ mod tests {
         };
         let texts: Vec<&str> = arrived.tables.iter().map(|t| t.detail.as_json()).collect();
         assert_eq!(texts, [b.as_json(), a.as_json(), "null"]);
+    }
+
+    #[test]
+    fn a_described_schema_is_kept_on_both_sides_without_being_sent_back() {
+        let a = Detail::encode(&serde_json::json!({"create": "CREATE TABLE a (x int)"})).unwrap_or_default();
+        let b = Detail::encode(&serde_json::json!({"create": "CREATE TABLE b (x int)"})).unwrap_or_default();
+        let mut described = DatabaseSchema {
+            database: "d".into(),
+            tables: vec![table("a", &a), table("n", &Detail::null()), table("b", &b)],
+            ..DatabaseSchema::default()
+        };
+        let (mut host, mut plugin) = (SentDetails::default(), KeptDetails::default());
+        let first = host.next_id();
+        plugin.keep(number_details(&mut described, first));
+        let answer = serde_json::to_vec(&described).unwrap_or_default();
+        let Ok(mut schema) = serde_json::from_slice::<DatabaseSchema>(&answer) else {
+            panic!("the schema must decode");
+        };
+        host.kept(number_details(&mut schema, first));
+
+        let mut request = digests(schema.tables.clone());
+        assert!(host.unsent(&mut request).is_empty(), "the session already keeps them");
+        host.name(&mut request);
+        assert!(plugin.restore(&mut request).is_ok());
+        let Request::TableDigests(request) = request else {
+            panic!("still a digests request");
+        };
+        let texts: Vec<&str> = request.tables.iter().map(|t| t.detail.as_json()).collect();
+        assert_eq!(texts, [a.as_json(), "null", b.as_json()]);
+        assert_eq!(host.next_id(), first + 2, "the next detail gets a fresh number");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::buffer::{write_out, ForeignBuffer};
-use crate::detail::{CarriesDetails, KeptDetails};
+use crate::detail::{number_details, CarriesDetails, KeptDetails};
 use crate::ffi::{self, FfiBuffer, FfiStr, Handle, HostApi, PluginApi};
 use crate::protocol::{
     BackupProgress, BackupRestoreRequest, DatabaseSchema, Digest, DigestRequest, DigestsRequest, ErrorKind,
@@ -318,7 +318,14 @@ unsafe extern "C" fn session_call<E: Engine>(session: Handle, request: FfiStr, o
         let session = &slot.session;
         let response = match slot.restore(decode::<Request>(request)?)? {
             Request::Probe => encode(&session.probe()?)?,
-            Request::DescribeDatabase { database } => encode(&session.describe_database(&database)?)?,
+            Request::DescribeDatabase { database, keep_from } => {
+                let mut schema = session.describe_database(&database)?;
+                if let Some(first) = keep_from {
+                    let numbered = number_details(&mut schema, first);
+                    slot.kept.write().unwrap_or_else(PoisonError::into_inner).keep(numbered);
+                }
+                encode(&schema)?
+            }
             Request::SplitPoints(r) => encode(&session.split_points(r)?)?,
             Request::BeginSnapshot { readers } => encode(&session.begin_snapshot(readers)?)?,
             Request::EndSnapshot => encode(&session.end_snapshot()?)?,

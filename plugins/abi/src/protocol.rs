@@ -64,6 +64,11 @@ pub enum Request {
     DescribeDatabase {
         /// The database.
         database: String,
+        /// Keep the answer's details, numbered from this one (see
+        /// [`crate::detail::number_details`]), so that the host need not
+        /// send them back before naming them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        keep_from: Option<u64>,
     },
     /// Cut points of a table's key. Answer: `Vec<KeyTuple>`.
     SplitPoints(SplitRequest),

@@ -7,7 +7,7 @@ use dbferry_copy_core::checkpoint::ChunkStats;
 use dbferry_copy_core::error::BoxError;
 use dbferry_copy_core::pipeline::{BatchReader, BatchWriter, ReadOutcome};
 use dbferry_plugin_abi::buffer::{export_bytes, ForeignBuffer};
-use dbferry_plugin_abi::detail::{CarriesDetails, SentDetails};
+use dbferry_plugin_abi::detail::{number_details, CarriesDetails, SentDetails};
 use dbferry_plugin_abi::ffi::{self, FfiBuffer, FfiStr, Handle};
 use dbferry_plugin_abi::protocol::{
     BackupProgress, BackupRestoreRequest, DatabaseSchema, Digest, DigestRequest, DigestsRequest, ErrorKind,
@@ -162,9 +162,16 @@ impl Session {
 
     /// See `Request::DescribeDatabase`.
     pub fn describe_database(&self, database: &str) -> Result<DatabaseSchema, HostError> {
-        self.call(Request::DescribeDatabase {
+        // The session keeps the details it describes, so the host never
+        // sends them back: 2 MB of JSON for 1,000 MySQL tables.
+        let mut sent = self.inner.sent.lock().unwrap_or_else(PoisonError::into_inner);
+        let first = sent.next_id();
+        let mut schema: DatabaseSchema = self.send(&Request::DescribeDatabase {
             database: database.to_string(),
-        })
+            keep_from: Some(first),
+        })?;
+        sent.kept(number_details(&mut schema, first));
+        Ok(schema)
     }
 
     /// See `Request::SplitPoints`.
