@@ -485,9 +485,13 @@ pub mod cell {
         }
     }
 
-    /// A cell as text; `None` for NULL.
+    /// A cell as text; `None` for NULL. Describing 1,000 tables reads some
+    /// 60,000 cells, so text is not copied through `bytes` first.
     pub fn text(row: &Row, i: usize) -> Option<String> {
-        bytes(row, i).map(|b| String::from_utf8_lossy(&b).into_owned())
+        match row.as_ref(i)? {
+            Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            _ => bytes(row, i).map(|b| String::from_utf8_lossy(&b).into_owned()),
+        }
     }
 
     /// A cell as text, NULL as empty.
@@ -497,7 +501,10 @@ pub mod cell {
 
     /// A cell as an unsigned number; NULL or garbage as 0.
     pub fn u64(row: &Row, i: usize) -> u64 {
-        text(row, i).map_or(0, |t| number(&t))
+        match row.as_ref(i) {
+            Some(Value::Bytes(b)) => std::str::from_utf8(b).map_or(0, number),
+            _ => text(row, i).map_or(0, |t| number(&t)),
+        }
     }
 
     /// Text as an unsigned number (a decimal's integer part); garbage as 0.

@@ -111,6 +111,10 @@ pub(super) fn fields(row: &[u8], columns: usize) -> Result<impl Iterator<Item = 
 
 /// Appends one text-protocol row as a `LOAD DATA` line; allocates nothing.
 pub fn encode_row(row: &[u8], columns: usize, out: &mut BytesMut) -> Result<()> {
+    // Most rows hold none of the bytes the format escapes, length prefixes
+    // included: then one vector scan of the whole row replaces one per value.
+    let plain = memchr::memchr3(b'\t', b'\n', b'\\', row).is_none();
+    out.reserve(row.len() + columns);
     let mut at = 0;
     for i in 0..columns {
         if i > 0 {
@@ -122,7 +126,12 @@ pub fn encode_row(row: &[u8], columns: usize, out: &mut BytesMut) -> Result<()> 
             continue;
         }
         let len = usize::try_from(lenenc(row, &mut at)?).map_err(|_| malformed())?;
-        push_escaped(out, row.get(at..at + len).ok_or_else(malformed)?);
+        let value = row.get(at..at + len).ok_or_else(malformed)?;
+        if plain {
+            out.extend_from_slice(value);
+        } else {
+            push_escaped(out, value);
+        }
         at += len;
     }
     if at != row.len() {
@@ -203,6 +212,22 @@ mod tests {
         expected.extend(std::iter::repeat_n(b'x', 300));
         expected.push(b'\n');
         assert_eq!(&out[..], &expected[..]);
+    }
+
+    #[test]
+    fn plain_rows_and_rows_whose_lengths_look_like_escapes_encode_alike() {
+        // The second row's 10-byte value has the length prefix 0x0A, a
+        // newline byte: the row takes the per-value path, same output.
+        for value in [&b"2026-11-22"[..9], &b"2026-11-22"[..]] {
+            let mut row = vec![2, b'4', b'2', 0xFB, value.len() as u8];
+            row.extend_from_slice(value);
+            let mut out = BytesMut::new();
+            assert!(encode_row(&row, 3, &mut out).is_ok());
+            let mut expected = b"42\t\\N\t".to_vec();
+            expected.extend_from_slice(value);
+            expected.push(b'\n');
+            assert_eq!(&out[..], &expected[..]);
+        }
     }
 
     #[test]
