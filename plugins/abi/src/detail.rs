@@ -79,9 +79,11 @@ impl Detail {
         }
     }
 
-    /// Identifies this detail's text while any clone of it lives.
-    fn identity(&self) -> *const u8 {
-        Arc::as_ptr(&self.0).cast::<u8>()
+    /// The same for a detail and its clones, and not given to another
+    /// detail while any of them lives: a cheap key for what a session
+    /// derives from a detail, where hashing kilobytes of text is not.
+    pub fn identity(&self) -> usize {
+        Arc::as_ptr(&self.0).cast::<u8>() as usize
     }
 }
 
@@ -209,23 +211,17 @@ pub fn number_details(schema: &mut DatabaseSchema, first: u64) -> Vec<KeptDetail
 pub struct SentDetails {
     /// By the identity of the text; the detail is held so that its
     /// identity cannot be reused by another.
-    ids: HashMap<*const u8, (u64, Detail)>,
+    ids: HashMap<usize, (u64, Detail)>,
     /// The number the next detail gets.
     next: u64,
 }
-
-// SAFETY: the pointers are only compared, never dereferenced; the details
-// they identify are `Send + Sync`.
-unsafe impl Send for SentDetails {}
-// SAFETY: as above.
-unsafe impl Sync for SentDetails {}
 
 impl SentDetails {
     /// The details in `request` that the session does not keep yet, each
     /// once, with the numbers to keep them by. Once the session has kept
     /// them, call [`SentDetails::kept`].
     pub fn unsent(&self, request: &mut dyn CarriesDetails) -> Vec<KeptDetail> {
-        let mut fresh: HashMap<*const u8, u64> = HashMap::new();
+        let mut fresh: HashMap<usize, u64> = HashMap::new();
         let mut unsent = Vec::new();
         for detail in request.details_mut() {
             let identity = detail.identity();

@@ -207,15 +207,17 @@ pub struct TableDetail {
     pub engine: String,
 }
 
-/// Details are kilobytes of JSON text; SipHash over them was 4% of the
-/// instructions on 1,000 small tables, foldhash is several times cheaper.
-/// The keys come from the host, so flooding resistance buys nothing here.
-type DetailMap = HashMap<Box<str>, Arc<TableDetail>, foldhash::fast::RandomState>;
+/// Decoded details by [`Detail::identity`], each with its detail held so
+/// that the identity stays its own.
+type DetailMap = HashMap<usize, (Detail, Arc<TableDetail>), foldhash::fast::RandomState>;
 
-/// Decoded table details by their JSON text, so that a session decodes a
-/// table's detail once, not on each of the requests that carry it (create,
-/// write, finish): on 1,000 small tables decoding was a seventh of the
-/// host's instructions.
+/// Decoded table details, so that a session decodes a table's detail once,
+/// not on each of the requests that name it (create, read, write, digest,
+/// finish): on 1,000 small tables decoding was a seventh of the host's
+/// instructions. Keyed by identity, not text: the session keeps each detail
+/// the host sends it (see `dbferry_plugin_abi::detail`), so every request
+/// hands back the same one, and hashing and comparing kilobytes of text per
+/// request cost more than the lookup should.
 #[derive(Debug, Default)]
 pub struct DetailCache {
     decoded: Mutex<DetailMap>,
@@ -233,7 +235,7 @@ impl DetailCache {
 
     /// The decoded `detail` of a table.
     pub fn table(&self, detail: &Detail) -> Result<Arc<TableDetail>> {
-        if let Some(found) = self.lock().get(detail.as_json()) {
+        if let Some((_, found)) = self.lock().get(&detail.identity()) {
             return Ok(Arc::clone(found));
         }
         let decoded = Arc::new(TableDetail::from_json(detail)?);
@@ -252,7 +254,7 @@ impl DetailCache {
         if cache.len() >= Self::CAPACITY {
             cache.clear();
         }
-        cache.insert(detail.as_json().into(), decoded);
+        cache.insert(detail.identity(), (detail.clone(), decoded));
     }
 }
 
@@ -450,11 +452,13 @@ mod tests {
         };
         let encoded = Detail::encode(&table)?;
         let first = details.table(&encoded)?;
-        let again = details.table(&encoded)?;
+        let again = details.table(&encoded.clone())?;
         assert!(
             Arc::ptr_eq(&first, &again),
-            "the second request must reuse the first decode"
+            "a later request with the kept detail must reuse the first decode"
         );
+        let same_text: Detail = serde_json::from_str(encoded.as_json())?;
+        assert_eq!(details.table(&same_text)?.create_base, table.create_base);
         assert_eq!(first.create_base, table.create_base);
         let malformed = Detail::encode(&serde_json::json!({"columns": 3}))?;
         assert!(details.table(&malformed).is_err());
