@@ -311,12 +311,16 @@ impl MysqlWriter {
         // ends on its own and its connection is then dropped unpooled.
         // An autocommitted load commits what was streamed before the abort;
         // the DELETE takes it out again.
-        if let Ok(Ok((mut lease, _))) = tokio::time::timeout(ABORT_GRACE, task).await {
-            let clean = match lease.conn() {
+        if let Ok(Ok((mut lease, loaded))) = tokio::time::timeout(ABORT_GRACE, task).await {
+            let undone = match lease.conn() {
                 Ok(conn) => self.undo(conn, RESTORE).await.is_ok(),
                 Err(_) => false,
             };
-            if clean {
+            // A load that failed may have failed before the server asked for
+            // its rows: the connection then still holds its one-shot infile
+            // handler, and the next load on it (a group's) would be served
+            // these aborted rows instead of its own.
+            if undone && loaded.is_ok() {
                 lease.release();
             }
         }

@@ -1,15 +1,17 @@
 //! A whole table written for the first time loads in autocommit, against a
 //! real MariaDB server (started by `dbferry-testkit`): a load whose checks
 //! fail, or that is aborted, still leaves the table empty (whether its one
-//! batch was held back until commit or its batches streamed), and the writer
-//! connection it hands back still redoes ranges in a transaction.
+//! batch was held back until commit or its batches streamed), the writer
+//! connection it hands back still redoes ranges in a transaction, and a
+//! load that failed before its rows were asked for leaves none of them for
+//! the next load on that connection.
 
 use bytes::Bytes;
 use dbferry_mysql::MysqlSession;
 use dbferry_plugin_abi::plugin::{Reader, Session, Writer};
 use dbferry_plugin_abi::protocol::{
-    ExistingTables, KeyRange, KeyValue, PluginError, PrepareRequest, ReadRequest, SessionConfig, TableSchema,
-    WriteRequest,
+    ChunkStats, ExistingTables, KeyRange, KeyValue, PluginError, PrepareRequest, ReadRequest, SessionConfig,
+    TableSchema, WriteGroupRequest, WriteRequest,
 };
 use dbferry_testkit::{MariaDb, ADMIN_USER};
 
@@ -133,5 +135,43 @@ fn after_a_whole_table_load_its_connection_redoes_a_range_in_a_transaction() -> 
     writer.write(batch, 3)?;
     assert_eq!(writer.commit()?.rows, 3);
     assert_eq!(count("then_split").as_deref(), Some("3"));
+    Ok(())
+}
+
+#[test]
+fn a_load_that_failed_before_its_data_was_asked_for_leaves_no_data_behind_for_the_next_load() -> TestResult {
+    let (session, table, batch) = setup("stale_infile")?;
+    let server = MariaDb::shared();
+    // `broken` lacks the column `v` that the load names, so its `LOAD DATA`
+    // fails before the server asks for the data: the writer's one-shot
+    // infile handler, holding rows 7 to 9, is never used.
+    server.exec("CREATE TABLE stale_infile_dst.broken (id INT PRIMARY KEY)");
+    let broken = TableSchema {
+        name: "broken".into(),
+        ..table.clone()
+    };
+    let mut writer = session.open_writer(whole("stale_infile", &broken))?;
+    let _ = write(&mut writer, &Bytes::from_static(b"7\tx\n8\ty\n9\tz\n"), 3, true);
+    writer.abort();
+
+    // The next load on the writer connection (a group's, served by the
+    // pool's handler) must load its own rows, not the aborted ones.
+    let written = session.write_group(
+        WriteGroupRequest {
+            chunks: vec![whole("stale_infile", &table)],
+            parts: vec![ChunkStats {
+                bytes: batch.len() as u64,
+                rows: 3,
+            }],
+        },
+        batch,
+    )?;
+    assert_eq!(written.chunks.len(), 1);
+    assert_eq!(
+        server
+            .scalar("SELECT GROUP_CONCAT(id ORDER BY id) FROM stale_infile_dst.t")
+            .as_deref(),
+        Some("1,2,3")
+    );
     Ok(())
 }
