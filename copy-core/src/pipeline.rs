@@ -129,8 +129,9 @@ pub struct CopySettings {
     /// reader thread and its batch back cost a fifth of the copy's CPU.
     pub inline_chunk_bytes: u64,
     /// Most chunks copied as one group: up to this many whole chunks, each
-    /// and all together at most `inline_chunk_bytes`, go with one read and
-    /// one write where source and sink can ([`ChunkSource::read_group`]).
+    /// at most `inline_chunk_bytes` and all together at most twice that, go
+    /// with one read and one write where source and sink can
+    /// ([`ChunkSource::read_group`]).
     /// 1 copies every chunk on its own. Not used when resuming.
     pub group_chunks: usize,
 }

@@ -9,7 +9,7 @@
 //! later requests carry its number; the SDK puts the kept detail back before
 //! the engine sees the request, so engines never meet a number.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -209,9 +209,10 @@ pub fn number_details(schema: &mut DatabaseSchema, first: u64) -> Vec<KeptDetail
 /// The host's side: which details a session already keeps.
 #[derive(Default)]
 pub struct SentDetails {
-    /// By the identity of the text; the detail is held so that its
-    /// identity cannot be reused by another.
-    ids: HashMap<usize, (u64, Detail)>,
+    /// By the identity of the text: the detail, held so that its identity
+    /// cannot be reused by another, and the number that stands for it on
+    /// the wire, made once rather than on every request.
+    kept: HashMap<usize, (Detail, Detail)>,
     /// The number the next detail gets.
     next: u64,
 }
@@ -221,15 +222,14 @@ impl SentDetails {
     /// once, with the numbers to keep them by. Once the session has kept
     /// them, call [`SentDetails::kept`].
     pub fn unsent(&self, request: &mut dyn CarriesDetails) -> Vec<KeptDetail> {
-        let mut fresh: HashMap<usize, u64> = HashMap::new();
+        let mut fresh = HashSet::new();
         let mut unsent = Vec::new();
         for detail in request.details_mut() {
             let identity = detail.identity();
-            if detail.is_null() || self.ids.contains_key(&identity) || fresh.contains_key(&identity) {
+            if detail.is_null() || self.kept.contains_key(&identity) || !fresh.insert(identity) {
                 continue;
             }
             let id = self.next_id() + unsent.len() as u64;
-            fresh.insert(identity, id);
             unsent.push(KeptDetail {
                 id,
                 detail: detail.clone(),
@@ -247,15 +247,15 @@ impl SentDetails {
     pub fn kept(&mut self, details: Vec<KeptDetail>) {
         for KeptDetail { id, detail } in details {
             self.next = self.next.max(id + 1);
-            self.ids.insert(detail.identity(), (id, detail));
+            self.kept.insert(detail.identity(), (detail, Detail::kept(id)));
         }
     }
 
     /// Replaces every detail of `request` that the session keeps by its number.
     pub fn name(&self, request: &mut dyn CarriesDetails) {
         for detail in request.details_mut() {
-            if let Some((id, _)) = self.ids.get(&detail.identity()) {
-                *detail = Detail::kept(*id);
+            if let Some((_, number)) = self.kept.get(&detail.identity()) {
+                *detail = number.clone();
             }
         }
     }
