@@ -6,7 +6,7 @@
 use dbferry_mysql::MysqlSession;
 use dbferry_plugin_abi::plugin::Session;
 use dbferry_plugin_abi::protocol::{Digest, DigestsRequest, PluginError, SessionConfig, TableSchema, VerifyMode};
-use dbferry_testkit::{MariaDb, ADMIN_USER};
+use dbferry_testkit::MariaDb;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -18,13 +18,8 @@ fn session(server: &MariaDb, prefer_socket: bool) -> Result<MysqlSession, Plugin
         options.insert("socket".into(), server.socket().to_string_lossy().into_owned().into());
     }
     Ok(MysqlSession::connect(&SessionConfig {
-        instance_id: "digests".into(),
-        host: "127.0.0.1".into(),
-        port: server.port(),
-        user: ADMIN_USER.into(),
-        password: server.admin_password().into(),
-        max_connections: 3,
         options,
+        ..server.session_config("digests", 3)
     })?)
 }
 

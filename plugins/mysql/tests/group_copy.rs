@@ -9,10 +9,10 @@ use bytes::Bytes;
 use dbferry_mysql::MysqlSession;
 use dbferry_plugin_abi::plugin::Session;
 use dbferry_plugin_abi::protocol::{
-    ExistingTables, GroupRead, KeyRange, PrepareRequest, ReadGroupRequest, ReadRequest, SessionConfig, TableSchema,
-    WriteGroupRequest, WriteRequest,
+    ExistingTables, GroupRead, KeyRange, PrepareRequest, ReadGroupRequest, ReadRequest, TableSchema, WriteGroupRequest,
+    WriteRequest,
 };
-use dbferry_testkit::{MariaDb, ADMIN_USER};
+use dbferry_testkit::MariaDb;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -36,15 +36,7 @@ fn setup(prefix: &str) -> Result<(MysqlSession, Vec<TableSchema>), Box<dyn std::
         }
     }
     server.exec(&sql);
-    let session = MysqlSession::connect(&SessionConfig {
-        instance_id: "group-copy".into(),
-        host: "127.0.0.1".into(),
-        port: server.port(),
-        user: ADMIN_USER.into(),
-        password: server.admin_password().into(),
-        max_connections: 4,
-        options: Default::default(),
-    })?;
+    let session = MysqlSession::connect(&server.session_config("group-copy", 4))?;
     let schema = session.describe_database(&src)?;
     session.prepare_target(PrepareRequest {
         database: format!("{prefix}_dst"),

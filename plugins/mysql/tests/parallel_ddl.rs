@@ -12,21 +12,13 @@ use dbferry_plugin_abi::protocol::{
     DatabaseSchema, Detail, ErrorKind, ExistingTables, FinishRequest, ObjectKind, PluginError, PrepareRequest,
     SchemaOutcome, SessionConfig,
 };
-use dbferry_testkit::{MariaDb, ADMIN_USER};
+use dbferry_testkit::MariaDb;
 use mysql_async::prelude::Queryable;
 
 const TABLES: usize = 24;
 
 fn config(server: &MariaDb, max_connections: u32) -> SessionConfig {
-    SessionConfig {
-        instance_id: "parallel-ddl".into(),
-        host: "127.0.0.1".into(),
-        port: server.port(),
-        user: ADMIN_USER.into(),
-        password: server.admin_password().into(),
-        max_connections,
-        options: Default::default(),
-    }
+    server.session_config("parallel-ddl", max_connections)
 }
 
 /// A source database `{prefix}_src` of [`TABLES`] tables, each with a

@@ -10,10 +10,10 @@ use bytes::Bytes;
 use dbferry_mysql::MysqlSession;
 use dbferry_plugin_abi::plugin::{Reader, Session, Writer};
 use dbferry_plugin_abi::protocol::{
-    ChunkStats, ExistingTables, KeyRange, KeyValue, PluginError, PrepareRequest, ReadRequest, SessionConfig,
-    TableSchema, WriteGroupRequest, WriteRequest,
+    ChunkStats, ExistingTables, KeyRange, KeyValue, PluginError, PrepareRequest, ReadRequest, TableSchema,
+    WriteGroupRequest, WriteRequest,
 };
-use dbferry_testkit::{MariaDb, ADMIN_USER};
+use dbferry_testkit::MariaDb;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -28,15 +28,7 @@ fn setup(prefix: &str) -> Result<(MysqlSession, TableSchema, Bytes), Box<dyn std
          CREATE TABLE {src}.t (id INT PRIMARY KEY, v VARCHAR(10) NOT NULL, UNIQUE KEY v (v));
          INSERT INTO {src}.t VALUES (1, 'a'), (2, 'b'), (3, 'c');"
     ));
-    let session = MysqlSession::connect(&SessionConfig {
-        instance_id: "whole-table-load".into(),
-        host: "127.0.0.1".into(),
-        port: server.port(),
-        user: ADMIN_USER.into(),
-        password: server.admin_password().into(),
-        max_connections: 2,
-        options: Default::default(),
-    })?;
+    let session = MysqlSession::connect(&server.session_config("whole-table-load", 2))?;
     let schema = session.describe_database(&src)?;
     session.prepare_target(PrepareRequest {
         database: dst,

@@ -8,7 +8,7 @@
 use dbferry_mysql::MysqlSession;
 use dbferry_plugin_abi::plugin::{Reader, Session};
 use dbferry_plugin_abi::protocol::{ErrorKind, KeyRange, PluginError, ReadRequest, SessionConfig};
-use dbferry_testkit::{MariaDb, ADMIN_USER};
+use dbferry_testkit::MariaDb;
 
 fn config(server: &MariaDb, prefer_socket: bool) -> SessionConfig {
     let mut options = serde_json::Map::new();
@@ -18,13 +18,8 @@ fn config(server: &MariaDb, prefer_socket: bool) -> SessionConfig {
         options.insert("socket".into(), server.socket().to_string_lossy().into_owned().into());
     }
     SessionConfig {
-        instance_id: "wire".into(),
-        host: "127.0.0.1".into(),
-        port: server.port(),
-        user: ADMIN_USER.into(),
-        password: server.admin_password().into(),
-        max_connections: 4,
         options,
+        ..server.session_config("wire", 4)
     }
 }
 

@@ -265,6 +265,24 @@ impl MariaDb {
         &self.admin_password
     }
 
+    /// A plugin session's settings for this server, as [`ADMIN_USER`] over
+    /// TCP with no engine options, for tests that drive a plugin directly.
+    pub fn session_config(
+        &self,
+        instance_id: &str,
+        max_connections: u32,
+    ) -> dbferry_plugin_abi::protocol::SessionConfig {
+        dbferry_plugin_abi::protocol::SessionConfig {
+            instance_id: instance_id.into(),
+            host: self.host().into(),
+            port: self.port,
+            user: ADMIN_USER.into(),
+            password: self.admin_password.clone(),
+            max_connections,
+            options: Default::default(),
+        }
+    }
+
     /// The last 60 lines of the server's error log.
     pub fn log_tail(&self) -> String {
         let mut text = String::new();
