@@ -5,6 +5,10 @@
 #                clippy -D warnings and the format check. Fails loudly.
 #   make demo    installs MariaDB if missing and runs `dbferry demo`.
 #   make bench   the performance comparison of issue 2 §8 (release build).
+#   make babelfish  builds Babelfish for PostgreSQL 4.3 (a real TDS / T-SQL
+#                server) into $(BABELFISH_PREFIX) for the SQL Server tests,
+#                with ../shared/babelfish/build.sh. `make test` uses that
+#                build when it is there and never builds it.
 #
 # Works on a fresh Debian 12 machine with Rust installed, as root or as a
 # user with sudo.
@@ -12,12 +16,21 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := build
-.PHONY: deps apt-deps rust-deps build test unit-test lint fmt-check clippy rss-guard deb demo bench clean-testkit
+.PHONY: babelfish deps apt-deps rust-deps build test unit-test lint fmt-check clippy rss-guard deb demo bench clean-testkit
 
 CARGO ?= cargo
 # Extra arguments for `make bench`, e.g. BENCH_ARGS="--dataset b --scale 0.1".
 BENCH_ARGS ?=
 APT_PACKAGES := mariadb-server mariadb-client mydumper sysbench prometheus systemd python3-venv
+# Babelfish: the build script lives outside the repository (it builds fetched
+# repositories, which the project does not commit); the three git dirs default
+# to this machine's mirrors where they exist. See README, "SQL Server tests".
+BABELFISH_PREFIX ?= /var/cache/dbferry-babelfish
+BABELFISH_BUILD_SH ?= ../shared/babelfish/build.sh
+MIRROR ?= /work/.mirror
+BABELFISH_PG_GIT ?= $(wildcard $(MIRROR)/babelfish-for-postgresql+postgresql_modified_for_babelfish/repo)
+BABELFISH_EXT_GIT ?= $(wildcard $(MIRROR)/babelfish-for-postgresql+babelfish_extensions/repo)
+ANTLR_GIT ?= $(wildcard $(MIRROR)/antlr+antlr4/repo)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 deps: apt-deps rust-deps
@@ -95,6 +108,15 @@ demo: deps build
 bench: deps
 	$(CARGO) build --release -p dbferry -p dbferry-mysql
 	$(CARGO) run --release -p dbferry-benches --bin bench -- $(BENCH_ARGS)
+
+babelfish:
+	@if [ -f "$(BABELFISH_PREFIX)/.built" ]; then echo "babelfish: already built in $(BABELFISH_PREFIX)"; exit 0; fi; \
+	test -x "$(BABELFISH_BUILD_SH)" || { echo "babelfish: FAILED: no build script at $(BABELFISH_BUILD_SH) (set BABELFISH_BUILD_SH)" >&2; exit 1; }; \
+	for v in BABELFISH_PG_GIT=$(BABELFISH_PG_GIT) BABELFISH_EXT_GIT=$(BABELFISH_EXT_GIT) ANTLR_GIT=$(ANTLR_GIT); do \
+	  [ -n "$${v#*=}" ] || { echo "babelfish: FAILED: $${v%%=*} is not set: point it at a git clone (see README, SQL Server tests)" >&2; exit 1; }; \
+	done; \
+	$(SUDO) env BABELFISH_PG_GIT="$(BABELFISH_PG_GIT)" BABELFISH_EXT_GIT="$(BABELFISH_EXT_GIT)" ANTLR_GIT="$(ANTLR_GIT)" \
+	  BABELFISH_PREFIX="$(BABELFISH_PREFIX)" "$(BABELFISH_BUILD_SH)"
 
 # Removes the cached MariaDB template datadirs of the test harness.
 clean-testkit:
