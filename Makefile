@@ -89,10 +89,15 @@ rss-guard:
 
 test: deps build
 	@status=0; \
+	sqlserver_log="$${CARGO_TARGET_DIR:-target}/sqlserver-tests.log"; rm -f "$$sqlserver_log"; \
 	$(MAKE) --no-print-directory unit-test || { echo "*** make test: TESTS FAILED ***" >&2; status=1; }; \
+	ran=$$(grep -c '^ran ' "$$sqlserver_log" 2>/dev/null || true); skipped=$$(grep -c '^skipped ' "$$sqlserver_log" 2>/dev/null || true); \
 	$(MAKE) --no-print-directory clippy || { echo "*** make test: CLIPPY FAILED ***" >&2; status=1; }; \
 	$(MAKE) --no-print-directory fmt-check || { echo "*** make test: FORMAT CHECK FAILED (run cargo fmt --all) ***" >&2; status=1; }; \
 	$(MAKE) --no-print-directory rss-guard || { echo "*** make test: MEMORY GUARD FAILED ***" >&2; status=1; }; \
+	if [ "$${skipped:-0}" -gt 0 ]; then \
+	  echo "*** make test: SQL Server tests against a real server: $${ran:-0} ran, $${skipped} SKIPPED (no Babelfish build: run make babelfish) ***"; \
+	else echo "make test: SQL Server tests against a real server (Babelfish): $${ran:-0} ran"; fi; \
 	if [ $$status -ne 0 ]; then echo "*** make test: FAILED ***" >&2; exit 1; fi; \
 	echo "make test: all green"
 

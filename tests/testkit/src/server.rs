@@ -413,7 +413,7 @@ type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
 /// (SIGKILL) so servers never outlive a test process that dies abruptly.
 /// The signal fires when the *spawning thread* exits, hence the dedicated
 /// thread that lives as long as the process.
-fn spawn_tied(command: Command) -> std::io::Result<Child> {
+pub(crate) fn spawn_tied(command: Command) -> std::io::Result<Child> {
     static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
     let sender = SPAWNER
         .get_or_init(|| {
@@ -451,7 +451,7 @@ fn spawn_tied(command: Command) -> std::io::Result<Child> {
         .map_err(|_| std::io::Error::other("the spawner thread is gone"))?
 }
 
-fn free_port() -> Result<u16, Error> {
+pub(crate) fn free_port() -> Result<u16, Error> {
     let listener = TcpListener::bind(("127.0.0.1", 0)).map_err(|e| Error::io("finding a free port", e))?;
     listener
         .local_addr()
