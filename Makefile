@@ -1,7 +1,8 @@
 # dbferry — build, test and demo entry points.
 #
-#   make test    installs what the tests need (MariaDB, mydumper, sysbench,
-#                rustfmt, clippy), builds everything, runs the whole suite,
+#   make test    installs what the tests need (MariaDB, Oracle MySQL 9.7 into
+#                $(DBFERRY_MYSQL_PREFIX), mydumper, sysbench, rustfmt,
+#                clippy), builds everything, runs the whole suite,
 #                clippy -D warnings and the format check. Fails loudly.
 #   make demo    installs MariaDB if missing and runs `dbferry demo`.
 #   make bench   the performance comparison of issue 2 §8 (release build).
@@ -16,7 +17,7 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := build
-.PHONY: babelfish deps apt-deps rust-deps build test unit-test lint fmt-check clippy rss-guard deb demo bench clean-testkit
+.PHONY: babelfish deps apt-deps mysql-deps rust-deps build test unit-test lint fmt-check clippy rss-guard deb demo bench clean-testkit
 
 CARGO ?= cargo
 # Extra arguments for `make bench`, e.g. BENCH_ARGS="--dataset b --scale 0.1".
@@ -32,8 +33,23 @@ BABELFISH_PG_GIT ?= $(wildcard $(MIRROR)/babelfish-for-postgresql+postgresql_mod
 BABELFISH_EXT_GIT ?= $(wildcard $(MIRROR)/babelfish-for-postgresql+babelfish_extensions/repo)
 ANTLR_GIT ?= $(wildcard $(MIRROR)/antlr+antlr4/repo)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Where scripts/fetch-mysql.sh puts Oracle MySQL; the testkit reads the same
+# variable. Outside the clone, so every clone and worktree shares one copy.
+DBFERRY_MYSQL_PREFIX ?= /var/cache/dbferry-mysql
+export DBFERRY_MYSQL_PREFIX
 
-deps: apt-deps rust-deps
+deps: apt-deps mysql-deps rust-deps
+
+# Oracle MySQL 9.7 for the tests, unpacked into a private prefix (see the
+# script). Idempotent: a complete prefix is left alone.
+mysql-deps: apt-deps
+	@if [ -f "$(DBFERRY_MYSQL_PREFIX)/.fetched" ]; then \
+	  echo "deps: $$(cat "$(DBFERRY_MYSQL_PREFIX)/.fetched")"; \
+	elif [ -w "$$(dirname "$(DBFERRY_MYSQL_PREFIX)")" ] || [ -w "$(DBFERRY_MYSQL_PREFIX)" ]; then \
+	  scripts/fetch-mysql.sh; \
+	else \
+	  $(SUDO) env DBFERRY_MYSQL_PREFIX="$(DBFERRY_MYSQL_PREFIX)" scripts/fetch-mysql.sh; \
+	fi
 
 # Idempotent: installs only what is missing, runs `apt-get update` only when
 # the package lists are empty or the install fails with the lists it has.
@@ -123,6 +139,6 @@ babelfish:
 	$(SUDO) env BABELFISH_PG_GIT="$(BABELFISH_PG_GIT)" BABELFISH_EXT_GIT="$(BABELFISH_EXT_GIT)" ANTLR_GIT="$(ANTLR_GIT)" \
 	  BABELFISH_PREFIX="$(BABELFISH_PREFIX)" "$(BABELFISH_BUILD_SH)"
 
-# Removes the cached MariaDB template datadirs of the test harness.
+# Removes the cached template datadirs (MariaDB and MySQL) of the test harness.
 clean-testkit:
 	rm -rf target/testkit-template-*

@@ -21,7 +21,8 @@ use std::sync::{Mutex, Once, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
-use crate::server::{free_port, is_root, spawn_tied, target_dir};
+use crate::process::{free_port, is_root, spawn_tied};
+use crate::template::target_dir;
 
 /// The SQL login every server has (a sysadmin: `CREATE DATABASE` and all).
 pub const BABELFISH_USER: &str = "ferry";

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
-use crate::server::{MariaDb, ADMIN_USER};
+use crate::server::{Server, ADMIN_USER};
 
 /// The owner account the builders use unless told otherwise.
 pub const DEFAULT_OWNER: &str = "1234567890";
@@ -119,7 +119,7 @@ pub struct Instance {
 impl Instance {
     /// A dedicated MySQL-engine instance `id` for `server`, owned by
     /// [`DEFAULT_OWNER`], logging in as [`ADMIN_USER`], 100 GB of storage.
-    pub fn mysql(id: &str, server: &MariaDb) -> Self {
+    pub fn mysql(id: &str, server: &Server) -> Self {
         Self {
             id: id.to_string(),
             engine: "mysql".into(),

@@ -1,10 +1,11 @@
-//! SQL through the `mariadb` command-line client: independent of dbferry.
+//! SQL through the flavour's own command-line client (`mariadb` or MySQL's
+//! `mysql`): independent of dbferry.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 
 use crate::error::Error;
-use crate::server::{MariaDb, CLIENT};
+use crate::server::Server;
 
 /// A result set: rows of columns; `None` is SQL NULL.
 pub type Rows = Vec<Vec<Option<String>>>;
@@ -25,7 +26,7 @@ pub fn literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
-/// Kinds of objects [`MariaDb::show_create`] knows.
+/// Kinds of objects [`Server::show_create`] knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ObjectKind {
     /// `SHOW CREATE TABLE`.
@@ -99,9 +100,9 @@ fn parse(output: &str) -> Rows {
         .collect()
 }
 
-impl MariaDb {
+impl Server {
     fn client(&self, database: Option<&str>) -> Command {
-        let mut command = Command::new(CLIENT);
+        let mut command = Command::new(self.flavour().client_binary());
         command
             .arg("--no-defaults")
             .arg("--protocol=socket")
@@ -126,7 +127,11 @@ impl MariaDb {
             .spawn()
             .map_err(|e| {
                 Error::io(
-                    format!("spawning `{CLIENT}` (is mariadb-client installed? run `make deps`)"),
+                    format!(
+                        "spawning `{}` (is the {} client installed? run `make deps`)",
+                        self.flavour().client_binary().display(),
+                        self.flavour()
+                    ),
                     e,
                 )
             })?;
@@ -138,12 +143,13 @@ impl MariaDb {
         let feeder = std::thread::spawn(move || stdin.write_all(script.as_bytes()));
         let out = child
             .wait_with_output()
-            .map_err(|e| Error::io(format!("running `{CLIENT}`"), e))?;
+            .map_err(|e| Error::io(format!("running the {} client", self.flavour()), e))?;
         let fed = feeder.join().map_err(|_| Error::new("the stdin feeder panicked"))?;
         if !out.status.success() {
             let shown: String = sql.chars().take(2000).collect();
             return Err(Error::new(format!(
-                "SQL failed on port {} ({}): {}\n--- SQL ---\n{shown}",
+                "SQL failed on {} port {} ({}): {}\n--- SQL ---\n{shown}",
+                self.flavour(),
                 self.port(),
                 out.status,
                 String::from_utf8_lossy(&out.stderr).trim()
@@ -187,7 +193,7 @@ impl MariaDb {
         self.run_client(None, sql).map(|out| parse(&out))
     }
 
-    /// Runs a query and returns its rows (see [`MariaDb::try_query`]).
+    /// Runs a query and returns its rows (see [`Server::try_query`]).
     ///
     /// # Panics
     /// If the query fails.
@@ -239,12 +245,13 @@ impl MariaDb {
     }
 
     /// An order-independent content hash computed by the server:
-    /// `"<rows>:<md5>"`, where the MD5 covers the sorted MD5s of every row,
+    /// `"<rows>:<sha256>"`, where the hash covers the sorted SHA-256s of every row,
     /// each over the exact bytes (`HEX(CAST(col AS BINARY))`) of every
     /// column, invisible and generated columns included, plus a NULL flag
     /// per column. Two tables with the same multiset of rows hash alike,
     /// whatever their physical order or key; NULL, `''` and `'NULL'` differ.
-    /// Temporal values are read with `time_zone = '+00:00'`.
+    /// Temporal values are read with `time_zone = '+00:00'`. SHA-256, because
+    /// MySQL 9.6+ has no built-in `MD5()`.
     ///
     /// # Panics
     /// If the table has no columns or the query fails.
@@ -261,8 +268,8 @@ impl MariaDb {
             .collect();
         let sql = format!(
             "SET SESSION group_concat_max_len = 4294967295; SET SESSION time_zone = '+00:00';\n\
-             SELECT COUNT(*), IFNULL(MD5(GROUP_CONCAT(h ORDER BY h SEPARATOR '')), 'empty') FROM \
-             (SELECT MD5(CONCAT_WS('|', {})) AS h FROM {}.{}) AS hashed",
+             SELECT COUNT(*), IFNULL(SHA2(GROUP_CONCAT(h ORDER BY h SEPARATOR ''), 256), 'empty') FROM \
+             (SELECT SHA2(CONCAT_WS('|', {}), 256) AS h FROM {}.{}) AS hashed",
             values.join(", "),
             ident(db),
             ident(table)
