@@ -28,6 +28,12 @@ pub enum ErrorCode {
     /// Rule 6: a destination that exists and is not empty (or, for MySQL,
     /// target tables that exist while `existing_tables = "fail"`).
     DbNameExists,
+    /// The server's certificate does not verify, or does not name the host.
+    TlsUnverified,
+    /// The instance's `tls` mode requires TLS and the server offers none.
+    TlsNotOffered,
+    /// The server requires TLS and the instance's `tls` is `off`.
+    TlsRequired,
     /// Rule 8.
     IncorrectLockMode,
     /// Rule 9.
@@ -58,6 +64,9 @@ impl ErrorCode {
             ErrorCode::IncorrectInstanceState => "IncorrectDBInstanceState",
             ErrorCode::DbNameNotFound => "InvalidDBName.NotFound",
             ErrorCode::DbNameExists => "InvalidDBName.Exists",
+            ErrorCode::TlsUnverified => "IncorrectDBInstanceTls.Unverified",
+            ErrorCode::TlsNotOffered => "IncorrectDBInstanceTls.NotOffered",
+            ErrorCode::TlsRequired => "IncorrectDBInstanceTls.Required",
             ErrorCode::IncorrectLockMode => "IncorrectDBInstanceLockMode",
             ErrorCode::InsufficientStorage => "InsufficientStorage",
             ErrorCode::AccessKeyNotFound => "InvalidAccessKeyId.NotFound",
@@ -66,6 +75,13 @@ impl ErrorCode {
             ErrorCode::TimestampExpired => "InvalidTimeStamp.Expired",
             ErrorCode::InternalError => "InternalError",
         }
+    }
+
+    /// The TLS refusal a plugin named by its contract code, if it is one.
+    pub fn tls_refusal(code: &str) -> Option<Self> {
+        [ErrorCode::TlsUnverified, ErrorCode::TlsNotOffered, ErrorCode::TlsRequired]
+            .into_iter()
+            .find(|c| c.as_str() == code)
     }
 
     /// The HTTP status the API answers with.
@@ -83,6 +99,9 @@ impl ErrorCode {
             | ErrorCode::IncorrectInstanceState
             | ErrorCode::DbNameExists
             | ErrorCode::IncorrectLockMode
+            | ErrorCode::TlsUnverified
+            | ErrorCode::TlsNotOffered
+            | ErrorCode::TlsRequired
             | ErrorCode::InsufficientStorage => 403,
             ErrorCode::InstanceNotFound | ErrorCode::DbNameNotFound | ErrorCode::AccessKeyNotFound => 404,
             ErrorCode::InternalError => 500,

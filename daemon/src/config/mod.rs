@@ -93,6 +93,9 @@ pub const LOCK_MODES: [&str; 5] = [
     "LockByDiskQuota",
 ];
 
+/// The words `tls` takes, following the stock clients' `--ssl-mode`.
+pub const TLS_MODES: [&str; 5] = ["off", "preferred", "trust", "verify-ca", "on"];
+
 /// Engines an instance may run (rule 3).
 pub const ENGINES: [&str; 2] = ["mysql", "sqlserver"];
 
@@ -121,9 +124,18 @@ pub struct Instance {
     pub lock_mode: Option<String>,
     /// SQL Server edition, when the server cannot tell.
     pub edition: Option<String>,
-    /// Transport encryption: `off`, `on`, or `trust` (on, accepting any
-    /// server certificate). `None` leaves the engine's default.
+    /// Transport encryption, as the stock clients' `--ssl-mode`: `off`,
+    /// `preferred`, `trust` (encrypted, any certificate), `verify-ca`
+    /// (chain checked) or `on` (chain and host name checked). `None` leaves
+    /// the engine's default (`preferred` for MySQL).
     pub tls: Option<String>,
+    /// Trusted CA certificates (PEM) for `verify-ca` and `on`; the system's
+    /// roots when absent.
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate chain (PEM), with `tls_key`, for servers that ask.
+    pub tls_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM), readable by its owner only.
+    pub tls_key: Option<PathBuf>,
     /// Directory, reachable by this server, for backup-and-restore imports.
     pub backup_path: Option<String>,
 }
@@ -311,7 +323,8 @@ fn instance(
     );
     let lock_mode = f.choice("lock_mode", false, &LOCK_MODES);
     let edition = f.non_empty("edition", false);
-    let tls = f.choice("tls", false, &["off", "on", "trust"]);
+    let tls = f.choice("tls", false, &TLS_MODES);
+    let (tls_ca, tls_cert, tls_key) = tls_files(&mut f);
     let backup_path = f.non_empty("backup_path", false);
     f.finish();
     Some(Instance {
@@ -327,8 +340,49 @@ fn instance(
         lock_mode: lock_mode.map(|m| m.value),
         edition: edition.map(|e| e.value),
         tls: tls.map(|t| t.value),
+        tls_ca,
+        tls_cert,
+        tls_key,
         backup_path: backup_path.map(|p| p.value),
     })
+}
+
+/// `tls_ca`, `tls_cert` and `tls_key` of an instance: readable files, the
+/// key private to its owner, cert and key together.
+fn tls_files(f: &mut Fields<'_, '_>) -> (Option<PathBuf>, Option<PathBuf>, Option<PathBuf>) {
+    let base = f.base_dir();
+    let readable = |f: &mut Fields<'_, '_>, key: &'static str| {
+        let value = f.non_empty(key, false)?;
+        let path = base.join(&value.value);
+        if let Err(e) = std::fs::File::open(&path) {
+            f.error(
+                value.span.clone(),
+                ErrorCode::InvalidParameter,
+                format!("cannot read {key} {}: {e}", path.display()),
+            );
+        }
+        Some((path, value.span))
+    };
+    let ca = readable(f, "tls_ca").map(|(p, _)| p);
+    let cert = readable(f, "tls_cert");
+    let key = f.non_empty("tls_key", false).map(|k| (base.join(&k.value), k.span));
+    match (cert, key) {
+        (Some((cert, _)), Some((key, span))) => {
+            if let Err(message) = Secret::File(key.clone()).read() {
+                f.error(span, ErrorCode::InvalidParameter, message);
+            }
+            (ca, Some(cert), Some(key))
+        }
+        (Some((_, span)), None) | (None, Some((_, span))) => {
+            f.error(
+                span,
+                ErrorCode::MissingParameter,
+                "set both `tls_cert` and `tls_key` on an instance (or neither)",
+            );
+            (ca, None, None)
+        }
+        (None, None) => (ca, None, None),
+    }
 }
 
 fn access_key(
@@ -435,5 +489,39 @@ mod tests {
             "{errors:?}"
         );
         assert!(errors.iter().any(|e| e.contains("unknown key `port2`")), "{errors:?}");
+    }
+
+    #[test]
+    fn tls_modes_and_files_are_validated_together() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pw = secret(dir.path(), 0o600);
+        let exposed_key = secret(dir.path(), 0o644);
+        let ok = format!(
+            "{}tls = \"verify-ca\"\ntls_ca = \"{}\"\n",
+            instance(&format!("password_file = \"{}\"", pw.display())),
+            pw.display()
+        );
+        let config = load(&ok, dir.path()).expect("valid");
+        let rm1 = config.instance("rm-1").expect("instance");
+        assert_eq!(rm1.tls.as_deref(), Some("verify-ca"));
+        assert_eq!(rm1.tls_ca.as_deref(), Some(pw.as_path()));
+        let bad = format!(
+            "{}tls = \"required\"\ntls_ca = \"/nonexistent/ca.pem\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            instance(&format!("password_file = \"{}\"", pw.display())),
+            pw.display(),
+            exposed_key.display()
+        );
+        let errors = load(&bad, dir.path()).expect_err("invalid");
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(errors[0].contains("`tls` in [[instances]] #1 must be one of \"off\", \"preferred\", \"trust\", \"verify-ca\", \"on\""), "{errors:?}");
+        assert!(errors.iter().any(|e| e.contains("cannot read tls_ca /nonexistent/ca.pem")), "{errors:?}");
+        assert!(errors.iter().any(|e| e.contains("accessible by group or others")), "{errors:?}");
+        let half = format!(
+            "{}tls_key = \"{}\"\n",
+            instance(&format!("password_file = \"{}\"", pw.display())),
+            pw.display()
+        );
+        let errors = load(&half, dir.path()).expect_err("invalid");
+        assert!(errors[0].contains("set both `tls_cert` and `tls_key`"), "{errors:?}");
     }
 }

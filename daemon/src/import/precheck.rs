@@ -123,6 +123,15 @@ pub fn connect(plugin: &Plugin, instance: &Instance, connections: u32) -> Result
     if let Some(tls) = &instance.tls {
         options.insert("tls".into(), tls.clone().into());
     }
+    for (key, path) in [
+        ("tls_ca", &instance.tls_ca),
+        ("tls_cert", &instance.tls_cert),
+        ("tls_key", &instance.tls_key),
+    ] {
+        if let Some(path) = path {
+            options.insert(key.into(), path.display().to_string().into());
+        }
+    }
     let config = SessionConfig {
         instance_id: instance.id.clone(),
         host: instance.host.clone(),
@@ -133,10 +142,16 @@ pub fn connect(plugin: &Plugin, instance: &Instance, connections: u32) -> Result
         options,
     };
     plugin.connect(&config).map_err(|e| {
-        Rejection::new(
-            ErrorCode::IncorrectInstanceState,
-            format!("instance {} is not Running: it cannot be reached: {e}", instance.id),
-        )
+        // A TLS refusal is not an unreachable instance: it names what the
+        // mode expected and what the server did.
+        let refusal = e.plugin_error().and_then(|p| Some((ErrorCode::tls_refusal(p.code.as_deref()?)?, p)));
+        match refusal {
+            Some((code, p)) => Rejection::new(code, p.message.clone()),
+            None => Rejection::new(
+                ErrorCode::IncorrectInstanceState,
+                format!("instance {} is not Running: it cannot be reached: {e}", instance.id),
+            ),
+        }
     })
 }
 
@@ -364,6 +379,9 @@ mod tests {
             lock_mode: None,
             edition: edition.map(str::to_string),
             tls: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
             backup_path: None,
         }
     }

@@ -125,6 +125,22 @@ pub struct ServerInfo {
     /// Why the engine cannot be written to the way dbferry needs, if so
     /// (for example `local_infile` disabled); the precheck reports it.
     pub write_blockers: Vec<String>,
+    /// How the session's connections travel, when the engine can tell.
+    #[serde(default)]
+    pub transport: Option<TransportInfo>,
+}
+
+/// How a session's connections travel (the instance's `tls` setting at work).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransportInfo {
+    /// The mode in force: `off`, `preferred`, `trust`, `verify-ca`, `on`.
+    pub mode: String,
+    /// Whether the connections are encrypted.
+    pub encrypted: bool,
+    /// The TLS version the server reports (`TLSv1.3`), when encrypted.
+    pub tls_version: Option<String>,
+    /// How the server's certificate was checked: `none`, `ca`, `ca-and-host`.
+    pub verified: String,
 }
 
 /// One database on a server.

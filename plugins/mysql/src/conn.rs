@@ -12,6 +12,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Context, Error, Result};
 use crate::group::InfileShelf;
+use crate::tls::{Refusal, TlsMode, TlsSettings};
 
 /// How long a new connection may take to log in.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -122,8 +123,8 @@ pub fn parse_version(version: &str) -> (u16, u16, u16) {
 }
 
 /// Driver options for `config`. Engine options understood: `prefer_socket`
-/// (bool, default false), `socket` (path).
-pub fn options(config: &SessionConfig, infiles: &InfileShelf) -> Opts {
+/// (bool, default false), `socket` (path); TLS comes from `tls`.
+pub fn options(config: &SessionConfig, infiles: &InfileShelf, tls: &TlsSettings) -> Opts {
     let prefer_socket = config
         .options
         .get("prefer_socket")
@@ -147,6 +148,7 @@ pub fn options(config: &SessionConfig, infiles: &InfileShelf) -> Opts {
         .stmt_cache_size(0)
         .tcp_nodelay(true)
         .local_infile_handler(Some(infiles.clone()))
+        .ssl_opts(tls.ssl_opts())
         .into()
 }
 
@@ -160,6 +162,14 @@ struct Idle {
 /// Connections to one instance, at most `max_connections` open at once.
 pub struct Pool {
     opts: Opts,
+    /// The same without TLS, for a `preferred` server that offers none.
+    plain_opts: Opts,
+    /// Set once a `preferred` server turned out to offer no TLS.
+    plaintext: std::sync::atomic::AtomicBool,
+    slow_reader_noted: std::sync::atomic::AtomicBool,
+    tls: TlsSettings,
+    /// The rustls configuration of wire readers; `None` for `off`.
+    wire_tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     infiles: InfileShelf,
     instance: String,
     idle: Mutex<Vec<Idle>>,
@@ -248,16 +258,45 @@ impl Drop for Lease {
 
 impl Pool {
     /// A pool for `config`; opens nothing yet.
-    pub fn new(config: &SessionConfig) -> Arc<Self> {
+    pub fn new(config: &SessionConfig) -> Result<Arc<Self>> {
         let infiles = InfileShelf::default();
-        Arc::new(Self {
-            opts: options(config, &infiles),
+        let tls = TlsSettings::from_options(&config.options)?;
+        let plain = TlsSettings {
+            mode: TlsMode::Off,
+            ..tls.clone()
+        };
+        Ok(Arc::new(Self {
+            opts: options(config, &infiles, &tls),
+            plain_opts: options(config, &infiles, &plain),
+            plaintext: std::sync::atomic::AtomicBool::new(tls.mode == TlsMode::Off),
+            wire_tls: match tls.mode {
+                TlsMode::Off => None,
+                _ => Some(tls.client_config()?),
+            },
+            slow_reader_noted: std::sync::atomic::AtomicBool::new(false),
+            tls,
             infiles,
             instance: config.instance_id.clone(),
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(config.max_connections.max(2) as usize)),
             freed: Notify::new(),
-        })
+        }))
+    }
+
+    /// The instance's TLS settings.
+    pub fn tls(&self) -> &TlsSettings {
+        &self.tls
+    }
+
+    /// Whether the fast reader's absence was already logged; marks it logged.
+    pub fn noted_slow_reader(&self) -> bool {
+        self.slow_reader_noted.swap(true, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether connections go without TLS (mode `off`, or a `preferred`
+    /// server that offers none).
+    pub fn plaintext(&self) -> bool {
+        self.plaintext.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Payloads served to `LOAD DATA LOCAL INFILE` statements by file name.
@@ -276,6 +315,9 @@ impl Pool {
             port: self.opts.tcp_port(),
             user: self.opts.user()?.to_string(),
             password: self.opts.pass().unwrap_or_default().to_string(),
+            tls: if self.plaintext() { TlsMode::Off } else { self.tls.mode },
+            tls_config: self.wire_tls.clone(),
+            instance: self.instance.clone(),
         })
     }
 
@@ -298,24 +340,42 @@ impl Pool {
         Some(idle.swap_remove(pos))
     }
 
+    /// Logs in, with TLS as the mode says.
+    async fn connect(&self) -> Result<Conn> {
+        if self.plaintext() {
+            return self.connect_with(self.plain_opts.clone()).await;
+        }
+        match self.connect_with(self.opts.clone()).await {
+            Err(Error::Tls {
+                refusal: Refusal::NotOffered,
+                ..
+            }) if self.tls.mode == TlsMode::Preferred => {
+                if !self.plaintext.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::warn!(
+                        instance = %self.instance,
+                        "the server offers no TLS: connections are not encrypted (tls is preferred)"
+                    );
+                }
+                self.connect_with(self.plain_opts.clone()).await
+            }
+            other => other,
+        }
+    }
+
+    async fn connect_with(&self, opts: Opts) -> Result<Conn> {
+        match tokio::time::timeout(CONNECT_TIMEOUT, Conn::new(opts)).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(crate::error::connect_error(&self.instance, self.tls.mode, e)),
+            Err(_) => Err(Error::Connect {
+                instance: self.instance.clone(),
+                message: format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+            }),
+        }
+    }
+
     /// Opens a fresh connection in `role` (no permit involved).
     async fn open(&self, role: Role) -> Result<Conn> {
-        let connect = Conn::new(self.opts.clone());
-        let mut conn = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => {
-                return Err(Error::Connect {
-                    instance: self.instance.clone(),
-                    message: e.to_string(),
-                })
-            }
-            Err(_) => {
-                return Err(Error::Connect {
-                    instance: self.instance.clone(),
-                    message: format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
-                })
-            }
-        };
+        let mut conn = self.connect().await?;
         conn.query_drop(role.setup())
             .await
             .ctx(|| format!("setting up a session on {}", self.instance))?;

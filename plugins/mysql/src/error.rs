@@ -43,6 +43,16 @@ pub enum Error {
         /// Why.
         message: String,
     },
+    /// A TLS connection was refused: the certificate, or TLS on one side only.
+    #[error("instance {instance}: {message}")]
+    Tls {
+        /// The instance id.
+        instance: String,
+        /// Which refusal.
+        refusal: crate::tls::Refusal,
+        /// Expected and found.
+        message: String,
+    },
     /// A statement failed.
     #[error("{context}: {source}")]
     Sql {
@@ -115,7 +125,7 @@ impl Error {
 
     fn kind(&self) -> ErrorKind {
         match self {
-            Error::Connect { .. } => ErrorKind::Connect,
+            Error::Connect { .. } | Error::Tls { .. } => ErrorKind::Connect,
             Error::Data(_) => ErrorKind::Data,
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::NotFound(_) => ErrorKind::NotFound,
@@ -154,10 +164,67 @@ impl From<Error> for PluginError {
     fn from(error: Error) -> Self {
         let kind = error.kind();
         let mut out = PluginError::new(kind, error.to_string());
-        if let Error::Conflict(_) = error {
-            out = out.with_code("InvalidDBName.Exists");
+        match error {
+            Error::Conflict(_) => out = out.with_code("InvalidDBName.Exists"),
+            Error::Tls { refusal, .. } => out = out.with_code(refusal.code()),
+            _ => {}
         }
         out
+    }
+}
+
+/// ER_SECURE_TRANSPORT_REQUIRED on MySQL (3159) and MariaDB (4036).
+const SECURE_TRANSPORT_REQUIRED: [u16; 2] = [3159, 4036];
+
+/// A failed login as the plugin reports it: the TLS refusals by name,
+/// anything else as [`Error::Connect`].
+pub fn connect_error(instance: &str, mode: crate::tls::TlsMode, e: mysql_async::Error) -> Error {
+    use crate::tls::Refusal;
+    let tls = |refusal: Refusal, message: String| Error::Tls {
+        instance: instance.to_string(),
+        refusal,
+        message,
+    };
+    match &e {
+        mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer) => {
+            return tls(
+                Refusal::NotOffered,
+                format!("tls = \"{}\" requires TLS, but the server does not offer it", mode.as_str()),
+            )
+        }
+        mysql_async::Error::Server(s) if SECURE_TRANSPORT_REQUIRED.contains(&s.code) => {
+            return tls(
+                Refusal::Required,
+                format!(
+                    "tls = \"{}\", but the server requires TLS (require_secure_transport): {}",
+                    mode.as_str(),
+                    s.message
+                ),
+            )
+        }
+        _ => {}
+    }
+    if let Some(refused) = crate::tls::rustls_error(&e).and_then(|t| certificate_refusal(mode, t)) {
+        return tls(Refusal::Unverified, refused);
+    }
+    Error::Connect {
+        instance: instance.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Says what was expected of the certificate and what was found.
+pub fn certificate_refusal(mode: crate::tls::TlsMode, e: &tokio_rustls::rustls::Error) -> Option<String> {
+    match e {
+        tokio_rustls::rustls::Error::InvalidCertificate(cert) => Some(format!(
+            "tls = \"{}\" expects a server certificate that {}, but the server's was refused: {cert}",
+            mode.as_str(),
+            match mode {
+                crate::tls::TlsMode::On => "chains to the trusted CA and names the host",
+                _ => "chains to the trusted CA",
+            }
+        )),
+        _ => None,
     }
 }
 

@@ -31,6 +31,7 @@ pub mod reader;
 pub mod schema;
 pub mod snapshot;
 pub mod split;
+pub mod tls;
 pub mod wire;
 pub mod writer;
 
@@ -75,7 +76,7 @@ impl Engine for MysqlEngine {
 impl MysqlSession {
     /// Connects and reads the server's facts.
     pub fn connect(config: &SessionConfig) -> Result<Self> {
-        let pool = Pool::new(config);
+        let pool = Pool::new(config)?;
         let facts = runtime()?.block_on(async {
             let mut lease = pool.get(Role::Control).await?;
             let facts = probe::facts(lease.conn()?).await?;
@@ -127,7 +128,7 @@ impl Session for MysqlSession {
     type Writer = MysqlWriter;
 
     fn probe(&self) -> std::result::Result<ServerInfo, PluginError> {
-        Ok(with_conn!(self, Role::Control, |c| probe::probe(c, &self.facts))?)
+        Ok(with_conn!(self, Role::Control, |c| probe::probe(c, &self.facts, self.pool.tls().mode))?)
     }
 
     fn describe_database(&self, database: &str) -> std::result::Result<DatabaseSchema, PluginError> {

@@ -1,11 +1,12 @@
 //! Server facts for the prechecks.
 
-use dbferry_plugin_abi::protocol::{DatabaseInfo, ServerInfo};
+use dbferry_plugin_abi::protocol::{DatabaseInfo, ServerInfo, TransportInfo};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
 
 use crate::conn::{cell, parse_version, ServerFacts};
 use crate::error::{Context, Result};
+use crate::tls::TlsMode;
 
 /// Databases that belong to the server, never to users.
 pub const SYSTEM_DATABASES: [&str; 4] = ["mysql", "information_schema", "performance_schema", "sys"];
@@ -28,8 +29,21 @@ pub async fn facts(conn: &mut Conn) -> Result<ServerFacts> {
     })
 }
 
+/// How `conn` travels, as the server sees it (`Ssl_version` is empty on
+/// a plaintext connection), under `mode`.
+pub async fn transport(conn: &mut Conn, mode: TlsMode) -> Result<TransportInfo> {
+    let row = rows(conn, "SHOW SESSION STATUS LIKE 'Ssl_version'").await?;
+    let version = row.first().map(|r| cell::string(r, 1)).filter(|v| !v.is_empty());
+    Ok(TransportInfo {
+        mode: mode.as_str().to_string(),
+        encrypted: version.is_some(),
+        verified: if version.is_some() { mode.verification() } else { "none" }.to_string(),
+        tls_version: version,
+    })
+}
+
 /// The facts of [`ServerInfo`].
-pub async fn probe(conn: &mut Conn, facts: &ServerFacts) -> Result<ServerInfo> {
+pub async fn probe(conn: &mut Conn, facts: &ServerFacts, mode: TlsMode) -> Result<ServerInfo> {
     let flags = rows(conn, "SELECT @@read_only, @@local_infile").await?;
     let mut read_only = flags.first().map(|r| cell::u64(r, 0) != 0).unwrap_or(false);
     let local_infile = flags.first().map(|r| cell::u64(r, 1) != 0).unwrap_or(false);
@@ -92,5 +106,6 @@ pub async fn probe(conn: &mut Conn, facts: &ServerFacts) -> Result<ServerInfo> {
         used_bytes,
         databases,
         write_blockers,
+        transport: Some(transport(conn, mode).await?),
     })
 }

@@ -11,8 +11,10 @@
 //! consistency.
 //!
 //! The readers are [`WireConn`]s when the server lets them log in (TCP,
-//! `mysql_native_password`): they read chunks without mysql_async's per-row
-//! cost. Otherwise they are mysql_async connections.
+//! `mysql_native_password` or `caching_sha2_password`, TLS as the mode
+//! says): they read chunks without mysql_async's per-row cost. Otherwise
+//! they are mysql_async connections; the snapshot's warning says why, so
+//! the import's result names it.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -197,10 +199,21 @@ impl Snapshot {
         }
         let readers = readers.clamp(1, max.saturating_sub(1).max(1)) as usize;
         // Readers first, so the lock is held only for the START TRANSACTIONs.
+        let mut slow_reader = None;
         let mut wire = match open_wire(pool, readers).await {
             Ok(members) => members,
+            // A refused certificate or missing TLS refuses the import: the
+            // driver would be refused the same way, never in plaintext.
+            Err(e @ Error::Tls { .. }) => return Err(e),
             Err(e) => {
-                tracing::debug!(error = %e, "snapshot readers use mysql_async");
+                let note = format!(
+                    "the fast reader is not used on {} ({e}); rows are read through mysql_async, which costs more CPU",
+                    pool.instance()
+                );
+                if !pool.noted_slow_reader() {
+                    tracing::info!(instance = %pool.instance(), reason = %e, "the fast reader is not used");
+                }
+                slow_reader = Some(note);
                 Vec::new()
             }
         };
@@ -286,7 +299,7 @@ impl Snapshot {
         *self.state.lock().unwrap_or_else(PoisonError::into_inner) = Some((Consistency::Global, Some(set)));
         Ok(SnapshotInfo {
             consistency: Consistency::Global,
-            warning: None,
+            warning: slow_reader,
         })
     }
 

@@ -120,7 +120,7 @@ fn the_earliest_failing_create_is_reported_by_name_and_nothing_succeeds() {
 fn extra_connections_take_the_session_and_go_back_neutral() {
     let server = MariaDb::shared();
     server.exec("CREATE DATABASE fan; CREATE TABLE fan.seen (conn BIGINT, mode VARCHAR(200), db VARCHAR(64))");
-    let pool = Pool::new(&config(server, 6));
+    let pool = Pool::new(&config(server, 6)).expect("pool");
     let rt = runtime().expect("runtime");
     let tasks: Vec<Task> = (0..12)
         .map(|i| Task {
@@ -201,7 +201,7 @@ fn extra_connections_take_the_session_and_go_back_neutral() {
 fn tasks_sent_several_per_round_trip_report_the_failing_one_and_nothing_after_it_runs() {
     let server = MariaDb::shared();
     server.exec("CREATE DATABASE trip; CREATE TABLE trip.done (task INT)");
-    let pool = Pool::new(&config(server, 2));
+    let pool = Pool::new(&config(server, 2)).expect("pool");
     let rt = runtime().expect("runtime");
     // Task `bad` fails when it runs (a missing table) or, with `unparsable`,
     // already when the server parses it.

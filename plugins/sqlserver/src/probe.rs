@@ -111,6 +111,7 @@ pub async fn probe(conn: &mut Conn, configured_edition: Option<&str>) -> Result<
         used_bytes: used,
         databases,
         write_blockers,
+        transport: None,
     })
 }
 

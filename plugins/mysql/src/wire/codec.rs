@@ -25,6 +25,8 @@ pub struct ServerError {
 pub(super) struct Greeting {
     pub(super) capabilities: u32,
     pub(super) scramble: Vec<u8>,
+    /// The server's default authentication plugin (empty if it names none).
+    pub(super) plugin: String,
 }
 
 impl Greeting {
@@ -55,8 +57,15 @@ impl Greeting {
             let part2 = p.get(at..at + part2_len).ok_or_else(malformed)?;
             // The last byte of part 2 is a NUL terminator, not scramble.
             scramble.extend_from_slice(part2.strip_suffix(&[0]).unwrap_or(part2));
+            at += part2_len;
         }
-        Ok(Greeting { capabilities, scramble })
+        let rest = p.get(at..).unwrap_or_default();
+        let plugin = rest.split(|&b| b == 0).next().unwrap_or_default();
+        Ok(Greeting {
+            capabilities,
+            scramble,
+            plugin: String::from_utf8_lossy(plugin).into_owned(),
+        })
     }
 }
 

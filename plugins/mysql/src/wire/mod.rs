@@ -7,28 +7,35 @@
 //! instead reads each row packet into one reused buffer and turns its
 //! length-encoded fields straight into `LOAD DATA` input.
 //!
-//! It speaks only what that needs: TCP, `mysql_native_password` (the
-//! MariaDB default), `COM_QUERY`, OK/ERR/EOF and text result sets, packets
-//! of any length. Anything else (another auth plugin, a Unix socket) makes
-//! [`WireConn::connect`] fail with [`Error::Unsupported`] and the caller
-//! keeps using mysql_async.
+//! It speaks only what that needs: TCP with or without TLS (as the
+//! instance's `tls` mode says), `mysql_native_password` (the MariaDB
+//! default) and `caching_sha2_password` (MySQL's), `COM_QUERY`, OK/ERR/EOF
+//! and text result sets, packets of any length. Anything else (another
+//! auth plugin, a Unix socket) makes [`WireConn::connect`] fail with
+//! [`Error::Unsupported`] and the caller keeps using mysql_async.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufStream};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls::ClientConfig;
 
 use crate::error::{Error, Result};
+use crate::tls::{Refusal, TlsMode};
 
+mod auth;
 mod codec;
 
+use auth::{AuthPlugin, FAST_AUTH_OK, FULL_AUTH, REQUEST_PUBLIC_KEY};
 pub use codec::{encode_row, ServerError};
-use codec::{fields, io_error, lenenc, malformed, native_password, ok_status, server_error, Greeting};
+use codec::{fields, io_error, lenenc, malformed, ok_status, server_error, Greeting};
 
 const CLIENT_LONG_PASSWORD: u32 = 0x1;
 const CLIENT_LONG_FLAG: u32 = 0x4;
 const CLIENT_PROTOCOL_41: u32 = 0x200;
+const CLIENT_SSL: u32 = 0x800;
 const CLIENT_TRANSACTIONS: u32 = 0x2000;
 pub(crate) const CLIENT_SECURE_CONNECTION: u32 = 0x8000;
 const CLIENT_MULTI_STATEMENTS: u32 = 0x1_0000;
@@ -37,7 +44,6 @@ const CLIENT_PLUGIN_AUTH: u32 = 0x8_0000;
 const SERVER_MORE_RESULTS_EXISTS: u16 = 0x0008;
 /// utf8mb4_general_ci.
 const UTF8MB4: u8 = 45;
-const NATIVE_PASSWORD: &str = "mysql_native_password";
 const MAX_PAYLOAD: usize = 0xFF_FFFF;
 /// A packet buffer grown past this by a big row is given back.
 const SHRINK_ABOVE: usize = 4 << 20;
@@ -50,13 +56,20 @@ enum Reply {
     Columns(usize),
 }
 
+/// A byte stream to the server: TCP, or TLS over TCP.
+trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Transport for T {}
+
 /// One logged-in connection.
 pub struct WireConn {
-    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
-    writer: BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+    /// Reads and writes never overlap (the protocol takes turns), so one
+    /// buffered stream serves both.
+    io: BufStream<Box<dyn Transport>>,
     /// The current packet's payload, reused for every packet.
     payload: Vec<u8>,
     seq: u8,
+    /// Whether the connection is encrypted.
+    encrypted: bool,
 }
 
 /// Where and as whom to log in.
@@ -70,6 +83,13 @@ pub struct Login {
     pub user: String,
     /// Password.
     pub password: String,
+    /// The instance's TLS mode (`Off` also when a `preferred` server
+    /// turned out to offer no TLS).
+    pub tls: TlsMode,
+    /// The rustls configuration for that mode; `None` for `off`.
+    pub tls_config: Option<Arc<ClientConfig>>,
+    /// The instance id, for refusals.
+    pub instance: String,
 }
 
 impl WireConn {
@@ -80,12 +100,11 @@ impl WireConn {
                 .await
                 .map_err(|e| io_error("connecting", e))?;
             stream.set_nodelay(true).map_err(|e| io_error("connecting", e))?;
-            let (read, write) = stream.into_split();
             let mut conn = WireConn {
-                reader: BufReader::with_capacity(256 << 10, read),
-                writer: BufWriter::with_capacity(64 << 10, write),
+                io: buffered(Box::new(stream)),
                 payload: Vec::with_capacity(64 << 10),
                 seq: 0,
+                encrypted: false,
             };
             conn.log_in(login).await?;
             Ok(conn)
@@ -93,6 +112,53 @@ impl WireConn {
         tokio::time::timeout(timeout, connecting)
             .await
             .map_err(|_| Error::Internal(format!("logging in to {}:{} timed out", login.host, login.port)))?
+    }
+
+    /// Whether the connection is encrypted.
+    pub fn encrypted(&self) -> bool {
+        self.encrypted
+    }
+
+    /// Sends SSLRequest and turns the stream into TLS, when the mode and
+    /// the server call for it. Refuses where TLS is required and not offered.
+    async fn start_tls(&mut self, login: &Login, greeting: &Greeting, capabilities: u32) -> Result<u32> {
+        let offered = greeting.capabilities & CLIENT_SSL != 0;
+        let config = match (&login.tls_config, login.tls) {
+            (_, TlsMode::Off) => return Ok(capabilities),
+            (_, TlsMode::Preferred) if !offered => return Ok(capabilities),
+            (_, mode) if !offered => {
+                return Err(Error::Tls {
+                    instance: login.instance.clone(),
+                    refusal: Refusal::NotOffered,
+                    message: format!("tls = \"{}\" requires TLS, but the server does not offer it", mode.as_str()),
+                })
+            }
+            (Some(config), _) => config.clone(),
+            (None, _) => return Err(Error::Internal("TLS asked for without a TLS configuration".into())),
+        };
+        let capabilities = capabilities | CLIENT_SSL;
+        let mut request = Vec::with_capacity(32);
+        request.extend_from_slice(&capabilities.to_le_bytes());
+        request.extend_from_slice(&(1u32 << 30).to_le_bytes());
+        request.push(UTF8MB4);
+        request.extend_from_slice(&[0; 23]);
+        self.write_packet(&request).await?;
+        let name = crate::tls::server_name(&login.host)?;
+        let plain = std::mem::replace(&mut self.io, buffered(Box::new(tokio::io::empty()))).into_inner();
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, plain)
+            .await
+            .map_err(|e| match crate::tls::rustls_error(&e).and_then(|t| crate::error::certificate_refusal(login.tls, t)) {
+                Some(message) => Error::Tls {
+                    instance: login.instance.clone(),
+                    refusal: Refusal::Unverified,
+                    message,
+                },
+                None => io_error("starting TLS", e),
+            })?;
+        self.io = buffered(Box::new(tls));
+        self.encrypted = true;
+        Ok(capabilities)
     }
 
     async fn log_in(&mut self, login: &Login) -> Result<()> {
@@ -112,10 +178,12 @@ impl WireConn {
                 "the server lacks protocol 4.1 plugin authentication".into(),
             ));
         }
-        let capabilities = wanted & greeting.capabilities;
-        // The greeting's seed serves any plugin's first answer; an account
-        // on another plugin gets an AuthSwitchRequest, refused below.
-        let answer = native_password(login.password.as_bytes(), &greeting.scramble);
+        let capabilities = self.start_tls(login, &greeting, wanted & greeting.capabilities).await?;
+        // Answer in the server's default plugin when the client speaks it;
+        // an account on another plugin gets an AuthSwitchRequest.
+        let mut plugin = AuthPlugin::named(&greeting.plugin).unwrap_or(AuthPlugin::Native);
+        let mut seed = greeting.scramble.clone();
+        let answer = plugin.answer(login.password.as_bytes(), &seed);
         let mut response = Vec::with_capacity(128);
         response.extend_from_slice(&capabilities.to_le_bytes());
         response.extend_from_slice(&(1u32 << 30).to_le_bytes());
@@ -125,7 +193,7 @@ impl WireConn {
         response.push(0);
         response.push(answer.len() as u8);
         response.extend_from_slice(&answer);
-        response.extend_from_slice(NATIVE_PASSWORD.as_bytes());
+        response.extend_from_slice(plugin.name().as_bytes());
         response.push(0);
         self.write_packet(&response).await?;
         loop {
@@ -137,15 +205,30 @@ impl WireConn {
                     // AuthSwitchRequest: plugin name, then its data.
                     let body = &self.payload[1..];
                     let name_end = body.iter().position(|&b| b == 0).unwrap_or(body.len());
-                    let plugin = String::from_utf8_lossy(&body[..name_end]).into_owned();
-                    if plugin != NATIVE_PASSWORD {
-                        return Err(Error::Unsupported(format!("authentication plugin {plugin}")));
-                    }
+                    let name = String::from_utf8_lossy(&body[..name_end]).into_owned();
+                    plugin = AuthPlugin::named(&name)
+                        .ok_or_else(|| Error::Unsupported(format!("authentication plugin {name}")))?;
                     let data = body.get(name_end + 1..).unwrap_or_default();
-                    let seed = data.strip_suffix(&[0]).unwrap_or(data).to_vec();
-                    let answer = native_password(login.password.as_bytes(), &seed);
+                    seed = data.strip_suffix(&[0]).unwrap_or(data).to_vec();
+                    let answer = plugin.answer(login.password.as_bytes(), &seed);
                     self.write_packet(&answer).await?;
                 }
+                // AuthMoreData from caching_sha2_password.
+                Some(0x01) if plugin == AuthPlugin::CachingSha2 => match self.payload.get(1..) {
+                    Some([FAST_AUTH_OK]) => {}
+                    Some([FULL_AUTH]) if self.encrypted => {
+                        let mut clear = login.password.as_bytes().to_vec();
+                        clear.push(0);
+                        self.write_packet(&clear).await?;
+                    }
+                    Some([FULL_AUTH]) => self.write_packet(&[REQUEST_PUBLIC_KEY]).await?,
+                    // The public key asked for above, in PEM.
+                    Some(pem) => {
+                        let secret = auth::encrypt_password(login.password.as_bytes(), &seed, pem)?;
+                        self.write_packet(&secret).await?;
+                    }
+                    None => return Err(malformed()),
+                },
                 _ => {
                     return Err(Error::Unsupported(
                         "an authentication exchange this client does not speak".into(),
@@ -318,7 +401,7 @@ impl WireConn {
         self.payload.clear();
         loop {
             let mut header = [0u8; 4];
-            self.reader
+            self.io
                 .read_exact(&mut header)
                 .await
                 .map_err(|e| io_error("reading from the server", e))?;
@@ -326,7 +409,7 @@ impl WireConn {
             self.seq = header[3].wrapping_add(1);
             let start = self.payload.len();
             self.payload.resize(start + len, 0);
-            self.reader
+            self.io
                 .read_exact(&mut self.payload[start..])
                 .await
                 .map_err(|e| io_error("reading from the server", e))?;
@@ -346,7 +429,7 @@ impl WireConn {
         if last_full {
             self.write_piece(&[]).await?;
         }
-        self.writer
+        self.io
             .flush()
             .await
             .map_err(|e| io_error("writing to the server", e))
@@ -356,11 +439,11 @@ impl WireConn {
         let len = piece.len() as u32;
         let header = [len as u8, (len >> 8) as u8, (len >> 16) as u8, self.seq];
         self.seq = self.seq.wrapping_add(1);
-        self.writer
+        self.io
             .write_all(&header)
             .await
             .map_err(|e| io_error("writing to the server", e))?;
-        self.writer
+        self.io
             .write_all(piece)
             .await
             .map_err(|e| io_error("writing to the server", e))
@@ -369,4 +452,8 @@ impl WireConn {
     fn server_error(&self) -> Error {
         server_error(&self.payload)
     }
+}
+
+fn buffered(stream: Box<dyn Transport>) -> BufStream<Box<dyn Transport>> {
+    BufStream::with_capacity(256 << 10, 64 << 10, stream)
 }
