@@ -79,9 +79,13 @@ impl ErrorCode {
 
     /// The TLS refusal a plugin named by its contract code, if it is one.
     pub fn tls_refusal(code: &str) -> Option<Self> {
-        [ErrorCode::TlsUnverified, ErrorCode::TlsNotOffered, ErrorCode::TlsRequired]
-            .into_iter()
-            .find(|c| c.as_str() == code)
+        [
+            ErrorCode::TlsUnverified,
+            ErrorCode::TlsNotOffered,
+            ErrorCode::TlsRequired,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == code)
     }
 
     /// The HTTP status the API answers with.

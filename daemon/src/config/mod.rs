@@ -513,9 +513,22 @@ mod tests {
         );
         let errors = load(&bad, dir.path()).expect_err("invalid");
         assert_eq!(errors.len(), 3, "{errors:?}");
-        assert!(errors[0].contains("`tls` in [[instances]] #1 must be one of \"off\", \"preferred\", \"trust\", \"verify-ca\", \"on\""), "{errors:?}");
-        assert!(errors.iter().any(|e| e.contains("cannot read tls_ca /nonexistent/ca.pem")), "{errors:?}");
-        assert!(errors.iter().any(|e| e.contains("accessible by group or others")), "{errors:?}");
+        assert!(
+            errors[0].contains(
+                "`tls` in [[instances]] #1 must be one of \"off\", \"preferred\", \"trust\", \"verify-ca\", \"on\""
+            ),
+            "{errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("cannot read tls_ca /nonexistent/ca.pem")),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.contains("accessible by group or others")),
+            "{errors:?}"
+        );
         let half = format!(
             "{}tls_key = \"{}\"\n",
             instance(&format!("password_file = \"{}\"", pw.display())),

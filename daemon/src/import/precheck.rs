@@ -144,7 +144,9 @@ pub fn connect(plugin: &Plugin, instance: &Instance, connections: u32) -> Result
     plugin.connect(&config).map_err(|e| {
         // A TLS refusal is not an unreachable instance: it names what the
         // mode expected and what the server did.
-        let refusal = e.plugin_error().and_then(|p| Some((ErrorCode::tls_refusal(p.code.as_deref()?)?, p)));
+        let refusal = e
+            .plugin_error()
+            .and_then(|p| Some((ErrorCode::tls_refusal(p.code.as_deref()?)?, p)));
         match refusal {
             Some((code, p)) => Rejection::new(code, p.message.clone()),
             None => Rejection::new(

@@ -164,6 +164,9 @@ pub struct Pool {
     opts: Opts,
     /// The same without TLS, for a `preferred` server that offers none.
     plain_opts: Opts,
+    /// The same with unchecked TLS: tells a server that refuses plaintext
+    /// logins (MariaDB says only "Access denied") from a wrong password.
+    trust_opts: Opts,
     /// Set once a `preferred` server turned out to offer no TLS.
     plaintext: std::sync::atomic::AtomicBool,
     slow_reader_noted: std::sync::atomic::AtomicBool,
@@ -268,6 +271,14 @@ impl Pool {
         Ok(Arc::new(Self {
             opts: options(config, &infiles, &tls),
             plain_opts: options(config, &infiles, &plain),
+            trust_opts: options(
+                config,
+                &infiles,
+                &TlsSettings {
+                    mode: TlsMode::Trust,
+                    ..tls.clone()
+                },
+            ),
             plaintext: std::sync::atomic::AtomicBool::new(tls.mode == TlsMode::Off),
             wire_tls: match tls.mode {
                 TlsMode::Off => None,
@@ -342,10 +353,9 @@ impl Pool {
 
     /// Logs in, with TLS as the mode says.
     async fn connect(&self) -> Result<Conn> {
-        if self.plaintext() {
-            return self.connect_with(self.plain_opts.clone()).await;
-        }
-        match self.connect_with(self.opts.clone()).await {
+        let opts = if self.plaintext() { &self.plain_opts } else { &self.opts };
+        match self.connect_with(opts.clone()).await {
+            Ok(conn) => Ok(conn),
             Err(Error::Tls {
                 refusal: Refusal::NotOffered,
                 ..
@@ -358,7 +368,27 @@ impl Pool {
                 }
                 self.connect_with(self.plain_opts.clone()).await
             }
-            other => other,
+            Err(e) if self.plaintext() && e.server_code() == Some(crate::error::code::ACCESS_DENIED) => {
+                // MariaDB refuses a plaintext login under
+                // require_secure_transport as "Access denied"; the same
+                // login over TLS tells that apart from a wrong password.
+                match self.connect_with(self.trust_opts.clone()).await {
+                    Ok(conn) => {
+                        drop(conn);
+                        Err(Error::Tls {
+                            instance: self.instance.clone(),
+                            refusal: Refusal::Required,
+                            message: format!(
+                                "tls = \"{}\", but the server requires TLS: it refused the plaintext login ({e}) \
+                                 and accepted the same login over TLS",
+                                self.tls.mode.as_str()
+                            ),
+                        })
+                    }
+                    Err(_) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -369,6 +399,7 @@ impl Pool {
             Err(_) => Err(Error::Connect {
                 instance: self.instance.clone(),
                 message: format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+                server_code: None,
             }),
         }
     }

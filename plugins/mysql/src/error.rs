@@ -42,6 +42,8 @@ pub enum Error {
         instance: String,
         /// Why.
         message: String,
+        /// The server's error code, when the server refused.
+        server_code: Option<u16>,
     },
     /// A TLS connection was refused: the certificate, or TLS on one side only.
     #[error("instance {instance}: {message}")]
@@ -103,6 +105,7 @@ impl Error {
                 ..
             } => Some(e.code),
             Error::Wire { source, .. } => Some(source.code),
+            Error::Connect { server_code, .. } => *server_code,
             _ => None,
         }
     }
@@ -189,7 +192,10 @@ pub fn connect_error(instance: &str, mode: crate::tls::TlsMode, e: mysql_async::
         mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer) => {
             return tls(
                 Refusal::NotOffered,
-                format!("tls = \"{}\" requires TLS, but the server does not offer it", mode.as_str()),
+                format!(
+                    "tls = \"{}\" requires TLS, but the server does not offer it",
+                    mode.as_str()
+                ),
             )
         }
         mysql_async::Error::Server(s) if SECURE_TRANSPORT_REQUIRED.contains(&s.code) => {
@@ -210,22 +216,43 @@ pub fn connect_error(instance: &str, mode: crate::tls::TlsMode, e: mysql_async::
     Error::Connect {
         instance: instance.to_string(),
         message: e.to_string(),
+        server_code: match &e {
+            mysql_async::Error::Server(s) => Some(s.code),
+            _ => None,
+        },
     }
 }
 
 /// Says what was expected of the certificate and what was found.
 pub fn certificate_refusal(mode: crate::tls::TlsMode, e: &tokio_rustls::rustls::Error) -> Option<String> {
-    match e {
-        tokio_rustls::rustls::Error::InvalidCertificate(cert) => Some(format!(
-            "tls = \"{}\" expects a server certificate that {}, but the server's was refused: {cert}",
-            mode.as_str(),
-            match mode {
-                crate::tls::TlsMode::On => "chains to the trusted CA and names the host",
-                _ => "chains to the trusted CA",
-            }
-        )),
-        _ => None,
+    use tokio_rustls::rustls::{CertificateError, Error as TlsError};
+    let TlsError::InvalidCertificate(cert) = e else {
+        return None;
+    };
+    let expected = match mode {
+        crate::tls::TlsMode::On => "chains to the trusted CA and names the host",
+        _ => "chains to the trusted CA",
+    };
+    let mut message = format!(
+        "tls = \"{}\" expects a server certificate that {expected}, but the server's was refused: {cert}",
+        mode.as_str()
+    );
+    // Only mysql_async reports a name mismatch under verify-ca (the wire
+    // reader checks the chain alone): its skip_domain_validation matches
+    // rustls's error by text that rustls 0.23 no longer renders.
+    if mode == crate::tls::TlsMode::VerifyCa
+        && matches!(
+            cert,
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
+        )
+    {
+        message.push_str(
+            " (the chain verified; mysql_async 0.37.1 checks the host name even under verify-ca, \
+             blackbeam/mysql_async#404, fixed upstream after that release: use a certificate that \
+             names the host, or tls = \"trust\")",
+        );
     }
+    Some(message)
 }
 
 /// Adds context to driver errors.

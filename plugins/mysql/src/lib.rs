@@ -128,7 +128,11 @@ impl Session for MysqlSession {
     type Writer = MysqlWriter;
 
     fn probe(&self) -> std::result::Result<ServerInfo, PluginError> {
-        Ok(with_conn!(self, Role::Control, |c| probe::probe(c, &self.facts, self.pool.tls().mode))?)
+        Ok(with_conn!(self, Role::Control, |c| probe::probe(
+            c,
+            &self.facts,
+            self.pool.tls().mode
+        ))?)
     }
 
     fn describe_database(&self, database: &str) -> std::result::Result<DatabaseSchema, PluginError> {

@@ -16,7 +16,9 @@ use tokio_rustls::rustls::client::danger::{HandshakeSignatureValid, ServerCertVe
 use tokio_rustls::rustls::client::WebPkiServerVerifier;
 use tokio_rustls::rustls::crypto::{ring, CryptoProvider};
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use tokio_rustls::rustls::{self, CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio_rustls::rustls::{
+    self, CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 
 use crate::error::{Error, Result};
 
@@ -202,7 +204,10 @@ fn root_store(path: &Path) -> Result<RootCertStore> {
     let mut store = RootCertStore::empty();
     let (added, _ignored) = store.add_parsable_certificates(certificates(path)?);
     if added == 0 {
-        return Err(Error::Invalid(format!("{} holds no usable CA certificate", path.display())));
+        return Err(Error::Invalid(format!(
+            "{} holds no usable CA certificate",
+            path.display()
+        )));
     }
     Ok(store)
 }
@@ -320,7 +325,9 @@ mod tests {
         let none = TlsSettings::from_options(&options(&[])).map(|s| s.mode).ok();
         assert_eq!(none, Some(TlsMode::Preferred));
         for word in TlsMode::NAMES {
-            let mode = TlsSettings::from_options(&options(&[("tls", word)])).map(|s| s.mode).ok();
+            let mode = TlsSettings::from_options(&options(&[("tls", word)]))
+                .map(|s| s.mode)
+                .ok();
             assert_eq!(mode.map(TlsMode::as_str), Some(word));
         }
         assert!(TlsSettings::from_options(&options(&[("tls", "maybe")])).is_err());

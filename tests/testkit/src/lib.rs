@@ -29,6 +29,7 @@
 #![deny(missing_docs)]
 
 mod babelfish;
+mod certs;
 mod config;
 mod error;
 mod flavour;
@@ -42,6 +43,7 @@ pub use babelfish::{
     babelfish_available, babelfish_prefix, record_sqlserver_test, Babelfish, BABELFISH_PASSWORD, BABELFISH_PG_DATABASE,
     BABELFISH_USER,
 };
+pub use certs::TestCerts;
 pub use config::{AccessKey, ConfigBuilder, Files, Instance, Job, DEFAULT_OWNER};
 pub use error::Error;
 pub use flavour::{mysql_prefix, Flavour, DEFAULT_MYSQL_PREFIX};

@@ -76,7 +76,10 @@ mod tests {
         assert_eq!(AuthPlugin::Native.answer(b"pw", seed).len(), 20);
         assert_eq!(AuthPlugin::CachingSha2.answer(b"pw", seed).len(), 32);
         assert!(AuthPlugin::CachingSha2.answer(b"", seed).is_empty());
-        assert_eq!(AuthPlugin::named("caching_sha2_password"), Some(AuthPlugin::CachingSha2));
+        assert_eq!(
+            AuthPlugin::named("caching_sha2_password"),
+            Some(AuthPlugin::CachingSha2)
+        );
         assert_eq!(AuthPlugin::named("ed25519"), None);
     }
 

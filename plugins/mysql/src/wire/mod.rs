@@ -130,7 +130,10 @@ impl WireConn {
                 return Err(Error::Tls {
                     instance: login.instance.clone(),
                     refusal: Refusal::NotOffered,
-                    message: format!("tls = \"{}\" requires TLS, but the server does not offer it", mode.as_str()),
+                    message: format!(
+                        "tls = \"{}\" requires TLS, but the server does not offer it",
+                        mode.as_str()
+                    ),
                 })
             }
             (Some(config), _) => config.clone(),
@@ -148,13 +151,15 @@ impl WireConn {
         let tls = tokio_rustls::TlsConnector::from(config)
             .connect(name, plain)
             .await
-            .map_err(|e| match crate::tls::rustls_error(&e).and_then(|t| crate::error::certificate_refusal(login.tls, t)) {
-                Some(message) => Error::Tls {
-                    instance: login.instance.clone(),
-                    refusal: Refusal::Unverified,
-                    message,
-                },
-                None => io_error("starting TLS", e),
+            .map_err(|e| {
+                match crate::tls::rustls_error(&e).and_then(|t| crate::error::certificate_refusal(login.tls, t)) {
+                    Some(message) => Error::Tls {
+                        instance: login.instance.clone(),
+                        refusal: Refusal::Unverified,
+                        message,
+                    },
+                    None => io_error("starting TLS", e),
+                }
             })?;
         self.io = buffered(Box::new(tls));
         self.encrypted = true;
@@ -429,10 +434,7 @@ impl WireConn {
         if last_full {
             self.write_piece(&[]).await?;
         }
-        self.io
-            .flush()
-            .await
-            .map_err(|e| io_error("writing to the server", e))
+        self.io.flush().await.map_err(|e| io_error("writing to the server", e))
     }
 
     async fn write_piece(&mut self, piece: &[u8]) -> Result<()> {
