@@ -266,6 +266,12 @@ impl Server {
         &self.socket
     }
 
+    /// The server's data directory (where MySQL keeps the certificates it
+    /// generates for itself: `ca.pem`, `server-cert.pem`).
+    pub fn datadir(&self) -> PathBuf {
+        self.socket.with_file_name("data")
+    }
+
     /// The server version, as `<server> --version` reports it (e.g.
     /// `10.11.6-MariaDB-0+deb12u1`, `9.7.4-2`).
     pub fn version(&self) -> &str {
