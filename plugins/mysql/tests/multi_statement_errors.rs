@@ -1,17 +1,17 @@
 //! Where mysql_async reports a failed statement of a multi-statement query,
-//! against a real MariaDB server (started by `dbferry-testkit`). Describe,
+//! against real MariaDB and MySQL servers (started by `dbferry-testkit`). Describe,
 //! the DDL fan-out and group writes all name the failing statement on the
 //! rule checked here: a later statement's error is kept until its result is
 //! the current one, and comes out of the call that reads that result.
 
 use dbferry_mysql::describe::create_statements;
-use dbferry_testkit::{MariaDb, ADMIN_USER};
+use dbferry_testkit::{Server, ADMIN_USER};
 use mysql_async::prelude::Queryable;
 use mysql_async::Row;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-async fn connect(server: &MariaDb) -> mysql_async::Result<mysql_async::Conn> {
+async fn connect(server: &Server) -> mysql_async::Result<mysql_async::Conn> {
     let opts = mysql_async::OptsBuilder::default()
         .ip_or_hostname("127.0.0.1")
         .tcp_port(server.port())
@@ -20,9 +20,9 @@ async fn connect(server: &MariaDb) -> mysql_async::Result<mysql_async::Conn> {
     mysql_async::Conn::new(opts).await
 }
 
-#[test]
-fn a_failed_statement_is_reported_when_its_own_result_is_read() -> TestResult {
-    let server = MariaDb::shared();
+dbferry_testkit::on_both_flavours! {
+fn a_failed_statement_is_reported_when_its_own_result_is_read(flavour: Flavour) -> TestResult {
+    let server = flavour.shared();
     server.exec("CREATE DATABASE mse; CREATE TABLE mse.t (a INT)");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
@@ -52,4 +52,5 @@ fn a_failed_statement_is_reported_when_its_own_result_is_read() -> TestResult {
         assert!(error.to_string().contains("`mse`.`gone`"), "{error}");
         Ok::<_, Box<dyn std::error::Error>>(())
     })
+}
 }

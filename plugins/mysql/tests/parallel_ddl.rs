@@ -1,5 +1,5 @@
-//! Target DDL on several connections at once, against a real MariaDB
-//! server (started by `dbferry-testkit`): tables are created in parallel
+//! Target DDL on several connections at once, against real MariaDB
+//! and MySQL servers (started by `dbferry-testkit`): tables are created in parallel
 //! but reported in schema order, the earliest failure is the one reported,
 //! indexes are added in parallel, and every extra connection goes back to
 //! the pool with a neutral session.
@@ -12,20 +12,20 @@ use dbferry_plugin_abi::protocol::{
     DatabaseSchema, Detail, ErrorKind, ExistingTables, FinishRequest, ObjectKind, PluginError, PrepareRequest,
     SchemaOutcome, SessionConfig,
 };
-use dbferry_testkit::MariaDb;
+use dbferry_testkit::{Flavour, Server};
 use mysql_async::prelude::Queryable;
 
 const TABLES: usize = 24;
 
-fn config(server: &MariaDb, max_connections: u32) -> SessionConfig {
+fn config(server: &Server, max_connections: u32) -> SessionConfig {
     server.session_config("parallel-ddl", max_connections)
 }
 
 /// A source database `{prefix}_src` of [`TABLES`] tables, each with a
 /// secondary index and every third with a FULLTEXT index too, and an empty
 /// `{prefix}_dst`. Returns the session and the source's schema.
-fn setup(prefix: &str) -> (MysqlSession, DatabaseSchema) {
-    let server = MariaDb::shared();
+fn setup(flavour: Flavour, prefix: &str) -> (MysqlSession, DatabaseSchema) {
+    let server = flavour.shared();
     let (src, dst) = (format!("{prefix}_src"), format!("{prefix}_dst"));
     let mut script = format!("CREATE DATABASE {src}; CREATE DATABASE {dst}; USE {src};");
     for i in 0..TABLES {
@@ -53,8 +53,9 @@ fn prepare(session: &MysqlSession, dst: &str, schema: &DatabaseSchema) -> Result
     })
 }
 
-fn index_names(db: &str, table: &str) -> Vec<String> {
-    MariaDb::shared()
+fn index_names(flavour: Flavour, db: &str, table: &str) -> Vec<String> {
+    flavour
+        .shared()
         .query(&format!(
             "SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS \
              WHERE TABLE_SCHEMA = '{db}' AND TABLE_NAME = '{table}' ORDER BY INDEX_NAME"
@@ -64,16 +65,16 @@ fn index_names(db: &str, table: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn tables_are_reported_in_schema_order_and_get_every_index() {
-    let (session, schema) = setup("order");
+dbferry_testkit::on_both_flavours! {
+fn tables_are_reported_in_schema_order_and_get_every_index(flavour: Flavour) {
+    let (session, schema) = setup(flavour, "order");
     let outcome = prepare(&session, "order_dst", &schema).expect("prepare");
     let created: Vec<&str> = outcome.created.iter().map(|o| o.name.as_str()).collect();
     let expected: Vec<&str> = schema.tables.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(created, expected);
     assert!(outcome.created.iter().all(|o| o.kind == ObjectKind::Table));
     // Every index was deferred (inline_index_max_bytes = 0).
-    assert_eq!(index_names("order_dst", "t00"), ["PRIMARY"]);
+    assert_eq!(index_names(flavour, "order_dst", "t00"), ["PRIMARY"]);
 
     session
         .finish_target(FinishRequest {
@@ -85,17 +86,16 @@ fn tables_are_reported_in_schema_order_and_get_every_index() {
         .expect("finish");
     for table in &schema.tables {
         assert_eq!(
-            index_names("order_dst", &table.name),
-            index_names("order_src", &table.name),
+            index_names(flavour, "order_dst", &table.name),
+            index_names(flavour, "order_src", &table.name),
             "{}",
             table.name
         );
     }
 }
 
-#[test]
-fn the_earliest_failing_create_is_reported_by_name_and_nothing_succeeds() {
-    let (session, mut schema) = setup("fail");
+fn the_earliest_failing_create_is_reported_by_name_and_nothing_succeeds(flavour: Flavour) {
+    let (session, mut schema) = setup(flavour, "fail");
     // Table 3 cannot be created; a second `t01` at the end would collide.
     let mut broken: serde_json::Value = schema.tables[3].detail.decode().expect("detail");
     broken["create_base"] = serde_json::json!("CREATE TABLE t03 (id INT PRIMARY KEY,)");
@@ -109,16 +109,15 @@ fn the_earliest_failing_create_is_reported_by_name_and_nothing_succeeds() {
 
     // Only the collision left: reported as a conflict, with the contract code.
     schema.tables.remove(3);
-    MariaDb::shared().exec("DROP DATABASE fail_dst; CREATE DATABASE fail_dst");
+    flavour.shared().exec("DROP DATABASE fail_dst; CREATE DATABASE fail_dst");
     let error = prepare(&session, "fail_dst", &schema).expect_err("a colliding CREATE must fail the prepare");
     assert_eq!(error.kind, ErrorKind::Conflict, "{error:?}");
     assert_eq!(error.code.as_deref(), Some("InvalidDBName.Exists"));
     assert!(error.message.contains("`fail_dst`.`t01`"), "{}", error.message);
 }
 
-#[test]
-fn extra_connections_take_the_session_and_go_back_neutral() {
-    let server = MariaDb::shared();
+fn extra_connections_take_the_session_and_go_back_neutral(flavour: Flavour) {
+    let server = flavour.shared();
     server.exec("CREATE DATABASE fan; CREATE TABLE fan.seen (conn BIGINT, mode VARCHAR(200), db VARCHAR(64))");
     let pool = Pool::new(&config(server, 6)).expect("pool");
     let rt = runtime().expect("runtime");
@@ -197,9 +196,8 @@ fn extra_connections_take_the_session_and_go_back_neutral() {
     pool.close_idle();
 }
 
-#[test]
-fn tasks_sent_several_per_round_trip_report_the_failing_one_and_nothing_after_it_runs() {
-    let server = MariaDb::shared();
+fn tasks_sent_several_per_round_trip_report_the_failing_one_and_nothing_after_it_runs(flavour: Flavour) {
+    let server = flavour.shared();
     server.exec("CREATE DATABASE trip; CREATE TABLE trip.done (task INT)");
     let pool = Pool::new(&config(server, 2)).expect("pool");
     let rt = runtime().expect("runtime");
@@ -235,7 +233,13 @@ fn tasks_sent_several_per_round_trip_report_the_failing_one_and_nothing_after_it
             setup: Vec::new(),
             reset: None,
         };
-        for compound in [false, true] {
+        // Compound statements (`BEGIN NOT ATOMIC`) exist only on MariaDB;
+        // Trips::batched never asks for them on MySQL.
+        let modes: &[bool] = match flavour {
+            Flavour::MariaDb => &[false, true],
+            Flavour::MySql => &[false],
+        };
+        for &compound in modes {
             // One connection, 40 tasks, at most 8 per round trip: 8 per trip.
             let trips = Trips { most: 8, compound };
             fanout::run(conn, &extra, 1, &tasks(None, false), trips)
@@ -269,4 +273,5 @@ fn tasks_sent_several_per_round_trip_report_the_failing_one_and_nothing_after_it
     });
     let _guard = rt.enter();
     pool.close_idle();
+}
 }

@@ -1,5 +1,5 @@
-//! A whole table written for the first time loads in autocommit, against a
-//! real MariaDB server (started by `dbferry-testkit`): a load whose checks
+//! A whole table written for the first time loads in autocommit, against
+//! real MariaDB and MySQL servers (started by `dbferry-testkit`): a load whose checks
 //! fail, or that is aborted, still leaves the table empty (whether its one
 //! batch was held back until commit or its batches streamed), the writer
 //! connection it hands back still redoes ranges in a transaction, and a
@@ -13,15 +13,15 @@ use dbferry_plugin_abi::protocol::{
     ChunkStats, ExistingTables, KeyRange, KeyValue, PluginError, PrepareRequest, ReadRequest, TableSchema,
     WriteGroupRequest, WriteRequest,
 };
-use dbferry_testkit::MariaDb;
+use dbferry_testkit::Flavour;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 /// `{prefix}_src.t` with 3 rows, its empty copy created in `{prefix}_dst`
 /// (one writer connection, so every chunk reuses the same one), the table's
 /// schema and its rows as one batch.
-fn setup(prefix: &str) -> Result<(MysqlSession, TableSchema, Bytes), Box<dyn std::error::Error>> {
-    let server = MariaDb::shared();
+fn setup(flavour: Flavour, prefix: &str) -> Result<(MysqlSession, TableSchema, Bytes), Box<dyn std::error::Error>> {
+    let server = flavour.shared();
     let (src, dst) = (format!("{prefix}_src"), format!("{prefix}_dst"));
     server.exec(&format!(
         "CREATE DATABASE {src}; CREATE DATABASE {dst};
@@ -72,47 +72,45 @@ fn write(writer: &mut impl Writer, batch: &Bytes, rows: u64, streamed: bool) -> 
     writer.write(batch.slice(first_line..), rows - 1)
 }
 
-fn count(prefix: &str) -> Option<String> {
-    MariaDb::shared().scalar(&format!("SELECT COUNT(*) FROM {prefix}_dst.t"))
+fn count(flavour: Flavour, prefix: &str) -> Option<String> {
+    flavour.shared().scalar(&format!("SELECT COUNT(*) FROM {prefix}_dst.t"))
 }
 
-#[test]
-fn a_whole_table_load_whose_row_count_is_wrong_leaves_the_table_empty() -> TestResult {
+dbferry_testkit::on_both_flavours! {
+fn a_whole_table_load_whose_row_count_is_wrong_leaves_the_table_empty(flavour: Flavour) -> TestResult {
     for (prefix, streamed) in [("wrong_count", false), ("wrong_count_streamed", true)] {
-        let (session, table, batch) = setup(prefix)?;
+        let (session, table, batch) = setup(flavour, prefix)?;
         let mut writer = session.open_writer(whole(prefix, &table))?;
         write(&mut writer, &batch, 4, streamed)?;
         let refused = writer.commit().err().ok_or("a short load was committed")?;
         assert!(refused.message.contains("accepted 3 rows"), "{}", refused.message);
-        assert_eq!(count(prefix).as_deref(), Some("0"), "{prefix}");
+        assert_eq!(count(flavour, prefix).as_deref(), Some("0"), "{prefix}");
     }
     Ok(())
 }
 
-#[test]
-fn an_aborted_whole_table_load_leaves_the_table_empty() -> TestResult {
+fn an_aborted_whole_table_load_leaves_the_table_empty(flavour: Flavour) -> TestResult {
     for (prefix, streamed) in [("aborted", false), ("aborted_streamed", true)] {
-        let (session, table, batch) = setup(prefix)?;
+        let (session, table, batch) = setup(flavour, prefix)?;
         let mut writer = session.open_writer(whole(prefix, &table))?;
         write(&mut writer, &batch, 3, streamed)?;
         writer.abort();
-        assert_eq!(count(prefix).as_deref(), Some("0"), "{prefix}");
+        assert_eq!(count(flavour, prefix).as_deref(), Some("0"), "{prefix}");
         // The connection went back clean: the next load on it succeeds.
         let mut writer = session.open_writer(whole(prefix, &table))?;
         write(&mut writer, &batch, 3, streamed)?;
         assert_eq!(writer.commit()?.rows, 3);
-        assert_eq!(count(prefix).as_deref(), Some("3"), "{prefix}");
+        assert_eq!(count(flavour, prefix).as_deref(), Some("3"), "{prefix}");
     }
     Ok(())
 }
 
-#[test]
-fn after_a_whole_table_load_its_connection_redoes_a_range_in_a_transaction() -> TestResult {
-    let (session, table, batch) = setup("then_split")?;
+fn after_a_whole_table_load_its_connection_redoes_a_range_in_a_transaction(flavour: Flavour) -> TestResult {
+    let (session, table, batch) = setup(flavour, "then_split")?;
     let mut writer = session.open_writer(whole("then_split", &table))?;
     writer.write(batch.clone(), 3)?;
     assert_eq!(writer.commit()?.rows, 3);
-    assert_eq!(count("then_split").as_deref(), Some("3"));
+    assert_eq!(count(flavour, "then_split").as_deref(), Some("3"));
 
     // A redone chunk over ids (0, 3] on the same connection: it replaces the
     // rows in a transaction, so the unique key sees no duplicate.
@@ -126,14 +124,13 @@ fn after_a_whole_table_load_its_connection_redoes_a_range_in_a_transaction() -> 
     })?;
     writer.write(batch, 3)?;
     assert_eq!(writer.commit()?.rows, 3);
-    assert_eq!(count("then_split").as_deref(), Some("3"));
+    assert_eq!(count(flavour, "then_split").as_deref(), Some("3"));
     Ok(())
 }
 
-#[test]
-fn a_load_that_failed_before_its_data_was_asked_for_leaves_no_data_behind_for_the_next_load() -> TestResult {
-    let (session, table, batch) = setup("stale_infile")?;
-    let server = MariaDb::shared();
+fn a_load_that_failed_before_its_data_was_asked_for_leaves_no_data_behind_for_the_next_load(flavour: Flavour) -> TestResult {
+    let (session, table, batch) = setup(flavour, "stale_infile")?;
+    let server = flavour.shared();
     // `broken` lacks the column `v` that the load names, so its `LOAD DATA`
     // fails before the server asks for the data: the writer's one-shot
     // infile handler, holding rows 7 to 9, is never used.
@@ -166,4 +163,5 @@ fn a_load_that_failed_before_its_data_was_asked_for_leaves_no_data_behind_for_th
         Some("1,2,3")
     );
     Ok(())
+}
 }
