@@ -37,29 +37,57 @@ pub fn runtime() -> Result<&'static Runtime> {
     dbferry_plugin_sdk::runtime::runtime("dbferry-sqlserver").map_err(Error::Internal)
 }
 
-/// TLS as the instance's config sets it (`tls = "off" | "on" | "trust"`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// TLS as the instance's config sets it, in the MySQL engine's words:
+/// `tls = "off" | "trust" | "verify-ca" | "on"`, absent = preferred, and
+/// `tls_ca` (a PEM file) for the two verifying modes.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Tls {
-    /// Only the login packet is encrypted (the TDS default without `Encrypt`).
+    /// Only the login packet is encrypted (TDS always encrypts the login
+    /// when the server can); its certificate is not checked, and every
+    /// packet after the login crosses in clear.
     Off,
-    /// Everything encrypted; the server's certificate must verify.
-    On,
-    /// Everything encrypted; the certificate is trusted as presented
+    /// Everything encrypted when the server offers it, the certificate not
+    /// checked (MySQL's `preferred`). The default.
+    Preferred,
+    /// Everything encrypted; the certificate is accepted as presented
     /// (`TrustServerCertificate=true`).
     Trust,
+    /// Everything encrypted; the certificate must chain to `tls_ca` (or the
+    /// system roots). tiberius checks the host name too: it cannot check
+    /// one without the other, so this is as strict as `On`.
+    VerifyCa(Option<String>),
+    /// Everything encrypted; the certificate must chain to `tls_ca` (or the
+    /// system roots) and name the host.
+    On(Option<String>),
 }
 
 impl Tls {
-    /// Reads `options["tls"]`; absent means off.
+    /// Reads `options["tls"]` and `options["tls_ca"]`.
     pub fn from_options(options: &serde_json::Map<String, serde_json::Value>) -> Result<Self> {
-        match options.get("tls").and_then(|v| v.as_str()).unwrap_or("off") {
-            "off" | "" => Ok(Tls::Off),
-            "on" => Ok(Tls::On),
-            "trust" => Ok(Tls::Trust),
-            other => Err(Error::Invalid(format!(
-                "tls = {other:?} is not one of \"off\", \"on\", \"trust\""
-            ))),
+        let ca = options
+            .get("tls_ca")
+            .or_else(|| options.get("tls_ca_file"))
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        let mode = match options.get("tls").and_then(|v| v.as_str()) {
+            None | Some("" | "preferred") => Tls::Preferred,
+            Some("off") => Tls::Off,
+            Some("trust") => Tls::Trust,
+            Some("verify-ca") => Tls::VerifyCa(ca.clone()),
+            Some("on") => Tls::On(ca.clone()),
+            Some(other) => {
+                return Err(Error::Invalid(format!(
+                    "tls = {other:?} is not one of \"off\", \"trust\", \"verify-ca\", \"on\" (absent: preferred)"
+                )))
+            }
+        };
+        if ca.is_some() && !matches!(mode, Tls::VerifyCa(_) | Tls::On(_)) {
+            return Err(Error::Invalid(
+                "tls_ca is only used with tls = \"verify-ca\" or \"on\"".into(),
+            ));
         }
+        Ok(mode)
     }
 }
 
@@ -70,12 +98,31 @@ pub fn client_config(config: &SessionConfig) -> Result<Config> {
     out.port(config.port);
     out.application_name("dbferry");
     out.authentication(AuthMethod::sql_server(&config.user, &config.password));
+    // tiberius 0.13 bounds every server round trip by 30 s by default, a
+    // bulk load's acknowledgement and a long index build included; an
+    // import's statements take as long as their data does.
+    out.command_timeout(None);
     match Tls::from_options(&config.options)? {
-        Tls::Off => out.encryption(EncryptionLevel::Off),
-        Tls::On => out.encryption(EncryptionLevel::Required),
+        Tls::Off => {
+            out.encryption(EncryptionLevel::Off);
+            out.trust_cert();
+        }
+        Tls::Preferred => {
+            out.encryption(EncryptionLevel::On);
+            out.trust_cert();
+        }
         Tls::Trust => {
             out.encryption(EncryptionLevel::Required);
             out.trust_cert();
+        }
+        Tls::VerifyCa(ca) | Tls::On(ca) => {
+            out.encryption(EncryptionLevel::Required);
+            if let Some(ca) = ca {
+                if !std::path::Path::new(&ca).is_file() {
+                    return Err(Error::Invalid(format!("tls_ca {ca:?} is not a readable file")));
+                }
+                out.trust_cert_ca(ca);
+            }
         }
     }
     Ok(out)
@@ -284,11 +331,21 @@ mod tests {
 
     #[test]
     fn tls_modes_parse() {
-        assert_eq!(Tls::from_options(&options(None)).ok(), Some(Tls::Off));
+        assert_eq!(Tls::from_options(&options(None)).ok(), Some(Tls::Preferred));
         assert_eq!(Tls::from_options(&options(Some("off"))).ok(), Some(Tls::Off));
-        assert_eq!(Tls::from_options(&options(Some("on"))).ok(), Some(Tls::On));
+        assert_eq!(Tls::from_options(&options(Some("on"))).ok(), Some(Tls::On(None)));
+        assert_eq!(
+            Tls::from_options(&options(Some("verify-ca"))).ok(),
+            Some(Tls::VerifyCa(None))
+        );
         assert_eq!(Tls::from_options(&options(Some("trust"))).ok(), Some(Tls::Trust));
         assert!(Tls::from_options(&options(Some("maybe"))).is_err());
+        let mut with_ca = options(Some("on"));
+        with_ca.insert("tls_ca".into(), "/ca.pem".into());
+        assert_eq!(Tls::from_options(&with_ca).ok(), Some(Tls::On(Some("/ca.pem".into()))));
+        let mut stray_ca = options(Some("trust"));
+        stray_ca.insert("tls_ca".into(), "/ca.pem".into());
+        assert!(Tls::from_options(&stray_ca).is_err(), "tls_ca without a verifying mode");
     }
 
     #[test]

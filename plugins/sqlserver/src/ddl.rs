@@ -5,7 +5,7 @@ use crate::detail::{
     AliasType, CheckDetail, ForeignKeyDetail, IndexConstraint, IndexDetail, IndexKind, ModuleDetail, ModuleKind,
     SequenceDetail, TableDetail, XmlCollection,
 };
-use crate::quote::{ident, object_literal, string, two_part};
+use crate::quote::{ident, string, two_part};
 use crate::types::ColumnDetail;
 
 /// `CREATE DATABASE [d] COLLATE c`.
@@ -302,8 +302,10 @@ pub fn add_foreign_key(t: &TableDetail, f: &ForeignKeyDetail) -> Vec<String> {
 /// Sets the identity's current value to the source's, given what the target
 /// holds after the load: `target_last` is the target's `last_value` (`None`
 /// when no row was ever inserted there). Never moves the value backwards
-/// past rows the target holds. `None` when nothing needs doing.
-pub fn reseed_identity(t: &TableDetail, column: &ColumnDetail, target_last: Option<&str>) -> Option<String> {
+/// past rows the target holds. `None` when nothing needs doing. `table` is
+/// the table as `DBCC CHECKIDENT` takes it on the target's flavour
+/// ([`crate::flavour::Flavour::checkident_table`]).
+pub fn reseed_identity(table: &str, column: &ColumnDetail, target_last: Option<&str>) -> Option<String> {
     let id = column.identity.as_ref()?;
     let source_last: i128 = id.last_value.as_deref()?.parse().ok()?;
     let increment: i128 = id.increment.parse().ok()?;
@@ -322,10 +324,7 @@ pub fn reseed_identity(t: &TableDetail, column: &ColumnDetail, target_last: Opti
             source_last
         }
     };
-    Some(format!(
-        "DBCC CHECKIDENT ({}, RESEED, {reseed}) WITH NO_INFOMSGS",
-        object_literal(&t.schema, &t.name)
-    ))
+    Some(format!("DBCC CHECKIDENT ({table}, RESEED, {reseed}) WITH NO_INFOMSGS"))
 }
 
 /// The batches that create a module: its SET options (they are saved with
@@ -384,6 +383,7 @@ pub fn dependency_order(count: usize, edges: &[(usize, usize)]) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quote::object_literal;
     use crate::types::{Computed, DefaultConstraint, Identity};
 
     fn table() -> TableDetail {
@@ -599,23 +599,32 @@ mod tests {
         let id = &t.columns[0];
         // The load left the target at 30 (rows above 30 were deleted on the source).
         assert_eq!(
-            reseed_identity(&t, id, Some("30")).as_deref(),
+            reseed_identity(&object_literal(&t.schema, &t.name), id, Some("30")).as_deref(),
             Some("DBCC CHECKIDENT (N'[sa]]les].[or''ders]', RESEED, 41) WITH NO_INFOMSGS")
         );
         // The target already holds the source's last value: nothing to do.
-        assert_eq!(reseed_identity(&t, id, Some("41")), None);
+        assert_eq!(
+            reseed_identity(&object_literal(&t.schema, &t.name), id, Some("41")),
+            None
+        );
         // Never moves backwards past loaded rows.
-        assert_eq!(reseed_identity(&t, id, Some("50")), None);
+        assert_eq!(
+            reseed_identity(&object_literal(&t.schema, &t.name), id, Some("50")),
+            None
+        );
         // No row ever inserted on the target: the next insert takes the reseed value.
         assert_eq!(
-            reseed_identity(&t, id, None).as_deref(),
+            reseed_identity(&object_literal(&t.schema, &t.name), id, None).as_deref(),
             Some("DBCC CHECKIDENT (N'[sa]]les].[or''ders]', RESEED, 42) WITH NO_INFOMSGS")
         );
         let mut fresh = t.clone();
         if let Some(identity) = fresh.columns[0].identity.as_mut() {
             identity.last_value = None;
         }
-        assert_eq!(reseed_identity(&fresh, &fresh.columns[0], None), None);
+        assert_eq!(
+            reseed_identity(&object_literal(&fresh.schema, &fresh.name), &fresh.columns[0], None),
+            None
+        );
     }
 
     #[test]

@@ -13,35 +13,9 @@ use crate::detail::{
     ModuleKind, SequenceDetail, TableDetail, XmlCollection,
 };
 use crate::error::{Error, Result};
+use crate::flavour::Flavour;
 use crate::quote::{ident, string as literal};
 use crate::types::{ColumnDetail, Computed, DefaultConstraint, Identity};
-
-/// Tables: (object_id, schema, name, rows, bytes).
-pub const TABLES_SQL: &str = "SELECT t.object_id, SCHEMA_NAME(t.schema_id), t.name, \
-     (SELECT SUM(p.rows) FROM sys.partitions p WHERE p.object_id = t.object_id AND p.index_id IN (0, 1)), \
-     (SELECT SUM(CAST(a.used_pages AS bigint)) * 8192 FROM sys.partitions p \
-        JOIN sys.allocation_units a ON a.container_id = p.partition_id WHERE p.object_id = t.object_id) \
-     FROM sys.tables t WHERE t.is_ms_shipped = 0 AND t.is_external = 0 AND t.temporal_type <> 1 \
-     ORDER BY SCHEMA_NAME(t.schema_id), t.name";
-
-/// Columns of every user table.
-pub const COLUMNS_SQL: &str = "SELECT c.object_id, c.name, LOWER(CASE WHEN ty.is_user_defined = 1 AND ty.is_assembly_type = 0 \
-       THEN TYPE_NAME(ty.system_type_id) ELSE ty.name END), \
-     CASE WHEN ty.is_user_defined = 1 AND ty.is_assembly_type = 0 THEN SCHEMA_NAME(ty.schema_id) END, \
-     CASE WHEN ty.is_user_defined = 1 AND ty.is_assembly_type = 0 THEN ty.name END, \
-     c.max_length, c.precision, c.scale, c.collation_name, c.is_nullable, \
-     CAST(ic.seed_value AS nvarchar(40)), CAST(ic.increment_value AS nvarchar(40)), \
-     CAST(ic.last_value AS nvarchar(40)), ic.is_not_for_replication, \
-     cc.definition, cc.is_persisted, dc.name, dc.definition, c.is_rowguidcol, c.is_sparse, \
-     SCHEMA_NAME(xc.schema_id), xc.name, c.is_xml_document, c.is_identity \
-     FROM sys.columns c \
-     JOIN sys.tables t ON t.object_id = c.object_id AND t.is_ms_shipped = 0 \
-     JOIN sys.types ty ON ty.user_type_id = c.user_type_id \
-     LEFT JOIN sys.identity_columns ic ON ic.object_id = c.object_id AND ic.column_id = c.column_id \
-     LEFT JOIN sys.computed_columns cc ON cc.object_id = c.object_id AND cc.column_id = c.column_id \
-     LEFT JOIN sys.default_constraints dc ON dc.object_id = c.default_object_id \
-     LEFT JOIN sys.xml_schema_collections xc ON xc.xml_collection_id = c.xml_collection_id AND c.xml_collection_id <> 0 \
-     ORDER BY c.object_id, c.column_id";
 
 /// Indexes, primary keys and unique constraints (rowstore and columnstore).
 pub const INDEXES_SQL: &str = "SELECT i.object_id, i.index_id, i.name, i.type, i.is_unique, i.is_primary_key, \
@@ -71,22 +45,6 @@ pub const FOREIGN_KEYS_SQL: &str = "SELECT fk.parent_object_id, fk.object_id, fk
      JOIN sys.columns rc ON rc.object_id = fkc.referenced_object_id AND rc.column_id = fkc.referenced_column_id \
      ORDER BY fk.parent_object_id, fk.name, fkc.constraint_column_id";
 
-/// Views, SQL functions, procedures and triggers with their definitions.
-pub const MODULES_SQL: &str = "SELECT o.object_id, o.type, ISNULL(SCHEMA_NAME(o.schema_id), N''), o.name, m.definition, \
-     m.uses_ansi_nulls, m.uses_quoted_identifier, ISNULL(tr.is_disabled, 0), \
-     SCHEMA_NAME(p.schema_id), p.name \
-     FROM (SELECT object_id, type, schema_id, name, is_ms_shipped, parent_object_id FROM sys.objects \
-           UNION ALL SELECT object_id, type, NULL, name, is_ms_shipped, NULL FROM sys.triggers WHERE parent_class = 0) o \
-     JOIN sys.sql_modules m ON m.object_id = o.object_id \
-     LEFT JOIN sys.triggers tr ON tr.object_id = o.object_id \
-     LEFT JOIN sys.objects p ON p.object_id = o.parent_object_id AND o.type = 'TR' \
-     WHERE o.is_ms_shipped = 0 AND o.type IN ('V', 'FN', 'IF', 'TF', 'P', 'TR') \
-     ORDER BY o.object_id";
-
-/// Module dependencies among objects of the database.
-pub const DEPENDENCIES_SQL: &str = "SELECT DISTINCT d.referencing_id, d.referenced_id \
-     FROM sys.sql_expression_dependencies d WHERE d.referenced_id IS NOT NULL AND d.referencing_class = 1";
-
 /// Sequences (sql_variant values as exact text).
 pub const SEQUENCES_SQL: &str =
     "SELECT SCHEMA_NAME(s.schema_id), s.name, TYPE_NAME(s.user_type_id), s.precision, s.scale, \
@@ -104,27 +62,6 @@ pub const ALIAS_TYPES_SQL: &str =
      t.precision, t.scale, t.is_nullable FROM sys.types t \
      WHERE t.is_user_defined = 1 AND t.is_assembly_type = 0 AND t.is_table_type = 0 ORDER BY 1, 2";
 
-/// XML schema collections.
-pub const XML_COLLECTIONS_SQL: &str = "SELECT SCHEMA_NAME(x.schema_id), x.name, \
-     CAST(XML_SCHEMA_NAMESPACE(SCHEMA_NAME(x.schema_id), x.name) AS nvarchar(max)) \
-     FROM sys.xml_schema_collections x WHERE x.xml_collection_id > 1 ORDER BY 1, 2";
-
-/// Objects the copy does not carry.
-pub const SKIPPED_SQL: &str =
-    "SELECT o.type_desc + N' ' + SCHEMA_NAME(o.schema_id) + N'.' + o.name FROM sys.objects o \
-     WHERE o.is_ms_shipped = 0 AND o.type IN ('SN', 'PC', 'FS', 'FT', 'TA') \
-     UNION ALL SELECT N'table type ' + SCHEMA_NAME(t.schema_id) + N'.' + t.name FROM sys.table_types t \
-     UNION ALL SELECT N'encrypted module ' + SCHEMA_NAME(o.schema_id) + N'.' + o.name FROM sys.objects o \
-     JOIN sys.sql_modules m ON m.object_id = o.object_id WHERE m.definition IS NULL AND o.is_ms_shipped = 0 \
-     UNION ALL SELECT N'system versioning of ' + SCHEMA_NAME(t.schema_id) + N'.' + t.name \
-       + N' (copied as a plain table; its history table is not copied)' FROM sys.tables t WHERE t.temporal_type = 2 \
-     UNION ALL SELECT N'memory optimisation of ' + SCHEMA_NAME(t.schema_id) + N'.' + t.name \
-       + N' (copied as a disk-based table)' FROM sys.tables t WHERE t.is_memory_optimized = 1 \
-     UNION ALL SELECT N'XML or spatial index ' + i.name + N' on ' + SCHEMA_NAME(t.schema_id) + N'.' + t.name \
-     FROM sys.indexes i JOIN sys.tables t ON t.object_id = i.object_id WHERE i.type IN (3, 4) AND t.is_ms_shipped = 0 \
-     UNION ALL SELECT N'index ' + i.name + N' on view ' + SCHEMA_NAME(v.schema_id) + N'.' + v.name \
-     FROM sys.indexes i JOIN sys.views v ON v.object_id = i.object_id WHERE i.type > 0";
-
 /// Facts about the database itself.
 pub fn database_sql(database: &str) -> String {
     format!(
@@ -135,7 +72,7 @@ pub fn database_sql(database: &str) -> String {
     )
 }
 
-/// A column from a row of [`COLUMNS_SQL`].
+/// A column from a row of a [`crate::flavour::Catalog`]'s columns query.
 pub fn column_from_row(r: &Row) -> ColumnDetail {
     let identity = flag(r, 23).then(|| Identity {
         seed: text(r, 10).unwrap_or_else(|| "1".into()),
@@ -208,8 +145,10 @@ pub fn chunk_key(detail: &TableDetail) -> Option<Vec<String>> {
     Some(pick.columns.iter().map(|(c, _)| c.clone()).collect())
 }
 
-/// Describes `database` (the connection switches to it).
-pub async fn describe(conn: &mut Conn, database: &str) -> Result<DatabaseSchema> {
+/// Describes `database` (the connection switches to it) from `flavour`'s
+/// catalogues.
+pub async fn describe(conn: &mut Conn, database: &str, flavour: Flavour) -> Result<DatabaseSchema> {
+    let catalog = flavour.catalog();
     let facts = rows(conn, &database_sql(database)).await?;
     let Some(fact) = facts.first() else {
         return Err(Error::NotFound(format!("database {} does not exist", ident(database))));
@@ -230,7 +169,7 @@ pub async fn describe(conn: &mut Conn, database: &str) -> Result<DatabaseSchema>
     };
     exec(conn, &format!("USE {}", ident(database))).await?;
 
-    let mut tables: Vec<(i64, TableDetail, u64, u64)> = rows(conn, TABLES_SQL)
+    let mut tables: Vec<(i64, TableDetail, u64, u64)> = rows(conn, catalog.tables)
         .await?
         .iter()
         .map(|r| {
@@ -243,7 +182,7 @@ pub async fn describe(conn: &mut Conn, database: &str) -> Result<DatabaseSchema>
         })
         .collect();
     let index_of: HashMap<i64, usize> = tables.iter().enumerate().map(|(i, t)| (t.0, i)).collect();
-    for r in rows(conn, COLUMNS_SQL).await? {
+    for r in rows(conn, catalog.columns).await? {
         if let Some(&i) = index_of.get(&int(&r, 0).unwrap_or(0)) {
             tables[i].1.columns.push(column_from_row(&r));
         }
@@ -349,8 +288,11 @@ pub async fn describe(conn: &mut Conn, database: &str) -> Result<DatabaseSchema>
             }
         })
         .collect();
-    detail.xml_collections = rows(conn, XML_COLLECTIONS_SQL)
-        .await?
+    let xml_collections = match catalog.xml_collections {
+        Some(sql) => rows(conn, sql).await?,
+        None => Vec::new(),
+    };
+    detail.xml_collections = xml_collections
         .iter()
         .map(|r| XmlCollection {
             schema: string(r, 0),
@@ -385,7 +327,7 @@ pub async fn describe(conn: &mut Conn, database: &str) -> Result<DatabaseSchema>
         .collect();
 
     // Modules in dependency order.
-    let module_rows = rows(conn, MODULES_SQL).await?;
+    let module_rows = rows(conn, catalog.modules).await?;
     let mut ids = Vec::new();
     let mut modules = Vec::new();
     for r in &module_rows {
@@ -412,7 +354,7 @@ pub async fn describe(conn: &mut Conn, database: &str) -> Result<DatabaseSchema>
         });
     }
     let position: HashMap<i64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-    let edges: Vec<(usize, usize)> = rows(conn, DEPENDENCIES_SQL)
+    let edges: Vec<(usize, usize)> = rows(conn, catalog.dependencies)
         .await?
         .iter()
         .filter_map(|r| {
@@ -423,7 +365,11 @@ pub async fn describe(conn: &mut Conn, database: &str) -> Result<DatabaseSchema>
         .collect();
     let order = dependency_order(modules.len(), &edges);
     detail.modules = order.into_iter().filter_map(|i| modules.get(i).cloned()).collect();
-    detail.skipped = rows(conn, SKIPPED_SQL).await?.iter().map(|r| string(r, 0)).collect();
+    detail.skipped = rows(conn, catalog.skipped)
+        .await?
+        .iter()
+        .map(|r| string(r, 0))
+        .collect();
     exec(conn, "USE master").await?;
 
     let mut objects = Vec::new();
@@ -525,7 +471,7 @@ mod tests {
     #[test]
     fn catalogue_queries_cast_sql_variant_columns() {
         // tiberius cannot decode sql_variant: every such catalogue column is cast.
-        for sql in [COLUMNS_SQL, SEQUENCES_SQL] {
+        for sql in [Flavour::SqlServer.catalog().columns, SEQUENCES_SQL] {
             for column in [
                 "seed_value",
                 "increment_value",

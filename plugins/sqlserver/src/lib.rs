@@ -26,6 +26,7 @@ pub mod detail;
 pub mod digest;
 pub mod encode;
 pub mod error;
+pub mod flavour;
 pub mod probe;
 pub mod quote;
 pub mod range;
@@ -33,6 +34,7 @@ pub mod reader;
 pub mod schema;
 pub mod snapshot;
 pub mod split;
+pub mod textform;
 pub mod types;
 pub mod variant;
 pub mod writer;
@@ -52,6 +54,7 @@ use crate::cell::{flag, int};
 use crate::conn::{rows, runtime, Pool};
 use crate::detail::{DatabaseDetail, TableDetail};
 use crate::error::Result;
+use crate::flavour::Flavour;
 use crate::reader::SqlServerReader;
 use crate::snapshot::Isolation;
 use crate::writer::SqlServerWriter;
@@ -62,6 +65,7 @@ pub struct SqlServerEngine;
 /// A connection to one SQL Server instance.
 pub struct SqlServerSession {
     pool: Arc<Pool>,
+    flavour: Flavour,
     edition: Option<String>,
     /// How each described database is read.
     isolation: Mutex<BTreeMap<String, Isolation>>,
@@ -95,14 +99,16 @@ impl SqlServerSession {
     /// Connects (one login to check the credentials and TLS).
     pub fn connect(config: &SessionConfig) -> Result<Self> {
         let pool = Pool::new(config)?;
-        runtime()?.block_on(async {
-            let lease = pool.get().await?;
+        let flavour = runtime()?.block_on(async {
+            let mut lease = pool.get().await?;
+            let flavour = Flavour::detect(lease.conn()?).await?;
             lease.release();
-            Ok::<_, error::Error>(())
+            Ok::<_, error::Error>(flavour)
         })?;
-        tracing::debug!(instance = %config.instance_id, "connected");
+        tracing::debug!(instance = %config.instance_id, ?flavour, "connected");
         Ok(Self {
             pool,
+            flavour,
             edition: config
                 .options
                 .get("edition")
@@ -111,6 +117,11 @@ impl SqlServerSession {
             isolation: Mutex::new(BTreeMap::new()),
             backup_spid: Mutex::new(None),
         })
+    }
+
+    /// The server this session talks to.
+    pub fn flavour(&self) -> Flavour {
+        self.flavour
     }
 
     /// How `database` is read: remembered from its description, else asked.
@@ -154,11 +165,11 @@ impl Session for SqlServerSession {
 
     fn probe(&self) -> std::result::Result<ServerInfo, PluginError> {
         let edition = self.edition.as_deref();
-        Ok(with_conn!(self, |c| probe::probe(c, edition))?)
+        Ok(with_conn!(self, |c| probe::probe(c, edition, self.flavour))?)
     }
 
     fn describe_database(&self, database: &str) -> std::result::Result<DatabaseSchema, PluginError> {
-        match with_conn!(self, |c| describe::describe(c, database)) {
+        match with_conn!(self, |c| describe::describe(c, database, self.flavour)) {
             Err(e @ error::Error::NotFound(_)) => Err(PluginError::from(e).with_code("InvalidDBName.NotFound")),
             Err(e) => Err(e.into()),
             Ok(schema) => {
@@ -193,15 +204,15 @@ impl Session for SqlServerSession {
     }
 
     fn prepare_target(&self, request: PrepareRequest) -> std::result::Result<SchemaOutcome, PluginError> {
-        Ok(with_conn!(self, |c| schema::prepare(c, &request))?)
+        Ok(with_conn!(self, |c| schema::prepare(c, &request, self.flavour))?)
     }
 
     fn finish_target(&self, request: FinishRequest) -> std::result::Result<SchemaOutcome, PluginError> {
-        Ok(with_conn!(self, |c| schema::finish(c, &request))?)
+        Ok(with_conn!(self, |c| schema::finish(c, &request, self.flavour))?)
     }
 
     fn table_digest(&self, request: DigestRequest) -> std::result::Result<Digest, PluginError> {
-        Ok(with_conn!(self, |c| digest::digest(c, &request))?)
+        Ok(with_conn!(self, |c| digest::digest(c, &request, self.flavour))?)
     }
 
     fn open_reader(&self, request: ReadRequest) -> std::result::Result<SqlServerReader, PluginError> {
@@ -223,7 +234,7 @@ impl Session for SqlServerSession {
         let detail = TableDetail::from_json(&request.table.detail)?;
         Ok(runtime()?.block_on(async {
             let lease = self.pool.get().await?;
-            SqlServerWriter::start(lease, &request, &detail).await
+            SqlServerWriter::start(lease, &request, &detail, self.flavour).await
         })?)
     }
 

@@ -6,20 +6,8 @@ use dbferry_plugin_abi::protocol::{DatabaseInfo, ServerInfo};
 use crate::cell::{flag, int, string, text, u64};
 use crate::conn::{rows, Conn};
 use crate::error::Result;
+use crate::flavour::Flavour;
 use crate::quote::ident;
-
-/// Version, edition, HADR, whether the login may create databases.
-pub const SERVER_SQL: &str = "SELECT CAST(SERVERPROPERTY('ProductVersion') AS nvarchar(128)), \
-     CAST(SERVERPROPERTY('Edition') AS nvarchar(128)), \
-     CAST(ISNULL(SERVERPROPERTY('IsHadrEnabled'), 0) AS int), \
-     HAS_PERMS_BY_NAME(NULL, NULL, 'CREATE ANY DATABASE'), \
-     (SELECT SUM(CAST(size AS bigint)) * 8192 FROM sys.master_files)";
-
-/// User databases: name, state, read-only flag, size of their files.
-pub const DATABASES_SQL: &str = "SELECT d.name, d.state_desc, d.is_read_only, \
-     (SELECT SUM(CAST(mf.size AS bigint)) * 8192 FROM sys.master_files mf WHERE mf.database_id = d.database_id), \
-     d.snapshot_isolation_state \
-     FROM sys.databases d WHERE d.database_id > 4 AND d.is_distributor = 0 ORDER BY d.name";
 
 /// Counts a database's user objects (tables, views, routines, constraints, sequences, types).
 pub fn objects_sql(database: &str) -> String {
@@ -69,15 +57,17 @@ pub fn reported_edition(
     edition
 }
 
-/// Probes the server.
-pub async fn probe(conn: &mut Conn, configured_edition: Option<&str>) -> Result<ServerInfo> {
-    let server = rows(conn, SERVER_SQL).await?;
+/// Probes the server, through `flavour`'s catalogues: version, edition,
+/// HADR, whether the login may create databases, sizes.
+pub async fn probe(conn: &mut Conn, configured_edition: Option<&str>, flavour: Flavour) -> Result<ServerInfo> {
+    let catalog = flavour.catalog();
+    let server = rows(conn, catalog.server).await?;
     let (version, edition, hadr, can_create, used) = match server.first() {
         Some(r) => (string(r, 0), text(r, 1), flag(r, 2), int(r, 3) == Some(1), u64(r, 4)),
         None => (String::new(), None, false, false, 0),
     };
     let mut databases = Vec::new();
-    for r in rows(conn, DATABASES_SQL).await? {
+    for r in rows(conn, catalog.databases).await? {
         let name = string(&r, 0);
         let online = string(&r, 1) == "ONLINE";
         // Objects are counted only where the database can be opened; an
@@ -102,7 +92,7 @@ pub async fn probe(conn: &mut Conn, configured_edition: Option<&str>) -> Result<
         write_blockers.push("the login lacks the CREATE ANY DATABASE permission the import needs".to_string());
     }
     Ok(ServerInfo {
-        product: "SQL Server".into(),
+        product: flavour.product().into(),
         edition: reported_edition(&version, edition, hadr, configured_edition),
         version,
         // SQL Server has no server-wide read-only mode; a read-only

@@ -14,6 +14,7 @@ use crate::ddl;
 use crate::describe::module_object_kind;
 use crate::detail::{DatabaseDetail, ModuleDetail, TableDetail};
 use crate::error::{Error, Result};
+use crate::flavour::Flavour;
 use crate::quote::{ident, object_literal, string as literal};
 
 /// State of a database on the target: (state_desc, read only).
@@ -75,31 +76,23 @@ pub fn mentions_database(m: &ModuleDetail, database: &str) -> bool {
 
 /// Creates the destination database if needed, then its schemas, types,
 /// sequences and tables (`USE`s the database; switches back to master).
-pub async fn prepare(conn: &mut Conn, request: &PrepareRequest) -> Result<SchemaOutcome> {
+pub async fn prepare(conn: &mut Conn, request: &PrepareRequest, flavour: Flavour) -> Result<SchemaOutcome> {
     let detail = DatabaseDetail::from_json(&request.schema.detail)?;
     let db = &request.database;
     let mut outcome = SchemaOutcome::default();
     let state = rows(conn, &database_state_sql(db)).await?;
     match state.first() {
         None => {
-            exec(conn, &ddl::create_database(db, &detail.collation)).await?;
-            if detail.snapshot_isolation {
-                exec(
-                    conn,
-                    &format!("ALTER DATABASE {} SET ALLOW_SNAPSHOT_ISOLATION ON", ident(db)),
-                )
-                .await?;
+            let create = flavour.create_database(
+                db,
+                &detail.collation,
+                detail.snapshot_isolation,
+                detail.read_committed_snapshot,
+            );
+            for statement in &create.statements {
+                exec(conn, statement).await?;
             }
-            if detail.read_committed_snapshot {
-                exec(
-                    conn,
-                    &format!(
-                        "ALTER DATABASE {} SET READ_COMMITTED_SNAPSHOT ON WITH ROLLBACK IMMEDIATE",
-                        ident(db)
-                    ),
-                )
-                .await?;
-            }
+            outcome.warnings.extend(create.warning);
             outcome.created.push(ObjectRef {
                 kind: ObjectKind::Database,
                 name: db.clone(),
@@ -220,11 +213,11 @@ async fn prepare_inside(
 }
 
 /// Everything after the data (`USE`s the database; switches back to master).
-pub async fn finish(conn: &mut Conn, request: &FinishRequest) -> Result<SchemaOutcome> {
+pub async fn finish(conn: &mut Conn, request: &FinishRequest, flavour: Flavour) -> Result<SchemaOutcome> {
     let detail = DatabaseDetail::from_json(&request.schema.detail)?;
     let mut outcome = SchemaOutcome::default();
     exec(conn, &format!("USE {}", ident(&request.database))).await?;
-    let result = finish_inside(conn, request, &detail, &mut outcome).await;
+    let result = finish_inside(conn, request, &detail, &mut outcome, flavour).await;
     let _ = exec(conn, "USE master").await;
     result?;
     Ok(outcome)
@@ -235,6 +228,7 @@ async fn finish_inside(
     request: &FinishRequest,
     detail: &DatabaseDetail,
     outcome: &mut SchemaOutcome,
+    flavour: Flavour,
 ) -> Result<()> {
     let tables = request
         .schema
@@ -278,13 +272,10 @@ async fn finish_inside(
     }
     for t in &tables {
         let Some(column) = t.identity() else { continue };
-        let sql = format!(
-            "SELECT CAST(last_value AS nvarchar(40)) FROM sys.identity_columns WHERE object_id = OBJECT_ID({})",
-            object_literal(&t.schema, &t.name)
-        );
-        let found = rows(conn, &sql).await?;
+        let found = rows(conn, &flavour.identity_last_value_sql(&t.schema, &t.name)).await?;
         let target_last = found.first().and_then(|r| text(r, 0));
-        if let Some(reseed) = ddl::reseed_identity(t, column, target_last.as_deref()) {
+        let table = flavour.checkident_table(&t.schema, &t.name);
+        if let Some(reseed) = ddl::reseed_identity(&table, column, target_last.as_deref()) {
             exec(conn, &reseed).await?;
         }
     }

@@ -25,6 +25,13 @@
 //! (money, varchar, text, xml, CLR types, sql_variant). Nothing reaches the
 //! real table before commit; an aborted chunk leaves only a temp table that
 //! dies with its connection.
+//!
+//! The writer's connection works inside the destination database (`USE`
+//! before the staging table is made, two-part names after): Babelfish
+//! cannot see a `#temp` table made before a `USE`, nor take a three-part
+//! name in `SET IDENTITY_INSERT`. Columns its bulk load would store wrong
+//! are staged as text and converted by the server
+//! ([`Flavour::stages_as_text`]).
 
 use bytes::Bytes;
 use dbferry_plugin_abi::plugin::Writer;
@@ -38,6 +45,7 @@ use crate::conn::{exec, rows, runtime, Lease};
 use crate::detail::TableDetail;
 use crate::encode::{is_null, Decoder};
 use crate::error::{Context, Error, Result};
+use crate::flavour::Flavour;
 use crate::quote::ident;
 use crate::range::predicate;
 use crate::types::Transport;
@@ -47,22 +55,41 @@ pub const STAGE: &str = "#dbferry_stage";
 /// Batches queued towards the loading task.
 const DEPTH: usize = 2;
 
-/// The staging columns: `(name, transport type)` per transport value.
-pub fn stage_columns(detail: &TableDetail) -> Vec<(String, String)> {
+/// The text type of a staging column loaded as text.
+const TEXT_STAGE: &str = "nvarchar(100)";
+
+/// One staging column.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StageColumn {
+    /// `c0`, `c1`, ...
+    pub name: String,
+    /// The type of the value it carries.
+    pub ty: String,
+    /// Loaded as text (the column is [`TEXT_STAGE`]) and converted to `ty`.
+    pub as_text: bool,
+}
+
+/// The staging columns, one per transport value.
+pub fn stage_columns(detail: &TableDetail, flavour: Flavour) -> Vec<StageColumn> {
     let mut out = Vec::new();
     for column in detail.copied() {
-        for ty in column.transport().stage_types() {
-            out.push((format!("c{}", out.len()), ty));
+        let transport = column.transport();
+        for ty in transport.stage_types() {
+            out.push(StageColumn {
+                name: format!("c{}", out.len()),
+                ty,
+                as_text: flavour.stages_as_text(transport),
+            });
         }
     }
     out
 }
 
 /// Drops a leftover staging table and creates it for `detail`.
-pub fn create_stage_sql(detail: &TableDetail) -> String {
-    let columns: Vec<String> = stage_columns(detail)
+pub fn create_stage_sql(detail: &TableDetail, flavour: Flavour) -> String {
+    let columns: Vec<String> = stage_columns(detail, flavour)
         .iter()
-        .map(|(name, ty)| format!("{} {ty} NULL", ident(name)))
+        .map(|c| format!("{} {} NULL", ident(&c.name), if c.as_text { TEXT_STAGE } else { &c.ty }))
         .collect();
     format!(
         "IF OBJECT_ID(N'tempdb..{STAGE}') IS NOT NULL DROP TABLE {STAGE}; CREATE TABLE {STAGE} ({})",
@@ -72,24 +99,32 @@ pub fn create_stage_sql(detail: &TableDetail) -> String {
 
 /// The transaction that moves the staged rows into the table; its last
 /// statement selects the inserted row count. `COMMIT` follows separately.
-pub fn move_sql(request: &WriteRequest, detail: &TableDetail) -> Result<String> {
-    let table = detail.three_part(&request.database);
+/// Runs in the target database (see the module doc), so conversions that
+/// take the database's default collation (sql_variant character values)
+/// take the target's.
+pub fn move_sql(request: &WriteRequest, detail: &TableDetail, flavour: Flavour) -> Result<String> {
+    let table = detail.two_part();
+    let stage_columns = stage_columns(detail, flavour);
     let mut names = Vec::new();
     let mut values = Vec::new();
     let mut next = 0;
     for column in detail.copied() {
         let width = column.transport().width();
-        let stage: Vec<String> = (next..next + width).map(|i| ident(&format!("c{i}"))).collect();
+        let stage: Vec<String> = stage_columns[next..next + width]
+            .iter()
+            .map(|c| {
+                if c.as_text {
+                    format!("CAST({} AS {})", ident(&c.name), c.ty)
+                } else {
+                    ident(&c.name)
+                }
+            })
+            .collect();
         next += width;
         names.push(ident(&column.name));
         values.push(column.rebuild_expr(&stage));
     }
-    // In the target database, so conversions that take the database's
-    // default collation (sql_variant character values) take the target's.
-    let mut sql = format!(
-        "USE {}; DECLARE @n bigint; BEGIN TRANSACTION; ",
-        ident(&request.database)
-    );
+    let mut sql = String::from("DECLARE @n bigint; BEGIN TRANSACTION; ");
     if request.redo {
         match predicate(detail, &request.range)? {
             Some(filter) => sql.push_str(&format!("DELETE FROM {table} WHERE {filter}; ")),
@@ -136,13 +171,30 @@ pub fn typed_null(transport: Transport, index: usize) -> ColumnData<'static> {
     }
 }
 
-/// The transport of each staging column, with its index within its column.
-fn slots(detail: &TableDetail) -> Vec<(Transport, usize)> {
+/// What the load needs to know of each staging column.
+#[derive(Clone, Debug)]
+struct Slot {
+    transport: Transport,
+    /// The value's index within its column.
+    index: usize,
+    /// Sent as text (see [`Flavour::stages_as_text`]).
+    as_text: bool,
+    /// The column's name, for messages.
+    column: String,
+}
+
+fn slots(detail: &TableDetail, flavour: Flavour) -> Vec<Slot> {
     detail
         .copied()
         .flat_map(|c| {
             let t = c.transport();
-            (0..t.width()).map(move |i| (t, i))
+            let name = c.name.clone();
+            (0..t.width()).map(move |index| Slot {
+                transport: t,
+                index,
+                as_text: flavour.stages_as_text(t),
+                column: name.clone(),
+            })
         })
         .collect()
 }
@@ -158,7 +210,7 @@ pub struct SqlServerWriter {
     move_sql: String,
 }
 
-async fn load(lease: &mut Lease, mut rx: mpsc::Receiver<Bytes>, slots: Vec<(Transport, usize)>) -> Result<u64> {
+async fn load(lease: &mut Lease, mut rx: mpsc::Receiver<Bytes>, slots: Vec<Slot>) -> Result<u64> {
     let conn = lease.conn()?;
     let mut bulk = conn.bulk_insert(STAGE).await.ctx(|| "starting a bulk load".into())?;
     let mut sent = 0u64;
@@ -173,9 +225,11 @@ async fn load(lease: &mut Lease, mut rx: mpsc::Receiver<Bytes>, slots: Vec<(Tran
         }
         while let Some(values) = decoder.row()? {
             let mut row = TokenRow::with_capacity(values.len());
-            for (value, (transport, index)) in values.into_iter().zip(&slots) {
-                row.push(if is_null(&value) {
-                    typed_null(*transport, *index)
+            for (value, slot) in values.into_iter().zip(&slots) {
+                row.push(if slot.as_text {
+                    ColumnData::String(crate::textform::text_of(&value, &slot.column)?.map(Into::into))
+                } else if is_null(&value) {
+                    typed_null(slot.transport, slot.index)
                 } else {
                     value
                 });
@@ -190,12 +244,25 @@ async fn load(lease: &mut Lease, mut rx: mpsc::Receiver<Bytes>, slots: Vec<(Tran
 
 impl SqlServerWriter {
     /// Creates the staging table on `lease` and starts the bulk load.
-    pub async fn start(mut lease: Lease, request: &WriteRequest, detail: &TableDetail) -> Result<Self> {
+    pub async fn start(
+        mut lease: Lease,
+        request: &WriteRequest,
+        detail: &TableDetail,
+        flavour: Flavour,
+    ) -> Result<Self> {
         let table = detail.three_part(&request.database);
-        let move_sql = move_sql(request, detail)?;
-        exec(lease.conn()?, &create_stage_sql(detail)).await?;
+        let move_sql = move_sql(request, detail, flavour)?;
+        exec(
+            lease.conn()?,
+            &format!(
+                "USE {}; {}",
+                ident(&request.database),
+                create_stage_sql(detail, flavour)
+            ),
+        )
+        .await?;
         let (tx, rx) = mpsc::channel::<Bytes>(DEPTH);
-        let slots = slots(detail);
+        let slots = slots(detail, flavour);
         let task = tokio::spawn(async move {
             let result = load(&mut lease, rx, slots).await;
             (lease, result)
@@ -238,7 +305,7 @@ impl SqlServerWriter {
                 self.table, self.rows
             )));
         }
-        exec(conn, &format!("COMMIT; TRUNCATE TABLE {STAGE}"))
+        exec(conn, &format!("COMMIT; DROP TABLE {STAGE}; USE master"))
             .await
             .map_err(|e| Error::Data(format!("committing a chunk of {}: {e}", self.table)))?;
         lease.release();
@@ -340,26 +407,26 @@ mod tests {
     #[test]
     fn staging_has_transport_columns_without_identity() {
         assert_eq!(
-            create_stage_sql(&detail()),
+            create_stage_sql(&detail(), Flavour::SqlServer),
             "IF OBJECT_ID(N'tempdb..#dbferry_stage') IS NOT NULL DROP TABLE #dbferry_stage; \
              CREATE TABLE #dbferry_stage ([c0] int NULL, [c1] nvarchar(max) NULL, [c2] nvarchar(max) NULL, \
              [c3] tinyint NULL, [c4] nvarchar(max) NULL, [c5] varbinary(max) NULL)"
         );
-        assert_eq!(slots(&detail()).len(), detail().width());
+        assert_eq!(slots(&detail(), Flavour::SqlServer).len(), detail().width());
     }
 
     #[test]
     fn the_move_keeps_identity_values_and_redo_clears_the_range() {
-        let sql = move_sql(&request(true), &detail()).expect("sql");
+        let sql = move_sql(&request(true), &detail(), Flavour::SqlServer).expect("sql");
         assert!(sql.starts_with(
-            "USE [de]]st]; DECLARE @n bigint; BEGIN TRANSACTION; DELETE FROM [de]]st].[s].[t]]] WHERE ([id] > 100) AND ([id] <= 200); \
-             SET IDENTITY_INSERT [de]]st].[s].[t]]] ON; INSERT INTO [de]]st].[s].[t]]] ([id], [name], [v], [g]) SELECT [c0], [c1], CASE WHEN [c2] IS NULL"
+            "DECLARE @n bigint; BEGIN TRANSACTION; DELETE FROM [s].[t]]] WHERE ([id] > 100) AND ([id] <= 200); \
+             SET IDENTITY_INSERT [s].[t]]] ON; INSERT INTO [s].[t]]] ([id], [name], [v], [g]) SELECT [c0], [c1], CASE WHEN [c2] IS NULL"
         ));
         assert!(sql.ends_with(
             "CAST([c5] AS geometry) FROM #dbferry_stage; SET @n = ROWCOUNT_BIG(); \
-             SET IDENTITY_INSERT [de]]st].[s].[t]]] OFF; SELECT @n"
+             SET IDENTITY_INSERT [s].[t]]] OFF; SELECT @n"
         ));
-        let plain = move_sql(&request(false), &detail()).expect("sql");
+        let plain = move_sql(&request(false), &detail(), Flavour::SqlServer).expect("sql");
         assert!(!plain.contains("DELETE"));
     }
 
