@@ -31,6 +31,9 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     /// `dbferry_plugin_info{engine,version,abi}`: 1 per loaded plugin.
     pub plugin_info: IntGaugeVec,
+    /// `dbferry_sessions_total{instance_id,encryption}`: sessions imports
+    /// opened, by how their connections travel (`tls`, `plaintext`, `unknown`).
+    pub sessions: IntCounterVec,
 }
 
 /// Import statuses, as `dbferry_imports{status}` labels them.
@@ -76,6 +79,13 @@ impl Metrics {
             Opts::new("dbferry_plugin_info", "Loaded engine plugins."),
             &["engine", "version", "abi"],
         );
+        let sessions = IntCounterVec::new(
+            Opts::new(
+                "dbferry_sessions_total",
+                "Sessions imports opened to instances, by encryption of their connections.",
+            ),
+            &["instance_id", "encryption"],
+        );
         let metrics = (|| -> prometheus::Result<Metrics> {
             let m = Metrics {
                 registry: registry.clone(),
@@ -90,6 +100,7 @@ impl Metrics {
                 chunk_retries: chunk_retries?,
                 build_info: build_info?,
                 plugin_info: plugin_info?,
+                sessions: sessions?,
             };
             registry.register(Box::new(m.instance_state.clone()))?;
             registry.register(Box::new(m.bytes_transferred.clone()))?;
@@ -102,6 +113,7 @@ impl Metrics {
             registry.register(Box::new(m.chunk_retries.clone()))?;
             registry.register(Box::new(m.build_info.clone()))?;
             registry.register(Box::new(m.plugin_info.clone()))?;
+            registry.register(Box::new(m.sessions.clone()))?;
             Ok(m)
         })();
         // The definitions above are static and valid; a failure here is a

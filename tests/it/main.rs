@@ -25,3 +25,4 @@ mod jobfiles;
 mod ops;
 mod prechecks;
 mod resume;
+mod tls;

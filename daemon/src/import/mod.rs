@@ -247,6 +247,13 @@ fn run_phases(
             return result.reject(rejection);
         }
     };
+    for transport in &checked.transport {
+        ctx.metrics
+            .sessions
+            .with_label_values(&[&transport.instance, transport.encryption_label()])
+            .inc();
+    }
+    result.transport = checked.transport.to_vec();
     if cancel.is_cancelled() {
         result.status = ImportStatus::Cancelled;
         result.message = Some("cancelled before any change".into());

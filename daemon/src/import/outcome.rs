@@ -67,6 +67,9 @@ pub struct ImportResult {
     pub message: Option<String>,
     /// How consistent the source reads were.
     pub consistency: Option<Consistency>,
+    /// How each instance's connections travelled (encryption, TLS
+    /// version, verification), once the prechecks connected.
+    pub transport: Vec<super::precheck::InstanceTransport>,
     /// Things the user should know.
     pub warnings: Vec<String>,
     /// Objects created on the target (`database.kind:name`), also on failure,
@@ -91,6 +94,7 @@ impl ImportResult {
             code: None,
             message: None,
             consistency: None,
+            transport: Vec::new(),
             warnings: Vec::new(),
             created: Vec::new(),
             tables: Vec::new(),
@@ -126,6 +130,7 @@ impl ImportResult {
             "Message": self.message,
             "Rejected": self.rejected,
             "Consistency": self.consistency,
+            "Transport": self.transport,
             "Warnings": self.warnings,
             "Created": self.created,
             "Tables": self.tables,

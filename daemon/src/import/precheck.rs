@@ -108,6 +108,49 @@ pub struct Checked {
     pub target: Session,
     /// Each source database's schema, in DBInfo order.
     pub schemas: Vec<DatabaseSchema>,
+    /// How each session's connections travel: source, then target.
+    pub transport: [InstanceTransport; 2],
+}
+
+/// How one instance's connections travel, for the result and `status`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InstanceTransport {
+    /// The instance id.
+    pub instance: String,
+    /// `source` or `target`.
+    pub role: String,
+    /// The `tls` mode in force; `None` when the engine did not say.
+    pub mode: Option<String>,
+    /// Whether the connections are encrypted; `None` when the engine did not say.
+    pub encrypted: Option<bool>,
+    /// The TLS version, when encrypted.
+    pub tls_version: Option<String>,
+    /// How the server's certificate was checked: `none`, `ca`, `ca-and-host`.
+    pub verified: Option<String>,
+}
+
+impl InstanceTransport {
+    fn new(instance: &Instance, role: &str, info: &ServerInfo) -> Self {
+        let t = info.transport.as_ref();
+        Self {
+            instance: instance.id.clone(),
+            role: role.into(),
+            mode: t.map(|t| t.mode.clone()),
+            encrypted: t.map(|t| t.encrypted),
+            tls_version: t.and_then(|t| t.tls_version.clone()),
+            verified: t.map(|t| t.verified.clone()),
+        }
+    }
+
+    /// The `encryption` label of `dbferry_sessions_total`.
+    pub fn encryption_label(&self) -> &'static str {
+        match self.encrypted {
+            Some(true) => "tls",
+            Some(false) => "plaintext",
+            None => "unknown",
+        }
+    }
 }
 
 /// Opens a session for `instance` (rule 5: reachable).
@@ -187,6 +230,10 @@ pub fn check_servers(
     let target = connect(plugin, resolved.target, connections)?;
     let source_info = probe(&source, resolved.source)?;
     let target_info = probe(&target, resolved.target)?;
+    let transport = [
+        InstanceTransport::new(resolved.source, "source", &source_info),
+        InstanceTransport::new(resolved.target, "target", &target_info),
+    ];
 
     for (info, instance) in [(&source_info, resolved.source), (&target_info, resolved.target)] {
         if is_sql_server_2017_cluster(info, instance) {
@@ -278,6 +325,7 @@ pub fn check_servers(
             source,
             target,
             schemas,
+            transport,
         });
     }
 
@@ -334,6 +382,7 @@ pub fn check_servers(
         source,
         target,
         schemas,
+        transport,
     })
 }
 

@@ -56,6 +56,10 @@ pub struct ImportView {
     pub created_at: i64,
     /// Unix seconds.
     pub ended_at: Option<i64>,
+    /// How each instance's connections travelled (the result's
+    /// `Transport`), once the import ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport: Option<serde_json::Value>,
 }
 
 impl ImportView {
@@ -86,6 +90,7 @@ impl ImportView {
             message: record.message,
             created_at: record.created_at,
             ended_at: record.ended_at,
+            transport: record.result.as_ref().and_then(|r| r.get("Transport")).cloned(),
         }
     }
 }
