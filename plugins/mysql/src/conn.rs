@@ -262,6 +262,7 @@ impl Drop for Lease {
 impl Pool {
     /// A pool for `config`; opens nothing yet.
     pub fn new(config: &SessionConfig) -> Result<Arc<Self>> {
+        crate::tls::install_crypto_provider();
         let infiles = InfileShelf::default();
         let tls = TlsSettings::from_options(&config.options)?;
         let plain = TlsSettings {

@@ -177,6 +177,18 @@ impl TlsSettings {
     }
 }
 
+/// Makes ring rustls's process-wide provider, which mysql_async's
+/// `ClientConfig::builder()` needs. rustls picks one by itself only when
+/// exactly one of its providers is compiled in, and another crate of the
+/// workspace (tiberius) brings aws-lc-rs.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Err means a provider is installed already, which serves as well.
+        let _ = ring::default_provider().install_default();
+    });
+}
+
 /// The server name a certificate is checked against: `host` as given.
 pub fn server_name(host: &str) -> Result<ServerName<'static>> {
     ServerName::try_from(host.to_string()).map_err(|e| Error::Invalid(format!("host {host:?} as a TLS name: {e}")))
