@@ -168,3 +168,16 @@ fn a_server_that_requires_tls_refuses_off_and_takes_no_key() {
     let (transport, wire, (_, plain)) = session(&server, &[]).expect("no key: preferred");
     assert!(transport.encrypted && wire && plain == 0);
 }
+
+#[test]
+fn a_fast_reader_that_cannot_be_used_is_named_in_the_snapshot_warning() {
+    let server = MariaDb::shared();
+    // A Unix socket rules the wire client out.
+    let mut config = config(server, &[("socket", server.socket().display().to_string())]);
+    config.options.insert("prefer_socket".into(), true.into());
+    let session = MysqlSession::connect(&config).expect("connect");
+    let snapshot = session.begin_snapshot(2).expect("snapshot");
+    assert!(!session.reads_over_wire());
+    let warning = snapshot.warning.expect("the result names the slower reader");
+    assert!(warning.contains("fast reader is not used on rm-tls"), "{warning}");
+}
