@@ -134,7 +134,11 @@ pub async fn restore(conn: &mut Conn, database: &str, path: &str) -> Result<Sche
     let exists = existing.first().and_then(|r| int(r, 0)).unwrap_or(0) > 0;
     if exists {
         // The host admits an existing destination only when it is empty.
-        let objects = rows(conn, &crate::probe::objects_sql(database)).await?;
+        let objects = rows(
+            conn,
+            &crate::probe::objects_sql(database, crate::flavour::Flavour::SqlServer),
+        )
+        .await?;
         if objects.first().and_then(|r| int(r, 0)).unwrap_or(1) > 0 {
             return Err(Error::Conflict(format!(
                 "destination database {} already exists and is not empty",

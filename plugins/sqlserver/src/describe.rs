@@ -53,8 +53,12 @@ pub const SEQUENCES_SQL: &str =
      CAST(s.last_used_value AS nvarchar(40)) FROM sys.sequences s ORDER BY 1, 2";
 
 /// User schemas other than dbo and the built-in role schemas.
-pub const SCHEMAS_SQL: &str =
-    "SELECT s.name FROM sys.schemas s WHERE s.schema_id > 4 AND s.schema_id < 16384 ORDER BY s.name";
+pub fn schemas_sql(flavour: Flavour) -> String {
+    format!(
+        "SELECT s.name FROM sys.schemas s WHERE {} ORDER BY s.name",
+        flavour.catalog().user_schemas
+    )
+}
 
 /// Alias types.
 pub const ALIAS_TYPES_SQL: &str =
@@ -267,7 +271,11 @@ pub async fn describe(conn: &mut Conn, database: &str, flavour: Flavour) -> Resu
         }
     }
 
-    detail.schemas = rows(conn, SCHEMAS_SQL).await?.iter().map(|r| string(r, 0)).collect();
+    detail.schemas = rows(conn, &schemas_sql(flavour))
+        .await?
+        .iter()
+        .map(|r| string(r, 0))
+        .collect();
     detail.alias_types = rows(conn, ALIAS_TYPES_SQL)
         .await?
         .iter()

@@ -52,6 +52,10 @@ pub struct Catalog {
     pub server: &'static str,
     /// Databases and their sizes for the probe.
     pub databases: &'static str,
+    /// The condition on `sys.schemas s` that keeps user schemas other than
+    /// dbo (SQL Server numbers its built-in schemas below 5 and its role
+    /// schemas from 16384; Babelfish's ids are oids).
+    pub user_schemas: &'static str,
 }
 
 impl Flavour {
@@ -279,6 +283,7 @@ const SQL_SERVER: Catalog = Catalog {
      (SELECT SUM(CAST(mf.size AS bigint)) * 8192 FROM sys.master_files mf WHERE mf.database_id = d.database_id), \
      d.snapshot_isolation_state \
      FROM sys.databases d WHERE d.database_id > 4 AND d.is_distributor = 0 ORDER BY d.name",
+    user_schemas: "s.schema_id > 4 AND s.schema_id < 16384",
 };
 
 /// Babelfish's object ids are PostgreSQL oids, so its T-SQL can join
@@ -331,6 +336,7 @@ const BABELFISH: Catalog = Catalog {
         WHERE e.dbid = d.database_id AND c.relkind IN ('r', 'm')), \
      d.snapshot_isolation_state \
      FROM sys.databases d WHERE d.name NOT IN (N'master', N'tempdb', N'msdb') ORDER BY d.name",
+    user_schemas: "s.name NOT IN (N'dbo', N'guest', N'sys', N'INFORMATION_SCHEMA')",
 };
 
 #[cfg(test)]

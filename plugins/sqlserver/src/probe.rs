@@ -10,12 +10,13 @@ use crate::flavour::Flavour;
 use crate::quote::ident;
 
 /// Counts a database's user objects (tables, views, routines, constraints, sequences, types).
-pub fn objects_sql(database: &str) -> String {
+pub fn objects_sql(database: &str, flavour: Flavour) -> String {
     let db = ident(database);
+    let schemas = flavour.catalog().user_schemas;
     format!(
         "SELECT (SELECT COUNT_BIG(*) FROM {db}.sys.objects WHERE is_ms_shipped = 0) + \
          (SELECT COUNT_BIG(*) FROM {db}.sys.types WHERE is_user_defined = 1) + \
-         (SELECT COUNT_BIG(*) FROM {db}.sys.schemas WHERE schema_id > 4 AND schema_id < 16384)"
+         (SELECT COUNT_BIG(*) FROM {db}.sys.schemas s WHERE {schemas})"
     )
 }
 
@@ -73,7 +74,7 @@ pub async fn probe(conn: &mut Conn, configured_edition: Option<&str>, flavour: F
         // Objects are counted only where the database can be opened; an
         // offline or inaccessible one counts as not empty.
         let has_objects = if online {
-            match rows(conn, &objects_sql(&name)).await {
+            match rows(conn, &objects_sql(&name, flavour)).await {
                 Ok(count) => count.first().is_none_or(|c| u64(c, 0) > 0),
                 Err(_) => true,
             }
@@ -152,6 +153,6 @@ mod tests {
 
     #[test]
     fn object_counts_are_database_qualified() {
-        assert!(objects_sql("a]b").contains("FROM [a]]b].sys.objects"));
+        assert!(objects_sql("a]b", crate::flavour::Flavour::SqlServer).contains("FROM [a]]b].sys.objects"));
     }
 }

@@ -17,6 +17,9 @@ const DAY_SECONDS: i128 = 86_400;
 
 /// `value` as the text the server converts back, `None` for NULL.
 pub fn text_of(value: &ColumnData<'_>, column: &str) -> Result<Option<String>> {
+    if crate::encode::is_null(value) {
+        return Ok(None);
+    }
     Ok(match value {
         ColumnData::Numeric(Some(n)) => Some(numeric(n.value(), n.scale())),
         ColumnData::Time(Some(t)) => Some(time(*t, column)?),
