@@ -407,6 +407,12 @@ fn copy_all(
         inline_chunk_bytes: copy::batch_bytes(lanes),
         group_chunks: COPY_GROUP_CHUNKS,
     };
+    // What an earlier attempt committed is not copied again, nor checksummed again.
+    let earlier: std::collections::HashSet<_> = chunks
+        .iter()
+        .filter(|c| store.committed(c.id).is_some())
+        .map(|c| c.id)
+        .collect();
     let done = std::sync::atomic::AtomicBool::new(false);
     let report = std::thread::scope(|scope| {
         let reporter = scope.spawn(|| report_progress(&progress, &done, import_id, &ctx.metrics, events));
@@ -470,6 +476,11 @@ fn copy_all(
         target,
         mode: job.options.verify,
         consistency: snapshot.consistency,
+    };
+    let copied = verify::Copied {
+        chunks,
+        earlier: &earlier,
+        rows: &copied,
     };
     result.tables = checks.all(tables, &copied, job.options.parallelism as usize, cancel)?;
 

@@ -1,12 +1,21 @@
 //! The verify phase: every table's row count (or checksum) on the target
 //! against what was copied and against the source, several tables at once.
+//!
+//! With `verify = "checksum"`, a table copied in several chunks is compared
+//! chunk by chunk: each side digests the chunk's key range, on several
+//! lanes at once, and a mismatch names the range. Its row count is checked
+//! whole, with the small tables, which are digested whole in groups. An
+//! engine without range digests has its tables compared whole.
 
+use std::collections::HashSet;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use dbferry_copy_core::key::{KeyRange, KeyValue};
+use dbferry_copy_core::plan::{ChunkId, ChunkTask};
 use dbferry_copy_core::CancelToken;
-use dbferry_plugin_abi::protocol::{Consistency, Digest, DigestsRequest, VerifyMode};
-use dbferry_plugin_host::Session;
+use dbferry_plugin_abi::protocol::{Consistency, Digest, DigestsRequest, ErrorKind, RangeDigestsRequest, VerifyMode};
+use dbferry_plugin_host::{HostError, Session};
 
 use super::copy::PlannedTable;
 use super::outcome::TableOutcome;
@@ -27,44 +36,65 @@ const GROUP_TABLES: usize = 64;
 /// tables are verified apart, side by side on several lanes.
 const GROUP_BYTES: u64 = 32 << 20;
 
+/// The chunks of the copy, as verification sees them.
+pub(super) struct Copied<'a> {
+    /// Every chunk of the plan.
+    pub chunks: &'a [ChunkTask],
+    /// Chunks committed before this attempt (a resumed import): their
+    /// content is not checked again, only their tables' counts.
+    pub earlier: &'a HashSet<ChunkId>,
+    /// Rows copied per table, by this attempt and the ones before it.
+    pub rows: &'a [u64],
+}
+
+/// One lane's piece of work.
+#[derive(Debug, PartialEq)]
+enum Work {
+    /// Consecutive tables of one database pair, digested whole in `mode`.
+    Tables { tables: Range<usize>, mode: VerifyMode },
+    /// Key ranges of one table, checksummed on both sides.
+    Ranges { table: usize, ranges: Vec<KeyRange> },
+}
+
 impl Checks<'_> {
-    /// Verifies every table, `lanes` groups at a time, and returns their
-    /// outcomes in table order; the first failure stops the rest.
+    /// Verifies every table, `lanes` pieces of work at a time, and returns
+    /// their outcomes in table order; the first failure stops the rest.
     pub fn all(
         &self,
         tables: &[PlannedTable],
-        copied: &[u64],
+        copied: &Copied<'_>,
         lanes: usize,
         cancel: &CancelToken,
     ) -> Result<Vec<TableOutcome>, Stop> {
-        let groups = groups(tables);
+        let by_range = self.mode == VerifyMode::Checksum && self.ranges_supported(tables, copied.chunks)?;
+        let work = plan(tables, copied, self.mode, by_range);
         let next = AtomicUsize::new(0);
         let stopped = AtomicBool::new(false);
         // Each worker returns what it verified, or the table it failed on.
-        let work = || -> WorkerResult {
+        let worker = || -> WorkerResult {
             let mut done = Vec::new();
             while !stopped.load(Ordering::SeqCst) {
-                let Some(group) = groups.get(next.fetch_add(1, Ordering::SeqCst)) else {
+                let Some(piece) = work.get(next.fetch_add(1, Ordering::SeqCst)) else {
                     break;
                 };
                 let outcome = if cancel.is_cancelled() {
-                    Err((0, Stop::Cancelled))
+                    Err((first_table(piece), Stop::Cancelled))
                 } else {
-                    self.group(&tables[group.clone()], &copied[group.clone()])
+                    self.piece(tables, &copied.rows, piece)
                 };
                 match outcome {
-                    Ok(how) => done.extend(group.clone().map(|index| (index, how))),
-                    Err((offset, stop)) => {
+                    Ok(verified) => done.extend(verified),
+                    Err(failure) => {
                         stopped.store(true, Ordering::SeqCst);
-                        return Err((group.start + offset, stop));
+                        return Err(failure);
                     }
                 }
             }
             Ok(done)
         };
         let results: Vec<_> = std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..lanes.clamp(1, groups.len().max(1)))
-                .map(|_| scope.spawn(work))
+            let workers: Vec<_> = (0..lanes.clamp(1, work.len().max(1)))
+                .map(|_| scope.spawn(worker))
                 .collect();
             workers
                 .into_iter()
@@ -79,16 +109,17 @@ impl Checks<'_> {
                 .collect()
         });
         let verified = merge(tables.len(), results)?;
+        let how = self.label();
         tables
             .iter()
-            .zip(copied)
+            .zip(copied.rows)
             .zip(verified)
-            .map(|((table, &rows), how)| {
+            .map(|((table, &rows), done)| {
                 Ok(TableOutcome {
                     database: table.target_database.clone(),
                     table: table.schema.name.clone(),
                     rows,
-                    verified: how.ok_or(Stop::Cancelled)?,
+                    verified: if done { how } else { return Err(Stop::Cancelled) },
                 })
             })
             .collect()
@@ -96,19 +127,112 @@ impl Checks<'_> {
 
     /// Compares one table's target with what was copied and with the source.
     pub fn table(&self, table: &PlannedTable, copied: u64) -> Result<&'static str, Stop> {
-        self.group(std::slice::from_ref(table), &[copied])
-            .map_err(|(_, stop)| stop)
+        self.group(std::slice::from_ref(table), &[copied], self.mode)
+            .map_err(|(_, stop)| stop)?;
+        Ok(self.label())
+    }
+
+    /// How a verified table was verified.
+    fn label(&self) -> &'static str {
+        match self.mode {
+            VerifyMode::None => "none",
+            VerifyMode::Count => "count",
+            VerifyMode::Checksum => "checksum",
+        }
+    }
+
+    /// Whether both engines digest key ranges: an empty request answers it.
+    fn ranges_supported(&self, tables: &[PlannedTable], chunks: &[ChunkTask]) -> Result<bool, Stop> {
+        let Some(table) = chunks
+            .iter()
+            .find(|c| !c.range.is_whole())
+            .and_then(|c| tables.get(c.id.table as usize))
+        else {
+            return Ok(false);
+        };
+        for (session, database) in [(self.source, &table.source_database), (self.target, &table.target_database)] {
+            let asked = session.range_digests(RangeDigestsRequest {
+                database: database.clone(),
+                table: table.schema.clone(),
+                ranges: Vec::new(),
+                mode: self.mode,
+                in_snapshot: false,
+            });
+            match asked {
+                Ok(_) => {}
+                Err(e) if unsupported(&e) => {
+                    tracing::info!(
+                        database = %database,
+                        "an engine digests whole tables only: big tables are checksummed whole"
+                    );
+                    return Ok(false);
+                }
+                Err(e) => return Err(host_failure("asking whether the engines digest key ranges", e)),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Does one piece of work: the tables it verified, or the first that failed.
+    fn piece(&self, tables: &[PlannedTable], copied: &[u64], piece: &Work) -> WorkerResult {
+        match piece {
+            Work::Tables { tables: range, mode } => {
+                self.group(&tables[range.clone()], &copied[range.clone()], *mode)
+                    .map_err(|(offset, stop)| (range.start + offset, stop))?;
+                Ok(range.clone().collect())
+            }
+            Work::Ranges { table, ranges } => {
+                self.ranges(&tables[*table], ranges).map_err(|stop| (*table, stop))?;
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// Compares key ranges of one table on both sides, the two at once.
+    fn ranges(&self, table: &PlannedTable, ranges: &[KeyRange]) -> Result<(), Stop> {
+        let name = format!("{}.{}", table.target_database, table.schema.name);
+        let digests = |session: &Session, database: &str, in_snapshot: bool| {
+            session
+                .range_digests(RangeDigestsRequest {
+                    database: database.to_string(),
+                    table: table.schema.clone(),
+                    ranges: ranges.to_vec(),
+                    mode: VerifyMode::Checksum,
+                    in_snapshot,
+                })
+                .map_err(|e| host_failure(&format!("verifying {name}, {}", describe(&ranges[0])), e))
+        };
+        let in_snapshot = self.consistency == Consistency::Global;
+        let (on_target, on_source) = std::thread::scope(|scope| {
+            let target = scope.spawn(|| digests(self.target, &table.target_database, false));
+            let source = digests(self.source, &table.source_database, in_snapshot);
+            let target = target.join().unwrap_or_else(|_| {
+                Err(Stop::Failed(
+                    ErrorCode::InternalError,
+                    "a verification thread panicked".into(),
+                ))
+            });
+            (target, source)
+        });
+        let (on_target, on_source) = (on_target?, on_source?);
+        match first_range_mismatch(&on_source, &on_target) {
+            Some((index, what)) => Err(Stop::Failed(
+                ErrorCode::InternalError,
+                format!("verification failed for {name}, {}: {what}", describe(&ranges[index])),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Compares tables of one database pair, with one digest request per
     /// side; a failure comes with the offset of the first table that failed.
-    fn group(&self, tables: &[PlannedTable], copied: &[u64]) -> Result<&'static str, (usize, Stop)> {
-        let (mode, consistency) = (self.mode, self.consistency);
+    fn group(&self, tables: &[PlannedTable], copied: &[u64], mode: VerifyMode) -> Result<(), (usize, Stop)> {
+        let consistency = self.consistency;
         let Some(first) = tables.first() else {
-            return Ok("none");
+            return Ok(());
         };
         if mode == VerifyMode::None {
-            return Ok("none");
+            return Ok(());
         }
         let name = |table: &PlannedTable| format!("{}.{}", table.target_database, table.schema.name);
         let digests = |session: &Session, database: &str, in_snapshot: bool| {
@@ -149,12 +273,119 @@ impl Checks<'_> {
             );
             return Err((offset, stop));
         }
-        Ok(if mode == VerifyMode::Checksum {
-            "checksum"
-        } else {
-            "count"
-        })
+        Ok(())
     }
+}
+
+/// Whether the engine answered that it has no such request.
+fn unsupported(error: &HostError) -> bool {
+    error.plugin_error().is_some_and(|e| e.kind == ErrorKind::Unsupported)
+}
+
+/// The first table a piece of work touches.
+fn first_table(piece: &Work) -> usize {
+    match piece {
+        Work::Tables { tables, .. } => tables.start,
+        Work::Ranges { table, .. } => *table,
+    }
+}
+
+/// The first range whose digests differ between the sides, and how.
+fn first_range_mismatch(on_source: &[Digest], on_target: &[Digest]) -> Option<(usize, String)> {
+    on_source
+        .iter()
+        .zip(on_target)
+        .enumerate()
+        .find_map(|(index, (source, target))| {
+            if source.rows != target.rows {
+                Some((
+                    index,
+                    format!("the source has {} rows in it, the target {}", source.rows, target.rows),
+                ))
+            } else if source.checksum != target.checksum {
+                Some((
+                    index,
+                    format!(
+                        "checksums differ (source {:?}, target {:?})",
+                        source.checksum, target.checksum
+                    ),
+                ))
+            } else {
+                None
+            }
+        })
+}
+
+/// A key range for people: `key (a, b) in ((1, 'x'), (5, 'y')]`.
+fn describe(range: &KeyRange) -> String {
+    let value = |v: &KeyValue| match v {
+        KeyValue::Int(i) => i.to_string(),
+        KeyValue::UInt(u) => u.to_string(),
+        KeyValue::Bytes(b) => format!("'{}'", String::from_utf8_lossy(b).escape_default()),
+    };
+    let tuple = |t: &[KeyValue]| match t {
+        [one] => value(one),
+        many => format!("({})", many.iter().map(value).collect::<Vec<_>>().join(", ")),
+    };
+    let columns = match range.columns.as_slice() {
+        [one] => one.clone(),
+        many => format!("({})", many.join(", ")),
+    };
+    match (&range.lower, &range.upper) {
+        (None, None) => "the whole table".into(),
+        (Some(lower), None) => format!("key {columns} > {}", tuple(lower)),
+        (None, Some(upper)) => format!("key {columns} <= {}", tuple(upper)),
+        (Some(lower), Some(upper)) => format!("key {columns} in ({}, {}]", tuple(lower), tuple(upper)),
+    }
+}
+
+/// The work of the verify phase, biggest first: with `by_range`, each
+/// chunk of a table copied in several (and copied by this attempt) is a
+/// piece, checksummed apart, and its table is counted whole with the
+/// others; the other tables go in groups, counted or checksummed whole.
+fn plan(tables: &[PlannedTable], copied: &Copied<'_>, mode: VerifyMode, by_range: bool) -> Vec<Work> {
+    let mut chunks_of: Vec<Vec<&ChunkTask>> = vec![Vec::new(); tables.len()];
+    for chunk in copied.chunks {
+        if let Some(list) = chunks_of.get_mut(chunk.id.table as usize) {
+            list.push(chunk);
+        }
+    }
+    let mut ranged: Vec<(u64, Work)> = Vec::new();
+    let mut modes = Vec::with_capacity(tables.len());
+    for (index, chunks) in chunks_of.iter().enumerate() {
+        let again: Vec<&&ChunkTask> = chunks.iter().filter(|c| !copied.earlier.contains(&c.id)).collect();
+        let whole_mode = if mode != VerifyMode::Checksum {
+            mode
+        } else if by_range && chunks.len() > 1 {
+            for chunk in again {
+                ranged.push((
+                    chunk.estimated_bytes,
+                    Work::Ranges {
+                        table: index,
+                        ranges: vec![chunk.range.clone()],
+                    },
+                ));
+            }
+            VerifyMode::Count
+        } else if !chunks.is_empty() && again.is_empty() {
+            // Copied before this attempt: counted only.
+            VerifyMode::Count
+        } else {
+            VerifyMode::Checksum
+        };
+        modes.push(whole_mode);
+    }
+    ranged.sort_by_key(|(bytes, _)| std::cmp::Reverse(*bytes));
+    let mut work: Vec<Work> = ranged.into_iter().map(|(_, w)| w).collect();
+    work.extend(
+        groups(tables, &modes)
+            .into_iter()
+            .map(|range| Work::Tables {
+                mode: modes[range.start],
+                tables: range,
+            }),
+    );
+    work
 }
 
 /// What must agree between a table's digests.
@@ -206,9 +437,10 @@ impl Compare {
 }
 
 /// Cuts the tables into runs verified together: consecutive tables of one
-/// database pair, at most [`GROUP_TABLES`] of them, and no more once their
-/// estimated bytes reach [`GROUP_BYTES`].
-fn groups(tables: &[PlannedTable]) -> Vec<Range<usize>> {
+/// database pair and one mode, at most [`GROUP_TABLES`] of them, and no
+/// more once their estimated bytes reach [`GROUP_BYTES`] (a table counted
+/// here while its chunks are checksummed apart adds no bytes).
+fn groups(tables: &[PlannedTable], modes: &[VerifyMode]) -> Vec<Range<usize>> {
     let mut groups: Vec<Range<usize>> = Vec::new();
     let mut bytes = 0u64;
     for (index, table) in tables.iter().enumerate() {
@@ -218,32 +450,39 @@ fn groups(tables: &[PlannedTable]) -> Vec<Range<usize>> {
                 && bytes < GROUP_BYTES
                 && first.source_database == table.source_database
                 && first.target_database == table.target_database
+                && modes.get(group.start) == modes.get(index)
         });
+        let weight = if modes.get(index) == Some(&VerifyMode::Checksum) {
+            table.schema.estimated_bytes
+        } else {
+            0
+        };
         match groups.last_mut() {
             Some(group) if joins => {
                 group.end = index + 1;
-                bytes = bytes.saturating_add(table.schema.estimated_bytes);
+                bytes = bytes.saturating_add(weight);
             }
             _ => {
                 groups.push(index..index + 1);
-                bytes = table.schema.estimated_bytes;
+                bytes = weight;
             }
         }
     }
     groups
 }
 
-/// One worker's tables and how each was verified, or the table it failed on.
-type WorkerResult = Result<Vec<(usize, &'static str)>, (usize, Stop)>;
+/// The tables one worker verified whole, or the table it failed on.
+type WorkerResult = Result<Vec<usize>, (usize, Stop)>;
 
-/// What each worker verified, in table order; a table nobody reached is
-/// `None`. With failures, the earliest table's, as a serial run would report.
-fn merge(tables: usize, results: Vec<WorkerResult>) -> Result<Vec<Option<&'static str>>, Stop> {
-    let mut verified = vec![None; tables];
+/// Which tables the workers verified whole, in table order (a table whose
+/// chunks were compared apart is also counted whole, so it is there too).
+/// With failures, the earliest table's, as a serial run would report.
+fn merge(tables: usize, results: Vec<WorkerResult>) -> Result<Vec<bool>, Stop> {
+    let mut verified = vec![false; tables];
     let mut first_failure: Option<(usize, Stop)> = None;
     for result in results {
         match result {
-            Ok(done) => done.into_iter().for_each(|(index, how)| verified[index] = Some(how)),
+            Ok(done) => done.into_iter().for_each(|index| verified[index] = true),
             Err((index, stop)) => {
                 if !matches!(first_failure, Some((i, _)) if i < index) {
                     first_failure = Some((index, stop));
@@ -286,11 +525,130 @@ mod tests {
         tables.push(table("b", GROUP_BYTES));
         tables.push(table("b", 100));
         let n = GROUP_TABLES;
+        let checksum = vec![VerifyMode::Checksum; tables.len()];
         assert_eq!(
-            groups(&tables),
+            groups(&tables, &checksum),
             vec![0..n, n..n + 3, n + 3..n + 5, n + 5..n + 6, n + 6..n + 7]
         );
-        assert!(groups(&[]).is_empty());
+        assert!(groups(&[], &[]).is_empty());
+        // Tables only counted weigh nothing; a change of mode starts a group.
+        let mut modes = vec![VerifyMode::Count; tables.len()];
+        modes[n + 6] = VerifyMode::Checksum;
+        assert_eq!(groups(&tables, &modes), vec![0..n, n..n + 3, n + 3..n + 6, n + 6..n + 7]);
+    }
+
+    fn chunk(table: u32, ordinal: u32, lower: Option<i64>, upper: Option<i64>) -> ChunkTask {
+        ChunkTask {
+            id: ChunkId { table, ordinal },
+            range: KeyRange {
+                columns: vec!["id".into()],
+                lower: lower.map(|v| vec![KeyValue::Int(v)]),
+                upper: upper.map(|v| vec![KeyValue::Int(v)]),
+            },
+            estimated_bytes: 10 + u64::from(ordinal),
+        }
+    }
+
+    #[test]
+    fn chunks_of_split_tables_are_checksummed_apart_and_their_tables_counted_whole() {
+        let tables = vec![table("a", 100), table("a", 100), table("a", 100)];
+        let chunks = vec![
+            chunk(0, 0, None, None),
+            chunk(1, 0, None, Some(10)),
+            chunk(1, 1, Some(10), None),
+            chunk(2, 0, None, None),
+        ];
+        let none = HashSet::new();
+        let copied = Copied {
+            chunks: &chunks,
+            earlier: &none,
+            rows: &[1, 2, 3],
+        };
+        let work = plan(&tables, &copied, VerifyMode::Checksum, true);
+        let ranges = |ordinal: usize| Work::Ranges {
+            table: 1,
+            ranges: vec![chunks[ordinal].range.clone()],
+        };
+        assert_eq!(
+            work,
+            vec![
+                ranges(2),
+                ranges(1),
+                Work::Tables {
+                    tables: 0..1,
+                    mode: VerifyMode::Checksum
+                },
+                Work::Tables {
+                    tables: 1..2,
+                    mode: VerifyMode::Count
+                },
+                Work::Tables {
+                    tables: 2..3,
+                    mode: VerifyMode::Checksum
+                },
+            ]
+        );
+        // Without range digests every table is checksummed whole.
+        let whole = plan(&tables, &copied, VerifyMode::Checksum, false);
+        assert_eq!(
+            whole,
+            vec![Work::Tables {
+                tables: 0..3,
+                mode: VerifyMode::Checksum
+            }]
+        );
+        // Resumed: what an earlier attempt committed is only counted.
+        let earlier: HashSet<ChunkId> = [chunks[0].id, chunks[1].id].into();
+        let resumed = Copied {
+            earlier: &earlier,
+            ..copied
+        };
+        let work = plan(&tables, &resumed, VerifyMode::Checksum, true);
+        assert_eq!(
+            work,
+            vec![
+                ranges(2),
+                Work::Tables {
+                    tables: 0..2,
+                    mode: VerifyMode::Count
+                },
+                Work::Tables {
+                    tables: 2..3,
+                    mode: VerifyMode::Checksum
+                },
+            ]
+        );
+        // Counting never asks for ranges.
+        let counted = plan(&tables, &copied, VerifyMode::Count, true);
+        assert_eq!(
+            counted,
+            vec![Work::Tables {
+                tables: 0..3,
+                mode: VerifyMode::Count
+            }]
+        );
+    }
+
+    #[test]
+    fn a_range_mismatch_is_found_and_described() {
+        let source = [digest(3, "a"), digest(5, "b")];
+        assert_eq!(first_range_mismatch(&source, &source), None);
+        let target = [digest(3, "a"), digest(5, "c")];
+        let found = first_range_mismatch(&source, &target);
+        assert!(
+            matches!(&found, Some((1, why)) if why.starts_with("checksums differ")),
+            "{found:?}"
+        );
+        let short = [digest(2, "a"), digest(5, "b")];
+        assert!(matches!(first_range_mismatch(&source, &short), Some((0, _))));
+        assert_eq!(describe(&chunk(0, 0, Some(10), Some(20)).range), "key id in (10, 20]");
+        assert_eq!(describe(&chunk(0, 0, None, Some(20)).range), "key id <= 20");
+        let composite = KeyRange {
+            columns: vec!["a".into(), "b".into()],
+            lower: Some(vec![KeyValue::UInt(1), KeyValue::Bytes(b"x'".to_vec())]),
+            upper: None,
+        };
+        assert_eq!(describe(&composite), "key (a, b) > (1, 'x\\'')");
     }
 
     fn digest(rows: u64, checksum: &str) -> Digest {
@@ -342,18 +700,15 @@ mod tests {
 
     #[test]
     fn outcomes_come_back_in_table_order() {
-        let merged = merge(3, vec![Ok(vec![(2, "count"), (0, "count")]), Ok(vec![(1, "checksum")])]);
-        assert!(matches!(
-            merged.as_deref(),
-            Ok([Some("count"), Some("checksum"), Some("count")])
-        ));
+        let merged = merge(4, vec![Ok(vec![2, 0]), Ok(vec![1])]);
+        assert!(matches!(merged.as_deref(), Ok([true, true, true, false])));
     }
 
     #[test]
     fn the_earliest_tables_failure_is_reported_whichever_worker_saw_it() {
         let merged = merge(
             6,
-            vec![Err((5, failed("t5"))), Ok(vec![(0, "count")]), Err((2, failed("t2")))],
+            vec![Err((5, failed("t5"))), Ok(vec![0]), Err((2, failed("t2")))],
         );
         assert!(matches!(merged, Err(Stop::Failed(_, m)) if m.ends_with("t2")));
     }

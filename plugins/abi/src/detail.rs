@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 
 use crate::protocol::{
     DatabaseSchema, DigestRequest, DigestsRequest, ErrorKind, FinishRequest, PluginError, PrepareRequest,
-    ReadGroupRequest, ReadRequest, Request, SplitRequest, WriteGroupRequest, WriteRequest,
+    RangeDigestsRequest, ReadGroupRequest, ReadRequest, Request, SplitRequest, WriteGroupRequest, WriteRequest,
 };
 
 /// Engine-private JSON that the host carries without looking inside: a JSON
@@ -138,7 +138,13 @@ macro_rules! carries_one_table {
         }
     )*};
 }
-carries_one_table!(SplitRequest, DigestRequest, ReadRequest, WriteRequest);
+carries_one_table!(
+    SplitRequest,
+    DigestRequest,
+    RangeDigestsRequest,
+    ReadRequest,
+    WriteRequest
+);
 
 impl CarriesDetails for DigestsRequest {
     fn details_mut(&mut self) -> Vec<&mut Detail> {
@@ -178,6 +184,7 @@ impl CarriesDetails for Request {
             Request::FinishTarget(r) => r.details_mut(),
             Request::TableDigest(r) => r.details_mut(),
             Request::TableDigests(r) => r.details_mut(),
+            Request::RangeDigests(r) => r.details_mut(),
             Request::Probe
             | Request::DescribeDatabase { .. }
             | Request::BeginSnapshot { .. }

@@ -19,9 +19,9 @@ use crate::detail::{number_details, CarriesDetails, KeptDetails};
 use crate::ffi::{self, FfiBuffer, FfiStr, Handle, HostApi, PluginApi};
 use crate::protocol::{
     BackupProgress, BackupRestoreRequest, DatabaseSchema, Digest, DigestRequest, DigestsRequest, ErrorKind,
-    FinishRequest, GroupRead, GroupWritten, KeyTuple, PluginError, PrepareRequest, ReadGroupRequest, ReadRequest,
-    Request, SchemaOutcome, ServerInfo, SessionConfig, SnapshotInfo, SplitRequest, WriteGroupRequest, WriteRequest,
-    WriteSummary,
+    FinishRequest, GroupRead, GroupWritten, KeyTuple, PluginError, PrepareRequest, RangeDigestsRequest,
+    ReadGroupRequest, ReadRequest, Request, SchemaOutcome, ServerInfo, SessionConfig, SnapshotInfo, SplitRequest,
+    WriteGroupRequest, WriteRequest, WriteSummary,
 };
 
 /// An engine: knows how to connect.
@@ -62,6 +62,15 @@ pub trait Session: Send + Sync + 'static {
             .filter_map(|i| request.one(i))
             .map(|one| self.table_digest(one))
             .collect()
+    }
+    /// See [`Request::RangeDigests`]. Optional: the default says
+    /// `Unsupported`, and the host then compares whole tables.
+    fn range_digests(&self, request: RangeDigestsRequest) -> Result<Vec<Digest>, PluginError> {
+        let _ = request;
+        Err(PluginError::new(
+            ErrorKind::Unsupported,
+            "this engine digests whole tables only",
+        ))
     }
     /// Starts reading a chunk.
     fn open_reader(&self, request: ReadRequest) -> Result<Self::Reader, PluginError>;
@@ -333,6 +342,7 @@ unsafe extern "C" fn session_call<E: Engine>(session: Handle, request: FfiStr, o
             Request::FinishTarget(r) => encode(&session.finish_target(r)?)?,
             Request::TableDigest(r) => encode(&session.table_digest(r)?)?,
             Request::TableDigests(r) => encode(&session.table_digests(r)?)?,
+            Request::RangeDigests(r) => encode(&session.range_digests(r)?)?,
             Request::BackupRestore(r) => encode(&session.backup_restore(r)?)?,
             Request::BackupProgress => encode(&session.backup_progress()?)?,
             Request::KeepDetails(details) => {

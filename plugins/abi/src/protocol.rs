@@ -93,6 +93,12 @@ pub enum Request {
     /// which an engine may answer in one round trip. Answer: `Vec<Digest>`,
     /// in the order of the tables.
     TableDigests(DigestsRequest),
+    /// [`Request::TableDigest`] of key ranges of one table (the chunks it was
+    /// copied in), so that both sides can be compared range by range, on
+    /// several lanes. Answer: `Vec<Digest>`, one per range, in their order.
+    /// Optional: engines without it answer [`ErrorKind::Unsupported`], and
+    /// the host compares whole tables instead.
+    RangeDigests(RangeDigestsRequest),
     /// One step of a copy by native backup and restore (SQL Server's
     /// `method = "backup-restore"`). Optional: engines without it answer
     /// [`ErrorKind::Unsupported`]. Answer: [`SchemaOutcome`].
@@ -359,6 +365,22 @@ impl DigestsRequest {
             in_snapshot: self.in_snapshot,
         })
     }
+}
+
+/// Asks for the digests of key ranges of one table.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RangeDigestsRequest {
+    /// The database on this session's server.
+    pub database: String,
+    /// The table, as described on the source.
+    pub table: TableSchema,
+    /// The ranges (`lower < key <= upper`); an empty list asks nothing and
+    /// tells the host whether the engine answers range digests at all.
+    pub ranges: Vec<KeyRange>,
+    /// Count, or count and checksum.
+    pub mode: VerifyMode,
+    /// Read inside the session's snapshot (source side).
+    pub in_snapshot: bool,
 }
 
 /// A table's digest.

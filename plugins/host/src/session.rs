@@ -11,9 +11,9 @@ use dbferry_plugin_abi::detail::{number_details, CarriesDetails, SentDetails};
 use dbferry_plugin_abi::ffi::{self, FfiBuffer, FfiStr, Handle};
 use dbferry_plugin_abi::protocol::{
     BackupProgress, BackupRestoreRequest, DatabaseSchema, Digest, DigestRequest, DigestsRequest, ErrorKind,
-    FinishRequest, GroupRead, GroupWritten, KeyTuple, PluginError, PrepareRequest, ReadGroupRequest, ReadRequest,
-    Request, SchemaOutcome, ServerInfo, SessionConfig, SnapshotInfo, SplitRequest, WriteGroupRequest, WriteRequest,
-    WriteSummary,
+    FinishRequest, GroupRead, GroupWritten, KeyTuple, PluginError, PrepareRequest, RangeDigestsRequest,
+    ReadGroupRequest, ReadRequest, Request, SchemaOutcome, ServerInfo, SessionConfig, SnapshotInfo, SplitRequest,
+    WriteGroupRequest, WriteRequest, WriteSummary,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -232,6 +232,17 @@ impl Session {
             engine: self.engine().to_string(),
             message,
         }
+    }
+
+    /// See `Request::RangeDigests`: one digest per range, in their order.
+    /// Engines without range digests answer `Unsupported`.
+    pub fn range_digests(&self, request: RangeDigestsRequest) -> Result<Vec<Digest>, HostError> {
+        let ranges = request.ranges.len();
+        let digests: Vec<Digest> = self.call(Request::RangeDigests(request))?;
+        if digests.len() != ranges {
+            return Err(self.protocol_error(format!("asked for {ranges} range digests, got {}", digests.len())));
+        }
+        Ok(digests)
     }
 
     /// Reads several small chunks whole: their payloads back to back, and

@@ -1,93 +1,175 @@
-//! Table digests: a row count, and an order-independent content checksum
-//! computed by the server, identical for identical tables on either side.
+//! Table and key-range digests: a row count, and an order-independent,
+//! duplicate-sensitive content checksum that each server computes over its
+//! own rows, identical for identical rows on MariaDB and MySQL alike.
+//!
+//! Only `CRC32`, `CONCAT_WS`, `ISNULL` and `LENGTH` are used: MySQL 9.6+
+//! has no built-in `MD5()` or `SHA1()`, and MariaDB lacks MySQL's
+//! other hashes, but both have these.
 
-use dbferry_plugin_abi::protocol::{Digest, DigestsRequest, TableSchema, VerifyMode};
+use dbferry_plugin_abi::protocol::{Digest, DigestsRequest, RangeDigestsRequest, TableSchema, VerifyMode};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
 
 use crate::conn::cell;
-use crate::detail::TableDetail;
+use crate::detail::{ColumnDetail, TableDetail, ValueKind};
 use crate::error::{Context, Error, Result};
 use crate::quote::{ident, qualified};
+use crate::range;
 use crate::wire::WireConn;
 
-/// What the checksum query selects: each row hashes (MD5) the
-/// length-prefixed bytes of every copied column as it is read for copying
-/// (so FLOAT and BIT compare exactly), with a marker for NULL; the table's
-/// checksum is the count, the XOR of the first 64 bits and the sum of the
-/// next 64 bits of the row hashes (the sum keeps duplicate rows from
-/// cancelling out).
-fn checksum_select(table: &str, detail: &TableDetail) -> String {
-    let parts: Vec<String> = detail
-        .copied()
-        .map(|c| {
-            let value = format!("CAST({} AS BINARY)", c.read);
-            format!("IFNULL(CONCAT(LENGTH({value}), ':', {value}), '-')")
-        })
-        .collect();
-    let row = if parts.is_empty() {
-        "''".to_string()
-    } else {
-        format!("CONCAT({})", parts.join(", '|', "))
-    };
+/// A column's value in a row's checksum text: as it is read for copying (so
+/// FLOAT and BIT compare exactly), text as its bytes, so that columns of
+/// different collations concatenate without an "illegal mix" error.
+fn value(column: &ColumnDetail) -> String {
+    match column.kind {
+        ValueKind::Text | ValueKind::Json => format!("CAST({} AS BINARY)", column.read),
+        _ => column.read.clone(),
+    }
+}
+
+/// The bytes of a row that its checksum hashes: the values joined by `#`,
+/// then which were NULL and then how long each was. `CONCAT_WS` skips a
+/// NULL, so the NULL flags tell NULL from `''`, and the lengths tell
+/// `('a#', 'b')` from `('a', '#b')`: the text decodes back to the row.
+fn row_text<'a>(columns: impl Iterator<Item = &'a ColumnDetail>) -> String {
+    let values: Vec<String> = columns.map(value).collect();
+    if values.is_empty() {
+        return "''".into();
+    }
+    let nulls: Vec<String> = values.iter().map(|v| format!("ISNULL({v})")).collect();
+    let lengths: Vec<String> = values.iter().map(|v| format!("LENGTH({v})")).collect();
     format!(
-        "COUNT(*), BIT_XOR(CAST(CONV(SUBSTRING(h, 1, 16), 16, 10) AS UNSIGNED)), \
-         SUM(CAST(CONV(SUBSTRING(h, 17, 16), 16, 10) AS UNSIGNED)) \
-         FROM (SELECT MD5({row}) AS h FROM {table}) AS dbferry_rows"
+        "CONCAT_WS('#', {}, CONCAT({}), CONCAT_WS(',', {}))",
+        values.join(", "),
+        nulls.join(", "),
+        lengths.join(", ")
     )
 }
 
-/// What one table's digest selects, after `SELECT`.
-fn digest_select(database: &str, table: &TableSchema, mode: VerifyMode) -> Result<String> {
-    let name = qualified(database, &table.name);
+/// What a table's checksum selects, after the count.
+///
+/// Each row hashes to `h = CRC32(row)`, and its key to `k = CRC32(key)` (the
+/// whole row for a keyless table). The checksum is `SUM(h)` and `SUM(h * k)`:
+/// sums keep duplicate rows from cancelling out and do not depend on order.
+/// A row whose text changed in any run of up to 32 bits (a byte, a FLOAT
+/// bit, NULL to `''`) changes its `h`, and so `SUM(h)`, without fail. CRC32
+/// is linear, so for two rows that swapped equal-length values the XOR of
+/// the `h`s stays the same and `SUM(h)` often does too; the product with
+/// the row's own key hash is not linear, and changes unless the key hashes
+/// are equal (distinct keys within 32 bits of each other never are).
+fn checksum_columns(detail: &TableDetail, key: Option<&[String]>) -> Result<String> {
+    let row = row_text(detail.copied());
+    let key_text = match key {
+        Some(key) if !key.is_empty() => {
+            let columns = key.iter().map(|name| detail.column(name)).collect::<Result<Vec<_>>>()?;
+            row_text(columns.into_iter())
+        }
+        _ => row.clone(),
+    };
+    // CRC32 is below 2^32, so a product fits BIGINT UNSIGNED; SUM of
+    // integers is exact DECIMAL on both flavours.
+    Ok(format!(
+        "COALESCE(SUM(CRC32({row})), 0), COALESCE(SUM(CRC32({row}) * CRC32({key_text})), 0)"
+    ))
+}
+
+/// What one digest selects after `SELECT`: the count, and with a checksum
+/// its two sums, over the rows of `table` that `predicate` keeps.
+fn digest_select(name: &str, table: &TableSchema, mode: VerifyMode, predicate: Option<&str>) -> Result<String> {
+    let filter = predicate.map(|p| format!(" WHERE {p}")).unwrap_or_default();
     if mode != VerifyMode::Checksum {
-        return Ok(format!("COUNT(*) FROM {name}"));
+        return Ok(format!("COUNT(*) FROM {name}{filter}"));
     }
-    Ok(checksum_select(&name, &TableDetail::from_json(&table.detail)?))
+    let detail = TableDetail::from_json(&table.detail)?;
+    let sums = checksum_columns(&detail, table.key.as_deref())?;
+    Ok(format!("COUNT(*), {sums} FROM {name}{filter}"))
 }
 
-/// The digest query of several tables: one row per table, led by the
-/// table's index in `request.tables` (a `UNION ALL` promises no order).
+/// One query for several digests: one row each, led by its index (a
+/// `UNION ALL` promises no order).
+fn union_sql(selects: Vec<String>) -> String {
+    selects
+        .into_iter()
+        .enumerate()
+        .map(|(i, select)| format!("SELECT {i}, {select}"))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
+}
+
+/// The digest query of several whole tables.
 fn digests_sql(request: &DigestsRequest) -> Result<String> {
-    let mut parts = Vec::with_capacity(request.tables.len());
-    for (i, table) in request.tables.iter().enumerate() {
-        parts.push(format!(
-            "SELECT {i}, {}",
-            digest_select(&request.database, table, request.mode)?
-        ));
-    }
-    Ok(parts.join(" UNION ALL "))
+    let selects = request
+        .tables
+        .iter()
+        .map(|table| digest_select(&qualified(&request.database, &table.name), table, request.mode, None))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(union_sql(selects))
 }
 
-/// What a digest query is doing, for its errors.
-fn doing(request: &DigestsRequest) -> String {
-    let verb = if request.mode == VerifyMode::Checksum {
+/// The digest query of key ranges of one table.
+fn range_digests_sql(request: &RangeDigestsRequest) -> Result<String> {
+    let name = qualified(&request.database, &request.table.name);
+    let detail = TableDetail::from_json(&request.table.detail)?;
+    let selects = request
+        .ranges
+        .iter()
+        .map(|r| {
+            let predicate = range::predicate(&detail, r)?;
+            digest_select(&name, &request.table, request.mode, predicate.as_deref())
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(union_sql(selects))
+}
+
+/// The verb of a digest query, for its errors.
+fn verb(mode: VerifyMode) -> &'static str {
+    if mode == VerifyMode::Checksum {
         "checksumming"
     } else {
         "counting rows of"
-    };
+    }
+}
+
+/// What a digest query of whole tables is doing, for its errors.
+fn doing(request: &DigestsRequest) -> String {
+    let verb = verb(request.mode);
     match request.tables.as_slice() {
         [one] => format!("{verb} {}", qualified(&request.database, &one.name)),
         tables => format!("{verb} {} tables of {}", tables.len(), ident(&request.database)),
     }
 }
 
+/// What a digest query of key ranges is doing, for its errors.
+fn doing_ranges(request: &RangeDigestsRequest) -> String {
+    format!(
+        "{} {} key ranges of {}",
+        verb(request.mode),
+        request.ranges.len(),
+        qualified(&request.database, &request.table.name)
+    )
+}
+
 /// The digest from a row's cells after the index: the count, then
-/// (checksum) XOR and sum.
+/// (checksum) the two sums.
 fn digest_from(mode: VerifyMode, cells: &[Option<String>]) -> Digest {
     let cell = |i: usize| cells.get(i).cloned().flatten();
     let rows = cell(0).map_or(0, |t| crate::conn::cell::number(&t));
     let checksum = (mode == VerifyMode::Checksum).then(|| {
-        let xor = cell(1).unwrap_or_else(|| "0".into());
-        let sum = cell(2).unwrap_or_else(|| "0".into());
-        format!("{rows}:{xor}:{sum}")
+        let sum = cell(1).unwrap_or_else(|| "0".into());
+        let product = cell(2).unwrap_or_else(|| "0".into());
+        format!("{rows}:{sum}:{product}")
     });
     Digest { rows, checksum }
 }
 
-/// Puts the query's rows (each led by a table's index) in table order.
-fn in_order(request: &DigestsRequest, rows: Vec<Vec<Option<String>>>) -> Result<Vec<Digest>> {
-    let mut digests: Vec<Option<Digest>> = vec![None; request.tables.len()];
+/// Puts the query's rows (each led by its digest's index) in order.
+fn in_order(
+    count: usize,
+    mode: VerifyMode,
+    doing: &dyn Fn() -> String,
+    rows: Vec<Vec<Option<String>>>,
+) -> Result<Vec<Digest>> {
+    let mut digests: Vec<Option<Digest>> = vec![None; count];
     for row in rows {
         let slot = row
             .first()
@@ -96,38 +178,68 @@ fn in_order(request: &DigestsRequest, rows: Vec<Vec<Option<String>>>) -> Result<
             .and_then(|i| i.parse::<usize>().ok())
             .and_then(|i| digests.get_mut(i));
         match slot {
-            Some(slot) => *slot = Some(digest_from(request.mode, &row[1..])),
-            None => return Err(Error::Internal(format!("{}: a row of no table", doing(request)))),
+            Some(slot) => *slot = Some(digest_from(mode, &row[1..])),
+            None => return Err(Error::Internal(format!("{}: a row of no digest", doing()))),
         }
     }
     digests
         .into_iter()
-        .map(|d| d.ok_or_else(|| Error::Internal(format!("{}: a table without its row", doing(request)))))
+        .map(|d| d.ok_or_else(|| Error::Internal(format!("{}: a digest without its row", doing()))))
         .collect()
 }
 
-/// Computes the digests of `request.tables` on `conn`, in one query.
-pub async fn digests(conn: &mut Conn, request: &DigestsRequest) -> Result<Vec<Digest>> {
-    let sql = digests_sql(request)?;
-    let rows: Vec<Row> = conn.query(sql.as_str()).await.ctx(|| doing(request))?;
-    let cells = rows
+/// Runs a digest query on `conn`.
+async fn cells(conn: &mut Conn, sql: &str, doing: &dyn Fn() -> String) -> Result<Vec<Vec<Option<String>>>> {
+    let rows: Vec<Row> = conn.query(sql).await.ctx(doing)?;
+    Ok(rows
         .iter()
         .map(|r| (0..r.len()).map(|i| cell::text(r, i)).collect())
-        .collect();
-    in_order(request, cells)
+        .collect())
 }
 
-/// [`digests`] on a wire connection of the snapshot.
-pub async fn digests_wire(conn: &mut WireConn, request: &DigestsRequest) -> Result<Vec<Digest>> {
-    let sql = digests_sql(request)?;
-    let rows = conn.all_rows(&sql).await.map_err(|e| e.during(|| doing(request)))?;
-    let cells = rows
+/// Runs a digest query on a wire connection of the snapshot.
+async fn cells_wire(conn: &mut WireConn, sql: &str, doing: &dyn Fn() -> String) -> Result<Vec<Vec<Option<String>>>> {
+    let rows = conn.all_rows(sql).await.map_err(|e| e.during(doing))?;
+    Ok(rows
         .into_iter()
         .map(|row| {
             row.into_iter()
                 .map(|c| c.map(|b| String::from_utf8_lossy(&b).into_owned()))
                 .collect()
         })
-        .collect();
-    in_order(request, cells)
+        .collect())
+}
+
+/// Either connection a digest can run on.
+pub enum DigestConn<'a> {
+    /// A pooled or snapshot connection of mysql_async.
+    Driver(&'a mut Conn),
+    /// A wire connection of the snapshot.
+    Wire(&'a mut WireConn),
+}
+
+impl DigestConn<'_> {
+    async fn cells(&mut self, sql: &str, doing: &dyn Fn() -> String) -> Result<Vec<Vec<Option<String>>>> {
+        match self {
+            DigestConn::Driver(conn) => cells(conn, sql, doing).await,
+            DigestConn::Wire(conn) => cells_wire(conn, sql, doing).await,
+        }
+    }
+}
+
+/// Computes the digests of `request.tables` on `conn`, in one query.
+pub async fn digests(mut conn: DigestConn<'_>, request: &DigestsRequest) -> Result<Vec<Digest>> {
+    let doing = || doing(request);
+    let rows = conn.cells(&digests_sql(request)?, &doing).await?;
+    in_order(request.tables.len(), request.mode, &doing, rows)
+}
+
+/// Computes the digests of `request.ranges` on `conn`, in one query.
+pub async fn range_digests(mut conn: DigestConn<'_>, request: &RangeDigestsRequest) -> Result<Vec<Digest>> {
+    if request.ranges.is_empty() {
+        return Ok(Vec::new());
+    }
+    let doing = || doing_ranges(request);
+    let rows = conn.cells(&range_digests_sql(request)?, &doing).await?;
+    in_order(request.ranges.len(), request.mode, &doing, rows)
 }

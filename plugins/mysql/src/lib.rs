@@ -42,8 +42,8 @@ use dbferry_plugin_abi::export_plugin;
 use dbferry_plugin_abi::plugin::{Engine, Session};
 use dbferry_plugin_abi::protocol::{
     DatabaseSchema, Digest, DigestRequest, DigestsRequest, FinishRequest, GroupRead, GroupWritten, KeyTuple,
-    PluginError, PrepareRequest, ReadGroupRequest, ReadRequest, SchemaOutcome, ServerInfo, SessionConfig, SnapshotInfo,
-    SplitRequest, WriteGroupRequest, WriteRequest,
+    PluginError, PrepareRequest, RangeDigestsRequest, ReadGroupRequest, ReadRequest, SchemaOutcome, ServerInfo,
+    SessionConfig, SnapshotInfo, SplitRequest, WriteGroupRequest, WriteRequest,
 };
 
 use crate::conn::{runtime, Pool, Role, ServerFacts};
@@ -123,6 +123,32 @@ macro_rules! with_conn {
     };
 }
 
+/// Runs `$body` (a future using `$c: DigestConn`) on a reader of the open
+/// snapshot when `$in_snapshot` (there is one on the source), else on a
+/// pooled reader; the connection goes back only on success.
+macro_rules! with_digest_conn {
+    ($self:ident, $in_snapshot:expr, |$c:ident| $body:expr) => {{
+        let snapshot = if $in_snapshot { $self.snapshot.readers() } else { None };
+        runtime()?.block_on(async {
+            if let Some(Readers::Wire(set)) = &snapshot {
+                let mut lease = set.take().await?;
+                let $c = digest::DigestConn::Wire(lease.conn()?);
+                let out = $body.await?;
+                lease.release();
+                return Ok(out);
+            }
+            let mut lease = match &snapshot {
+                Some(Readers::Driver(set)) => set.take().await?,
+                _ => $self.pool.get(Role::Reader).await?,
+            };
+            let $c = digest::DigestConn::Driver(lease.conn()?);
+            let out = $body.await?;
+            lease.release();
+            Ok::<_, error::Error>(out)
+        })
+    }};
+}
+
 impl Session for MysqlSession {
     type Reader = MysqlReader;
     type Writer = MysqlWriter;
@@ -197,26 +223,14 @@ impl Session for MysqlSession {
     }
 
     fn table_digests(&self, request: DigestsRequest) -> std::result::Result<Vec<Digest>, PluginError> {
-        let rt = runtime()?;
-        let snapshot = if request.in_snapshot {
-            self.snapshot.readers()
-        } else {
-            None
-        };
-        Ok(rt.block_on(async {
-            if let Some(Readers::Wire(set)) = &snapshot {
-                let mut lease = set.take().await?;
-                let digests = digest::digests_wire(lease.conn()?, &request).await?;
-                lease.release();
-                return Ok(digests);
-            }
-            let mut lease = match &snapshot {
-                Some(Readers::Driver(set)) => set.take().await?,
-                _ => self.pool.get(Role::Reader).await?,
-            };
-            let digests = digest::digests(lease.conn()?, &request).await?;
-            lease.release();
-            Ok::<_, error::Error>(digests)
+        Ok(with_digest_conn!(self, request.in_snapshot, |conn| digest::digests(
+            conn, &request
+        ))?)
+    }
+
+    fn range_digests(&self, request: RangeDigestsRequest) -> std::result::Result<Vec<Digest>, PluginError> {
+        Ok(with_digest_conn!(self, request.in_snapshot, |conn| {
+            digest::range_digests(conn, &request)
         })?)
     }
 
