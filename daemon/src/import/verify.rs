@@ -80,7 +80,7 @@ impl Checks<'_> {
                 let outcome = if cancel.is_cancelled() {
                     Err((first_table(piece), Stop::Cancelled))
                 } else {
-                    self.piece(tables, &copied.rows, piece)
+                    self.piece(tables, copied.rows, piece)
                 };
                 match outcome {
                     Ok(verified) => done.extend(verified),
@@ -150,7 +150,10 @@ impl Checks<'_> {
         else {
             return Ok(false);
         };
-        for (session, database) in [(self.source, &table.source_database), (self.target, &table.target_database)] {
+        for (session, database) in [
+            (self.source, &table.source_database),
+            (self.target, &table.target_database),
+        ] {
             let asked = session.range_digests(RangeDigestsRequest {
                 database: database.clone(),
                 table: table.schema.clone(),
@@ -377,14 +380,10 @@ fn plan(tables: &[PlannedTable], copied: &Copied<'_>, mode: VerifyMode, by_range
     }
     ranged.sort_by_key(|(bytes, _)| std::cmp::Reverse(*bytes));
     let mut work: Vec<Work> = ranged.into_iter().map(|(_, w)| w).collect();
-    work.extend(
-        groups(tables, &modes)
-            .into_iter()
-            .map(|range| Work::Tables {
-                mode: modes[range.start],
-                tables: range,
-            }),
-    );
+    work.extend(groups(tables, &modes).into_iter().map(|range| Work::Tables {
+        mode: modes[range.start],
+        tables: range,
+    }));
     work
 }
 
@@ -534,7 +533,10 @@ mod tests {
         // Tables only counted weigh nothing; a change of mode starts a group.
         let mut modes = vec![VerifyMode::Count; tables.len()];
         modes[n + 6] = VerifyMode::Checksum;
-        assert_eq!(groups(&tables, &modes), vec![0..n, n..n + 3, n + 3..n + 6, n + 6..n + 7]);
+        assert_eq!(
+            groups(&tables, &modes),
+            vec![0..n, n..n + 3, n + 3..n + 6, n + 6..n + 7]
+        );
     }
 
     fn chunk(table: u32, ordinal: u32, lower: Option<i64>, upper: Option<i64>) -> ChunkTask {
@@ -706,10 +708,7 @@ mod tests {
 
     #[test]
     fn the_earliest_tables_failure_is_reported_whichever_worker_saw_it() {
-        let merged = merge(
-            6,
-            vec![Err((5, failed("t5"))), Ok(vec![0]), Err((2, failed("t2")))],
-        );
+        let merged = merge(6, vec![Err((5, failed("t5"))), Ok(vec![0]), Err((2, failed("t2")))]);
         assert!(matches!(merged, Err(Stop::Failed(_, m)) if m.ends_with("t2")));
     }
 }
