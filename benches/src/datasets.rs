@@ -17,7 +17,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::server::{ident, MariaDb, PASSWORD, USER};
+use crate::server::{ident, Flavour, Server, PASSWORD, USER};
 
 /// One of the four datasets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -87,8 +87,11 @@ fn many_tables(scale: f64) -> u64 {
     scaled(1000, scale).max(10)
 }
 
-/// Builds `dataset` on `source` (dropping any earlier copy). Returns seconds taken.
-pub fn build(source: &MariaDb, dataset: Dataset, scale: f64) -> Result<f64> {
+/// Builds `dataset` on `source` (dropping any earlier copy). Returns seconds
+/// taken. With `fresh`, the tables are left as a bulk load or a restore
+/// leaves them: no `ANALYZE TABLE`, so MySQL's cached statistics
+/// (`information_schema_stats_expiry`) still describe the empty tables.
+pub fn build(source: &Server, dataset: Dataset, scale: f64, fresh: bool) -> Result<f64> {
     let start = Instant::now();
     let db = dataset.database();
     source.recreate_database(db)?;
@@ -97,6 +100,9 @@ pub fn build(source: &MariaDb, dataset: Dataset, scale: f64) -> Result<f64> {
         Dataset::D => sysbench_prepare(source, db, 1, scaled(5_000_000, scale))?,
         Dataset::B => build_wide(source, db, scaled(200_000, scale))?,
         Dataset::C => build_many(source, db, many_tables(scale), 100)?,
+    }
+    if fresh {
+        return Ok(start.elapsed().as_secs_f64());
     }
     // Fresh statistics for everyone's planners and estimates.
     let tables = source.tables(db)?;
@@ -111,7 +117,7 @@ pub fn build(source: &MariaDb, dataset: Dataset, scale: f64) -> Result<f64> {
     Ok(start.elapsed().as_secs_f64())
 }
 
-fn sysbench_prepare(source: &MariaDb, db: &str, tables: u64, rows: u64) -> Result<()> {
+fn sysbench_prepare(source: &Server, db: &str, tables: u64, rows: u64) -> Result<()> {
     let out = Command::new("sysbench")
         .arg("oltp_read_only")
         .arg("--db-driver=mysql")
@@ -138,7 +144,7 @@ fn sysbench_prepare(source: &MariaDb, db: &str, tables: u64, rows: u64) -> Resul
 /// Dataset (b): each row carries a payload of 1..64 KiB (deterministic per
 /// id), half UTF-8 text with tabs, newlines and non-ASCII characters, half
 /// random bytes (so 0x00, `\`, tab and newline all occur).
-fn build_wide(source: &MariaDb, db: &str, rows: u64) -> Result<()> {
+fn build_wide(source: &Server, db: &str, rows: u64) -> Result<()> {
     source.exec(&format!(
         "CREATE TABLE {}.wide (
            id INT UNSIGNED NOT NULL PRIMARY KEY,
@@ -154,18 +160,23 @@ fn build_wide(source: &MariaDb, db: &str, rows: u64) -> Result<()> {
     // 2,000 rows (~65 MB) per statement keeps transactions moderate.
     let batch = 2_000;
     let mut script = String::new();
+    if source.flavour == Flavour::MySql {
+        // A batch recurses deeper than MySQL's default limit of 1,000.
+        script.push_str("SET SESSION cte_max_recursion_depth = 100000;\n");
+    }
     let mut lower = 1;
     while lower <= rows {
         let upper = (lower + batch - 1).min(rows);
         script.push_str(&format!(
             "INSERT INTO {db}.wide (id, k, title, body, data, created)
              SELECT seq, CRC32(seq) % {rows},
-                    CONCAT('row ', seq, ' ', MD5(seq)),
+                    CONCAT('row ', seq, ' ', LEFT(SHA2(seq, 256), 32)),
                     LEFT(REPEAT(CONCAT(SHA2(seq, 256), ' ünïcödé\ttext\\n'), CEIL(len / 2 / 70) + 1), len DIV 2),
                     LEFT(REPEAT(RANDOM_BYTES(1024), CEIL(len / 2 / 1024) + 1), len - len DIV 2),
                     TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq SECOND
-             FROM (SELECT seq, 1024 + CRC32(CONCAT('len', seq)) % 64513 AS len FROM {db}.seq_{lower}_to_{upper}) s;\n",
-            db = ident(db)
+             FROM (SELECT seq, 1024 + CRC32(CONCAT('len', seq)) % 64513 AS len FROM {numbers}) s;\n",
+            db = ident(db),
+            numbers = numbers(source.flavour, db, lower, upper)
         ));
         lower = upper + 1;
     }
@@ -173,8 +184,7 @@ fn build_wide(source: &MariaDb, db: &str, rows: u64) -> Result<()> {
 }
 
 /// Dataset (c): `tables` small tables of `rows` rows, each with a secondary index.
-fn build_many(source: &MariaDb, db: &str, tables: u64, rows: u64) -> Result<()> {
-    let dbq = ident(db);
+fn build_many(source: &Server, db: &str, tables: u64, rows: u64) -> Result<()> {
     let mut script = String::new();
     for i in 1..=tables {
         let t = format!("{}.{}", ident(db), ident(&format!("t{i:04}")));
@@ -188,12 +198,26 @@ fn build_many(source: &MariaDb, db: &str, tables: u64, rows: u64) -> Result<()> 
                created DATETIME NOT NULL,
                KEY k_1 (k)
              ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
-             INSERT INTO {t} SELECT seq, CRC32(seq) % 1000, CONCAT('name-', {i}, '-', MD5(seq)),
-               LEFT(SHA1(seq), 40), (seq * 7919 % 100000) / 100, TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq MINUTE
-             FROM {dbq}.seq_1_to_{rows};\n"
+             INSERT INTO {t} SELECT seq, CRC32(seq) % 1000, CONCAT('name-', {i}, '-', LEFT(SHA2(seq, 256), 32)),
+               LEFT(SHA2(seq, 224), 40), (seq * 7919 % 100000) / 100, TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq MINUTE
+             FROM {numbers};\n",
+            numbers = numbers(source.flavour, db, 1, rows)
         ));
     }
     source.exec(&script)
+}
+
+/// A derived table of the integers `lower..=upper` in a column `seq`:
+/// MariaDB's sequence engine, or a recursive CTE on MySQL, which has none.
+/// Neither flavour's MD5() or SHA1() is used either: MySQL 9.7 has neither.
+fn numbers(flavour: Flavour, db: &str, lower: u64, upper: u64) -> String {
+    match flavour {
+        Flavour::MariaDb => format!("{}.seq_{lower}_to_{upper}", ident(db)),
+        Flavour::MySql => format!(
+            "(WITH RECURSIVE n (seq) AS (SELECT {lower} UNION ALL SELECT seq + 1 FROM n WHERE seq < {upper}) \
+             SELECT seq FROM n) AS numbers"
+        ),
+    }
 }
 
 /// What a built dataset holds, measured on the source.
@@ -211,7 +235,7 @@ pub struct DatasetInfo {
 }
 
 /// Counts what `dataset` holds on `server`.
-pub fn inspect(server: &MariaDb, dataset: Dataset) -> Result<DatasetInfo> {
+pub fn inspect(server: &Server, dataset: Dataset) -> Result<DatasetInfo> {
     let db = dataset.database();
     let tables = server.exact_counts(db)?;
     let rows = tables.iter().map(|(_, n)| n).sum();

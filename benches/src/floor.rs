@@ -22,7 +22,7 @@ use anyhow::{Context, Result};
 
 use crate::datasets::{Dataset, DatasetInfo};
 use crate::measure::{run_parallel, Measured};
-use crate::server::{ident, literal, MariaDb};
+use crate::server::{ident, literal, Server};
 
 /// How many ranges a dominant table is exported in.
 pub const SPLIT_PARTS: u64 = 8;
@@ -89,7 +89,7 @@ pub fn split_create(create: &str) -> (String, Vec<String>) {
 
 /// Exports `dataset` from `source` into `dir` (created; must be under the
 /// servers' `--secure-file-priv`). Returns the plan and the export's size.
-pub fn export(source: &MariaDb, dataset: Dataset, info: &DatasetInfo, dir: &Path) -> Result<FloorPlan> {
+pub fn export(source: &Server, dataset: Dataset, info: &DatasetInfo, dir: &Path) -> Result<FloorPlan> {
     let db = dataset.database();
     if dir.exists() {
         fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
@@ -150,7 +150,7 @@ pub fn export(source: &MariaDb, dataset: Dataset, info: &DatasetInfo, dir: &Path
     })
 }
 
-fn integer_pk(server: &MariaDb, db: &str, table: &str) -> Result<Option<String>> {
+fn integer_pk(server: &Server, db: &str, table: &str) -> Result<Option<String>> {
     let rows = server.query(&format!(
         "SELECT k.column_name, c.data_type FROM information_schema.key_column_usage k
          JOIN information_schema.columns c
@@ -190,7 +190,7 @@ fn script_file(dir: &Path, name: &str, body: &str) -> Result<File> {
 
 /// Loads `plan` into `target` (whose database must exist and be empty) with
 /// `workers` sessions. Returns the measured run (wall time covers all phases).
-pub fn load(target: &MariaDb, plan: &FloorPlan, workers: usize, scratch: &Path) -> Result<Measured> {
+pub fn load(target: &Server, plan: &FloorPlan, workers: usize, scratch: &Path) -> Result<Measured> {
     fs::create_dir_all(scratch)?;
     let db = ident(&plan.db);
     let session = format!("SET SESSION unique_checks = 0; SET SESSION foreign_key_checks = 0; USE {db};\n");

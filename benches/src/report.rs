@@ -44,6 +44,15 @@ pub struct ToolSummary {
     pub ratio_to_mydumper: Option<f64>,
     /// Median tool CPU seconds over mydumper+myloader's.
     pub cpu_ratio_to_mydumper: Option<f64>,
+    /// Median wall over the stock-client pipe's.
+    #[serde(default)]
+    pub ratio_to_pipe: Option<f64>,
+    /// Median wall over current mydumper's (streaming).
+    #[serde(default)]
+    pub ratio_to_mydumper_stream: Option<f64>,
+    /// Median tool CPU seconds over current mydumper's (streaming).
+    #[serde(default)]
+    pub cpu_ratio_to_mydumper_stream: Option<f64>,
 }
 
 impl ToolSummary {
@@ -66,6 +75,9 @@ impl ToolSummary {
             ratio_to_floor: None,
             ratio_to_mydumper: None,
             cpu_ratio_to_mydumper: None,
+            ratio_to_pipe: None,
+            ratio_to_mydumper_stream: None,
+            cpu_ratio_to_mydumper_stream: None,
         }
     }
 }
@@ -86,6 +98,12 @@ pub struct ScalingPoint {
 pub struct DatasetResult {
     /// Dataset key (`a`..`d`).
     pub dataset: String,
+    /// The servers' flavour (`mariadb` or `mysql`).
+    #[serde(default = "default_flavour")]
+    pub flavour: String,
+    /// What else set this run apart (`fresh`, `tls-trust`, `checksum`), joined by `-`; empty for none.
+    #[serde(default)]
+    pub variant: String,
     /// What it is.
     pub description: String,
     /// The scale it was built at.
@@ -110,24 +128,47 @@ pub struct DatasetResult {
     pub scaling: Vec<ScalingPoint>,
 }
 
+fn default_flavour() -> String {
+    "mariadb".into()
+}
+
 impl DatasetResult {
+    /// The name of this result: flavour, dataset and variant (`mysql-a-fresh`).
+    pub fn key(&self) -> String {
+        let mut key = format!("{}-{}", self.flavour, self.dataset);
+        if !self.variant.is_empty() {
+            key.push('-');
+            key.push_str(&self.variant);
+        }
+        key
+    }
+
     /// Fills the ratios.
     pub fn finish(&mut self) {
         let wall_of = |key: &str| self.tools.iter().find(|t| t.tool == key).and_then(|t| t.median_wall_s);
+        let cpu_of = |key: &str| {
+            self.tools
+                .iter()
+                .find(|t| t.tool == key)
+                .and_then(|t| t.median_tool_cpu_s)
+                .filter(|&cpu| cpu > 0.0)
+        };
         let floor = wall_of("floor");
         let mydumper = wall_of("mydumper");
-        let mydumper_cpu = self
-            .tools
-            .iter()
-            .find(|t| t.tool == "mydumper")
-            .and_then(|t| t.median_tool_cpu_s);
+        let pipe = wall_of("pipe");
+        let stream = wall_of("mydumper-stream");
+        let mydumper_cpu = cpu_of("mydumper");
+        let stream_cpu = cpu_of("mydumper-stream");
         for tool in &mut self.tools {
             if let Some(wall) = tool.median_wall_s {
                 tool.ratio_to_floor = floor.map(|f| wall / f);
                 tool.ratio_to_mydumper = mydumper.map(|m| wall / m);
+                tool.ratio_to_pipe = pipe.map(|p| wall / p);
+                tool.ratio_to_mydumper_stream = stream.map(|m| wall / m);
             }
-            if let (Some(cpu), Some(base)) = (tool.median_tool_cpu_s, mydumper_cpu) {
-                tool.cpu_ratio_to_mydumper = (base > 0.0).then(|| cpu / base);
+            if let Some(cpu) = tool.median_tool_cpu_s {
+                tool.cpu_ratio_to_mydumper = mydumper_cpu.map(|base| cpu / base);
+                tool.cpu_ratio_to_mydumper_stream = stream_cpu.map(|base| cpu / base);
             }
         }
         for point in &mut self.scaling {
@@ -138,24 +179,35 @@ impl DatasetResult {
         }
     }
 
-    /// Writes `DIR/<dataset>.json`.
+    /// Writes `DIR/<key>.json` (see [`DatasetResult::key`]).
     pub fn save(&self, dir: &Path) -> Result<()> {
         fs::create_dir_all(dir)?;
-        let path = dir.join(format!("{}.json", self.dataset));
+        let path = dir.join(format!("{}.json", self.key()));
         fs::write(&path, serde_json::to_string_pretty(self)?).with_context(|| format!("writing {}", path.display()))
     }
 }
 
-/// Loads every `<dataset>.json` in `dir`, in dataset order.
+/// Loads every result in `dir`, by flavour, then dataset, then variant.
 pub fn load_all(dir: &Path) -> Result<Vec<DatasetResult>> {
-    let mut results = Vec::new();
-    for dataset in Dataset::ALL {
-        let path = dir.join(format!("{}.json", dataset.key()));
-        if path.exists() {
+    let mut results: Vec<DatasetResult> = Vec::new();
+    if !dir.is_dir() {
+        return Ok(results);
+    }
+    for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "json") {
             let text = fs::read_to_string(&path)?;
             results.push(serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?);
         }
     }
+    let order = |r: &DatasetResult| {
+        let dataset = Dataset::ALL
+            .iter()
+            .position(|d| d.key() == r.dataset)
+            .unwrap_or(usize::MAX);
+        (r.flavour.clone(), dataset, r.variant.clone())
+    };
+    results.sort_by_key(order);
     Ok(results)
 }
 
@@ -184,14 +236,27 @@ fn headline(error: &str) -> &str {
 /// The results table, as printed.
 pub fn table(results: &[DatasetResult]) -> String {
     let mut out = format!(
-        "{:<3} {:<26} {:>9} {:>9} {:>8} {:>9} {:>7} {:>8} {:>8} {:>9} {:>9}\n",
-        "ds", "tool", "wall s", "rows/s", "MB/s", "RSS MiB", "CPU s", "srv CPU", "x floor", "x mydumpr", "CPU x myd"
+        "{:<16} {:<30} {:>9} {:>9} {:>8} {:>9} {:>7} {:>8} {:>8} {:>9} {:>9} {:>7} {:>8} {:>9}\n",
+        "run",
+        "tool",
+        "wall s",
+        "rows/s",
+        "MB/s",
+        "RSS MiB",
+        "CPU s",
+        "srv CPU",
+        "x floor",
+        "x myd0.10",
+        "CPU x0.10",
+        "x pipe",
+        "x myd1.x",
+        "CPU x1.x"
     );
     for result in results {
         for tool in &result.tools {
             out.push_str(&format!(
-                "{:<3} {:<26} {:>9} {:>9} {:>8} {:>9} {:>7} {:>8} {:>8} {:>9} {:>9}\n",
-                result.dataset,
+                "{:<16} {:<30} {:>9} {:>9} {:>8} {:>9} {:>7} {:>8} {:>8} {:>9} {:>9} {:>7} {:>8} {:>9}\n",
+                result.key(),
                 tool.label,
                 opt(tool.median_wall_s, 2),
                 human(tool.rows_per_s),
@@ -202,6 +267,9 @@ pub fn table(results: &[DatasetResult]) -> String {
                 opt(tool.ratio_to_floor, 2),
                 opt(tool.ratio_to_mydumper, 2),
                 opt(tool.cpu_ratio_to_mydumper, 2),
+                opt(tool.ratio_to_pipe, 2),
+                opt(tool.ratio_to_mydumper_stream, 2),
+                opt(tool.cpu_ratio_to_mydumper_stream, 2),
             ));
             if let Some(error) = &tool.error {
                 out.push_str(&format!("    ^ FAILED: {}\n", headline(error)));
@@ -209,8 +277,8 @@ pub fn table(results: &[DatasetResult]) -> String {
         }
         for point in &result.scaling {
             out.push_str(&format!(
-                "{:<3} {:<26} {:>9} {:>9} {:>8} {:>9} {:>7} {:>8} {:>8} {:>9}\n",
-                result.dataset,
+                "{:<16} {:<30} {:>9} {:>9} {:>8} {:>9} {:>7} {:>8} {:>8} {:>9}\n",
+                result.key(),
                 format!("{} parallelism={}", point.tool, point.parallelism),
                 opt(point.summary.median_wall_s, 2),
                 human(point.summary.rows_per_s),
@@ -234,6 +302,8 @@ fn tool_color(key: &str) -> RGBColor {
         "dbferry" => RGBColor(0x1f, 0x77, 0xb4),
         "mariadb-dump" => RGBColor(0xd6, 0x27, 0x28),
         "mydumper" => RGBColor(0xff, 0x7f, 0x0e),
+        "mydumper-stream" => RGBColor(0x94, 0x67, 0xbd),
+        "pipe" => RGBColor(0x2c, 0xa0, 0x2c),
         _ => RGBColor(0x7f, 0x7f, 0x7f),
     }
 }
@@ -265,13 +335,13 @@ pub fn chart(results: &[DatasetResult], path: &Path) -> Result<()> {
     root.fill(&WHITE).map_err(|e| anyhow!("{e:?}"))?;
     let (title, body) = root.split_vertically(80);
     // Datasets may have been run at different scales: name each one's.
-    let scales: Vec<String> = results.iter().map(|r| format!("{} x{}", r.dataset, r.scale)).collect();
+    let scales: Vec<String> = results.iter().map(|r| format!("{} x{}", r.key(), r.scale)).collect();
     let scale = scales.join(", ");
     let runs = results.first().map(|r| r.runs_requested).unwrap_or(0);
     let center = Pos::new(HPos::Center, VPos::Top);
     title
         .draw_text(
-            "dbferry vs. mariadb-dump, mydumper + myloader and the LOAD DATA INFILE floor",
+            "dbferry vs. dump | client, the client pipe, mydumper + myloader and the LOAD DATA INFILE floor",
             &("sans-serif", 24)
                 .into_font()
                 .style(FontStyle::Bold)
@@ -282,7 +352,9 @@ pub fn chart(results: &[DatasetResult], path: &Path) -> Result<()> {
         .map_err(|e| anyhow!("{e:?}"))?;
     title
         .draw_text(
-            &format!("median wall time of {runs} runs, scale {scale}, two local MariaDB servers; lower is better"),
+            &format!(
+                "median wall time of {runs} runs, scale {scale}, two local servers of one flavour; lower is better"
+            ),
             &("sans-serif", 16).into_font().color(&BLACK).pos(center),
             (width as i32 / 2, 48),
         )
@@ -315,8 +387,9 @@ where
     let mut chart = ChartBuilder::on(area)
         .caption(
             format!(
-                "{} — {} rows, {:.0} MB",
+                "{} on {} — {} rows, {:.0} MB",
                 result.description,
+                result.key(),
                 result.rows,
                 result.logical_bytes as f64 / 1e6
             ),
@@ -396,7 +469,7 @@ where
     let max_p = result.scaling.iter().map(|p| p.parallelism).max().unwrap_or(8) as f64;
     let mut chart = ChartBuilder::on(area)
         .caption(
-            format!("({}) throughput vs. parallelism", result.dataset),
+            format!("{} throughput vs. parallelism", result.key()),
             ("sans-serif", 18),
         )
         .margin(12)

@@ -6,14 +6,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use tempfile::TempDir;
 
-use crate::server::{MariaDb, ServerOptions};
+use crate::server::{Flavour, Server, ServerOptions};
 
 /// Source and target servers, plus scratch directories; all torn down on drop.
 pub struct Rig {
     /// The source server (holds the datasets).
-    pub source: MariaDb,
+    pub source: Server,
     /// The target server.
-    pub target: MariaDb,
+    pub target: Server,
     /// Directory both servers may use for `INTO OUTFILE` / `LOAD DATA INFILE`.
     pub files: PathBuf,
     /// Scratch on disk (configs, scripts).
@@ -25,9 +25,9 @@ pub struct Rig {
 }
 
 impl Rig {
-    /// Boots both servers with `buffer_pool` each, under a temp dir in `base`
-    /// (the system temp dir if `None`).
-    pub fn start(buffer_pool: &str, base: Option<&Path>) -> Result<Rig> {
+    /// Boots two `flavour` servers with `buffer_pool` each, under a temp dir
+    /// in `base` (the system temp dir if `None`).
+    pub fn start(flavour: Flavour, buffer_pool: &str, base: Option<&Path>) -> Result<Rig> {
         let mut builder = tempfile::Builder::new();
         builder.prefix("dbferry-bench-");
         let dir = match base {
@@ -51,8 +51,8 @@ impl Rig {
             redo_log: "512M".into(),
             file_dir: files.clone(),
         };
-        let source = MariaDb::start("source", dir.path(), &options)?;
-        let target = MariaDb::start("target", dir.path(), &options)?;
+        let source = Server::start(flavour, "source", dir.path(), &options)?;
+        let target = Server::start(flavour, "target", dir.path(), &options)?;
         Ok(Rig {
             source,
             target,

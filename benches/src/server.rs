@@ -1,9 +1,11 @@
-//! Throwaway MariaDB servers, booted the way the test harness does it:
-//! Debian's `mariadbd`, a private datadir, an ephemeral port, torn down on drop.
+//! Throwaway MariaDB or Oracle MySQL servers, booted the way the test
+//! harness does it: a private datadir, an ephemeral port, torn down on drop.
+//! MariaDB is Debian's `mariadbd`; MySQL is the 9.7 server that `make deps`
+//! unpacks into `$MYSQL_PREFIX` (default `/var/cache/dbferry-mysql`).
 //!
 //! Every server gets the same settings, so no tool is favoured:
 //! `--innodb-buffer-pool-size` (512M by default), a 512M redo log,
-//! `--innodb-flush-log-at-trx-commit=2`, `--skip-log-bin`, `--local-infile=1`,
+//! `--innodb-flush-log-at-trx-commit=2`, no binary log, `--local-infile=1`,
 //! `--max-allowed-packet=256M`, and `--secure-file-priv` pointing at a
 //! directory shared by both servers (for the `LOAD DATA INFILE` floor).
 
@@ -15,6 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
 
 /// The password of `root@127.0.0.1` on every bench server (TCP clients use it).
 pub const PASSWORD: &str = "dbferry-bench";
@@ -32,8 +35,128 @@ pub struct ServerOptions {
     pub file_dir: PathBuf,
 }
 
-/// A running `mariadbd`; killed and its datadir left to the caller's tempdir on drop.
-pub struct MariaDb {
+/// Which server a bench runs on. Everything that differs between the two
+/// (binaries, bootstrap, option names, the client) is answered here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Flavour {
+    /// Debian's MariaDB.
+    MariaDb,
+    /// Oracle MySQL from `$MYSQL_PREFIX`.
+    MySql,
+}
+
+impl Flavour {
+    /// Both flavours, MariaDB first.
+    pub const ALL: [Flavour; 2] = [Flavour::MariaDb, Flavour::MySql];
+
+    /// Parses `mariadb` or `mysql`.
+    pub fn parse(text: &str) -> Result<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "mariadb" => Ok(Flavour::MariaDb),
+            "mysql" => Ok(Flavour::MySql),
+            other => bail!("unknown flavour {other:?} (expected mariadb, mysql or both)"),
+        }
+    }
+
+    /// The key used on the command line, in file names and in JSON.
+    pub fn key(self) -> &'static str {
+        match self {
+            Flavour::MariaDb => "mariadb",
+            Flavour::MySql => "mysql",
+        }
+    }
+
+    /// Where Oracle MySQL was unpacked (`make deps` puts it there).
+    pub fn mysql_prefix() -> PathBuf {
+        std::env::var_os("MYSQL_PREFIX")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/var/cache/dbferry-mysql"))
+    }
+
+    /// A client program by its MariaDB name (`mariadb`, `mariadb-dump`):
+    /// Debian's for MariaDB, the prefix's `mysql`/`mysqldump` for MySQL.
+    pub fn program(self, mariadb_name: &str) -> PathBuf {
+        match self {
+            Flavour::MariaDb => PathBuf::from(mariadb_name),
+            Flavour::MySql => {
+                let name = mariadb_name
+                    .replacen("mariadb", "mysql", 1)
+                    .replace("mysql-dump", "mysqldump");
+                Self::mysql_prefix().join("bin").join(name)
+            }
+        }
+    }
+
+    /// Initialises an empty datadir.
+    fn bootstrap(self, datadir: &Path) -> Result<()> {
+        let mut install = match self {
+            Flavour::MariaDb => {
+                let mut cmd = Command::new("mariadb-install-db");
+                cmd.arg("--no-defaults")
+                    .arg(format!("--datadir={}", datadir.display()))
+                    .arg("--auth-root-authentication-method=normal")
+                    .arg("--skip-test-db");
+                cmd
+            }
+            Flavour::MySql => {
+                let root = Self::mysql_prefix().join("root");
+                let mut cmd = Command::new(Self::mysql_prefix().join("bin/mysqld"));
+                cmd.arg("--no-defaults")
+                    .arg("--initialize-insecure")
+                    .arg(format!("--basedir={}", root.join("usr").display()))
+                    .arg(format!("--lc-messages-dir={}", root.join("usr/share/mysql").display()))
+                    .arg(format!("--datadir={}", datadir.display()));
+                cmd
+            }
+        };
+        install.stdout(Stdio::null()).stderr(Stdio::piped());
+        if is_root() {
+            install.arg("--user=root");
+        }
+        let out = install
+            .output()
+            .with_context(|| format!("bootstrapping a {} datadir (run `make deps`)", self.key()))?;
+        if !out.status.success() {
+            bail!(
+                "bootstrapping {}: {}",
+                datadir.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// The server command with the options that differ between flavours.
+    fn server(self, options: &ServerOptions, port: u16) -> Command {
+        match self {
+            Flavour::MariaDb => {
+                let mut cmd = Command::new("mariadbd");
+                cmd.arg("--no-defaults")
+                    .arg("--skip-log-bin")
+                    .arg(format!("--innodb-log-file-size={}", options.redo_log));
+                cmd
+            }
+            Flavour::MySql => {
+                let root = Self::mysql_prefix().join("root");
+                let mut cmd = Command::new(Self::mysql_prefix().join("bin/mysqld"));
+                cmd.arg("--no-defaults")
+                    .arg(format!("--basedir={}", root.join("usr").display()))
+                    .arg(format!("--lc-messages-dir={}", root.join("usr/share/mysql").display()))
+                    .arg(format!("--plugin-dir={}", root.join("usr/lib/mysql/plugin").display()))
+                    .arg("--mysqlx=OFF")
+                    .arg("--disable-log-bin")
+                    .arg(format!("--server-id={port}"))
+                    .arg(format!("--innodb-redo-log-capacity={}", options.redo_log));
+                cmd
+            }
+        }
+    }
+}
+
+/// A running server; killed and its datadir left to the caller's tempdir on drop.
+pub struct Server {
+    /// MariaDB or MySQL.
+    pub flavour: Flavour,
     /// `source` or `target`.
     pub name: String,
     /// TCP port on 127.0.0.1.
@@ -55,52 +178,30 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-impl MariaDb {
+impl Server {
     /// Initialises a datadir under `base/name` and boots a server on it.
-    pub fn start(name: &str, base: &Path, options: &ServerOptions) -> Result<Self> {
+    pub fn start(flavour: Flavour, name: &str, base: &Path, options: &ServerOptions) -> Result<Self> {
         let root = base.join(name);
         let datadir = root.join("data");
-        fs::create_dir_all(&datadir).with_context(|| format!("creating {}", datadir.display()))?;
+        // MySQL's --initialize wants to create the datadir itself.
+        fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
         let socket = root.join("mysqld.sock");
-        let mut install = Command::new("mariadb-install-db");
-        install
-            .arg("--no-defaults")
-            .arg(format!("--datadir={}", datadir.display()))
-            .arg("--auth-root-authentication-method=normal")
-            .arg("--skip-test-db")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if is_root() {
-            install.arg("--user=root");
-        }
-        let out = install
-            .output()
-            .context("running mariadb-install-db (is mariadb-server installed?)")?;
-        if !out.status.success() {
-            bail!(
-                "mariadb-install-db failed for {name}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-
+        flavour.bootstrap(&datadir)?;
         let mut last_error = None;
         for _attempt in 0..3 {
             let port = free_port()?;
             let log = root.join("error.log");
-            let mut cmd = Command::new("mariadbd");
-            cmd.arg("--no-defaults")
-                .arg(format!("--datadir={}", datadir.display()))
+            let mut cmd = flavour.server(options, port);
+            cmd.arg(format!("--datadir={}", datadir.display()))
                 .arg(format!("--socket={}", socket.display()))
                 .arg(format!("--port={port}"))
                 .arg("--bind-address=127.0.0.1")
                 .arg(format!("--pid-file={}", root.join("mysqld.pid").display()))
                 .arg(format!("--log-error={}", log.display()))
-                .arg("--skip-log-bin")
                 .arg("--skip-name-resolve")
                 .arg("--local-infile=1")
                 .arg("--max-allowed-packet=256M")
                 .arg(format!("--innodb-buffer-pool-size={}", options.buffer_pool))
-                .arg(format!("--innodb-log-file-size={}", options.redo_log))
                 .arg("--innodb-flush-log-at-trx-commit=2")
                 .arg("--max-connections=500")
                 .arg(format!("--secure-file-priv={}", options.file_dir.display()))
@@ -110,8 +211,11 @@ impl MariaDb {
             if is_root() {
                 cmd.arg("--user=root");
             }
-            let child = cmd.spawn().context("spawning mariadbd")?;
-            let mut server = MariaDb {
+            let child = cmd
+                .spawn()
+                .with_context(|| format!("spawning the {} server", flavour.key()))?;
+            let mut server = Server {
+                flavour,
                 name: name.to_string(),
                 port,
                 socket: socket.clone(),
@@ -151,7 +255,7 @@ impl MariaDb {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait()? {
-                bail!("mariadbd exited with {status}");
+                bail!("the {} server exited with {status}", self.flavour.key());
             }
             if self.socket.exists() && self.query("SELECT 1").is_ok() {
                 return Ok(());
@@ -173,9 +277,9 @@ impl MariaDb {
         proc_cpu_seconds(self.pid())
     }
 
-    /// A `mariadb` client connected over the Unix socket as root.
+    /// A `mariadb` (or `mysql`) client connected over the Unix socket as root.
     pub fn client(&self) -> Command {
-        let mut cmd = Command::new("mariadb");
+        let mut cmd = Command::new(self.flavour.program("mariadb"));
         cmd.arg("--no-defaults")
             .arg(format!("--socket={}", self.socket.display()))
             .arg("--user=root")
@@ -202,7 +306,7 @@ impl MariaDb {
             .arg(sql)
             .stdin(Stdio::null())
             .output()
-            .context("running mariadb")?;
+            .context("running the client")?;
         if !out.status.success() {
             bail!(
                 "{}: query failed: {}\n{}",
@@ -234,11 +338,11 @@ impl MariaDb {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .context("spawning mariadb")?;
+            .context("spawning the client")?;
         if let Some(mut stdin) = child.stdin.take() {
             stdin
                 .write_all(script.as_bytes())
-                .context("writing a script to mariadb")?;
+                .context("writing a script to the client")?;
         }
         let out = child.wait_with_output()?;
         if !out.status.success() {
@@ -260,7 +364,7 @@ impl MariaDb {
             .arg("-e")
             .arg(format!("SHOW CREATE TABLE {}.{}", ident(db), ident(table)))
             .output()
-            .context("running mariadb")?;
+            .context("running the client")?;
         if !out.status.success() {
             bail!(
                 "SHOW CREATE TABLE {db}.{table}: {}",
@@ -314,7 +418,7 @@ impl MariaDb {
     }
 }
 
-impl Drop for MariaDb {
+impl Drop for Server {
     fn drop(&mut self) {
         // The datadir is thrown away, so there is nothing to flush: kill at once.
         let _ = self.child.kill();

@@ -2,8 +2,17 @@
 //! empty database of the same name on the target:
 //!
 //! - `dbferry`: `dbferry run --json --config C JOB` (parallelism as given, `verify = "count"`);
-//! - `mariadb-dump`: `mariadb-dump --single-transaction DB | mariadb DB`;
-//! - `mydumper`: `mydumper --threads 4 --rows R -o /dev/shm/...` then `myloader --threads 4 -d ...`;
+//! - `mariadb-dump`: `mariadb-dump --single-transaction DB | mariadb DB`
+//!   (`mysqldump | mysql` on MySQL);
+//! - `pipe`: the stock-client pipe a DBA would script: per table,
+//!   `mariadb --quick -e 'SELECT * FROM t' | mariadb -e 'LOAD DATA LOCAL INFILE ...'`,
+//!   `threads` tables at a time, into tables created without their secondary
+//!   indexes, which are added afterwards;
+//! - `mydumper`: Debian's mydumper 0.10, `mydumper --threads 4 --rows R -o /dev/shm/...`
+//!   then `myloader --threads 4 -d ...`;
+//! - `mydumper-stream`: current mydumper (1.x, built by `../shared/mydumper/build.sh`
+//!   into `$MYDUMPER_PREFIX`, default `/var/cache/dbferry-mydumper`) streaming
+//!   instance to instance: `mydumper --stream --format=LOAD_DATA | myloader --stream`;
 //! - `floor`: see [`crate::floor`].
 //!
 //! Every run starts from a freshly dropped and re-created target database and
@@ -20,7 +29,8 @@ use serde::{Deserialize, Serialize};
 use crate::datasets::{Dataset, DatasetInfo};
 use crate::floor::{self, FloorPlan};
 use crate::measure::{run_pipeline, tail, Measured};
-use crate::server::{MariaDb, PASSWORD, USER};
+use crate::server::{ident, Flavour};
+use crate::server::{Server, PASSWORD, USER};
 
 /// A contender.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -29,22 +39,35 @@ pub enum Tool {
     Dbferry,
     /// `mariadb-dump | mariadb`.
     MariadbDump,
-    /// `mydumper` + `myloader`.
+    /// The stock-client pipe, tables in parallel, indexes after.
+    Pipe,
+    /// Debian's `mydumper` + `myloader` (0.10), through files in tmpfs.
     Mydumper,
+    /// Current `mydumper | myloader`, streaming.
+    MydumperStream,
     /// Server-side `LOAD DATA INFILE` of pre-exported files.
     Floor,
 }
 
 impl Tool {
     /// Every tool.
-    pub const ALL: [Tool; 4] = [Tool::Dbferry, Tool::MariadbDump, Tool::Mydumper, Tool::Floor];
+    pub const ALL: [Tool; 6] = [
+        Tool::Dbferry,
+        Tool::MariadbDump,
+        Tool::Pipe,
+        Tool::Mydumper,
+        Tool::MydumperStream,
+        Tool::Floor,
+    ];
 
     /// The key used on the command line and in JSON.
     pub fn key(self) -> &'static str {
         match self {
             Tool::Dbferry => "dbferry",
             Tool::MariadbDump => "mariadb-dump",
+            Tool::Pipe => "pipe",
             Tool::Mydumper => "mydumper",
+            Tool::MydumperStream => "mydumper-stream",
             Tool::Floor => "floor",
         }
     }
@@ -53,18 +76,19 @@ impl Tool {
     pub fn label(self) -> &'static str {
         match self {
             Tool::Dbferry => "dbferry",
-            Tool::MariadbDump => "mariadb-dump | mariadb",
-            Tool::Mydumper => "mydumper + myloader",
+            Tool::MariadbDump => "dump | client",
+            Tool::Pipe => "client pipe (LOAD DATA LOCAL)",
+            Tool::Mydumper => "mydumper + myloader 0.10",
+            Tool::MydumperStream => "mydumper 1.x streaming",
             Tool::Floor => "floor (LOAD DATA INFILE)",
         }
     }
 
     /// Parses a key.
     pub fn parse(text: &str) -> Result<Self> {
-        Tool::ALL
-            .into_iter()
-            .find(|t| t.key() == text.trim())
-            .ok_or_else(|| anyhow!("unknown tool {text:?} (expected dbferry, mariadb-dump, mydumper or floor)"))
+        Tool::ALL.into_iter().find(|t| t.key() == text.trim()).ok_or_else(|| {
+            anyhow!("unknown tool {text:?} (expected dbferry, mariadb-dump, pipe, mydumper, mydumper-stream or floor)")
+        })
     }
 }
 
@@ -88,9 +112,9 @@ pub struct RunResult {
 /// What the tools share.
 pub struct Bench<'a> {
     /// The source server (holds the datasets).
-    pub source: &'a MariaDb,
+    pub source: &'a Server,
     /// The target server.
-    pub target: &'a MariaDb,
+    pub target: &'a Server,
     /// Scratch space on disk (configs, scripts).
     pub scratch: PathBuf,
     /// Scratch space in tmpfs (mydumper's dump).
@@ -103,6 +127,12 @@ pub struct Bench<'a> {
     pub threads: usize,
     /// mydumper's `--rows` (chunk size); 0 leaves tables whole.
     pub mydumper_rows: u64,
+    /// Current mydumper's directory of `mydumper` and `myloader`.
+    pub mydumper_stream_bin: PathBuf,
+    /// dbferry's `verify` option (`count` or `checksum`).
+    pub verify: String,
+    /// dbferry's per-instance `tls` mode, when one is set.
+    pub tls: Option<String>,
 }
 
 fn render(cmd: &Command) -> String {
@@ -130,7 +160,12 @@ impl Bench<'_> {
         let (measured, commands) = match tool {
             Tool::Dbferry => self.dbferry(dataset, info, parallelism)?,
             Tool::MariadbDump => self.mariadb_dump(db)?,
+            Tool::Pipe => {
+                let plan = plan.context("the pipe creates its tables from the floor's export")?;
+                self.pipe(plan, parallelism)?
+            }
             Tool::Mydumper => self.mydumper(db)?,
+            Tool::MydumperStream => self.mydumper_stream(db)?,
             Tool::Floor => {
                 let plan = plan.context("the floor needs its export")?;
                 let measured = floor::load(self.target, plan, parallelism, &self.scratch.join("floor"))?;
@@ -224,10 +259,15 @@ impl Bench<'_> {
         if let Some(plugins) = &self.plugin_dir {
             config.push_str(&format!("plugin_dir = {}\n", q(plugins)));
         }
+        let tls = self
+            .tls
+            .as_ref()
+            .map(|mode| format!("tls = {}\n", toml_string(mode)))
+            .unwrap_or_default();
         for (id, server) in [("bench-source", self.source), ("bench-target", self.target)] {
             config.push_str(&format!(
                 "\n[[instances]]\nid = \"{id}\"\nengine = \"mysql\"\nowner = \"bench\"\ncategory = \"dedicated\"\n\
-                 storage_gb = 100000\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{USER}\"\npassword_file = {}\n",
+                 storage_gb = 100000\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{USER}\"\npassword_file = {}\n{tls}",
                 server.port,
                 q(&secret)
             ));
@@ -236,7 +276,8 @@ impl Bench<'_> {
         fs::write(&config_path, config)?;
         let job = format!(
             "db_instance_id = \"bench-target\"\nsource_db_instance_id = \"bench-source\"\nowner = \"bench\"\n\
-             db_info = '{{\"DBNames\":[\"{db}\"]}}'\n\n[options]\nparallelism = {parallelism}\nverify = \"count\"\n"
+             db_info = '{{\"DBNames\":[\"{db}\"]}}'\n\n[options]\nparallelism = {parallelism}\nverify = {}\n",
+            toml_string(&self.verify)
         );
         let job_path = dir.join(format!("{db}-p{parallelism}.toml"));
         fs::write(&job_path, job)?;
@@ -244,12 +285,13 @@ impl Bench<'_> {
     }
 
     fn mariadb_dump(&self, db: &str) -> Result<(Measured, Vec<String>)> {
-        let mut dump = Command::new("mariadb-dump");
+        let flavour = self.source.flavour;
+        let mut dump = Command::new(flavour.program("mariadb-dump"));
         dump.arg("--no-defaults")
             .args(self.source.tcp_args())
             .arg("--single-transaction")
             .arg(db);
-        let mut load = Command::new("mariadb");
+        let mut load = Command::new(flavour.program("mariadb"));
         load.arg("--no-defaults").args(self.target.tcp_args()).arg(db);
         let commands = vec![format!("{} | {}", render(&dump), render(&load))];
         let measured = run_pipeline(vec![("mariadb-dump", dump), ("mariadb", load)], None)?;
@@ -290,6 +332,147 @@ impl Bench<'_> {
         measured.stderr.extend(loaded.stderr);
         Ok((measured, commands))
     }
+}
+
+impl Bench<'_> {
+    /// The stock-client pipe: the tables are created without their secondary
+    /// indexes, then each is streamed by one client into another's `LOAD
+    /// DATA LOCAL INFILE`, `workers` tables at a time, then the indexes are
+    /// added, tables in parallel. The reading client's `--batch` output
+    /// escapes tab, newline, backslash and NUL exactly as `LOAD DATA`'s
+    /// defaults expect.
+    fn pipe(&self, plan: &FloorPlan, workers: usize) -> Result<(Measured, Vec<String>)> {
+        let flavour = self.source.flavour;
+        let client = flavour.program("mariadb");
+        let source = self.source.tcp_args().join(" ");
+        let target = self.target.tcp_args().join(" ");
+        let db = ident(&plan.db);
+        let scratch = self.scratch.join("pipe");
+        fs::create_dir_all(&scratch)?;
+        let creates: String = plan.tables.iter().map(|t| format!("{};\n", t.create_plain)).collect();
+        let mut bins: Vec<Vec<String>> = vec![Vec::new(); workers.max(1)];
+        let mut weights = vec![0u64; bins.len()];
+        let mut tables: Vec<_> = plan.tables.iter().collect();
+        tables.sort_by_key(|t| std::cmp::Reverse(t.parts.iter().map(|p| p.1).sum::<u64>()));
+        for table in tables {
+            let lightest = (0..bins.len()).min_by_key(|&i| weights[i]).unwrap_or(0);
+            weights[lightest] += table.parts.iter().map(|p| p.1).sum::<u64>().max(1);
+            let name = ident(&table.name);
+            let select = format!("SELECT * FROM {db}.{name}");
+            let load = format!(
+                "SET SESSION unique_checks = 0; SET SESSION foreign_key_checks = 0; \
+                 LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE {db}.{name} CHARACTER SET binary"
+            );
+            bins[lightest].push(format!(
+                "{client} --no-defaults {source} --quick --batch --skip-column-names \
+                 --default-character-set=utf8mb4 -e {} | {client} --no-defaults {target} --local-infile=1 -e {}",
+                shell_quote(&select),
+                shell_quote(&load),
+                client = client.display()
+            ));
+        }
+        let indexes: Vec<String> = plan.tables.iter().filter_map(|t| t.add_indexes.clone()).collect();
+        let mut measured = Measured::default();
+        let start = std::time::Instant::now();
+        let created = run_pipeline(
+            vec![("create", self.target_script(&format!("USE {db};\n{creates}")))],
+            None,
+        )?;
+        created.check()?;
+        measured.procs.extend(created.procs);
+        let copy = bins
+            .into_iter()
+            .filter(|b| !b.is_empty())
+            .enumerate()
+            .map(|(n, bin)| {
+                let mut sh = Command::new("sh");
+                sh.arg("-ec").arg(bin.join("\n"));
+                (format!("pipe-{n}"), sh, None)
+            })
+            .collect();
+        let copied = crate::measure::run_parallel(copy)?;
+        copied.check()?;
+        measured.procs.extend(copied.procs);
+        let index = indexes
+            .iter()
+            .enumerate()
+            .map(|(n, alter)| (format!("index-{n}"), self.target_script(&format!("{alter};")), None))
+            .collect();
+        let indexed = crate::measure::run_parallel(index)?;
+        indexed.check()?;
+        measured.procs.extend(indexed.procs);
+        measured.wall_s = start.elapsed().as_secs_f64();
+        Ok((measured, vec![format!("per table, {workers} at a time: {client} --quick --batch -e 'SELECT * FROM t' | {client} --local-infile=1 -e \"LOAD DATA LOCAL INFILE '/dev/stdin' ...\"; then ALTER TABLE ADD KEY", client = client.display())]))
+    }
+
+    /// A client on the target that runs `script` given on its command line.
+    fn target_script(&self, script: &str) -> Command {
+        let mut cmd = Command::new(self.target.flavour.program("mariadb"));
+        cmd.arg("--no-defaults")
+            .args(self.target.tcp_args())
+            .arg("-e")
+            .arg(script);
+        cmd
+    }
+
+    /// Current mydumper streaming straight into myloader.
+    fn mydumper_stream(&self, db: &str) -> Result<(Measured, Vec<String>)> {
+        if self.source.flavour == Flavour::MySql {
+            bail!(
+                "not run on MySQL: mydumper 1.x built against MariaDB's client library dumps no rows from MySQL 9.7 \
+                 (it writes the schema, then no data); the anchors there are mydumper 0.10 and the pipe"
+            );
+        }
+        let (mydumper, myloader) = (
+            self.mydumper_stream_bin.join("mydumper"),
+            self.mydumper_stream_bin.join("myloader"),
+        );
+        if !myloader.is_file() {
+            bail!(
+                "{} is missing: build current mydumper with ../shared/mydumper/build.sh (MYDUMPER_PREFIX={})",
+                myloader.display(),
+                self.mydumper_stream_bin
+                    .parent()
+                    .unwrap_or(&self.mydumper_stream_bin)
+                    .display()
+            );
+        }
+        let dump_dir = self.shm.join("mydumper-stream-out");
+        let load_dir = self.shm.join("mydumper-stream-in");
+        for dir in [&dump_dir, &load_dir] {
+            if dir.exists() {
+                fs::remove_dir_all(dir)?;
+            }
+        }
+        let threads = self.threads.to_string();
+        let mut dump = Command::new(&mydumper);
+        dump.args(self.source.tcp_args())
+            .arg(format!("--database={db}"))
+            .arg(format!("--threads={threads}"))
+            .arg(format!("--rows={}", self.mydumper_rows.max(1)))
+            .arg("--format=LOAD_DATA")
+            .arg("--stream")
+            .arg(format!("--outputdir={}", dump_dir.display()))
+            .arg("--verbose=1");
+        let mut load = Command::new(&myloader);
+        load.args(self.target.tcp_args())
+            .arg(format!("--threads={threads}"))
+            .arg("--stream")
+            .arg(format!("--directory={}", load_dir.display()))
+            .arg("--verbose=1");
+        let commands = vec![format!("{} | {}", render(&dump), render(&load))];
+        let measured = run_pipeline(vec![("mydumper", dump), ("myloader", load)], None)?;
+        for dir in [&dump_dir, &load_dir] {
+            let _ = fs::remove_dir_all(dir);
+        }
+        measured.check()?;
+        Ok((measured, commands))
+    }
+}
+
+/// `text` as one single-quoted `sh` word.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 fn toml_string(text: &str) -> String {

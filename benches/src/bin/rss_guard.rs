@@ -17,6 +17,7 @@ use clap::Parser;
 
 use dbferry_benches::datasets::{self, Dataset};
 use dbferry_benches::rig::{resolve_binary, Rig};
+use dbferry_benches::server::Flavour;
 use dbferry_benches::tools::{Bench, Tool};
 
 #[derive(Parser, Debug)]
@@ -54,8 +55,8 @@ fn main() -> Result<()> {
             dbferry.display()
         );
     }
-    let rig = Rig::start(&args.buffer_pool, None)?;
-    datasets::build(&rig.source, Dataset::A, args.scale)?;
+    let rig = Rig::start(Flavour::MariaDb, &args.buffer_pool, None)?;
+    datasets::build(&rig.source, Dataset::A, args.scale, false)?;
     let info = datasets::inspect(&rig.source, Dataset::A)?;
     let bench = Bench {
         source: &rig.source,
@@ -66,6 +67,9 @@ fn main() -> Result<()> {
         plugin_dir: args.plugin_dir.clone(),
         threads: args.parallelism,
         mydumper_rows: 0,
+        mydumper_stream_bin: PathBuf::new(),
+        verify: "count".into(),
+        tls: None,
     };
     let run = bench.run(Tool::Dbferry, Dataset::A, &info, None, args.parallelism)?;
     let peak_mib = run.tool_max_rss_kib as f64 / 1024.0;
