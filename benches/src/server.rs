@@ -1,7 +1,7 @@
 //! Throwaway MariaDB or Oracle MySQL servers, booted the way the test
 //! harness does it: a private datadir, an ephemeral port, torn down on drop.
 //! MariaDB is Debian's `mariadbd`; MySQL is the 9.7 server that `make deps`
-//! unpacks into `$MYSQL_PREFIX` (default `/var/cache/dbferry-mysql`).
+//! unpacks into `$DBFERRY_MYSQL_PREFIX` (default `/var/cache/dbferry-mysql`).
 //!
 //! Every server gets the same settings, so no tool is favoured:
 //! `--innodb-buffer-pool-size` (512M by default), a 512M redo log,
@@ -41,7 +41,7 @@ pub struct ServerOptions {
 pub enum Flavour {
     /// Debian's MariaDB.
     MariaDb,
-    /// Oracle MySQL from `$MYSQL_PREFIX`.
+    /// Oracle MySQL from `$DBFERRY_MYSQL_PREFIX`.
     MySql,
 }
 
@@ -68,7 +68,7 @@ impl Flavour {
 
     /// Where Oracle MySQL was unpacked (`make deps` puts it there).
     pub fn mysql_prefix() -> PathBuf {
-        std::env::var_os("MYSQL_PREFIX")
+        std::env::var_os("DBFERRY_MYSQL_PREFIX")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("/var/cache/dbferry-mysql"))
     }
