@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use dbferry_testkit::{run_job, ConfigBuilder, Files, Instance, Job, MariaDb, ObjectKind, Outcome};
+use dbferry_testkit::{run_job, ConfigBuilder, Files, Flavour, Instance, Job, ObjectKind, Outcome, Server};
 
 /// The `dbferry` binary under test.
 /// `$DBFERRY_BIN` runs the suite against another build (the release binary,
@@ -49,24 +49,26 @@ pub fn mysql_plugin() -> PathBuf {
     file
 }
 
-/// The source and target servers shared by every test of this binary.
+/// A source and a target server shared by every test of this binary.
 pub struct Pair {
     /// Source server.
-    pub source: &'static MariaDb,
+    pub source: &'static Server,
     /// Target server.
-    pub target: &'static MariaDb,
+    pub target: &'static Server,
 }
 
-/// The shared pair, started (in parallel) on first use and stopped when the
-/// test process exits.
+/// The shared MariaDB pair (see [`pair_of`]), for tests whose subject is
+/// dbferry itself rather than an engine.
 pub fn pair() -> &'static Pair {
-    static PAIR: OnceLock<Pair> = OnceLock::new();
-    PAIR.get_or_init(|| {
-        let (source, target) = std::thread::scope(|s| {
-            let a = s.spawn(MariaDb::start);
-            let b = s.spawn(MariaDb::start);
-            (a.join().expect("source server"), b.join().expect("target server"))
-        });
+    pair_of(Flavour::MariaDb)
+}
+
+/// The shared pair of `flavour`, started (in parallel) on first use and
+/// stopped when the test process exits.
+pub fn pair_of(flavour: Flavour) -> &'static Pair {
+    static PAIRS: [OnceLock<Pair>; 2] = [OnceLock::new(), OnceLock::new()];
+    PAIRS[flavour as usize].get_or_init(|| {
+        let (source, target) = dedicated_pair_of(flavour);
         Pair {
             source: source.leak_until_exit(),
             target: target.leak_until_exit(),
@@ -74,11 +76,25 @@ pub fn pair() -> &'static Pair {
     })
 }
 
-/// Starts two dedicated servers in parallel.
-pub fn dedicated_pair() -> (MariaDb, MariaDb) {
+/// The source of one flavour's shared pair and the target of the other's:
+/// a copy across flavours without starting more servers.
+pub fn cross_pair(source: Flavour, target: Flavour) -> Pair {
+    Pair {
+        source: pair_of(source).source,
+        target: pair_of(target).target,
+    }
+}
+
+/// Starts two dedicated MariaDB servers in parallel.
+pub fn dedicated_pair() -> (Server, Server) {
+    dedicated_pair_of(Flavour::MariaDb)
+}
+
+/// Starts two dedicated servers of `flavour` in parallel.
+pub fn dedicated_pair_of(flavour: Flavour) -> (Server, Server) {
     std::thread::scope(|s| {
-        let a = s.spawn(MariaDb::start);
-        let b = s.spawn(MariaDb::start);
+        let a = s.spawn(move || flavour.start());
+        let b = s.spawn(move || flavour.start());
         (a.join().expect("source server"), b.join().expect("target server"))
     })
 }
@@ -104,7 +120,7 @@ pub struct Setup {
 
 impl Setup {
     /// Config for two servers with default instance settings.
-    pub fn new(source: &MariaDb, target: &MariaDb) -> Self {
+    pub fn new(source: &Server, target: &Server) -> Self {
         Self::with(Instance::mysql(SRC, source), Instance::mysql(DST, target))
     }
 
@@ -139,7 +155,7 @@ impl Setup {
 /// Creates `db` on both servers (the MySQL rule: it must exist, empty, on
 /// the target) with the same default charset and collation, and runs
 /// `script` in it on the source.
-pub fn create_source(pair: (&MariaDb, &MariaDb), db: &str, charset: &str, script: &str) {
+pub fn create_source(pair: (&Server, &Server), db: &str, charset: &str, script: &str) {
     let (source, target) = pair;
     let create = format!(
         "CREATE DATABASE {} CHARACTER SET {charset};",
@@ -164,7 +180,7 @@ pub struct Fingerprint {
 }
 
 /// The fingerprint of `db` on `server`.
-pub fn fingerprint(server: &MariaDb, db: &str) -> Fingerprint {
+pub fn fingerprint(server: &Server, db: &str) -> Fingerprint {
     let objects = server.objects(db);
     let mut described = Vec::new();
     let mut tables = Vec::new();
@@ -187,7 +203,7 @@ pub fn fingerprint(server: &MariaDb, db: &str) -> Fingerprint {
 /// Asserts that `db` is identical on both servers, object by object and
 /// table by table, with a readable message for the first difference.
 /// Returns the number of rows compared.
-pub fn assert_same(source: &MariaDb, target: &MariaDb, db: &str) -> u64 {
+pub fn assert_same(source: &Server, target: &Server, db: &str) -> u64 {
     let a = fingerprint(source, db);
     let b = fingerprint(target, db);
     let names = |f: &Fingerprint| f.objects.iter().map(|(k, n, _)| (*k, n.clone())).collect::<Vec<_>>();
@@ -225,12 +241,12 @@ pub fn planned_chunks(outcome: &Outcome) -> Option<u64> {
 
 /// Every object (kind and name) of `db` on `server`, or `None` when the
 /// database does not exist: what "nothing changed" compares.
-pub fn state(server: &MariaDb, db: &str) -> Option<Vec<(ObjectKind, String)>> {
+pub fn state(server: &Server, db: &str) -> Option<Vec<(ObjectKind, String)>> {
     server.database_exists(db).then(|| server.objects(db))
 }
 
 /// The databases of `server`.
-pub fn databases(server: &MariaDb) -> Vec<String> {
+pub fn databases(server: &Server) -> Vec<String> {
     server
         .query("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY 1")
         .into_iter()
@@ -245,7 +261,7 @@ pub fn closed_port() -> u16 {
 }
 
 /// `SELECT COUNT(*)` of `db.table`.
-pub fn count(server: &MariaDb, db: &str, table: &str) -> u64 {
+pub fn count(server: &Server, db: &str, table: &str) -> u64 {
     server
         .scalar(&format!(
             "SELECT COUNT(*) FROM {}.{}",
@@ -445,14 +461,16 @@ pub fn state_of(metrics: &str, instance: &str) -> Option<String> {
 }
 
 /// A source database with one table of `rows` rows of about 100 bytes.
-pub fn big_table(source: &MariaDb, target: &MariaDb, db: &str, rows: u64) {
+pub fn big_table(source: &Server, target: &Server, db: &str, rows: u64) {
+    let seq = source.flavour().seq(rows);
     create_source(
         (source, target),
         db,
         "utf8mb4",
         &format!(
             "CREATE TABLE t (id BIGINT PRIMARY KEY, a VARCHAR(64) NOT NULL, b DOUBLE, c DATETIME(6), KEY ka (a));
-             INSERT INTO t SELECT seq, MD5(seq), seq / 3, TIMESTAMP('2024-01-01') + INTERVAL seq SECOND FROM seq_1_to_{rows};
+             INSERT INTO t SELECT seq, LEFT(SHA2(seq, 256), 32), seq / 3, TIMESTAMP('2024-01-01') + INTERVAL seq SECOND
+               FROM {seq};
              ANALYZE TABLE t;"
         ),
     );

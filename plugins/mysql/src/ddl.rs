@@ -188,6 +188,79 @@ pub fn with_definitions(base: &str, definitions: &[&str]) -> String {
     out
 }
 
+/// `create` (a `CREATE TABLE` from `SHOW CREATE TABLE`) without the
+/// `COLLATE` of columns that merely inherit the table's default collation.
+///
+/// MySQL remembers whether a column's collation was given explicitly, and
+/// prints `COLLATE x` alone for an inherited collation that is not its
+/// character set's primary one (a `utf8mb4_general_ci` table's columns,
+/// ENUM and SET included), but `CHARACTER SET cs COLLATE x` for an explicit
+/// one. Created again from that text, the column would turn explicit and
+/// print differently. A `COLLATE` without `CHARACTER SET` that names the
+/// table's default collation is therefore inherited, and dropping it
+/// creates the same column on either engine.
+pub fn without_inherited_collations(create: &str) -> String {
+    let lines: Vec<&str> = create.split('\n').collect();
+    let Some((open, close)) = definition_lines(&lines) else {
+        return create.to_string();
+    };
+    let Some(table_collation) = lines[close]
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("COLLATE="))
+    else {
+        return create.to_string();
+    };
+    let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    for line in out.iter_mut().take(close).skip(open + 1) {
+        if line.trim_start().starts_with('`') {
+            if let Some(stripped) = without_column_collation(line, table_collation) {
+                *line = stripped;
+            }
+        }
+    }
+    out.join("\n")
+}
+
+/// The column definition `line` without its ` COLLATE <collation>`, when
+/// that is its first character-set attribute (no `CHARACTER SET` before it)
+/// at the top level, outside quotes and parentheses.
+fn without_column_collation(line: &str, collation: &str) -> Option<String> {
+    let bytes = line.as_bytes();
+    let mut quote: Option<u8> = None;
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match quote {
+            Some(q) if b == b'\\' && q == b'\'' => i += 1,
+            Some(q) if b == q => quote = None,
+            Some(_) => {}
+            None => match b {
+                b'\'' | b'"' | b'`' => quote = Some(b),
+                b'(' => depth += 1,
+                b')' => depth = depth.saturating_sub(1),
+                b' ' if depth == 0 => {
+                    let rest = &line[i..];
+                    if rest.starts_with(" CHARACTER SET ") {
+                        return None;
+                    }
+                    if let Some(name) = rest.strip_prefix(" COLLATE ") {
+                        let end = name.find([' ', ',']).unwrap_or(name.len());
+                        if &name[..end] != collation {
+                            return None;
+                        }
+                        let cut = i + " COLLATE ".len() + end;
+                        return Some(format!("{}{}", &line[..i], &line[cut..]));
+                    }
+                }
+                _ => {}
+            },
+        }
+        i += 1;
+    }
+    None
+}
+
 /// Replaces the `DEFINER=...` clause of a `SHOW CREATE` statement by
 /// `DEFINER=CURRENT_USER`; `None` when it has none. Returns the new text
 /// and the old definer.
@@ -304,5 +377,25 @@ mod tests {
             Some("CREATE DEFINER=CURRENT_USER EVENT `e` ON SCHEDULE EVERY 1 DAY DO select 1")
         );
         assert!(rewrite_definer("CREATE VIEW `v` AS select 1").is_none());
+    }
+
+    #[test]
+    fn inherited_column_collations_are_dropped_and_explicit_ones_kept() {
+        let create = "CREATE TABLE `t` (\n  `id` int NOT NULL,\n  `v` varchar(10) COLLATE utf8mb4_general_ci DEFAULT ' COLLATE x',\n  \
+                      `e` enum('a COLLATE utf8mb4_general_ci','b') COLLATE utf8mb4_general_ci NOT NULL,\n  \
+                      `x` varchar(5) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci DEFAULT NULL,\n  \
+                      `o` varchar(5) COLLATE utf8mb4_bin DEFAULT NULL,\n  \
+                      `g` varchar(20) GENERATED ALWAYS AS (concat(`v`,_utf8mb4'x' COLLATE utf8mb4_general_ci)) VIRTUAL,\n  \
+                      PRIMARY KEY (`id`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci";
+        let expected = "CREATE TABLE `t` (\n  `id` int NOT NULL,\n  `v` varchar(10) DEFAULT ' COLLATE x',\n  \
+                        `e` enum('a COLLATE utf8mb4_general_ci','b') NOT NULL,\n  \
+                        `x` varchar(5) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci DEFAULT NULL,\n  \
+                        `o` varchar(5) COLLATE utf8mb4_bin DEFAULT NULL,\n  \
+                        `g` varchar(20) GENERATED ALWAYS AS (concat(`v`,_utf8mb4'x' COLLATE utf8mb4_general_ci)) VIRTUAL,\n  \
+                        PRIMARY KEY (`id`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci";
+        assert_eq!(without_inherited_collations(create), expected);
+        // A table on its charset's default collation prints no COLLATE=.
+        let plain = "CREATE TABLE `t` (\n  `v` varchar(1) COLLATE utf8mb4_bin\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
+        assert_eq!(without_inherited_collations(plain), plain);
     }
 }

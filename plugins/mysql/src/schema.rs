@@ -13,7 +13,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
 
 use crate::conn::{cell, Pool, ServerFacts, PLAIN_SQL_MODE};
-use crate::ddl::{rewrite_definer, with_plain_indexes};
+use crate::ddl::{rewrite_definer, with_plain_indexes, without_inherited_collations};
 use crate::describe::database_exists;
 use crate::detail::{DatabaseDetail, DdlKind, DetailCache, ObjectDdl, TableDetail};
 use crate::error::{Context, Error, Result};
@@ -252,10 +252,12 @@ pub async fn prepare(
     }
 
     // Tables, each connection's session set up once: the database, the
-    // source's sql_mode.
+    // source's sql_mode without the checks that reject what SHOW CREATE
+    // TABLE prints (a zero-date default made under a laxer session mode).
+    let table_mode = table_ddl_sql_mode(&detail.sql_mode);
     let session = [
         format!("USE {}", ident(database)),
-        format!("SET SESSION sql_mode = {}", string(&detail.sql_mode)),
+        format!("SET SESSION sql_mode = {}", string(&table_mode)),
     ];
     let restore = format!("SET SESSION sql_mode = '{PLAIN_SQL_MODE}'");
     exec(conn, &session[0], || format!("selecting {}", ident(database))).await?;
@@ -265,7 +267,7 @@ pub async fn prepare(
         setup: session.to_vec(),
         reset: Some(restore.clone()),
     };
-    let trips = Trips::batched(CREATES_PER_TRIP, target, &detail.sql_mode);
+    let trips = Trips::batched(CREATES_PER_TRIP, target, &table_mode);
     let result = fanout::run(conn, &extra, width(request.parallelism), &tasks, trips).await;
     let restored = exec(conn, &restore, || "restoring sql_mode".into()).await;
     result.map_err(|e| {
@@ -282,10 +284,11 @@ pub async fn prepare(
 /// The CREATE TABLE of `table`: a table estimated at most
 /// `inline_index_max_bytes` gets its non-FULLTEXT secondary indexes at once.
 fn create_table_sql(table: &TableSchema, detail: &TableDetail, inline_index_max_bytes: u64) -> String {
+    let base = without_inherited_collations(&detail.create_base);
     if table.estimated_bytes > inline_index_max_bytes {
-        return detail.create_base.clone();
+        return base;
     }
-    with_plain_indexes(&detail.create_base, &detail.deferred_indexes)
+    with_plain_indexes(&base, &detail.deferred_indexes)
 }
 
 /// Completes one database on the target after its data: the deferred
@@ -578,4 +581,43 @@ async fn run_ddl(conn: &mut Conn, object: &ObjectDdl, text: &str) -> Result<()> 
         .and_then(|h| hex::decode(h).ok())
         .ok_or_else(|| Error::Internal(format!("cannot convert DDL to {cs}")))?;
     conn.query_drop(bytes.as_slice()).await.ctx(|| "running its DDL".into())
+}
+
+/// The `sql_mode` table DDL runs under: the source's global mode, for the
+/// modes that change how statements parse, minus those that only validate
+/// values. A table keeps no mode of its own, and one created under a laxer
+/// session than the global (a `'0000-00-00'` default, which MySQL's
+/// NO_ZERO_DATE refuses) must be created again as it is.
+fn table_ddl_sql_mode(source_global: &str) -> String {
+    const VALIDATING: [&str; 6] = [
+        "STRICT_TRANS_TABLES",
+        "STRICT_ALL_TABLES",
+        "NO_ZERO_DATE",
+        "NO_ZERO_IN_DATE",
+        "ERROR_FOR_DIVISION_BY_ZERO",
+        "TRADITIONAL",
+    ];
+    source_global
+        .split(',')
+        .map(str::trim)
+        .filter(|mode| !mode.is_empty() && !VALIDATING.iter().any(|v| v.eq_ignore_ascii_case(mode)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod table_mode_tests {
+    use super::table_ddl_sql_mode;
+
+    #[test]
+    fn table_ddl_keeps_parsing_modes_and_drops_value_checks() {
+        assert_eq!(
+            table_ddl_sql_mode(
+                "ONLY_FULL_GROUP_BY,STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION"
+            ),
+            "ONLY_FULL_GROUP_BY,NO_ENGINE_SUBSTITUTION"
+        );
+        assert_eq!(table_ddl_sql_mode("ANSI_QUOTES,STRICT_ALL_TABLES"), "ANSI_QUOTES");
+        assert_eq!(table_ddl_sql_mode(""), "");
+    }
 }

@@ -45,6 +45,31 @@ impl Flavour {
         }
     }
 
+    /// A table expression of the integers 1 to `n` in a column `seq`, in
+    /// ascending order, for `INSERT … SELECT … FROM {seq}`: MariaDB's
+    /// Sequence engine table `seq_1_to_n`, and on MySQL, which has no such
+    /// engine, a cross join of digit tables (no recursion limit to raise).
+    /// MariaDB's needs a default database (`USE`, or [`crate::Server::exec_in`]).
+    pub fn seq(self, n: u64) -> String {
+        match self {
+            Flavour::MariaDb => format!("seq_1_to_{n}"),
+            Flavour::MySql => {
+                let places = n.max(1).to_string().len();
+                let digits = "(SELECT 0 AS d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL \
+                              SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL \
+                              SELECT 8 UNION ALL SELECT 9)";
+                let value: Vec<String> = (0..places).map(|i| format!("d{i}.d * 1{}", "0".repeat(i))).collect();
+                let from: Vec<String> = (0..places).map(|i| format!("{digits} AS d{i}")).collect();
+                format!(
+                    "(SELECT seq FROM (SELECT {} + 1 AS seq FROM {}) AS numbers WHERE seq <= {n} ORDER BY seq) \
+                     AS seq_1_to_{n}",
+                    value.join(" + "),
+                    from.join(" CROSS JOIN ")
+                )
+            }
+        }
+    }
+
     /// The server binary.
     pub(crate) fn server_binary(self) -> PathBuf {
         match self {

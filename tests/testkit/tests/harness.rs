@@ -94,6 +94,19 @@ dbferry_testkit::on_both_flavours! {
         assert!(db.try_exec("SELEKT 1").is_err(), "SQL errors are reported");
     }
 
+    fn seq_yields_one_to_n_on_either_flavour(flavour: Flavour) {
+        let db = flavour.shared();
+        db.exec("CREATE DATABASE seq_test");
+        for n in [1, 10, 1234] {
+            let got = db.query(&format!(
+                "USE seq_test; SELECT COUNT(*), MIN(seq), MAX(seq), SUM(seq) FROM {}",
+                flavour.seq(n)
+            ));
+            let expected = [n, 1, n, n * (n + 1) / 2].map(|v| Some(v.to_string()));
+            assert_eq!(got[0], expected, "seq({n})");
+        }
+    }
+
     fn row_hash_and_checksum_see_every_difference(flavour: Flavour) {
         let db = flavour.shared();
         db.exec(
