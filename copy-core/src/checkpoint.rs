@@ -57,6 +57,14 @@ impl MemoryCheckpoints {
     pub fn all(&self) -> HashMap<ChunkId, ChunkStats> {
         self.done.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
+
+    /// Forgets every chunk for which `forget` says so.
+    pub fn forget(&self, forget: impl Fn(ChunkId) -> bool) {
+        self.done
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|id, _| !forget(*id));
+    }
 }
 
 impl CheckpointStore for MemoryCheckpoints {

@@ -70,6 +70,22 @@ pub enum Command {
         /// The import.
         import_id: u64,
     },
+    /// Go on with an import that failed, was cancelled or whose process died:
+    /// in the foreground (same config and state dir), or, with `--endpoint`,
+    /// in a running daemon.
+    Resume {
+        /// Config.
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print JSON lines (progress events) and a final result object.
+        #[arg(long)]
+        json: bool,
+        /// Ask the daemon at this HTTP endpoint to resume it instead.
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// The import.
+        import_id: u64,
+    },
     /// List the loaded engine plugins.
     Plugins {
         /// Config.

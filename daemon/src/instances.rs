@@ -224,6 +224,13 @@ impl Reservation {
         self.import_id
     }
 
+    /// One of the two instances cannot be reached while the import waits for it.
+    pub fn mark_unavailable(&self, id: &str) {
+        if self.ids.iter().any(|held| held == id) {
+            self.registry.set(id, InstanceState::Unavailable);
+        }
+    }
+
     /// The import starts changing things: source `Migrating`, target `Importing`.
     pub fn activate(&self) {
         self.registry.set(&self.ids[0], InstanceState::Migrating);

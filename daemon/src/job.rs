@@ -65,6 +65,9 @@ pub struct JobOptions {
     /// Directory both servers reach, for `method = "backup-restore"`
     /// (overrides the instances' `backup_path`).
     pub backup_path: Option<String>,
+    /// How long a source or target that went away is waited for before the
+    /// import fails (it can be resumed later).
+    pub outage_timeout: std::time::Duration,
 }
 
 /// How an import moves the data.
@@ -88,6 +91,7 @@ impl Default for JobOptions {
             chunk_bytes: 32 << 20,
             method: CopyMethod::Logical,
             backup_path: None,
+            outage_timeout: std::time::Duration::from_secs(600),
         }
     }
 }
@@ -213,6 +217,9 @@ impl Job {
                 if v.value == "backup-restore" {
                     options.method = CopyMethod::BackupRestore;
                 }
+            }
+            if let Some(n) = f.integer("outage_timeout", false, 0..(7 * 24 * 3600)) {
+                options.outage_timeout = std::time::Duration::from_secs(n.value as u64);
             }
             if let Some(p) = f.non_empty("backup_path", false) {
                 options.backup_path = Some(p.value);

@@ -27,6 +27,10 @@ pub struct Metrics {
     pub chunk_failures: IntCounterVec,
     /// `dbferry_chunk_retries_total`: chunks copied again after an error.
     pub chunk_retries: IntCounter,
+    /// 1 while an import waits for an instance that went away.
+    pub import_waiting: IntGaugeVec,
+    /// Outages imports waited for.
+    pub outages: IntCounterVec,
     /// `dbferry_build_info{version}`: always 1.
     pub build_info: IntGaugeVec,
     /// `dbferry_plugin_info{engine,version,abi}`: 1 per loaded plugin.
@@ -74,6 +78,20 @@ impl Metrics {
             &["side"],
         );
         let chunk_retries = IntCounter::new("dbferry_chunk_retries_total", "Chunks copied again after an error.");
+        let import_waiting = IntGaugeVec::new(
+            Opts::new(
+                "dbferry_import_waiting",
+                "1 while an import waits for a source or target that went away.",
+            ),
+            &["import_id"],
+        );
+        let outages = IntCounterVec::new(
+            Opts::new(
+                "dbferry_outages_total",
+                "Outages imports waited for, by the side that failed first.",
+            ),
+            &["side"],
+        );
         let build_info = IntGaugeVec::new(Opts::new("dbferry_build_info", "dbferry build."), &["version"]);
         let plugin_info = IntGaugeVec::new(
             Opts::new("dbferry_plugin_info", "Loaded engine plugins."),
@@ -98,6 +116,8 @@ impl Metrics {
                 queued_bytes: queued_bytes?,
                 chunk_failures: chunk_failures?,
                 chunk_retries: chunk_retries?,
+                import_waiting: import_waiting?,
+                outages: outages?,
                 build_info: build_info?,
                 plugin_info: plugin_info?,
                 sessions: sessions?,
@@ -111,6 +131,8 @@ impl Metrics {
             registry.register(Box::new(m.queued_bytes.clone()))?;
             registry.register(Box::new(m.chunk_failures.clone()))?;
             registry.register(Box::new(m.chunk_retries.clone()))?;
+            registry.register(Box::new(m.import_waiting.clone()))?;
+            registry.register(Box::new(m.outages.clone()))?;
             registry.register(Box::new(m.build_info.clone()))?;
             registry.register(Box::new(m.plugin_info.clone()))?;
             registry.register(Box::new(m.sessions.clone()))?;

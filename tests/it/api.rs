@@ -282,8 +282,11 @@ fn the_sdks_import_poll_describe_and_cancel() {
     }
 
     // During: a slow import dropped as a job file shows through the API.
+    // Small chunks: progress counts committed chunks, so the first must
+    // commit well before the copy ends.
     let job = Job::mysql(DST, SRC, &[&db3])
         .option("max_bytes_per_sec", "1000000")
+        .option("chunk_bytes", "1048576")
         .render();
     std::fs::write(api.files.path().join("jobs.d/slow.toml"), job).expect("drop the job");
     let running = api.daemon.wait_import(Duration::from_secs(60), |i| {

@@ -184,8 +184,10 @@ fn exit_code_3_when_the_target_dies_mid_copy() {
     let target = MariaDb::start();
     let db = slow_db(source, &target);
     let setup = Setup::with(Instance::mysql(SRC, source), Instance::mysql(DST, &target));
+    // A target that never comes back is waited for `outage_timeout`, then the import fails.
     let job = Job::mysql(DST, SRC, &[&db])
         .option("max_bytes_per_sec", "500000")
+        .option("outage_timeout", "3")
         .write(&setup.files, "doomed.toml");
     let mut running = spawn_run(&bin(), &setup.config, &job);
     let started = running.wait_for_line(Duration::from_secs(60), |l| {
@@ -203,8 +205,17 @@ fn exit_code_3_when_the_target_dies_mid_copy() {
         out.describe()
     );
     assert!(
-        out.message().is_some_and(|m| !m.is_empty()),
+        out.message()
+            .is_some_and(|m| m.contains("still unreachable after outage_timeout (3 s)")),
         "and says why\n{}",
+        out.describe()
+    );
+    assert!(
+        out.result
+            .as_ref()
+            .and_then(|r| r["ResumeCommand"].as_str())
+            .is_some_and(|c| c.contains("dbferry resume")),
+        "and how to go on\n{}",
         out.describe()
     );
 }

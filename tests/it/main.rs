@@ -20,6 +20,7 @@ mod cli;
 mod common;
 mod consistency;
 mod daemon;
+mod faults;
 mod fidelity;
 mod jobfiles;
 mod ops;

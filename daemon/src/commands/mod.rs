@@ -23,5 +23,14 @@ pub fn dispatch(cli: Cli) -> i32 {
             import_id,
         } => remote::status(&endpoint, import_id, json),
         Command::Cancel { endpoint, import_id } => remote::cancel(&endpoint, import_id),
+        Command::Resume {
+            config,
+            json,
+            endpoint,
+            import_id,
+        } => match endpoint {
+            Some(endpoint) => remote::resume(&endpoint, import_id),
+            None => run::resume(&config.config, import_id, json),
+        },
     }
 }

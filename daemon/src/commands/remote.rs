@@ -73,3 +73,28 @@ pub fn cancel(endpoint: &str, import_id: u64) -> i32 {
         }
     }
 }
+
+/// Asks the daemon to resume an import; exit 1 if it refuses.
+pub fn resume(endpoint: &str, import_id: u64) -> i32 {
+    let url = format!("{}/v1/imports/{import_id}/resume", endpoint.trim_end_matches('/'));
+    match ureq::post(&url)
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send_empty()
+    {
+        Ok(response) if response.status().is_success() => {
+            println!("import {import_id} resumed");
+            0
+        }
+        Ok(mut response) => {
+            let body = response.body_mut().read_to_string().unwrap_or_default();
+            eprintln!("error: {url}: {} {body}", response.status());
+            1
+        }
+        Err(e) => {
+            eprintln!("error: {url}: {e}");
+            1
+        }
+    }
+}

@@ -231,6 +231,19 @@ impl Progress {
             .collect()
     }
 
+    /// Counts a chunk an earlier attempt committed (not a transfer of this
+    /// process, so the transfer counters stay as they are).
+    pub fn committed_before(&self, id: ChunkId, stats: ChunkStats) {
+        if let Some(progress) = self
+            .tables
+            .get(id.table as usize)
+            .and_then(|&db| self.databases.get(db))
+        {
+            progress.1.fetch_add(stats.rows, Ordering::Relaxed);
+            progress.2.fetch_add(stats.bytes, Ordering::Relaxed);
+        }
+    }
+
     /// The queue gauge follows the copy's memory budget.
     pub fn set_queued(&self, bytes: u64) {
         self.metrics.queued_bytes.set(bytes as i64);
@@ -238,16 +251,8 @@ impl Progress {
 }
 
 impl ProgressSink for Progress {
-    fn batch_written(&self, id: ChunkId, rows: u64, bytes: u64) {
-        let Some(&db) = self.tables.get(id.table as usize) else {
-            return;
-        };
-        if let (Some(progress), Some((row_counter, byte_counter))) = (self.databases.get(db), self.counters.get(db)) {
-            progress.1.fetch_add(rows, Ordering::Relaxed);
-            progress.2.fetch_add(bytes, Ordering::Relaxed);
-            row_counter.inc_by(rows);
-            byte_counter.inc_by(bytes);
-        }
+    fn batch_written(&self, id: ChunkId, _rows: u64, _bytes: u64) {
+        // Rows count once their chunk commits: a batch sent may still roll back.
         let mut started = self.started.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         started.entry(id).or_insert_with(Instant::now);
     }
@@ -260,7 +265,16 @@ impl ProgressSink for Progress {
         self.metrics.queued_bytes.set(bytes as i64);
     }
 
-    fn chunk_committed(&self, id: ChunkId, _stats: ChunkStats) {
+    fn chunk_committed(&self, id: ChunkId, stats: ChunkStats) {
+        if let Some(&db) = self.tables.get(id.table as usize) {
+            if let (Some(progress), Some((row_counter, byte_counter))) = (self.databases.get(db), self.counters.get(db))
+            {
+                progress.1.fetch_add(stats.rows, Ordering::Relaxed);
+                progress.2.fetch_add(stats.bytes, Ordering::Relaxed);
+                row_counter.inc_by(stats.rows);
+                byte_counter.inc_by(stats.bytes);
+            }
+        }
         let mut started = self.started.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(at) = started.remove(&id) {
             self.chunk_seconds.observe(at.elapsed().as_secs_f64());

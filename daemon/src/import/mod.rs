@@ -3,8 +3,10 @@
 
 mod backup;
 mod copy;
+pub mod outage;
 pub mod outcome;
 pub mod precheck;
+mod resume;
 mod verify;
 
 use std::time::{Duration, Instant};
@@ -19,6 +21,7 @@ use serde::{Deserialize, Serialize};
 pub use copy::PlannedTable;
 use copy::{Progress, SessionSplitter, SourceSide, TargetSide};
 pub use outcome::{DatabaseProgress, EventSink, ImportEvent, ImportResult, ImportStatus, NoEvents};
+pub use resume::{shell_quote, TableProgressState, TableState};
 
 use crate::codes::{ErrorCode, Rejection};
 use crate::config::Config;
@@ -91,6 +94,8 @@ pub trait ImportStore: CheckpointStore {
     fn load_plan(&self) -> Result<Option<StoredPlan>, String>;
     /// Saves the plan; called before the first change and once chunks are planned.
     fn save_plan(&self, plan: &StoredPlan) -> Result<(), String>;
+    /// Forgets the checkpoints of these tables (`ChunkId::table`), durably.
+    fn forget_tables(&self, tables: &[u32]) -> Result<(), String>;
 }
 
 /// A store that forgets everything when dropped; what tests use.
@@ -119,6 +124,10 @@ impl ImportStore for MemoryStore {
     }
     fn save_plan(&self, plan: &StoredPlan) -> Result<(), String> {
         *self.plan.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(plan.clone());
+        Ok(())
+    }
+    fn forget_tables(&self, tables: &[u32]) -> Result<(), String> {
+        self.checkpoints.forget(|id| tables.contains(&id.table));
         Ok(())
     }
 }
@@ -228,80 +237,203 @@ fn run_phases(
         Ok(r) => r,
         Err(rejection) => return result.reject(rejection),
     };
-    let saved = match store.load_plan() {
-        Ok(plan) => plan,
-        Err(e) => {
-            return result.reject(Rejection::new(
-                ErrorCode::InternalError,
-                format!("reading the saved plan: {e}"),
-            ))
-        }
+    let attempt = Attempt {
+        ctx,
+        job,
+        import_id,
+        tuning,
+        plugin,
+        resolved: &resolved,
+        reservation: &reservation,
+        store,
+        events,
+        cancel,
     };
-    let resume = saved.is_some();
-    let checked = match precheck::check_servers(plugin, &resolved, job, saved.as_ref().map(|p| p.schemas.clone())) {
-        Ok(c) => c,
-        Err(rejection) => {
-            if rejection.code == ErrorCode::IncorrectInstanceState {
-                tracing::warn!(message = %rejection.message, "instance unreachable");
+    let waiter = outage::Waiter {
+        plugin,
+        instances: [resolved.source, resolved.target],
+        reservation: &reservation,
+        metrics: &ctx.metrics,
+        import_id,
+        events,
+        cancel,
+    };
+    let mut outages = 0;
+    while let Some(lost) = attempt.run(outages > 0, result) {
+        outages += 1;
+        let side = if lost.starts_with("reading") || lost.contains("source") {
+            "source"
+        } else {
+            "target"
+        };
+        ctx.metrics.outages.with_label_values(&[side]).inc();
+        let timeout = job.options.outage_timeout;
+        if outages > outage::MAX_OUTAGES {
+            result.fail(
+                ErrorCode::IncorrectInstanceState,
+                format!(
+                    "{lost}; the connection was lost {} times, so the import stopped",
+                    outages
+                ),
+            );
+            break;
+        }
+        tracing::warn!(import_id, error = %lost, timeout_seconds = timeout.as_secs(), "lost an instance; waiting for it");
+        match waiter.wait(timeout) {
+            Ok(()) => {
+                tracing::info!(import_id, "both instances answer again; resuming");
+                result.reset_for_retry();
             }
-            return result.reject(rejection);
+            Err(outage::WaitEnd::Cancelled) => {
+                result.status = ImportStatus::Cancelled;
+                result.code = None;
+                result.message = Some(format!(
+                    "the import was cancelled while it waited for an instance: {} rows ({} bytes) are committed on the target and stay there",
+                    result.rows, result.bytes
+                ));
+                break;
+            }
+            Err(outage::WaitEnd::TimedOut(why)) => {
+                result.fail(
+                    ErrorCode::IncorrectInstanceState,
+                    format!(
+                        "{lost}; still unreachable after outage_timeout ({} s): {why}",
+                        timeout.as_secs()
+                    ),
+                );
+                break;
+            }
         }
-    };
-    for transport in &checked.transport {
-        ctx.metrics
-            .sessions
-            .with_label_values(&[&transport.instance, transport.encryption_label()])
-            .inc();
-    }
-    result.transport = checked.transport.to_vec();
-    if cancel.is_cancelled() {
-        result.status = ImportStatus::Cancelled;
-        result.message = Some("cancelled before any change".into());
-        return;
-    }
-
-    let mut plan = saved.unwrap_or_else(|| StoredPlan {
-        schemas: checked.schemas.clone(),
-        ..StoredPlan::default()
-    });
-    if let Err(e) = store.save_plan(&plan) {
-        return result.reject(Rejection::new(
-            ErrorCode::InternalError,
-            format!("saving the plan: {e}"),
-        ));
-    }
-    if resume {
-        tracing::info!("resuming an interrupted import");
-    }
-    reservation.activate();
-    let outcome = match job.options.method {
-        CopyMethod::Logical => copy_all(
-            ctx, job, import_id, tuning, &resolved, &checked, &mut plan, resume, store, events, cancel, result,
-        ),
-        CopyMethod::BackupRestore => backup::restore_all(
-            job,
-            import_id,
-            &resolved,
-            &checked,
-            &ctx.metrics,
-            events,
-            cancel,
-            result,
-        ),
-    };
-    // Whatever happened, release the source's snapshot connections.
-    if let Err(e) = checked.source.end_snapshot() {
-        tracing::warn!(error = %e, "releasing the source snapshot failed");
-    }
-    match outcome {
-        Ok(()) => result.status = ImportStatus::Success,
-        Err(Stop::Cancelled) => {
-            result.status = ImportStatus::Cancelled;
-            result.message = Some("the import was cancelled; committed chunks stay on the target".into());
-        }
-        Err(Stop::Failed(code, message)) => result.fail(code, message),
     }
     drop(reservation);
+}
+
+/// One try at an import, from the server checks to its end; an outage
+/// ends it early and is waited for by [`run_phases`].
+struct Attempt<'a> {
+    ctx: &'a ImportContext,
+    job: &'a Job,
+    import_id: u64,
+    tuning: &'a CopyTuning,
+    plugin: &'a dbferry_plugin_host::Plugin,
+    resolved: &'a precheck::Resolved<'a>,
+    reservation: &'a crate::instances::Reservation,
+    store: &'a dyn ImportStore,
+    events: &'a dyn EventSink,
+    cancel: &'a CancelToken,
+}
+
+impl Attempt<'_> {
+    /// Runs the import once. `Some(why)` when a source or target went away
+    /// (`after_outage`: also when one cannot be reached at the start).
+    fn run(&self, after_outage: bool, result: &mut ImportResult) -> Option<String> {
+        let Attempt {
+            ctx,
+            job,
+            import_id,
+            tuning,
+            plugin,
+            resolved,
+            reservation,
+            store,
+            events,
+            cancel,
+        } = *self;
+        let saved = match store.load_plan() {
+            Ok(plan) => plan,
+            Err(e) => {
+                result.reject(Rejection::new(
+                    ErrorCode::InternalError,
+                    format!("reading the saved plan: {e}"),
+                ));
+                return None;
+            }
+        };
+        let resume = saved.is_some();
+        let checked = match precheck::check_servers(plugin, resolved, job, saved.as_ref().map(|p| p.schemas.clone())) {
+            Ok(c) => c,
+            Err(rejection) => {
+                if rejection.code == ErrorCode::IncorrectInstanceState {
+                    if after_outage && outage::is_outage(&rejection.message) {
+                        return Some(rejection.message);
+                    }
+                    tracing::warn!(message = %rejection.message, "instance unreachable");
+                }
+                result.reject(rejection);
+                return None;
+            }
+        };
+        for transport in &checked.transport {
+            ctx.metrics
+                .sessions
+                .with_label_values(&[&transport.instance, transport.encryption_label()])
+                .inc();
+        }
+        result.transport = checked.transport.to_vec();
+        if cancel.is_cancelled() {
+            result.status = ImportStatus::Cancelled;
+            result.message = Some("cancelled before any change".into());
+            return None;
+        }
+
+        let mut plan = saved.unwrap_or_else(|| StoredPlan {
+            schemas: checked.schemas.clone(),
+            ..StoredPlan::default()
+        });
+        if let Err(e) = store.save_plan(&plan) {
+            result.reject(Rejection::new(
+                ErrorCode::InternalError,
+                format!("saving the plan: {e}"),
+            ));
+            return None;
+        }
+        if resume {
+            tracing::info!("resuming an interrupted import");
+        }
+        reservation.activate();
+        let outcome = match job.options.method {
+            CopyMethod::Logical => copy_all(
+                ctx, job, import_id, tuning, resolved, &checked, &mut plan, resume, store, events, cancel, result,
+            ),
+            CopyMethod::BackupRestore => {
+                backup::restore_all(job, import_id, resolved, &checked, &ctx.metrics, events, cancel, result)
+            }
+        };
+        // Whatever happened, release the source's snapshot connections.
+        if let Err(e) = checked.source.end_snapshot() {
+            tracing::debug!(error = %e, "releasing the source snapshot failed");
+        }
+        if outcome.is_err() && job.options.method == CopyMethod::Logical {
+            record_stop(planned_tables(resolved, &plan.schemas), &plan, store, result);
+        }
+        match outcome {
+            Ok(()) => result.status = ImportStatus::Success,
+            Err(Stop::Cancelled) => {
+                result.status = ImportStatus::Cancelled;
+                result.code = None;
+                result.message = Some(format!(
+                    "the import was cancelled: {} rows ({} bytes) are committed on the target and stay there",
+                    result.rows, result.bytes
+                ));
+            }
+            Err(Stop::Failed(_, message))
+                if job.options.method == CopyMethod::Logical
+                    && !cancel.is_cancelled()
+                    && outage::is_outage(&message) =>
+            {
+                return Some(message);
+            }
+            Err(Stop::Failed(_, message)) if outage::is_disk_full(&message) => result.fail(
+                ErrorCode::InsufficientStorage,
+                format!(
+                    "the target {} has no disk space left: {message}; free space on it, then resume the import",
+                    resolved.target.id
+                ),
+            ),
+            Err(Stop::Failed(code, message)) => result.fail(code, message),
+        }
+        None
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -321,7 +453,8 @@ fn copy_all(
 ) -> Result<(), Stop> {
     let (source, target) = (&checked.source, &checked.target);
     let warn = |result: &mut ImportResult, message: String| {
-        tracing::warn!(%message);
+        // Logged at info: `run` shows warnings through its events, once.
+        tracing::info!(warning = %message, "import warning");
         events.emit(&ImportEvent::Warning {
             message: message.clone(),
         });
@@ -350,14 +483,24 @@ fn copy_all(
     if let Some(warning) = snapshot.warning {
         warn(result, warning);
     }
-    if resume && plan.chunks.is_some() {
-        warn(
-            result,
-            "the import resumed after an interruption: chunks copied before it were read from an earlier snapshot"
-                .into(),
-        );
-    }
     let tables = &planned_tables(resolved, &plan.schemas);
+    if let (true, Some(chunks)) = (resume, plan.chunks.as_deref()) {
+        let restarted = resume::restart_unfinished(tables, chunks, store)
+            .map_err(|e| Stop::Failed(ErrorCode::InternalError, format!("forgetting partial tables: {e}")))?;
+        if restarted.kept > 0 {
+            result.consistency = Some(Consistency::PerTable);
+            warn(
+                result,
+                format!(
+                    "consistency is per table: the import resumed without the source snapshot it started with \
+                     (that snapshot ended with the interrupted attempt), so the {} table(s) finished before the \
+                     interruption were read at an earlier instant than the rest; {} partly copied table(s) were \
+                     copied again whole from a new snapshot",
+                    restarted.kept, restarted.restarted
+                ),
+            );
+        }
+    }
     if plan.chunks.is_none() {
         let chunks = plan_chunks(tables, source, job, tuning, snapshot.consistency)?;
         plan.chunks = Some(chunks);
@@ -396,6 +539,11 @@ fn copy_all(
         &resolved.source.engine,
         &ctx.metrics,
     );
+    for chunk in chunks {
+        if let Some(stats) = store.committed(chunk.id) {
+            progress.committed_before(chunk.id, stats);
+        }
+    }
     let lanes = job.options.parallelism as usize;
     let settings = CopySettings {
         lanes,
@@ -446,9 +594,6 @@ fn copy_all(
                 "target"
             };
             ctx.metrics.chunk_failures.with_label_values(&[side]).inc();
-            let snapshot = progress.snapshot();
-            result.rows = snapshot.iter().map(|d| d.rows).sum();
-            result.bytes = snapshot.iter().map(|d| d.bytes).sum();
             return Err(copy_failure(error));
         }
     };
@@ -507,7 +652,16 @@ fn copy_all(
     Ok(())
 }
 
-/// Cuts every table into chunks (rule: split only under one global snapshot).
+/// What is on the target after a stop short of success: committed rows and
+/// bytes, and every table's state.
+fn record_stop(tables: Vec<PlannedTable>, plan: &StoredPlan, store: &dyn ImportStore, result: &mut ImportResult) {
+    let chunks = plan.chunks.as_deref().unwrap_or_default();
+    let states = resume::table_states(&tables, chunks, store);
+    result.rows = states.iter().map(|t| t.rows).sum();
+    result.bytes = states.iter().map(|t| t.bytes).sum();
+    result.table_states = states;
+}
+
 /// The tables of `schemas`, in order: what `ChunkId::table` indexes.
 fn planned_tables(resolved: &precheck::Resolved<'_>, schemas: &[DatabaseSchema]) -> Vec<PlannedTable> {
     let mut tables = Vec::new();
@@ -650,6 +804,46 @@ fn report_progress(
             return;
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// After a stop short of success, says what to do next: the command that
+/// resumes the import and the SQL that removes what it created instead.
+/// `earlier` is what earlier attempts of the import created.
+pub fn next_steps(
+    result: &mut ImportResult,
+    store: &dyn ImportStore,
+    earlier: Vec<String>,
+    resume_command: &str,
+    ctx: &ImportContext,
+    job: &Job,
+) {
+    if !earlier.is_empty() {
+        let mut created = earlier;
+        for object in result.created.drain(..) {
+            if !created.contains(&object) {
+                created.push(object);
+            }
+        }
+        result.created = created;
+    }
+    let changed_something = store.load_plan().ok().flatten().is_some();
+    if result.status == ImportStatus::Success || (result.rejected && !changed_something) {
+        return;
+    }
+    result.resume_command = Some(resume_command.to_string());
+    if !result.created.is_empty() {
+        let engine = ctx
+            .config
+            .instances
+            .iter()
+            .find(|i| i.id == job.target_id)
+            .map(|i| i.engine.as_str())
+            .unwrap_or_default();
+        result.cleanup_hint = Some(match resume::cleanup_sql(engine, &result.created) {
+            Some(sql) => format!("run on the target: {sql}"),
+            None => format!("drop these objects on the target: {}", result.created.join(", ")),
+        });
     }
 }
 

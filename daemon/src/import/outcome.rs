@@ -77,6 +77,12 @@ pub struct ImportResult {
     pub created: Vec<String>,
     /// Per-table results.
     pub tables: Vec<TableOutcome>,
+    /// After a stop short of success: what each table has on the target.
+    pub table_states: Vec<super::TableState>,
+    /// After a stop short of success: the command that resumes the import.
+    pub resume_command: Option<String>,
+    /// After a stop short of success: how to remove what it created instead.
+    pub cleanup_hint: Option<String>,
     /// Wall time.
     pub elapsed_seconds: f64,
 }
@@ -98,6 +104,9 @@ impl ImportResult {
             warnings: Vec::new(),
             created: Vec::new(),
             tables: Vec::new(),
+            table_states: Vec::new(),
+            resume_command: None,
+            cleanup_hint: None,
             elapsed_seconds: 0.0,
         }
     }
@@ -108,6 +117,17 @@ impl ImportResult {
         self.rejected = true;
         self.code = Some(rejection.code);
         self.message = Some(rejection.message);
+    }
+
+    /// Clears how an attempt ended, before the import tries again after an
+    /// outage; warnings and what it created stay.
+    pub fn reset_for_retry(&mut self) {
+        self.status = ImportStatus::Running;
+        self.rejected = false;
+        self.code = None;
+        self.message = None;
+        self.table_states.clear();
+        self.tables.clear();
     }
 
     /// Ends the result as failed while changing the target.
@@ -133,7 +153,14 @@ impl ImportResult {
             "Transport": self.transport,
             "Warnings": self.warnings,
             "Created": self.created,
-            "Tables": self.tables,
+            // A stopped import lists every table with its state instead.
+            "Tables": if self.table_states.is_empty() {
+                serde_json::json!(self.tables)
+            } else {
+                serde_json::json!(self.table_states)
+            },
+            "ResumeCommand": self.resume_command,
+            "Cleanup": self.cleanup_hint,
             "ElapsedSeconds": self.elapsed_seconds,
         })
     }

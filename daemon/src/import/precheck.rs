@@ -283,7 +283,8 @@ pub fn check_servers(
                     ),
                 ))
             }
-            (false, Some(db)) if db.has_objects => {
+            // A resumed import finds its own earlier work there.
+            (false, Some(db)) if db.has_objects && saved.is_none() => {
                 return Err(Rejection::new(
                     ErrorCode::DbNameExists,
                     format!("destination database {dst} already exists on the target {} and is not empty", resolved.target.id),

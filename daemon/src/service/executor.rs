@@ -20,7 +20,7 @@ use crate::codes::{ErrorCode, Rejection};
 use crate::diag::Source;
 use crate::import::{self, CopyTuning, EventSink, ImportContext, ImportEvent, ImportResult, ImportStatus};
 use crate::job::Job;
-use crate::state::{ImportRecord, NewImport, Store, StoredImport};
+use crate::state::{ImportLease, ImportRecord, NewImport, Store, StoredImport};
 
 /// Live progress of a running import, for the status API.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -64,12 +64,31 @@ struct Inner {
     running: Mutex<HashMap<u64, Arc<Running>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     shutting_down: AtomicBool,
+    /// What earlier attempts of a resumed import created, until it runs.
+    earlier_created: Mutex<HashMap<u64, Vec<String>>>,
 }
 
 /// Submits, tracks, cancels and resumes imports. Cheap to clone.
 #[derive(Clone)]
 pub struct Executor {
     inner: Arc<Inner>,
+}
+
+/// Why a resume request was refused.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ResumeError {
+    /// No such import.
+    #[error("import {0} is not found")]
+    NotFound(u64),
+    /// It is running, here or in another process.
+    #[error("import {0} is running")]
+    Running(u64),
+    /// It succeeded.
+    #[error("import {0} already succeeded; there is nothing to resume")]
+    Succeeded(u64),
+    /// The daemon cannot resume it (shutting down, a store failure, an invalid stored job).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Why a cancel request was refused.
@@ -95,6 +114,7 @@ impl Executor {
                 running: Mutex::default(),
                 threads: Mutex::default(),
                 shutting_down: AtomicBool::new(false),
+                earlier_created: Mutex::default(),
             }),
         }
     }
@@ -185,13 +205,18 @@ impl Executor {
         Ok((id, request_id))
     }
 
-    /// Restarts every import a previous process left `Pending` or `Running`.
+    /// Restarts every import a previous daemon left `Pending` or `Running`.
+    /// Imports of `dbferry run` (origin `run:…`) belong to the command line:
+    /// they are resumed only when asked ([`Executor::resume`] or `dbferry resume`).
     pub fn resume_unfinished(&self) -> Result<usize, Rejection> {
-        let records = self
+        let records: Vec<_> = self
             .inner
             .store
             .imports(true)
-            .map_err(|e| Rejection::new(ErrorCode::InternalError, e.to_string()))?;
+            .map_err(|e| Rejection::new(ErrorCode::InternalError, e.to_string()))?
+            .into_iter()
+            .filter(|record| !record.origin.starts_with("run:"))
+            .collect();
         let count = records.len();
         for record in records.into_iter().rev() {
             let origin = Path::new(record.origin.trim_start_matches("run:"));
@@ -211,6 +236,55 @@ impl Executor {
             }
         }
         Ok(count)
+    }
+
+    /// Goes on with an import that failed, was cancelled, or whose process
+    /// died (its lease is free): only its uncommitted work is done again.
+    pub fn resume(&self, id: u64) -> Result<(), ResumeError> {
+        if self.inner.shutting_down.load(Ordering::SeqCst) {
+            return Err(ResumeError::Refused("the daemon is shutting down".into()));
+        }
+        if self
+            .inner
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(&id)
+        {
+            return Err(ResumeError::Running(id));
+        }
+        let store = &self.inner.store;
+        let record = match store.import(id) {
+            Ok(Some(record)) => record,
+            Ok(None) => return Err(ResumeError::NotFound(id)),
+            Err(e) => return Err(ResumeError::Refused(e.to_string())),
+        };
+        if record.status == ImportStatus::Success.as_str() {
+            return Err(ResumeError::Succeeded(id));
+        }
+        // Another process (a `dbferry run`) may be running it.
+        match ImportLease::acquire(store.dir(), id) {
+            Ok(Some(_free)) => {}
+            Ok(None) => return Err(ResumeError::Running(id)),
+            Err(e) => return Err(ResumeError::Refused(format!("taking the import's lease: {e}"))),
+        }
+        let origin = Path::new(record.origin.trim_start_matches("run:"));
+        let job = Job::parse(&Source::new(origin, record.job.clone()))
+            .map_err(|diags| ResumeError::Refused(format!("the stored job is invalid: {diags}")))?;
+        let earlier = crate::commands::run::earlier_created(&record);
+        match store.reopen(id, crate::commands::run::RESUMABLE) {
+            Ok(true) => {}
+            Ok(false) => return Err(ResumeError::Running(id)),
+            Err(e) => return Err(ResumeError::Refused(e.to_string())),
+        }
+        tracing::info!(import_id = id, "import resume requested");
+        self.inner
+            .earlier_created
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, earlier);
+        self.launch(id, record.request_id, job);
+        Ok(())
     }
 
     fn launch(&self, id: u64, request_id: String, job: Job) {
@@ -268,6 +342,21 @@ impl Executor {
 
     fn execute(&self, id: u64, request_id: String, job: &Job, running: &Running) {
         let store = &self.inner.store;
+        let _lease = match ImportLease::acquire(store.dir(), id) {
+            Ok(Some(lease)) => lease,
+            Ok(None) => {
+                tracing::warn!(
+                    import_id = id,
+                    "another process runs this import; leaving it to that process"
+                );
+                return;
+            }
+            Err(e) => {
+                let mut result = ImportResult::new(id, request_id);
+                result.fail(ErrorCode::InternalError, format!("taking the import's lease: {e}"));
+                return self.finish_unstarted(&result);
+            }
+        };
         let _ = store.set_status(id, "Running", 0, 0);
         let ctx = self.context();
         let stored = match StoredImport::load(store, id) {
@@ -278,7 +367,7 @@ impl Executor {
                 return self.finish_unstarted(&result);
             }
         };
-        let result = import::run_import(
+        let mut result = import::run_import(
             &ctx,
             job,
             id,
@@ -288,6 +377,20 @@ impl Executor {
             running,
             &running.cancel,
         );
+        let earlier = self
+            .inner
+            .earlier_created
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id)
+            .unwrap_or_default();
+        let scheme = if ctx.config.daemon.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let resume = format!("dbferry resume --endpoint {scheme}://{} {id}", ctx.config.daemon.listen);
+        import::next_steps(&mut result, &stored, earlier, &resume, &ctx, job);
         let interrupted = result.status == ImportStatus::Cancelled
             && self.inner.shutting_down.load(Ordering::SeqCst)
             && !running.user_cancelled.load(Ordering::SeqCst);

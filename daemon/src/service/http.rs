@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 
-use super::executor::{CancelError, Executor, LiveProgress};
+use super::executor::{CancelError, Executor, LiveProgress, ResumeError};
 use crate::state::ImportRecord;
 
 /// What the handlers share.
@@ -104,6 +104,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/imports", get(list))
         .route("/v1/imports/{id}", get(one))
         .route("/v1/imports/{id}/cancel", post(cancel))
+        .route("/v1/imports/{id}/resume", post(resume))
         .with_state(state.clone())
         .merge(crate::api::router(state.executor))
         .layer(axum::middleware::from_fn(request_timeout))
@@ -183,5 +184,22 @@ async fn cancel(State(state): State<AppState>, Path(id): Path<u64>) -> Response 
             .into_response(),
         Err(e @ CancelError::NotFound(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
         Err(e @ CancelError::Ended(..)) => error(StatusCode::CONFLICT, e.to_string()),
+    }
+}
+
+async fn resume(State(state): State<AppState>, Path(id): Path<u64>) -> Response {
+    let executor = state.executor.clone();
+    match tokio::task::spawn_blocking(move || executor.resume(id)).await {
+        Ok(Ok(())) => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({ "ImportId": id, "Message": "resume requested" })),
+        )
+            .into_response(),
+        Ok(Err(e @ ResumeError::NotFound(_))) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Ok(Err(e @ (ResumeError::Running(_) | ResumeError::Succeeded(_)))) => {
+            error(StatusCode::CONFLICT, e.to_string())
+        }
+        Ok(Err(e @ ResumeError::Refused(_))) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

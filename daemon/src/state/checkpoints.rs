@@ -86,6 +86,17 @@ impl crate::import::ImportStore for StoredImport<'_> {
     fn save_plan(&self, plan: &crate::import::StoredPlan) -> Result<(), String> {
         self.store.save_plan(self.import_id, plan).map_err(|e| e.to_string())
     }
+
+    fn forget_tables(&self, tables: &[u32]) -> Result<(), String> {
+        self.flush()?;
+        self.committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|id, _| !tables.contains(&id.table));
+        self.store
+            .forget_tables(self.import_id, tables)
+            .map_err(|e| e.to_string())
+    }
 }
 
 #[cfg(test)]

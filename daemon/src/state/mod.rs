@@ -9,6 +9,7 @@
 //! directory; SQLite serialises their writes.
 
 mod checkpoints;
+mod lease;
 mod schema;
 mod tokens;
 
@@ -20,6 +21,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 pub use checkpoints::StoredImport;
+pub use lease::ImportLease;
 
 use crate::import::ImportResult;
 
@@ -287,6 +289,42 @@ impl Store {
             }
             tx.commit()
         })
+    }
+
+    /// Forgets the checkpoints of some tables of an import, so that a
+    /// resume copies them again whole.
+    pub fn forget_tables(&self, id: u64, tables: &[u32]) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            for table in tables {
+                tx.execute(
+                    "DELETE FROM chunks WHERE import_id = ?1 AND table_index = ?2",
+                    params![id as i64, table],
+                )?;
+            }
+            tx.commit()
+        })
+    }
+
+    /// Puts an ended (or abandoned) import back to `Pending` so it can be
+    /// resumed; `false` when its status is not one of `from`.
+    pub fn reopen(&self, id: u64, from: &[&str]) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let mut changed = 0;
+            for status in from {
+                changed += c.execute(
+                    "UPDATE imports SET status = 'Pending', code = NULL, message = NULL, ended_at = NULL, result = NULL
+                     WHERE id = ?1 AND status = ?2",
+                    params![id as i64, status],
+                )?;
+            }
+            Ok(changed > 0)
+        })
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
     }
 
     /// Every committed chunk of an import.
