@@ -47,8 +47,10 @@ fn a_dropped_job_moves_instance_states_and_counters_then_succeeds() {
     assert_eq!(state_of(&before, SRC).as_deref(), Some("Running"), "{before}");
     assert_eq!(state_of(&before, DST).as_deref(), Some("Running"));
 
+    // Transfer counters count committed chunks: several chunks make several steps.
     let job = Job::mysql(DST, SRC, &[&db])
         .option("max_bytes_per_sec", "8000000")
+        .option("chunk_bytes", "1048576")
         .render();
     std::fs::write(jobs.join("copy.toml"), job).expect("drop the job");
 
