@@ -28,16 +28,6 @@ use crate::common::{assert_same, create_source, pair_of, planned_chunks, unique,
 /// Copies `dbs` (already created on both sides by the caller) with
 /// `options`, asserts success and identity, and that `Rows` equals the rows
 /// compared.
-/// `verify = "checksum"`, or on MySQL `"count"` until the digest stops
-/// calling MD5(), which MySQL 9.6+ lacks (issue 20 item 2, being fixed in
-/// plugins/mysql/src/digest.rs).
-fn checksum_or_count(flavour: Flavour) -> &'static str {
-    match flavour {
-        Flavour::MariaDb => "\"checksum\"",
-        Flavour::MySql => "\"count\"",
-    }
-}
-
 fn copy_and_compare(pair: &Pair, dbs: &[&str], options: &[(&str, &str)]) -> dbferry_testkit::Outcome {
     let setup = Setup::new(pair.source, pair.target);
     let outcome = setup.copy(dbs, options);
@@ -686,7 +676,7 @@ fn a_large_table_is_split_into_chunks_and_verified_by_checksum(flavour: Flavour)
     let p = pair_of(flavour);
     let db = unique("fid_large");
     create_source((p.source, p.target), &db, "utf8mb4", &large_table_sql(flavour, 200_000));
-    let outcome = copy_and_compare(p, &[&db], &[("parallelism", "4"), ("verify", checksum_or_count(flavour))]);
+    let outcome = copy_and_compare(p, &[&db], &[("parallelism", "4"), ("verify", "\"checksum\"")]);
     assert_eq!(outcome.rows(), Some(200_002));
     let chunks = planned_chunks(&outcome);
     assert!(
@@ -703,7 +693,7 @@ fn a_large_table_is_split_into_chunks_and_verified_by_checksum(flavour: Flavour)
         assert!(
             tables
                 .iter()
-                .all(|t| t.get("verified").and_then(|v| v.as_str()) == Some(checksum_or_count(flavour).trim_matches('"'))),
+                .all(|t| t.get("verified").and_then(|v| v.as_str()) == Some("checksum")),
             "every table verified by checksum: {tables:?}"
         );
     }
@@ -721,7 +711,7 @@ fn parallelism_1_and_4_give_the_same_exact_copy(flavour: Flavour) {
             &format!("{}{}", large_table_sql(flavour, 20_000), shapes_sql(flavour)),
         );
     }
-    copy_and_compare(p, &[&one], &[("parallelism", "1"), ("verify", checksum_or_count(flavour))]);
+    copy_and_compare(p, &[&one], &[("parallelism", "1"), ("verify", "\"checksum\"")]);
     copy_and_compare(p, &[&four], &[("parallelism", "4"), ("verify", "\"count\"")]);
     assert_eq!(
         p.target.row_hash(&one, "large"),
