@@ -24,8 +24,8 @@ use crate::common::{
 };
 
 /// The caller's key (owner: the testkit's default owner, who owns SRC and DST).
-const AK: &str = "LTAI5tDbferryOwner";
-const SECRET: &str = "s3cret/with+odd=chars&more";
+pub(crate) const AK: &str = "LTAI5tDbferryOwner";
+pub(crate) const SECRET: &str = "s3cret/with+odd=chars&more";
 /// A key of another account, which owns only `rm-other0001`.
 const OTHER_AK: &str = "LTAI5tDbferryOther";
 const OTHER_SECRET: &str = "another-secret";
@@ -77,7 +77,7 @@ fn sdk_python() -> PathBuf {
 }
 
 /// Runs SDK calls; one result per call.
-fn sdk(calls: &[Value]) -> Vec<Value> {
+pub(crate) fn sdk(calls: &[Value]) -> Vec<Value> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/it/sdk/rds.py");
     let mut child = Command::new(sdk_python())
         .arg(script)
@@ -109,22 +109,22 @@ fn sdk(calls: &[Value]) -> Vec<Value> {
 }
 
 /// One SDK call.
-fn call(call: Value) -> Value {
+pub(crate) fn call(call: Value) -> Value {
     sdk(&[call]).remove(0)
 }
 
 /// A call spec for `sdk` ("v1" or "v3") against `port`.
-fn spec(sdk: &str, port: u16, action: &str, params: Value) -> Value {
+pub(crate) fn spec(sdk: &str, port: u16, action: &str, params: Value) -> Value {
     json!({"sdk": sdk, "endpoint": format!("127.0.0.1:{port}"), "key": AK, "secret": SECRET, "action": action, "params": params})
 }
 
-fn with(mut spec: Value, key: &str, value: impl Into<Value>) -> Value {
+pub(crate) fn with(mut spec: Value, key: &str, value: impl Into<Value>) -> Value {
     spec[key] = value.into();
     spec
 }
 
 /// The `Code` of an error result, as the response body carries it.
-fn code(result: &Value) -> String {
+pub(crate) fn code(result: &Value) -> String {
     result["body"]["Code"]
         .as_str()
         .or(result["code"].as_str())
@@ -132,7 +132,7 @@ fn code(result: &Value) -> String {
         .to_string()
 }
 
-fn ok(result: &Value) -> &Value {
+pub(crate) fn ok(result: &Value) -> &Value {
     assert!(
         result["error"] == false && result["status"] == 200,
         "expected success, got {result:#}"
@@ -167,7 +167,7 @@ fn start(source: &MariaDb, target: &MariaDb, extra: Vec<Instance>) -> ApiDaemon 
 }
 
 /// Polls `DescibeImportsFromDatabase` until import `id` of `instance` ends.
-fn wait_ended(sdk_name: &str, port: u16, instance: &str, id: u64, timeout: Duration) -> Value {
+pub(crate) fn wait_ended(sdk_name: &str, port: u16, instance: &str, id: u64, timeout: Duration) -> Value {
     let deadline = Instant::now() + timeout;
     loop {
         let result = call(spec(
@@ -187,7 +187,7 @@ fn wait_ended(sdk_name: &str, port: u16, instance: &str, id: u64, timeout: Durat
     }
 }
 
-fn attribute(sdk_name: &str, port: u16, instance: &str) -> Value {
+pub(crate) fn attribute(sdk_name: &str, port: u16, instance: &str) -> Value {
     let result = call(spec(
         sdk_name,
         port,

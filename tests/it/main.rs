@@ -26,4 +26,5 @@ mod jobfiles;
 mod ops;
 mod prechecks;
 mod resume;
+mod sqlserver;
 mod tls;

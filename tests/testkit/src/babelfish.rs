@@ -163,6 +163,16 @@ impl Babelfish {
         ]))
         .map_err(fail)?;
         make_certificate(&data).map_err(fail)?;
+        // `postgres` (the harness's own view, on the PostgreSQL port) is
+        // trusted; every other login, over TDS too, must give its password,
+        // as on SQL Server (`initdb --auth=trust` would let any password in).
+        fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\n\
+             host all postgres 127.0.0.1/32 trust\n\
+             host all all 127.0.0.1/32 md5\n",
+        )
+        .map_err(|e| fail(Error::io("writing pg_hba.conf", e)))?;
         let mut conf = fs::OpenOptions::new()
             .append(true)
             .open(data.join("postgresql.conf"))

@@ -5,6 +5,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::babelfish::{Babelfish, BABELFISH_PASSWORD, BABELFISH_USER};
 use crate::error::Error;
 use crate::server::{Server, ADMIN_USER};
 
@@ -134,6 +135,33 @@ impl Instance {
             edition: None,
             extra: Vec::new(),
         }
+    }
+
+    /// A dedicated SQL Server-engine instance `id` for the Babelfish
+    /// `server` (its TDS port), owned by [`DEFAULT_OWNER`], logging in as
+    /// [`BABELFISH_USER`] with `tls = "trust"` (the server's certificate is
+    /// self-signed), 100 GB of storage.
+    pub fn babelfish(id: &str, server: &Babelfish) -> Self {
+        Self {
+            id: id.to_string(),
+            engine: "sqlserver".into(),
+            owner: DEFAULT_OWNER.into(),
+            category: "dedicated".into(),
+            storage_gb: 100.0,
+            host: server.host().to_string(),
+            port: server.tds_port(),
+            user: BABELFISH_USER.into(),
+            password: BABELFISH_PASSWORD.into(),
+            lock_mode: None,
+            edition: None,
+            extra: vec![("tls".into(), "\"trust\"".into())],
+        }
+    }
+
+    /// Sets `edition`.
+    pub fn edition(mut self, edition: &str) -> Self {
+        self.edition = Some(edition.into());
+        self
     }
 
     /// Sets `owner`.
@@ -331,6 +359,18 @@ impl Job {
     /// to `target`, owned by [`DEFAULT_OWNER`].
     pub fn mysql(target: &str, source: &str, databases: &[&str]) -> Self {
         let db_info = serde_json::json!({ "DBNames": databases }).to_string();
+        Self::raw(target, source, &db_info)
+    }
+
+    /// A SQL Server job copying each source database to its destination
+    /// name (`{"DBNames":{"src":"dst"}}`) from `source` to `target`, owned
+    /// by [`DEFAULT_OWNER`].
+    pub fn sqlserver(target: &str, source: &str, databases: &[(&str, &str)]) -> Self {
+        let names: serde_json::Map<String, serde_json::Value> = databases
+            .iter()
+            .map(|(from, to)| ((*from).to_string(), serde_json::Value::from(*to)))
+            .collect();
+        let db_info = serde_json::json!({ "DBNames": names }).to_string();
         Self::raw(target, source, &db_info)
     }
 
