@@ -127,7 +127,7 @@ demo: deps build
 	target/debug/dbferry demo
 
 bench: deps
-	$(CARGO) build --release -p dbferry -p dbferry-mysql
+	$(CARGO) build --release -p dbferry -p dbferry-mysql -p dbferry-sqlserver
 	$(CARGO) run --release -p dbferry-benches --bin bench -- $(BENCH_ARGS)
 
 babelfish:

@@ -19,6 +19,11 @@
 //! dbferry's `parallelism` (and the floor's sessions) over 1, 2, 4 and 8.
 //! Quick check at CI size: `--scale 0.02 --runs 1`.
 //!
+//! `--flavour babelfish` (part of the default `all`) adds the SQL Server
+//! dataset on two Babelfish servers ([`sqlserver`]): dbferry against
+//! `freebcp` out + in and the floor (`freebcp` out, then PostgreSQL's `COPY
+//! FROM`).
+//!
 //! # The memory guard: `rss_guard`
 //!
 //! `cargo run --release -p dbferry-benches --bin rss_guard` copies dataset (a)
@@ -39,4 +44,5 @@ pub mod measure;
 pub mod report;
 pub mod rig;
 pub mod server;
+pub mod sqlserver;
 pub mod tools;

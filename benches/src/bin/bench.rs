@@ -42,8 +42,9 @@ use dbferry_benches::tools::{Bench, RunResult, Tool};
     about = "dbferry vs. dump | client, the client pipe, mydumper/myloader and the LOAD DATA floor"
 )]
 struct Args {
-    /// Server flavour(s): mariadb, mysql or both.
-    #[arg(long, default_value = "both")]
+    /// Server flavour(s): mariadb, mysql, babelfish (the SQL Server
+    /// dataset), a comma list, both (mariadb and mysql) or all.
+    #[arg(long, default_value = "all")]
     flavour: String,
     /// Leave the datasets unanalysed after loading, as after a restore.
     #[arg(long)]
@@ -227,11 +228,17 @@ fn main() -> Result<()> {
     } else {
         list(&args.dataset, Dataset::parse)?
     };
-    let flavours: Vec<Flavour> = if args.flavour == "both" {
-        Flavour::ALL.to_vec()
-    } else {
-        list(&args.flavour, Flavour::parse)?
+    let wanted: Vec<String> = match args.flavour.as_str() {
+        "all" => vec!["mariadb".into(), "mysql".into(), "babelfish".into()],
+        "both" => vec!["mariadb".into(), "mysql".into()],
+        other => list(other, |s| Ok(s.to_string()))?,
     };
+    let sqlserver = wanted.iter().any(|f| f == "babelfish");
+    let flavours: Vec<Flavour> = wanted
+        .iter()
+        .filter(|f| *f != "babelfish")
+        .map(|f| Flavour::parse(f))
+        .collect::<Result<_>>()?;
     let tools: Vec<Tool> = list(&args.tools, Tool::parse)?;
     let sweep: Vec<usize> = list(&args.sweep, |s| s.parse::<usize>().context("bad --sweep value"))?;
     let out = args
@@ -273,6 +280,22 @@ fn main() -> Result<()> {
             })
             .collect();
         any_failed |= bench_flavour(&args, flavour, &datasets, &tools, &sweep, &dbferry, &out, &mut finished)?;
+    }
+    if sqlserver {
+        let options = dbferry_benches::sqlserver::Options {
+            scale: args.scale,
+            runs: args.runs,
+            dbferry: dbferry.clone(),
+            plugin_dir: args.plugin_dir.clone(),
+            threads: args.threads,
+            verify: args.verify.clone(),
+        };
+        if let Some(result) = dbferry_benches::sqlserver::run(&options)? {
+            // freebcp in failing into Babelfish is a finding, not a failed bench.
+            any_failed |= result.tools.iter().any(|t| t.error.is_some() && t.tool != "freebcp");
+            result.save(&out)?;
+            finished.push(result);
+        }
     }
 
     println!();
