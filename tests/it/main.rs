@@ -27,4 +27,5 @@ mod ops;
 mod prechecks;
 mod resume;
 mod sqlserver;
+mod statistics;
 mod tls;

@@ -98,6 +98,22 @@ impl ServerFacts {
         }
     }
 
+    /// Makes `information_schema.TABLES` on `conn` report sizes as the
+    /// storage engine has them now. MySQL 8.0+ caches those statistics for
+    /// `information_schema_stats_expiry` seconds (a day by default), so a
+    /// table bulk-loaded after it was created reads as a few KiB: the
+    /// planner would read it whole on one connection and the storage
+    /// precheck would under-count it. The variable needs no privilege.
+    /// MariaDB has no such cache (nor the variable).
+    pub async fn fresh_statistics(&self, conn: &mut Conn) -> Result<()> {
+        if self.mariadb || self.numbers < (8, 0, 0) {
+            return Ok(());
+        }
+        conn.query_drop("SET SESSION information_schema_stats_expiry = 0")
+            .await
+            .ctx(|| "asking for uncached table statistics".into())
+    }
+
     /// Whether `CAST(x AS DOUBLE)` exists (MariaDB 10.4+, MySQL 8.0.17+).
     pub fn has_cast_double(&self) -> bool {
         let (a, b, c) = self.numbers;

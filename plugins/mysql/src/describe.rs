@@ -57,6 +57,7 @@ pub async fn describe(
         .map(|r| cell::string(r, 0))
         .unwrap_or_default();
 
+    facts.fresh_statistics(conn).await?;
     let mut tables = Vec::new();
     let mut views = Vec::new();
     for r in rows(

@@ -53,6 +53,7 @@ pub async fn probe(conn: &mut Conn, facts: &ServerFacts, mode: TlsMode) -> Resul
             read_only |= r.map(|r| cell::u64(&r, 0) != 0).unwrap_or(false);
         }
     }
+    facts.fresh_statistics(conn).await?;
     let mut used_bytes = 0u64;
     let mut sizes = std::collections::HashMap::new();
     for r in rows(

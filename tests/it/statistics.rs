@@ -1,0 +1,130 @@
+//! Sizes that do not trust cached statistics (MySQL 9.7).
+//!
+//! MySQL caches `information_schema.TABLES` sizes for
+//! `information_schema_stats_expiry` seconds (a day by default), so a table
+//! bulk-loaded after its statistics were cached reads as a few KiB. Each
+//! test first shows that staleness with the plain client (the precondition
+//! that makes it able to fail), then checks that dbferry plans and counts
+//! the table at its true size.
+
+use std::time::{Duration, Instant};
+
+use dbferry_testkit::{literal, Flavour, Instance, Job, Server};
+
+use crate::common::{assert_same, create_source, pair_of, planned_chunks, unique, Setup, DST, SRC};
+
+/// Rows of the freshly loaded table: some 25 MB in InnoDB.
+const ROWS: u64 = 200_000;
+
+/// `DATA_LENGTH + INDEX_LENGTH` of `db.t` as a session sees it, cached
+/// (`fresh = false`, the server's default) or read from InnoDB now.
+fn size(server: &Server, db: &str, fresh: bool) -> u64 {
+    let expiry = if fresh {
+        "SET SESSION information_schema_stats_expiry = 0;"
+    } else {
+        ""
+    };
+    server
+        .scalar(&format!(
+            "{expiry} SELECT DATA_LENGTH + INDEX_LENGTH FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA = {} AND TABLE_NAME = 't'",
+            literal(db)
+        ))
+        .and_then(|n| n.parse().ok())
+        .expect("a table size")
+}
+
+/// Creates `db` with a table `t` whose statistics are cached while it is
+/// empty, then bulk-loads it; returns its true size once InnoDB's background
+/// statistics have caught up, after asserting the cache still says tiny.
+fn freshly_loaded(source: &Server, target: &Server, db: &str) -> u64 {
+    create_source(
+        (source, target),
+        db,
+        "utf8mb4",
+        "CREATE TABLE t (id BIGINT PRIMARY KEY, a VARCHAR(64) NOT NULL, b DOUBLE, KEY ka (a));",
+    );
+    let cached_empty = size(source, db, false);
+    source.exec_in(
+        db,
+        &format!(
+            "INSERT INTO t SELECT seq, CONCAT(LEFT(SHA2(seq, 256), 40), 'x'), seq / 7 FROM {};",
+            Flavour::MySql.seq(ROWS)
+        ),
+    );
+    // InnoDB recalculates a table's statistics in the background a few
+    // seconds after a bulk change; a session without the cache sees them.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let fresh = loop {
+        let fresh = size(source, db, true);
+        if fresh > 8 << 20 || Instant::now() > deadline {
+            break fresh;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(
+        fresh > 8 << 20,
+        "InnoDB never reported the loaded size of {db}.t: {fresh} bytes"
+    );
+    let cached = size(source, db, false);
+    assert!(
+        cached < 1 << 20 && cached == cached_empty,
+        "precondition: the cached statistics of {db}.t should still say it is empty ({cached_empty} bytes), \
+         they say {cached} bytes"
+    );
+    fresh
+}
+
+#[test]
+fn mysql_freshly_loaded_tables_are_split_into_chunks() {
+    let p = pair_of(Flavour::MySql);
+    let db = unique("fresh_split");
+    freshly_loaded(p.source, p.target, &db);
+    let setup = Setup::new(p.source, p.target);
+    let out = setup.copy(&[&db], &[("chunk_bytes", "1048576"), ("parallelism", "4")]);
+    out.assert_success();
+    let chunks = planned_chunks(&out).expect("a planned event");
+    assert!(
+        chunks >= 4,
+        "a 25 MB table with 1 MiB chunks must be split, it was planned as {chunks} chunk(s)\n{}",
+        out.describe()
+    );
+    assert_eq!(assert_same(p.source, p.target, &db), ROWS);
+}
+
+#[test]
+fn mysql_storage_precheck_counts_freshly_loaded_tables_at_their_true_size() {
+    let p = pair_of(Flavour::MySql);
+    let db = unique("fresh_storage");
+    let true_size = freshly_loaded(p.source, p.target, &db);
+    // Room for everything the target holds now plus 4 MiB: enough for the
+    // cached size, far too little for the true one.
+    let used: u64 = p
+        .target
+        .scalar(
+            "SET SESSION information_schema_stats_expiry = 0; \
+             SELECT SUM(IFNULL(DATA_LENGTH, 0) + IFNULL(INDEX_LENGTH, 0)) FROM information_schema.TABLES",
+        )
+        .and_then(|n| n.parse().ok())
+        .expect("the target's used bytes");
+    let gb = (used + (4 << 20)) as f64 / (1u64 << 30) as f64;
+    let setup = Setup::with(
+        Instance::mysql(SRC, p.source),
+        Instance::mysql(DST, p.target).storage_gb(gb),
+    );
+    let before = p.target.objects(&db);
+    let out = setup.run(&Job::mysql(DST, SRC, &[&db]));
+    out.assert_rejected("InsufficientStorage");
+    let message = out.message().unwrap_or_default();
+    let incoming: u64 = message
+        .split("the source databases ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the refusal names the source size: {message}"));
+    assert!(
+        incoming * 10 >= true_size * 9,
+        "the source database counts {incoming} bytes, its table holds {true_size}: {message}"
+    );
+    assert_eq!(p.target.objects(&db), before, "nothing changed on the target");
+}
