@@ -25,6 +25,7 @@ mod fidelity;
 mod jobfiles;
 mod ops;
 mod prechecks;
+mod privilege;
 mod resume;
 mod sqlserver;
 mod statistics;

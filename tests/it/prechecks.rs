@@ -229,7 +229,8 @@ fn rule_5_an_unreachable_instance_is_not_running() {
         &db,
         "IncorrectDBInstanceState",
     );
-    // A wrong password is "cannot be reached" too.
+    // A wrong password is a refused login, named as such (not "cannot be
+    // reached", which would send the DBA looking at the network).
     let setup = Setup::with(
         Instance::mysql(SRC, p.source).login(dbferry_testkit::ADMIN_USER, "wrong"),
         Instance::mysql(DST, p.target),
@@ -239,7 +240,7 @@ fn rule_5_an_unreachable_instance_is_not_running() {
         p.target,
         &Job::mysql(DST, SRC, &[&db]),
         &db,
-        "IncorrectDBInstanceState",
+        "IncorrectDBInstanceAccount.AccessDenied",
     );
     let setup = Setup::new(p.source, p.target);
     assert_copied(&setup.run(&Job::mysql(DST, SRC, &[&db])), p.target, &db);

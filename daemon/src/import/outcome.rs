@@ -67,6 +67,10 @@ pub struct ImportResult {
     pub message: Option<String>,
     /// How consistent the source reads were.
     pub consistency: Option<Consistency>,
+    /// How the source was held still for its snapshot, when the engine
+    /// says (MySQL: `flush_tables_with_read_lock`, `backup_stage`,
+    /// `lock_instance_for_backup+lock_tables`, `lock_tables`).
+    pub consistency_method: Option<String>,
     /// How each instance's connections travelled (encryption, TLS
     /// version, verification), once the prechecks connected.
     pub transport: Vec<super::precheck::InstanceTransport>,
@@ -100,6 +104,7 @@ impl ImportResult {
             code: None,
             message: None,
             consistency: None,
+            consistency_method: None,
             transport: Vec::new(),
             warnings: Vec::new(),
             created: Vec::new(),
@@ -150,6 +155,7 @@ impl ImportResult {
             "Message": self.message,
             "Rejected": self.rejected,
             "Consistency": self.consistency,
+            "ConsistencyMethod": self.consistency_method,
             "Transport": self.transport,
             "Warnings": self.warnings,
             "Created": self.created,

@@ -185,11 +185,12 @@ pub fn connect(plugin: &Plugin, instance: &Instance, connections: u32) -> Result
         options,
     };
     plugin.connect(&config).map_err(|e| {
-        // A TLS refusal is not an unreachable instance: it names what the
-        // mode expected and what the server did.
+        // A TLS refusal or a refused login is not an unreachable instance:
+        // it names what the mode expected and what the server did, or which
+        // account was refused.
         let refusal = e
             .plugin_error()
-            .and_then(|p| Some((ErrorCode::tls_refusal(p.code.as_deref()?)?, p)));
+            .and_then(|p| Some((ErrorCode::plugin_refusal(p.code.as_deref()?)?, p)));
         match refusal {
             Some((code, p)) => Rejection::new(code, p.message.clone()),
             None => Rejection::new(
@@ -202,6 +203,12 @@ pub fn connect(plugin: &Plugin, instance: &Instance, connections: u32) -> Result
 
 fn probe(session: &Session, instance: &Instance) -> Result<ServerInfo, Rejection> {
     session.probe().map_err(|e| {
+        if let Some((code, p)) = e
+            .plugin_error()
+            .and_then(|p| Some((ErrorCode::plugin_refusal(p.code.as_deref()?)?, p)))
+        {
+            return Rejection::new(code, p.message.clone());
+        }
         Rejection::new(
             ErrorCode::IncorrectInstanceState,
             format!("instance {} is not Running: probing it failed: {e}", instance.id),

@@ -252,6 +252,12 @@ pub struct SnapshotInfo {
     pub consistency: Consistency,
     /// Why it is weaker than `Global`, if it is.
     pub warning: Option<String>,
+    /// How the source was held still while the readers opened their
+    /// snapshots, when the engine says (MySQL: `backup_stage`,
+    /// `flush_tables_with_read_lock`, `lock_instance_for_backup+lock_tables`
+    /// or `lock_tables`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
 }
 
 /// What to do with a target table that already exists.

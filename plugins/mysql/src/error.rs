@@ -8,6 +8,8 @@ pub mod code {
     pub const DB_ACCESS_DENIED: u16 = 1044;
     /// ER_ACCESS_DENIED_ERROR.
     pub const ACCESS_DENIED: u16 = 1045;
+    /// ER_ACCESS_DENIED_NO_PASSWORD_ERROR.
+    pub const ACCESS_DENIED_NO_PASSWORD: u16 = 1698;
     /// ER_TABLE_EXISTS_ERROR.
     pub const TABLE_EXISTS: u16 = 1050;
     /// ER_DUP_KEYNAME.
@@ -167,14 +169,36 @@ impl From<Error> for PluginError {
     fn from(error: Error) -> Self {
         let kind = error.kind();
         let mut out = PluginError::new(kind, error.to_string());
-        match error {
+        match &error {
             Error::Conflict(_) => out = out.with_code("InvalidDBName.Exists"),
             Error::Tls { refusal, .. } => out = out.with_code(refusal.code()),
+            Error::Connect {
+                instance,
+                message,
+                server_code: Some(code::ACCESS_DENIED | code::DB_ACCESS_DENIED | code::ACCESS_DENIED_NO_PASSWORD),
+            } => {
+                out = PluginError::new(
+                    ErrorKind::Access,
+                    format!(
+                        "instance {instance} refused the login of the configured account: {message} \
+                         (check the user and password, and that the account may connect from this host)"
+                    ),
+                )
+                .with_code(ACCESS_DENIED_CODE)
+            }
+            Error::Sql { .. } | Error::Wire { .. } if error.is_access_denied() => {
+                out = out.with_code(MISSING_PRIVILEGE_CODE)
+            }
             _ => {}
         }
         out
     }
 }
+
+/// The contract code of a refused login.
+pub const ACCESS_DENIED_CODE: &str = "IncorrectDBInstanceAccount.AccessDenied";
+/// The contract code of a statement refused for lack of a privilege.
+pub const MISSING_PRIVILEGE_CODE: &str = "IncorrectDBInstanceAccount.MissingPrivilege";
 
 /// ER_SECURE_TRANSPORT_REQUIRED on MySQL (3159) and MariaDB (4036).
 const SECURE_TRANSPORT_REQUIRED: [u16; 2] = [3159, 4036];

@@ -29,6 +29,7 @@ pub mod quote;
 pub mod range;
 pub mod reader;
 pub mod schema;
+pub mod sizes;
 pub mod snapshot;
 pub mod split;
 pub mod tls;
@@ -63,6 +64,9 @@ pub struct MysqlSession {
     max_connections: u32,
     snapshot: Snapshot,
     details: DetailCache,
+    /// The base tables of each database described in this session, quoted
+    /// and qualified: what the snapshot's `LOCK TABLES` step locks.
+    described: std::sync::Mutex<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
 impl Engine for MysqlEngine {
@@ -94,6 +98,7 @@ impl MysqlSession {
             max_connections: config.max_connections.max(2),
             snapshot: Snapshot::default(),
             details: DetailCache::default(),
+            described: Default::default(),
         })
     }
 
@@ -169,7 +174,19 @@ impl Session for MysqlSession {
             database
         )) {
             Err(e @ error::Error::NotFound(_)) => Err(PluginError::from(e).with_code("InvalidDBName.NotFound")),
-            other => Ok(other?),
+            Ok(schema) => {
+                let tables = schema
+                    .tables
+                    .iter()
+                    .map(|t| quote::qualified(database, &t.name))
+                    .collect();
+                self.described
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(database.to_string(), tables);
+                Ok(schema)
+            }
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -178,9 +195,17 @@ impl Session for MysqlSession {
     }
 
     fn begin_snapshot(&self, readers: u32) -> std::result::Result<SnapshotInfo, PluginError> {
+        let tables: Vec<String> = self
+            .described
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .flatten()
+            .cloned()
+            .collect();
         Ok(runtime()?.block_on(
             self.snapshot
-                .begin(&self.pool, &self.facts, readers, self.max_connections),
+                .begin(&self.pool, &self.facts, &tables, readers, self.max_connections),
         )?)
     }
 

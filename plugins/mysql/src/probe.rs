@@ -56,16 +56,23 @@ pub async fn probe(conn: &mut Conn, facts: &ServerFacts, mode: TlsMode) -> Resul
     facts.fresh_statistics(conn).await?;
     let mut used_bytes = 0u64;
     let mut sizes = std::collections::HashMap::new();
+    // Freshly loaded tables count at their true size (see crate::sizes).
+    crate::sizes::fresh_statistics(conn, facts).await?;
+    let files = crate::sizes::file_sizes(conn, facts).await?;
     for r in rows(
         conn,
-        "SELECT TABLE_SCHEMA, SUM(IFNULL(DATA_LENGTH, 0) + IFNULL(INDEX_LENGTH, 0)), COUNT(*) \
-         FROM information_schema.TABLES GROUP BY TABLE_SCHEMA",
+        "SELECT TABLE_SCHEMA, TABLE_NAME, IFNULL(DATA_LENGTH, 0) + IFNULL(INDEX_LENGTH, 0) \
+         FROM information_schema.TABLES",
     )
     .await?
     {
-        let size = cell::u64(&r, 1);
+        let (schema, table) = (cell::string(&r, 0), cell::string(&r, 1));
+        let file = files.get(&(schema.clone(), table)).copied();
+        let size = crate::sizes::table_bytes(cell::u64(&r, 2), 0, file);
         used_bytes += size;
-        sizes.insert(cell::string(&r, 0), (size, cell::u64(&r, 2)));
+        let entry = sizes.entry(schema).or_insert((0u64, 0u64));
+        entry.0 += size;
+        entry.1 += 1;
     }
     let mut other_objects = std::collections::HashSet::new();
     for sql in [

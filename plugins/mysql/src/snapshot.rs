@@ -1,14 +1,16 @@
 //! One consistent snapshot shared by every reader connection.
 //!
-//! `begin` opens the reader connections first, then takes a short global
-//! lock on a control connection (MariaDB 10.4+: `BACKUP STAGE START` +
-//! `BACKUP STAGE BLOCK_COMMIT`, which stops commits without flushing
-//! tables; otherwise `FLUSH TABLES WITH READ LOCK`), starts `START
-//! TRANSACTION WITH CONSISTENT SNAPSHOT` on every reader while no commit can
-//! happen, and releases the lock. `LOCK INSTANCE FOR BACKUP` alone is not
-//! used on MySQL 8: it blocks DDL but not commits, so the readers' snapshots
-//! could differ. Without the privilege the session falls back to per-table
-//! consistency.
+//! `begin` opens the reader connections first, then holds the source still
+//! on a control connection with the strongest lock the account may take
+//! ([`Hold`]: `BACKUP STAGE BLOCK_COMMIT` on MariaDB, `FLUSH TABLES WITH READ
+//! LOCK`, `LOCK INSTANCE FOR BACKUP` + `LOCK TABLES … READ` on MySQL, or
+//! `LOCK TABLES … READ` on the migrated tables alone), starts `START
+//! TRANSACTION WITH CONSISTENT SNAPSHOT` on every reader while nothing can
+//! commit to those tables, and releases the lock. `LOCK INSTANCE FOR BACKUP`
+//! alone is never enough: it blocks DDL but not commits, so the readers'
+//! snapshots could differ. The result names the step taken
+//! (`SnapshotInfo::method`). When every step is refused the session falls
+//! back to per-table consistency, with a warning naming the privileges.
 //!
 //! The readers are [`WireConn`]s when the server lets them log in (TCP,
 //! `mysql_native_password` or `caching_sha2_password`, TLS as the mode
@@ -176,6 +178,87 @@ async fn open_wire(pool: &Pool, n: usize) -> Result<Vec<(WireConn, OwnedSemaphor
     Ok(members)
 }
 
+/// How the source is held still while the readers start their consistent
+/// snapshots: the ladder of [`Hold::ladder`], strongest first, each step
+/// tried when the one before it is refused for lack of a privilege.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hold {
+    /// MariaDB 10.4.1+: `BACKUP STAGE START` + `BLOCK_COMMIT` (RELOAD):
+    /// stops commits without flushing tables.
+    BackupStage,
+    /// `FLUSH TABLES WITH READ LOCK` (RELOAD).
+    FlushTables,
+    /// MySQL 8+: `LOCK INSTANCE FOR BACKUP` (BACKUP_ADMIN), which keeps DDL
+    /// out but lets commits through, plus `LOCK TABLES … READ` on the
+    /// migrated tables (LOCK TABLES), which stops writes to them.
+    InstanceAndTables,
+    /// `LOCK TABLES … READ` on the migrated tables (LOCK TABLES, SELECT), as
+    /// MySQL Shell's dump does: the readers' snapshots agree on every
+    /// migrated table; tables outside the import may move meanwhile.
+    Tables,
+}
+
+impl Hold {
+    /// The steps to try on this server, strongest first. `tables_known`:
+    /// whether the tables to lock were described in this session.
+    pub fn ladder(facts: &ServerFacts, tables_known: bool) -> Vec<Hold> {
+        let mut steps = if facts.mariadb && facts.numbers >= (10, 4, 1) {
+            vec![Hold::BackupStage]
+        } else if !facts.mariadb && facts.numbers >= (8, 0, 0) {
+            vec![Hold::FlushTables, Hold::InstanceAndTables]
+        } else {
+            vec![Hold::FlushTables]
+        };
+        steps.push(Hold::Tables);
+        if !tables_known {
+            steps.retain(|h| !matches!(h, Hold::InstanceAndTables | Hold::Tables));
+        }
+        steps
+    }
+
+    /// The name the import's result shows (`ConsistencyMethod`).
+    pub fn method(self) -> &'static str {
+        match self {
+            Hold::BackupStage => "backup_stage",
+            Hold::FlushTables => "flush_tables_with_read_lock",
+            Hold::InstanceAndTables => "lock_instance_for_backup+lock_tables",
+            Hold::Tables => "lock_tables",
+        }
+    }
+
+    fn statements(self, tables: &[String]) -> Vec<String> {
+        let lock_tables = || {
+            let list: Vec<String> = tables.iter().map(|t| format!("{t} READ")).collect();
+            format!("LOCK TABLES {}", list.join(", "))
+        };
+        match self {
+            Hold::BackupStage => vec!["BACKUP STAGE START".into(), "BACKUP STAGE BLOCK_COMMIT".into()],
+            Hold::FlushTables => vec!["FLUSH TABLES WITH READ LOCK".into()],
+            Hold::InstanceAndTables => vec!["LOCK INSTANCE FOR BACKUP".into(), lock_tables()],
+            Hold::Tables => vec![lock_tables()],
+        }
+    }
+
+    async fn take(self, conn: &mut Conn, tables: &[String], instance: &str) -> Result<()> {
+        for statement in self.statements(tables) {
+            let shown: String = statement.chars().take(80).collect();
+            conn.query_drop(statement.as_str())
+                .await
+                .ctx(|| format!("{shown} on {instance}"))?;
+        }
+        Ok(())
+    }
+
+    /// What releases the hold (harmless when it was not taken).
+    pub fn release(self) -> &'static str {
+        match self {
+            Hold::BackupStage => "BACKUP STAGE END",
+            Hold::FlushTables | Hold::Tables => "UNLOCK TABLES",
+            Hold::InstanceAndTables => "UNLOCK TABLES; UNLOCK INSTANCE",
+        }
+    }
+}
+
 /// The snapshot state of a session.
 #[derive(Default)]
 pub struct Snapshot {
@@ -193,7 +276,16 @@ impl Snapshot {
     }
 
     /// Opens the snapshot for `readers` readers.
-    pub async fn begin(&self, pool: &Arc<Pool>, facts: &ServerFacts, readers: u32, max: u32) -> Result<SnapshotInfo> {
+    /// `tables` are the base tables to be read (qualified and quoted), for
+    /// the `LOCK TABLES` step of the ladder (see [`Hold`]).
+    pub async fn begin(
+        &self,
+        pool: &Arc<Pool>,
+        facts: &ServerFacts,
+        tables: &[String],
+        readers: u32,
+        max: u32,
+    ) -> Result<SnapshotInfo> {
         if let Some(set) = self.readers() {
             let _ = close_set(pool, &set).await;
         }
@@ -224,40 +316,42 @@ impl Snapshot {
             }
         }
         let mut control = pool.get(Role::Control).await?;
-        let backup_stage = facts.mariadb && facts.numbers >= (10, 4, 1);
-        let (lock, unlock): (&[&str], &str) = if backup_stage {
-            (&["BACKUP STAGE START", "BACKUP STAGE BLOCK_COMMIT"], "BACKUP STAGE END")
-        } else {
-            (&["FLUSH TABLES WITH READ LOCK"], "UNLOCK TABLES")
-        };
         let conn = control.conn()?;
         conn.query_drop("SET SESSION lock_wait_timeout = 60")
             .await
             .ctx(|| "setting lock_wait_timeout".into())?;
-        let mut locked = Ok(());
-        for statement in lock {
-            if let Err(e) = conn
-                .query_drop(*statement)
-                .await
-                .ctx(|| format!("{statement} on {}", pool.instance()))
-            {
-                locked = Err(e);
-                break;
+        let mut refusals = Vec::new();
+        let mut held = None;
+        for hold in Hold::ladder(facts, !tables.is_empty()) {
+            match hold.take(conn, tables, pool.instance()).await {
+                Ok(()) => {
+                    held = Some(hold);
+                    break;
+                }
+                Err(e) => {
+                    let _ = conn.query_drop(hold.release()).await;
+                    if !e.is_access_denied() {
+                        return Err(e);
+                    }
+                    tracing::debug!(instance = %pool.instance(), step = hold.method(), reason = %e, "snapshot lock refused; trying the next");
+                    refusals.push(format!("{}: {e}", hold.method()));
+                }
             }
         }
-        if let Err(e) = locked {
-            let _ = conn.query_drop(unlock).await;
-            if !e.is_access_denied() {
-                return Err(e);
-            }
+        let Some(hold) = held else {
             control.release();
             for lease in leases {
                 lease.release();
             }
             drop(wire);
+            if tables.is_empty() {
+                refusals.push("lock_tables: the tables to lock are not known (none described)".into());
+            }
+            let why = refusals.join("; ");
             let warning = format!(
-                "no global read lock on {} ({e}); every table is read consistently on its own, \
-                 but different tables may reflect different moments",
+                "no lock could hold {} still while the readers opened their snapshots ({why}); every table is \
+                 read consistently on its own, but different tables may reflect different moments. Grant RELOAD, \
+                 BACKUP_ADMIN (MySQL) or LOCK TABLES for one consistent snapshot",
                 pool.instance()
             );
             tracing::warn!("{warning}");
@@ -265,8 +359,10 @@ impl Snapshot {
             return Ok(SnapshotInfo {
                 consistency: Consistency::PerTable,
                 warning: Some(warning),
+                method: None,
             });
-        }
+        };
+        let unlock = hold.release();
         const START: &str = "START TRANSACTION WITH CONSISTENT SNAPSHOT";
         let driver = futures_util::future::join_all(leases.iter_mut().map(|lease| async move {
             lease
@@ -297,9 +393,15 @@ impl Snapshot {
             Readers::Wire(WireSet::new(wire))
         };
         *self.state.lock().unwrap_or_else(PoisonError::into_inner) = Some((Consistency::Global, Some(set)));
+        if refusals.is_empty() {
+            tracing::debug!(instance = %pool.instance(), method = hold.method(), "global snapshot opened");
+        } else {
+            tracing::info!(instance = %pool.instance(), method = hold.method(), refused = %refusals.join("; "), "global snapshot opened with a lesser lock");
+        }
         Ok(SnapshotInfo {
             consistency: Consistency::Global,
             warning: slow_reader,
+            method: Some(hold.method().to_string()),
         })
     }
 

@@ -264,8 +264,17 @@ impl MysqlWriter {
                     .map(|r| format!("{} {}: {}", cell::string(r, 0), cell::string(r, 1), cell::string(r, 2)))
                     .collect();
                 let _ = self.undo(conn, "").await;
+                let unseen = usize::from(warnings).saturating_sub(shown.len());
+                let hidden = if unseen > 0 {
+                    format!(
+                        " ({unseen} more could not be read: max_error_count is below {warnings} and raising it \
+                         needs SESSION_VARIABLES_ADMIN on MySQL)"
+                    )
+                } else {
+                    String::new()
+                };
                 return Err(Error::Data(format!(
-                    "the target would alter rows of {table} ({warnings} warning(s)): {}",
+                    "the target would alter rows of {table} ({warnings} warning(s)): {}{hidden}",
                     text.join("; ")
                 )));
             }

@@ -103,6 +103,7 @@ pub fn snapshot_info(databases: &[(String, Isolation)]) -> SnapshotInfo {
     SnapshotInfo {
         consistency: Consistency::PerTable,
         warning: Some(parts.join("; ")),
+        method: None,
     }
 }
 
