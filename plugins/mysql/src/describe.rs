@@ -60,7 +60,6 @@ pub async fn describe(
     facts.fresh_statistics(conn).await?;
     let mut tables = Vec::new();
     let mut views = Vec::new();
-    crate::sizes::fresh_statistics(conn, facts).await?;
     let files = crate::sizes::file_sizes(conn, facts).await?;
     for r in rows(
         conn,

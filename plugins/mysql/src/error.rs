@@ -237,6 +237,20 @@ pub fn connect_error(instance: &str, mode: crate::tls::TlsMode, e: mysql_async::
     if let Some(refused) = crate::tls::rustls_error(&e).and_then(|t| certificate_refusal(mode, t)) {
         return tls(Refusal::Unverified, refused);
     }
+    if let mysql_async::Error::Driver(mysql_async::DriverError::UnknownAuthPlugin { name }) = &e {
+        // MySQL 8+/9 answers some refused logins (a wrong password whose
+        // account is not in caching_sha2_password's cache) by switching to
+        // sha256_password, which the driver does not speak: that is a
+        // refused login far more often than an account on that plugin.
+        return Error::Connect {
+            instance: instance.to_string(),
+            message: format!(
+                "the server switched the login to the {name} authentication plugin, which dbferry does not speak; \
+                 MySQL does so when it refuses the password or the account (or for an account created WITH {name})"
+            ),
+            server_code: Some(code::ACCESS_DENIED),
+        };
+    }
     Error::Connect {
         instance: instance.to_string(),
         message: e.to_string(),

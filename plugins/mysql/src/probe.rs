@@ -56,8 +56,6 @@ pub async fn probe(conn: &mut Conn, facts: &ServerFacts, mode: TlsMode) -> Resul
     facts.fresh_statistics(conn).await?;
     let mut used_bytes = 0u64;
     let mut sizes = std::collections::HashMap::new();
-    // Freshly loaded tables count at their true size (see crate::sizes).
-    crate::sizes::fresh_statistics(conn, facts).await?;
     let files = crate::sizes::file_sizes(conn, facts).await?;
     for r in rows(
         conn,

@@ -4,12 +4,14 @@
 //! `information_schema_stats_expiry` seconds (a day by default), and even
 //! uncached, InnoDB's `DATA_LENGTH` comes from persistent statistics that a
 //! bulk load leaves behind: a table loaded a minute ago with 500 MB reads as
-//! 48 KiB until `ANALYZE TABLE` or the background recalculation. Planning on
+//! 48 KiB until `ANALYZE TABLE` or the background recalculation (seconds
+//! later, or never for a change under 10% of the rows). Planning on
 //! that reads big tables whole on one connection, and the storage precheck
 //! under-counts. So on MySQL:
 //!
 //! - the describing session sets `information_schema_stats_expiry = 0`
-//!   (needs no privilege), which makes `TABLE_ROWS` current;
+//!   ([`ServerFacts::fresh_statistics`]), which makes `TABLE_ROWS` current
+//!   and sizes as recent as InnoDB's background statistics;
 //! - a table's bytes are at least its tablespace file's size, read from
 //!   `information_schema.INNODB_TABLESPACES` (the file as it is now; needs
 //!   the PROCESS privilege, which the documented grant list has; without it
@@ -24,17 +26,6 @@ use mysql_async::{Conn, Row};
 
 use crate::conn::{cell, ServerFacts};
 use crate::error::{Context, Result};
-
-/// Makes `information_schema.TABLES` answer from current statistics on this
-/// session (MySQL only; a no-op on MariaDB).
-pub async fn fresh_statistics(conn: &mut Conn, facts: &ServerFacts) -> Result<()> {
-    if facts.mariadb {
-        return Ok(());
-    }
-    conn.query_drop("SET SESSION information_schema_stats_expiry = 0")
-        .await
-        .ctx(|| "setting information_schema_stats_expiry".into())
-}
 
 /// On-disk bytes of InnoDB file-per-table tablespaces, by database and
 /// table (partitions added up). Empty on MariaDB, and when the account may
