@@ -67,10 +67,9 @@ pub struct ImportResult {
     pub message: Option<String>,
     /// How consistent the source reads were.
     pub consistency: Option<Consistency>,
-    /// How the source was held still for its snapshot, when the engine
-    /// says (MySQL: `flush_tables_with_read_lock`, `backup_stage`,
-    /// `lock_instance_for_backup+lock_tables`, `lock_tables`).
-    pub consistency_method: Option<String>,
+    /// How the source engine obtained that consistency (MySQL: the lock
+    /// that held commits back while the readers' snapshots opened).
+    pub snapshot_method: Option<String>,
     /// How each instance's connections travelled (encryption, TLS
     /// version, verification), once the prechecks connected.
     pub transport: Vec<super::precheck::InstanceTransport>,
@@ -104,7 +103,7 @@ impl ImportResult {
             code: None,
             message: None,
             consistency: None,
-            consistency_method: None,
+            snapshot_method: None,
             transport: Vec::new(),
             warnings: Vec::new(),
             created: Vec::new(),
@@ -155,7 +154,7 @@ impl ImportResult {
             "Message": self.message,
             "Rejected": self.rejected,
             "Consistency": self.consistency,
-            "ConsistencyMethod": self.consistency_method,
+            "SnapshotMethod": self.snapshot_method,
             "Transport": self.transport,
             "Warnings": self.warnings,
             "Created": self.created,

@@ -29,7 +29,6 @@ pub mod quote;
 pub mod range;
 pub mod reader;
 pub mod schema;
-pub mod sizes;
 pub mod snapshot;
 pub mod split;
 pub mod tls;
@@ -64,9 +63,8 @@ pub struct MysqlSession {
     max_connections: u32,
     snapshot: Snapshot,
     details: DetailCache,
-    /// The base tables of each database described in this session, quoted
-    /// and qualified: what the snapshot's `LOCK TABLES` step locks.
-    described: std::sync::Mutex<std::collections::BTreeMap<String, Vec<String>>>,
+    /// The databases described so far: what a snapshot's table locks cover.
+    described: std::sync::Mutex<Vec<String>>,
 }
 
 impl Engine for MysqlEngine {
@@ -98,7 +96,7 @@ impl MysqlSession {
             max_connections: config.max_connections.max(2),
             snapshot: Snapshot::default(),
             details: DetailCache::default(),
-            described: Default::default(),
+            described: std::sync::Mutex::default(),
         })
     }
 
@@ -167,6 +165,12 @@ impl Session for MysqlSession {
     }
 
     fn describe_database(&self, database: &str) -> std::result::Result<DatabaseSchema, PluginError> {
+        {
+            let mut described = self.described.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !described.iter().any(|d| d == database) {
+                described.push(database.to_string());
+            }
+        }
         match with_conn!(self, Role::Control, |c| describe::describe(
             c,
             &self.facts,
@@ -174,19 +178,7 @@ impl Session for MysqlSession {
             database
         )) {
             Err(e @ error::Error::NotFound(_)) => Err(PluginError::from(e).with_code("InvalidDBName.NotFound")),
-            Ok(schema) => {
-                let tables = schema
-                    .tables
-                    .iter()
-                    .map(|t| quote::qualified(database, &t.name))
-                    .collect();
-                self.described
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert(database.to_string(), tables);
-                Ok(schema)
-            }
-            Err(e) => Err(e.into()),
+            other => Ok(other?),
         }
     }
 
@@ -195,18 +187,18 @@ impl Session for MysqlSession {
     }
 
     fn begin_snapshot(&self, readers: u32) -> std::result::Result<SnapshotInfo, PluginError> {
-        let tables: Vec<String> = self
+        let databases = self
             .described
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .values()
-            .flatten()
-            .cloned()
-            .collect();
-        Ok(runtime()?.block_on(
-            self.snapshot
-                .begin(&self.pool, &self.facts, &tables, readers, self.max_connections),
-        )?)
+            .clone();
+        Ok(runtime()?.block_on(self.snapshot.begin(
+            &self.pool,
+            &self.facts,
+            &databases,
+            readers,
+            self.max_connections,
+        ))?)
     }
 
     fn end_snapshot(&self) -> std::result::Result<(), PluginError> {
