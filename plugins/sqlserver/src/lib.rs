@@ -27,6 +27,7 @@ pub mod digest;
 pub mod encode;
 pub mod error;
 pub mod flavour;
+pub mod long;
 pub mod probe;
 pub mod quote;
 pub mod range;

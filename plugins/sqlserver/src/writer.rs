@@ -31,7 +31,9 @@
 //! cannot see a `#temp` table made before a `USE`, nor take a three-part
 //! name in `SET IDENTITY_INSERT`. Columns its bulk load would store wrong
 //! are staged as text and converted by the server
-//! ([`Flavour::stages_as_text`]).
+//! ([`Flavour::stages_as_text`]). A row holding a value the bulk load
+//! cannot carry (over 65,535 bytes) is staged by a parameterised insert
+//! between runs of bulk-loaded rows ([`crate::long`]).
 
 use bytes::Bytes;
 use dbferry_plugin_abi::plugin::Writer;
@@ -46,6 +48,7 @@ use crate::detail::TableDetail;
 use crate::encode::{is_null, Decoder};
 use crate::error::{Context, Error, Result};
 use crate::flavour::Flavour;
+use crate::long;
 use crate::quote::ident;
 use crate::range::predicate;
 use crate::types::Transport;
@@ -210,35 +213,84 @@ pub struct SqlServerWriter {
     move_sql: String,
 }
 
-async fn load(lease: &mut Lease, mut rx: mpsc::Receiver<Bytes>, slots: Vec<Slot>) -> Result<u64> {
-    let conn = lease.conn()?;
-    let mut bulk = conn.bulk_insert(STAGE).await.ctx(|| "starting a bulk load".into())?;
-    let mut sent = 0u64;
-    while let Some(batch) = rx.recv().await {
-        let mut decoder = Decoder::new(batch)?;
-        if decoder.width() != slots.len() {
-            return Err(Error::Invalid(format!(
-                "a batch has {} values per row, the table {}",
-                decoder.width(),
-                slots.len()
-            )));
-        }
-        while let Some(values) = decoder.row()? {
-            let mut row = TokenRow::with_capacity(values.len());
-            for (value, slot) in values.into_iter().zip(&slots) {
-                row.push(if slot.as_text {
-                    ColumnData::String(crate::textform::text_of(&value, &slot.column)?.map(Into::into))
-                } else if is_null(&value) {
-                    typed_null(slot.transport, slot.index)
-                } else {
-                    value
-                });
+/// The staged rows of a chunk, as they arrive in batches.
+struct Staged {
+    rx: mpsc::Receiver<Bytes>,
+    decoder: Option<Decoder>,
+    slots: Vec<Slot>,
+}
+
+impl Staged {
+    /// The next row's staging values, `None` after the last.
+    async fn next(&mut self) -> Result<Option<Vec<ColumnData<'static>>>> {
+        loop {
+            if let Some(decoder) = self.decoder.as_mut() {
+                if let Some(values) = decoder.row()? {
+                    let mut row = Vec::with_capacity(values.len());
+                    for (value, slot) in values.into_iter().zip(&self.slots) {
+                        row.push(if slot.as_text {
+                            ColumnData::String(crate::textform::text_of(&value, &slot.column)?.map(Into::into))
+                        } else if is_null(&value) {
+                            typed_null(slot.transport, slot.index)
+                        } else {
+                            value
+                        });
+                    }
+                    return Ok(Some(row));
+                }
             }
-            bulk.send(row).await.ctx(|| "bulk-loading rows".into())?;
-            sent += 1;
+            let Some(batch) = self.rx.recv().await else {
+                return Ok(None);
+            };
+            let decoder = Decoder::new(batch)?;
+            if decoder.width() != self.slots.len() {
+                return Err(Error::Invalid(format!(
+                    "a batch has {} values per row, the table {}",
+                    decoder.width(),
+                    self.slots.len()
+                )));
+            }
+            self.decoder = Some(decoder);
         }
     }
-    bulk.finalize().await.ctx(|| "ending a bulk load".into())?;
+}
+
+/// Stages every row: runs of ordinary rows by bulk load, a row holding a
+/// value too long for it by a parameterised insert ([`crate::long`]).
+async fn load(lease: &mut Lease, rx: mpsc::Receiver<Bytes>, slots: Vec<Slot>) -> Result<u64> {
+    let conn = lease.conn()?;
+    let insert = long::insert_sql(slots.len());
+    let mut staged = Staged {
+        rx,
+        decoder: None,
+        slots,
+    };
+    let mut sent = 0u64;
+    let mut next = staged.next().await?;
+    while let Some(row) = next.take() {
+        if long::has_long(&row) {
+            long::insert_row(conn, &insert, row).await?;
+            sent += 1;
+            next = staged.next().await?;
+            continue;
+        }
+        let mut bulk = conn.bulk_insert(STAGE).await.ctx(|| "starting a bulk load".into())?;
+        let mut row = Some(row);
+        while let Some(values) = row.take() {
+            if long::has_long(&values) {
+                next = Some(values);
+                break;
+            }
+            let mut tokens = TokenRow::with_capacity(values.len());
+            for value in values {
+                tokens.push(value);
+            }
+            bulk.send(tokens).await.ctx(|| "bulk-loading rows".into())?;
+            sent += 1;
+            row = staged.next().await?;
+        }
+        bulk.finalize().await.ctx(|| "ending a bulk load".into())?;
+    }
     Ok(sent)
 }
 
