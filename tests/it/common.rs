@@ -177,6 +177,8 @@ pub struct Fingerprint {
     pub objects: Vec<(ObjectKind, String, String)>,
     /// (table, CHECKSUM TABLE, row hash).
     pub tables: Vec<(String, String, String)>,
+    /// (sequence, its one row: where it stands).
+    pub sequences: Vec<(String, Vec<Option<String>>)>,
 }
 
 /// The fingerprint of `db` on `server`.
@@ -184,8 +186,17 @@ pub fn fingerprint(server: &Server, db: &str) -> Fingerprint {
     let objects = server.objects(db);
     let mut described = Vec::new();
     let mut tables = Vec::new();
+    let mut sequences = Vec::new();
     for (kind, name) in objects {
         described.push((kind, name.clone(), server.show_create(db, kind, &name)));
+        if kind == ObjectKind::Sequence {
+            let state = server.query(&format!(
+                "SELECT * FROM {}.{}",
+                dbferry_testkit::ident(db),
+                dbferry_testkit::ident(&name)
+            ));
+            sequences.push((name.clone(), state.into_iter().next().unwrap_or_default()));
+        }
         if kind == ObjectKind::Table {
             tables.push((
                 name.clone(),
@@ -197,6 +208,7 @@ pub fn fingerprint(server: &Server, db: &str) -> Fingerprint {
     Fingerprint {
         objects: described,
         tables,
+        sequences,
     }
 }
 
@@ -216,6 +228,10 @@ pub fn assert_same(source: &Server, target: &Server, db: &str) -> u64 {
             kind.keyword()
         );
     }
+    assert_eq!(
+        a.sequences, b.sequences,
+        "{db}: sequences must stand at the same next value on both sides"
+    );
     let mut rows = 0;
     for ((table, sum_a, hash_a), (_, sum_b, hash_b)) in a.tables.iter().zip(&b.tables) {
         assert_eq!(hash_a, hash_b, "{db}.{table}: row hash (rows:md5) differs");

@@ -804,3 +804,75 @@ fn the_comparison_detects_every_kind_of_difference(flavour: Flavour) {
     }
 }
 }
+
+/// MariaDB sequences (a MariaDB-only object): plain, descending and
+/// cycled, cached, exhausted, and a table whose defaults call NEXTVAL.
+pub fn sequences_sql() -> String {
+    r#"
+CREATE SEQUENCE s_plain START WITH 100 INCREMENT BY 5 NOCACHE;
+CREATE SEQUENCE s_cycle START WITH 10 MINVALUE -10 MAXVALUE 10 INCREMENT BY -3 NOCACHE CYCLE;
+CREATE SEQUENCE s_cached START WITH 1 CACHE 10;
+CREATE SEQUENCE s_done MAXVALUE 2 NOCACHE ENGINE=Aria;
+CREATE SEQUENCE `seq with space` COMMENT 'odd name';
+CREATE TABLE uses_seq (
+  id BIGINT NOT NULL DEFAULT NEXTVAL(s_plain) PRIMARY KEY,
+  c BIGINT DEFAULT (NEXTVAL(s_cycle) * 2),
+  v VARCHAR(10)
+);
+INSERT INTO uses_seq (v) VALUES ('a'), ('b'), ('c');
+DO NEXTVAL(s_cycle), NEXTVAL(s_cycle), NEXTVAL(s_cycle), NEXTVAL(s_cycle);
+DO NEXTVAL(s_cached);
+DO NEXTVAL(s_done), NEXTVAL(s_done);
+"#
+    .to_string()
+}
+
+/// Sequences arrive with their definition and where they stand: SHOW CREATE
+/// SEQUENCE and each sequence's row are identical, NEXTVAL then gives the
+/// same number on both sides, a table whose default calls NEXTVAL takes
+/// rows on the target, and the result lists the sequences it created.
+#[test]
+fn sequences_arrive_where_the_source_stands_and_their_defaults_work_on_mariadb() {
+    let p = pair_of(Flavour::MariaDb);
+    let db = unique("fid_seq");
+    create_source((p.source, p.target), &db, "utf8mb4", &sequences_sql());
+    let q = ident(&db);
+    // Where the cached sequence stands on disk, before NEXTVAL moves it.
+    let cached_next = p
+        .source
+        .scalar(&format!("SELECT next_not_cached_value FROM {q}.s_cached"));
+    let outcome = copy_and_compare(p, &[&db], &[]);
+    let created: Vec<String> = outcome
+        .result
+        .as_ref()
+        .and_then(|r| r.get("Created"))
+        .and_then(|c| c.as_array())
+        .map(|c| c.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    for name in ["s_plain", "s_cycle", "s_cached", "s_done", "seq with space"] {
+        assert!(
+            created.contains(&format!("{db}.sequence:{name}")),
+            "the result lists sequence {name}: {created:?}"
+        );
+    }
+    // The uncached sequences go on from the same value on both sides.
+    for seq in ["s_plain", "s_cycle"] {
+        let next = |s: &dbferry_testkit::Server| s.scalar(&format!("SELECT NEXTVAL({q}.{seq})"));
+        let (a, b) = (next(p.source), next(p.target));
+        assert!(a.is_some(), "{seq} gives a value");
+        assert_eq!(a, b, "NEXTVAL({seq}) is the same on both sides");
+    }
+    // A cached sequence goes on past everything the source may have handed
+    // out: where the source itself goes on after a restart.
+    let target_next = p.target.scalar(&format!("SELECT NEXTVAL({q}.s_cached)"));
+    assert_eq!(target_next, cached_next, "s_cached continues at next_not_cached_value");
+    // An exhausted sequence stays exhausted.
+    let done = p.target.try_query(&format!("SELECT NEXTVAL({q}.s_done)"));
+    assert!(done.is_err(), "s_done has run out on the target too: {done:?}");
+    // The defaults work on the target, with the same numbers as the source.
+    for server in [p.source, p.target] {
+        server.exec(&format!("INSERT INTO {q}.uses_seq (v) VALUES ('new')"));
+    }
+    let row = |s: &dbferry_testkit::Server| s.query(&format!("SELECT id, c FROM {q}.uses_seq WHERE v = 'new'"));
+    assert_eq!(row(p.source), row(p.target), "the NEXTVAL defaults give the same row");
+}

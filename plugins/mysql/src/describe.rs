@@ -10,7 +10,9 @@ use mysql_async::{Conn, Row};
 use crate::conn::{cell, ServerFacts};
 use crate::ddl::split_create;
 use crate::detail::DetailCache;
-use crate::detail::{read_expression, ColumnDetail, DatabaseDetail, DdlKind, ObjectDdl, TableDetail, ValueKind};
+use crate::detail::{
+    read_expression, ColumnDetail, DatabaseDetail, DdlKind, ObjectDdl, SequenceDdl, TableDetail, ValueKind,
+};
 use crate::error::{Context, Error, Result};
 use crate::quote::{hex_str, ident, parse_ident, qualified};
 
@@ -60,6 +62,7 @@ pub async fn describe(
     facts.fresh_statistics(conn).await?;
     let mut tables = Vec::new();
     let mut views = Vec::new();
+    let mut sequences = Vec::new();
     for r in rows(
         conn,
         format!(
@@ -73,6 +76,7 @@ pub async fn describe(
         match cell::string(&r, 1).as_str() {
             "BASE TABLE" => tables.push((name, cell::string(&r, 2), cell::u64(&r, 3), cell::u64(&r, 4))),
             "VIEW" => views.push(name),
+            "SEQUENCE" => sequences.push(name),
             other => tracing::warn!(
                 "{} is a {other}, which dbferry does not copy",
                 qualified(database, &name)
@@ -81,6 +85,7 @@ pub async fn describe(
     }
     tables.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     views.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    sequences.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
 
     let mut columns: HashMap<String, Vec<ColumnDetail>> = HashMap::new();
     let mut auto_increment: HashMap<String, String> = HashMap::new();
@@ -192,6 +197,14 @@ pub async fn describe(
         collation,
         ..DatabaseDetail::default()
     };
+
+    for name in sequences {
+        objects.push(ObjectRef {
+            kind: ObjectKind::Sequence,
+            name: name.clone(),
+        });
+        detail.sequences.push(describe_sequence(conn, database, name).await?);
+    }
 
     for name in views {
         let r = rows(conn, format!("SHOW CREATE VIEW {}", qualified(database, &name))).await?;
@@ -314,6 +327,32 @@ pub async fn describe(
         tables: schema_tables,
         objects,
         detail: Detail::encode(&detail).map_err(|e| Error::Internal(e.to_string()))?,
+    })
+}
+
+/// A MariaDB sequence's definition and state. Its one row says where it
+/// stands: `next_not_cached_value` is past every value the source has
+/// handed out, so a target that starts there never repeats one.
+async fn describe_sequence(conn: &mut Conn, database: &str, name: String) -> Result<SequenceDdl> {
+    let table = qualified(database, &name);
+    let shown = rows(conn, format!("SHOW CREATE SEQUENCE {table}")).await?;
+    let create = shown
+        .first()
+        .and_then(|r| cell::text(r, 1))
+        .ok_or_else(|| Error::NotFound(format!("no DDL for sequence {table}")))?;
+    let state = rows(
+        conn,
+        format!("SELECT CAST(next_not_cached_value AS CHAR), CAST(cycle_count AS CHAR) FROM {table}"),
+    )
+    .await?;
+    let state = state
+        .first()
+        .ok_or_else(|| Error::NotFound(format!("sequence {table} has no state row")))?;
+    Ok(SequenceDdl {
+        name,
+        create,
+        next: cell::string(state, 0),
+        round: cell::string(state, 1),
     })
 }
 

@@ -30,6 +30,25 @@ pub struct DatabaseDetail {
     pub triggers: Vec<ObjectDdl>,
     /// Events.
     pub events: Vec<ObjectDdl>,
+    /// MariaDB sequences, created before the tables (a column default may
+    /// call `NEXTVAL` on one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sequences: Vec<SequenceDdl>,
+}
+
+/// A MariaDB `SEQUENCE`: its definition and where it stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SequenceDdl {
+    /// Its name.
+    pub name: String,
+    /// `SHOW CREATE SEQUENCE` text.
+    pub create: String,
+    /// `next_not_cached_value`: the first value the source has neither
+    /// handed out nor cached, where the source itself goes on after a
+    /// restart. The target's next value.
+    pub next: String,
+    /// `cycle_count`: how often a cycling sequence has wrapped.
+    pub round: String,
 }
 
 /// Kinds of non-table objects.

@@ -96,7 +96,9 @@ impl Existing {
     fn collides(&self, kind: ObjectKind, name: &str) -> Option<ObjectKind> {
         let candidates: &[ObjectKind] = match kind {
             // Tables, views and sequences share one namespace.
-            ObjectKind::Table | ObjectKind::View => &[ObjectKind::Table, ObjectKind::View, ObjectKind::Sequence],
+            ObjectKind::Table | ObjectKind::View | ObjectKind::Sequence => {
+                &[ObjectKind::Table, ObjectKind::View, ObjectKind::Sequence]
+            }
             other => std::slice::from_ref(match other {
                 ObjectKind::Function => &ObjectKind::Function,
                 ObjectKind::Procedure => &ObjectKind::Procedure,
@@ -226,7 +228,7 @@ pub async fn prepare(
     let dropped: HashSet<&str> = outcome
         .dropped
         .iter()
-        .filter(|o| o.kind == ObjectKind::Table)
+        .filter(|o| matches!(o.kind, ObjectKind::Table | ObjectKind::Sequence))
         .map(|o| o.name.as_str())
         .collect();
     let mut tasks = Vec::new();
@@ -262,6 +264,16 @@ pub async fn prepare(
     let restore = format!("SET SESSION sql_mode = '{PLAIN_SQL_MODE}'");
     exec(conn, &session[0], || format!("selecting {}", ident(database))).await?;
     exec(conn, &session[1], || "setting the source's sql_mode".into()).await?;
+    // Sequences before the tables whose defaults call NEXTVAL on them.
+    let sequences = create_sequences(conn, database, &detail, &existing, request.resume, &dropped).await;
+    let sequences = match sequences {
+        Ok(created) => created,
+        Err(e) => {
+            exec(conn, &restore, || "restoring sql_mode".into()).await?;
+            return Err(e);
+        }
+    };
+    outcome.created.splice(0..0, sequences);
     let extra = Extra {
         pool,
         setup: session.to_vec(),
@@ -279,6 +291,52 @@ pub async fn prepare(
     })?;
     restored?;
     Ok(outcome)
+}
+
+/// Creates the source's sequences and sets each where the source stands
+/// (`SETVAL` with `is_used = 0`: the next `NEXTVAL` returns it). Resuming,
+/// a sequence an earlier attempt created is kept as it is.
+async fn create_sequences(
+    conn: &mut Conn,
+    database: &str,
+    detail: &DatabaseDetail,
+    existing: &Existing,
+    resume: bool,
+    dropped: &HashSet<&str>,
+) -> Result<Vec<ObjectRef>> {
+    let mut created = Vec::new();
+    for sequence in &detail.sequences {
+        let name = qualified(database, &sequence.name);
+        if resume && existing.has(ObjectKind::Sequence, &sequence.name) && !dropped.contains(sequence.name.as_str()) {
+            continue;
+        }
+        exec(conn, &sequence.create, || format!("creating sequence {name}")).await?;
+        let setval = format!(
+            "SELECT SETVAL({name}, {}, 0, {})",
+            number(&sequence.next)?,
+            number(&sequence.round)?
+        );
+        exec(conn, &setval, || {
+            format!("setting sequence {name} where the source stands")
+        })
+        .await?;
+        created.push(ObjectRef {
+            kind: ObjectKind::Sequence,
+            name: sequence.name.clone(),
+        });
+    }
+    Ok(created)
+}
+
+/// `text` when it is an integer literal (the detail came from a server, but
+/// crossed the host and the state store on the way).
+fn number(text: &str) -> Result<&str> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(text)
+    } else {
+        Err(Error::Invalid(format!("a sequence value {text:?} is not an integer")))
+    }
 }
 
 /// The CREATE TABLE of `table`: a table estimated at most

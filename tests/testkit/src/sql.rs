@@ -41,6 +41,8 @@ pub enum ObjectKind {
     Trigger,
     /// `SHOW CREATE EVENT`.
     Event,
+    /// `SHOW CREATE SEQUENCE` (MariaDB).
+    Sequence,
 }
 
 impl ObjectKind {
@@ -53,13 +55,14 @@ impl ObjectKind {
             ObjectKind::Function => "FUNCTION",
             ObjectKind::Trigger => "TRIGGER",
             ObjectKind::Event => "EVENT",
+            ObjectKind::Sequence => "SEQUENCE",
         }
     }
 
     /// The column of `SHOW CREATE <kind>` that holds the statement.
     fn statement_column(self) -> usize {
         match self {
-            ObjectKind::Table | ObjectKind::View => 1,
+            ObjectKind::Table | ObjectKind::View | ObjectKind::Sequence => 1,
             ObjectKind::Procedure | ObjectKind::Function | ObjectKind::Trigger => 2,
             ObjectKind::Event => 3,
         }
@@ -303,7 +306,7 @@ impl Server {
     }
 
     /// Every object of `db` with its kind, sorted: base tables, views,
-    /// procedures, functions, triggers and events.
+    /// procedures, functions, triggers, events and sequences.
     ///
     /// # Panics
     /// If a query fails.
@@ -314,7 +317,8 @@ impl Server {
              UNION ALL SELECT 'VIEW', TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = {db}\n\
              UNION ALL SELECT ROUTINE_TYPE, ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = {db}\n\
              UNION ALL SELECT 'TRIGGER', TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = {db}\n\
-             UNION ALL SELECT 'EVENT', EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = {db}"
+             UNION ALL SELECT 'EVENT', EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = {db}\n\
+             UNION ALL SELECT 'SEQUENCE', TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = {db} AND TABLE_TYPE = 'SEQUENCE'"
         );
         let mut objects: Vec<(ObjectKind, String)> = self
             .query(&sql)
@@ -327,6 +331,7 @@ impl Server {
                     "FUNCTION" => ObjectKind::Function,
                     "TRIGGER" => ObjectKind::Trigger,
                     "EVENT" => ObjectKind::Event,
+                    "SEQUENCE" => ObjectKind::Sequence,
                     _ => return None,
                 };
                 Some((kind, row.get(1)?.clone()?))
