@@ -47,8 +47,17 @@ pub fn column_bytes(column: &ColumnDetail) -> String {
 /// values cannot be cast to varbinary and binaries cannot be printed as
 /// hex: each value's text (floats in their exact style 3, binaries as the
 /// four 64-bit words of their SHA-256), length-prefixed, NULL marked.
+///
+/// char and nchar values hash without their trailing spaces, as T-SQL
+/// compares them: Babelfish pads a literal to n bytes of UTF-8 but a
+/// converted value to n characters, so the same value, copied, can differ
+/// only in padding.
 pub fn column_text(column: &ColumnDetail) -> String {
     let c = ident(&column.name);
+    if matches!(column.base.as_str(), "char" | "nchar") {
+        let t = format!("RTRIM(CAST({c} AS nvarchar(max)))");
+        return format!("ISNULL(N'<' + CAST(DATALENGTH({t}) AS nvarchar(20)) + N'>' + {t}, N'~')");
+    }
     let value = match column.base.as_str() {
         "binary" | "varbinary" | "image" => {
             let h = format!("HASHBYTES('SHA2_256', CAST({c} AS varbinary(max)))");
@@ -160,5 +169,16 @@ mod tests {
         assert!(!sql.contains("[rv]"));
         assert!(!sql.contains("[c]"));
         assert!(sql.contains("SUM(CAST(CAST(SUBSTRING(h, 1, 8) AS bigint) AS decimal(38,0)))"));
+    }
+
+    #[test]
+    fn babelfish_hashes_char_values_without_their_padding() {
+        let padded = column_text(&ColumnDetail::plain("n", "nchar", 10, 0, 0));
+        assert_eq!(
+            padded,
+            "ISNULL(N'<' + CAST(DATALENGTH(RTRIM(CAST([n] AS nvarchar(max)))) AS nvarchar(20)) + N'>' + RTRIM(CAST([n] AS nvarchar(max))), N'~')"
+        );
+        // Other text keeps its trailing spaces.
+        assert!(!column_text(&ColumnDetail::plain("v", "nvarchar", 10, 0, 0)).contains("RTRIM"));
     }
 }
