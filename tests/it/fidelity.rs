@@ -876,3 +876,103 @@ fn sequences_arrive_where_the_source_stands_and_their_defaults_work_on_mariadb()
     let row = |s: &dbferry_testkit::Server| s.query(&format!("SELECT id, c FROM {q}.uses_seq WHERE v = 'new'"));
     assert_eq!(row(p.source), row(p.target), "the NEXTVAL defaults give the same row");
 }
+
+/// Objects a MySQL 8.4/9.x database can hold that MariaDB lacks or spells
+/// differently: utf8mb4_0900 collations (and ENUM/SET in a table whose
+/// collation is not the charset's default), functional, multi-valued and
+/// invisible indexes, enforced and unenforced CHECKs, SRID geometry,
+/// expression defaults, generated columns, a generated invisible primary
+/// key, events.
+pub fn mysql_only_sql() -> String {
+    r#"
+SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION';
+CREATE TABLE c0900 (
+  id INT PRIMARY KEY,
+  ai VARCHAR(20) COLLATE utf8mb4_0900_ai_ci,
+  as_cs VARCHAR(20) COLLATE utf8mb4_0900_as_cs,
+  bin VARCHAR(20) COLLATE utf8mb4_0900_bin,
+  ja VARCHAR(20) COLLATE utf8mb4_ja_0900_as_cs,
+  e ENUM('x','y','ü') NOT NULL DEFAULT 'y',
+  s SET('p','q') DEFAULT NULL,
+  KEY k_ai (ai)
+) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+INSERT INTO c0900 VALUES (1, 'Straße', 'ABC', 'abc', 'カタカナ', 'ü', 'p,q'), (2, 'strasse', 'abc', 'ABC', 'かたかな', 'x', NULL);
+
+CREATE TABLE functional (
+  id INT PRIMARY KEY,
+  first VARCHAR(30), last VARCHAR(30),
+  doc JSON,
+  shown INT,
+  gone INT INVISIBLE DEFAULT 7,
+  full_name VARCHAR(61) AS (CONCAT(first, ' ', last)) VIRTUAL,
+  n_tags INT AS (JSON_LENGTH(doc->'$.tags')) STORED,
+  created DATETIME(3) DEFAULT (NOW(3)),
+  token BINARY(16) DEFAULT (UUID_TO_BIN(UUID())),
+  price DECIMAL(10,2) DEFAULT (ROUND(RAND() * 100, 2)),
+  KEY k_lower ((LOWER(last))),
+  KEY k_expr ((shown + 1) DESC, first),
+  KEY k_tags ((CAST(doc->'$.tags' AS CHAR(20) ARRAY))),
+  KEY k_invisible (shown) INVISIBLE,
+  CONSTRAINT chk_shown CHECK (shown >= 0),
+  CONSTRAINT chk_lax CHECK (shown < 1000) NOT ENFORCED
+);
+INSERT INTO functional (id, first, last, doc, shown, gone, created, token, price) VALUES
+  (1, 'Ada', 'Lovelace', '{"tags": ["math", "code"]}', 1, 9, '2024-01-01 00:00:00.125', UUID_TO_BIN('6ccd780c-baba-1026-9564-5b8c656024db'), 12.5),
+  (2, 'Alan', 'Turing', '{"tags": []}', 2000, 0, '2024-01-02 00:00:00', NULL, NULL);
+
+CREATE TABLE places (
+  id INT PRIMARY KEY,
+  p POINT NOT NULL SRID 4326,
+  g GEOMETRY SRID 0,
+  SPATIAL KEY sp_p (p)
+);
+INSERT INTO places VALUES (1, ST_GeomFromText('POINT(48.85 2.35)', 4326), ST_GeomFromText('LINESTRING(0 0,1 1)')),
+                          (2, ST_GeomFromText('POINT(-33.87 151.21)', 4326), NULL);
+
+SET SESSION sql_generate_invisible_primary_key = ON;
+CREATE TABLE gipk (v VARCHAR(10));
+SET SESSION sql_generate_invisible_primary_key = OFF;
+INSERT INTO gipk (v) VALUES ('a'), ('b');
+
+CREATE TABLE tagged (id INT PRIMARY KEY, body TEXT, FULLTEXT KEY ft_ngram (body) WITH PARSER ngram);
+INSERT INTO tagged VALUES (1, '数据库迁移'), (2, 'database migration');
+
+CREATE EVENT ev_mysql ON SCHEDULE EVERY 1 HOUR STARTS '2031-01-01 00:00:00' DISABLE ON SLAVE
+  COMMENT 'disabled on replica' DO DELETE FROM gipk WHERE v IS NULL;
+"#
+    .to_string()
+}
+
+/// MySQL-only objects come out with SHOW CREATE identical (table by table,
+/// event by event) and the same rows, invisible columns and the generated
+/// invisible primary key included.
+#[test]
+fn mysql_only_objects_keep_show_create_identical_on_mysql() {
+    let p = pair_of(Flavour::MySql);
+    let db = unique("fid_mysql_only");
+    create_source(
+        (p.source, p.target),
+        &db,
+        "utf8mb4 COLLATE utf8mb4_0900_ai_ci",
+        &mysql_only_sql(),
+    );
+    copy_and_compare(p, &[&db], &[("verify", "\"checksum\"")]);
+    let q = ident(&db);
+    let create = p.target.show_create(&db, dbferry_testkit::ObjectKind::Table, "gipk");
+    assert!(
+        create.contains("my_row_id"),
+        "the generated invisible key arrives: {create}"
+    );
+    let hidden = p
+        .target
+        .scalar(&format!("SELECT GROUP_CONCAT(gone ORDER BY id) FROM {q}.functional"));
+    assert_eq!(hidden.as_deref(), Some("9,0"), "invisible column values are copied");
+    let srid = p
+        .target
+        .scalar(&format!("SELECT ST_SRID(p) FROM {q}.places WHERE id = 1"));
+    assert_eq!(srid.as_deref(), Some("4326"));
+    let uses_tags = p.target.scalar(&format!(
+        "SELECT COUNT(*) FROM {q}.functional WHERE 'code' MEMBER OF (doc->'$.tags')"
+    ));
+    assert_eq!(uses_tags.as_deref(), Some("1"));
+}
