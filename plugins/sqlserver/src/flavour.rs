@@ -15,6 +15,7 @@
 
 use crate::cell::int;
 use crate::conn::{rows, Conn};
+use crate::detail::{DatabaseDetail, TableDetail};
 use crate::error::Result;
 use crate::quote::{ident, object_literal};
 use crate::types::{ColumnDetail, Transport};
@@ -116,6 +117,32 @@ impl Flavour {
             base if column.alias.is_none() && !crate::types::is_system_type(base) => Some(format!("CLR type {base}")),
             _ => None,
         }
+    }
+}
+
+impl Flavour {
+    /// Everything of a source database this server cannot hold, each named
+    /// (empty when it can hold all): checked before the target is touched,
+    /// so an import into Babelfish is refused whole, never halfway.
+    pub fn refusals(self, database: &DatabaseDetail, tables: &[TableDetail]) -> Vec<String> {
+        if self != Flavour::Babelfish {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for table in tables {
+            for column in &table.columns {
+                if let Some(what) = self.unsupported(column) {
+                    out.push(format!("{}.{}: {what}", table.two_part(), ident(&column.name)));
+                }
+            }
+        }
+        for collection in &database.xml_collections {
+            out.push(format!(
+                "XML schema collection {}",
+                crate::quote::two_part(&collection.schema, &collection.name)
+            ));
+        }
+        out
     }
 }
 
@@ -342,6 +369,37 @@ const BABELFISH: Catalog = Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn babelfish_refuses_every_object_it_cannot_hold_at_once() {
+        let table = TableDetail {
+            schema: "s".into(),
+            name: "t".into(),
+            columns: vec![
+                ColumnDetail::plain("id", "int", 4, 10, 0),
+                ColumnDetail::plain("node", "hierarchyid", 892, 0, 0),
+                ColumnDetail::plain("shape", "geography", -1, 0, 0),
+            ],
+            ..TableDetail::default()
+        };
+        let database = DatabaseDetail {
+            xml_collections: vec![crate::detail::XmlCollection {
+                schema: "dbo".into(),
+                name: "orders".into(),
+                definition: String::new(),
+            }],
+            ..DatabaseDetail::default()
+        };
+        assert_eq!(
+            Flavour::Babelfish.refusals(&database, std::slice::from_ref(&table)),
+            vec![
+                "[s].[t].[node]: type hierarchyid".to_string(),
+                "[s].[t].[shape]: type geography".to_string(),
+                "XML schema collection [dbo].[orders]".to_string(),
+            ]
+        );
+        assert!(Flavour::SqlServer.refusals(&database, &[table]).is_empty());
+    }
 
     #[test]
     fn babelfish_catalogues_avoid_what_it_lacks() {

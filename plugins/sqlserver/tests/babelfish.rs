@@ -5,10 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use dbferry_plugin_abi::plugin::{Reader, Session, Writer};
+use dbferry_plugin_abi::protocol::Detail;
 use dbferry_plugin_abi::protocol::{
     DatabaseSchema, DigestRequest, ExistingTables, FinishRequest, KeyRange, PrepareRequest, ReadRequest, VerifyMode,
     WriteRequest,
 };
+use dbferry_sqlserver::detail::{DatabaseDetail, TableDetail, XmlCollection};
+use dbferry_sqlserver::types::ColumnDetail;
 use dbferry_sqlserver::SqlServerSession;
 use dbferry_testkit::Babelfish;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -342,4 +345,64 @@ fn babelfish_to_babelfish_keeps_every_type_identity_and_module() {
     };
     assert_eq!(answer(a, src), answer(b, dst));
     assert_eq!(answer(b, dst), vec![vec!["2", "1", "1", "1", "1"]]);
+}
+
+/// A source holding what Babelfish cannot (a SQL Server database with
+/// hierarchyid, geography and an XML schema collection; Babelfish itself
+/// cannot make one, so a described Babelfish database gets them in its
+/// detail) is refused by the Babelfish target with the whole list, before
+/// the destination database is created.
+#[test]
+fn babelfish_target_refuses_what_it_cannot_hold_before_writing() {
+    let Some((a, b)) = Babelfish::for_test("sqlserver::babelfish_target_refuses_what_it_cannot_hold_before_writing")
+    else {
+        return;
+    };
+    let _turn = turn();
+    let (src, dst) = ("bf_refuse", "bf_refuse_copy");
+    a.drop_database(src);
+    b.drop_database(dst);
+    a.tsql(&format!("CREATE DATABASE {src}"));
+    a.tsql(&format!(
+        "USE {src}; CREATE TABLE dbo.places (id int NOT NULL PRIMARY KEY, name nvarchar(20) NULL)"
+    ));
+    let (source, target) = sessions(a, b);
+    let mut schema = source.describe_database(src).expect("describe");
+    let table = schema
+        .tables
+        .iter_mut()
+        .find(|t| t.name == "dbo.places")
+        .expect("places");
+    let mut detail = TableDetail::from_json(&table.detail).expect("table detail");
+    detail
+        .columns
+        .push(ColumnDetail::plain("node", "hierarchyid", 892, 0, 0));
+    detail.columns.push(ColumnDetail::plain("area", "geography", -1, 0, 0));
+    table.detail = Detail::encode(&detail).expect("encode");
+    let mut database = DatabaseDetail::from_json(&schema.detail).expect("database detail");
+    database.xml_collections.push(XmlCollection {
+        schema: "dbo".into(),
+        name: "orders".into(),
+        definition: "<xsd:schema xmlns:xsd=\"http://www.w3.org/2001/XMLSchema\"/>".into(),
+    });
+    schema.detail = Detail::encode(&database).expect("encode");
+    let refused = target
+        .prepare_target(PrepareRequest {
+            database: dst.into(),
+            schema,
+            existing_tables: ExistingTables::Fail,
+            resume: false,
+            inline_index_max_bytes: 0,
+            parallelism: 2,
+        })
+        .expect_err("Babelfish cannot hold these");
+    let message = format!("{refused:?}");
+    for named in [
+        "[dbo].[places].[node]: type hierarchyid",
+        "[dbo].[places].[area]: type geography",
+        "XML schema collection [dbo].[orders]",
+    ] {
+        assert!(message.contains(named), "{named} missing from {message}");
+    }
+    assert!(!b.database_exists(dst), "nothing may be created on the target");
 }
