@@ -310,7 +310,6 @@ fn restart(server: &MariaDb, down: Duration) -> Restarted {
 }
 
 #[test]
-#[ignore = "issue 17: since TLS landed (preferred mode), the import does not come back from a target restart within 180 s; under diagnosis"]
 fn a_target_restart_mid_copy_is_waited_out_and_ends_in_an_exact_copy() {
     let source = pair().source;
     let target = durable_server();

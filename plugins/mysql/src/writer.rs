@@ -27,6 +27,9 @@ const MAX_SLICE: usize = 128 << 10;
 /// before the load starts: the memory held back is small next to a lane's
 /// budget (readers send a chunk's first batch at this size).
 const HOLD_MAX: usize = dbferry_plugin_sdk::reader::FIRST_BATCH;
+/// How often a writer waiting for room in a full queue looks whether its
+/// load has ended.
+const LOAD_CHECK: Duration = Duration::from_millis(200);
 /// How long an aborted load may take to wind down before its connection is dropped.
 const ABORT_GRACE: Duration = Duration::from_secs(10);
 /// Appended to the statement that ends a chunk's transaction before its
@@ -189,12 +192,41 @@ impl MysqlWriter {
         while offset < batch.len() {
             let end = (offset + self.slice).min(batch.len());
             // Zero copy: a slice shares the batch's buffer.
-            if tx.send(Ok(batch.slice(offset..end))).await.is_err() {
+            let slice = Ok(batch.slice(offset..end));
+            let queued = match tx.try_send(slice) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+                Err(mpsc::error::TrySendError::Full(slice)) => self.send_when_read(tx, slice).await,
+            };
+            if !queued {
                 return false;
             }
             offset = end;
         }
         true
+    }
+
+    /// Waits for room in the queue while the load still runs. A load that
+    /// failed before the server asked for its rows (the server went away
+    /// mid-statement) ends its task with the infile handler, and with it
+    /// the queue's receiver, still installed on the connection that the
+    /// task's result holds: the queue never closes, so a plain `send`
+    /// would wait forever.
+    async fn send_when_read(&self, tx: &mpsc::Sender<std::io::Result<Bytes>>, slice: std::io::Result<Bytes>) -> bool {
+        let mut slice = Some(slice);
+        loop {
+            match tokio::time::timeout(LOAD_CHECK, tx.reserve()).await {
+                Ok(Ok(permit)) => {
+                    if let Some(slice) = slice.take() {
+                        permit.send(slice);
+                    }
+                    return true;
+                }
+                Ok(Err(_)) => return false,
+                Err(_) if self.task.as_ref().is_none_or(JoinHandle::is_finished) => return false,
+                Err(_) => {}
+            }
+        }
     }
 
     /// Loads the held batch (or nothing) on the caller's thread, in one go.
