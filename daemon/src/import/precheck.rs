@@ -5,7 +5,9 @@
 
 use std::collections::BTreeSet;
 
-use dbferry_plugin_abi::protocol::{DatabaseSchema, ErrorKind, ExistingTables, ObjectKind, ServerInfo, SessionConfig};
+use dbferry_plugin_abi::protocol::{
+    DatabaseSchema, ErrorKind, ExistingTables, ObjectKind, PrepareRequest, ServerInfo, SessionConfig,
+};
 use dbferry_plugin_host::{Plugin, Session};
 
 use crate::codes::{ErrorCode, Rejection};
@@ -390,6 +392,7 @@ pub fn check_servers(
         refuse_uncreatable(&target_info, resolved.target, &schema, dst)?;
         schemas.push(schema);
     }
+    refuse_what_the_target_cannot_hold(&target, resolved, job, &schemas)?;
     Ok(Checked {
         source,
         target,
@@ -427,6 +430,49 @@ fn refuse_uncreatable(
         }
     }
     Ok(())
+}
+
+/// Asks the target what of the source's schemas it cannot hold (Babelfish
+/// has no `hierarchyid`, spatial types or XML schema collections, for
+/// example), and refuses the import with the whole list at once, so that
+/// nothing is found halfway through the copy.
+fn refuse_what_the_target_cannot_hold(
+    target: &Session,
+    resolved: &Resolved<'_>,
+    job: &Job,
+    schemas: &[DatabaseSchema],
+) -> Result<(), Rejection> {
+    let mut unheld = Vec::new();
+    for ((src, dst), schema) in resolved.mapping.iter().zip(schemas) {
+        let found = target
+            .check_target(PrepareRequest {
+                database: dst.clone(),
+                schema: schema.clone(),
+                existing_tables: job.options.existing_tables,
+                resume: false,
+                inline_index_max_bytes: 0,
+                parallelism: job.options.parallelism,
+            })
+            .map_err(|e| {
+                Rejection::new(
+                    ErrorCode::InternalError,
+                    format!("checking what the target can hold of database {src}: {e}"),
+                )
+            })?;
+        unheld.extend(found.into_iter().map(|what| format!("{src}: {what}")));
+    }
+    if unheld.is_empty() {
+        return Ok(());
+    }
+    Err(Rejection::new(
+        ErrorCode::IncorrectInstanceType,
+        format!(
+            "the target {} cannot hold {} object(s) of the source: {}",
+            resolved.target.id,
+            unheld.len(),
+            unheld.join("; ")
+        ),
+    ))
 }
 
 /// Target objects the copy would have to replace. Tables and views share

@@ -180,7 +180,7 @@ impl CarriesDetails for Request {
     fn details_mut(&mut self) -> Vec<&mut Detail> {
         match self {
             Request::SplitPoints(r) => r.details_mut(),
-            Request::PrepareTarget(r) => r.details_mut(),
+            Request::PrepareTarget(r) | Request::CheckTarget(r) => r.details_mut(),
             Request::FinishTarget(r) => r.details_mut(),
             Request::TableDigest(r) => r.details_mut(),
             Request::TableDigests(r) => r.details_mut(),

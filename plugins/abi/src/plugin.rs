@@ -51,6 +51,12 @@ pub trait Session: Send + Sync + 'static {
     fn end_snapshot(&self) -> Result<(), PluginError>;
     /// See [`Request::PrepareTarget`].
     fn prepare_target(&self, request: PrepareRequest) -> Result<SchemaOutcome, PluginError>;
+    /// See [`Request::CheckTarget`]. The default: the target holds
+    /// whatever its own engine describes.
+    fn check_target(&self, request: PrepareRequest) -> Result<Vec<String>, PluginError> {
+        let _ = request;
+        Ok(Vec::new())
+    }
     /// See [`Request::FinishTarget`].
     fn finish_target(&self, request: FinishRequest) -> Result<SchemaOutcome, PluginError>;
     /// See [`Request::TableDigest`].
@@ -340,6 +346,7 @@ unsafe extern "C" fn session_call<E: Engine>(session: Handle, request: FfiStr, o
             Request::EndSnapshot => encode(&session.end_snapshot()?)?,
             Request::PrepareTarget(r) => encode(&session.prepare_target(r)?)?,
             Request::FinishTarget(r) => encode(&session.finish_target(r)?)?,
+            Request::CheckTarget(r) => encode(&session.check_target(r)?)?,
             Request::TableDigest(r) => encode(&session.table_digest(r)?)?,
             Request::TableDigests(r) => encode(&session.table_digests(r)?)?,
             Request::RangeDigests(r) => encode(&session.range_digests(r)?)?,

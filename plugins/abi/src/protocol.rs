@@ -111,6 +111,11 @@ pub enum Request {
     /// each by its number instead of carrying it (see [`crate::detail`]).
     /// Answer: `null`.
     KeepDetails(Vec<KeptDetail>),
+    /// What of the source's schema this target server cannot hold, asked at
+    /// precheck before anything is written (for example what Babelfish
+    /// lacks). Nothing is created. Answer: `Vec<String>`, every such object,
+    /// empty when the target holds it all.
+    CheckTarget(PrepareRequest),
 }
 
 /// Facts about a server.

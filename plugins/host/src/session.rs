@@ -194,6 +194,12 @@ impl Session {
         self.call(Request::PrepareTarget(request))
     }
 
+    /// See `Request::CheckTarget`: what of `request.schema` the target
+    /// cannot hold (engines without the check answer nothing).
+    pub fn check_target(&self, request: PrepareRequest) -> Result<Vec<String>, HostError> {
+        self.call(Request::CheckTarget(request))
+    }
+
     /// See `Request::FinishTarget`.
     pub fn finish_target(&self, request: FinishRequest) -> Result<SchemaOutcome, HostError> {
         self.call(Request::FinishTarget(request))

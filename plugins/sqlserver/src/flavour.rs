@@ -142,6 +142,17 @@ impl Flavour {
                 crate::quote::two_part(&collection.schema, &collection.name)
             ));
         }
+        // An alias type is created before any table uses it, so one of a
+        // type Babelfish lacks fails even when no column uses it.
+        for alias in &database.alias_types {
+            if matches!(alias.base.as_str(), "hierarchyid" | "geometry" | "geography") {
+                out.push(format!(
+                    "alias type {} (of {})",
+                    crate::quote::two_part(&alias.schema, &alias.name),
+                    alias.base
+                ));
+            }
+        }
         out
     }
 }

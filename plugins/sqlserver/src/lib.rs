@@ -13,7 +13,8 @@
 //! Modules: [`conn`] (runtime, TLS, pool), [`probe`], [`describe`],
 //! [`detail`] (the `detail` JSON), [`types`], [`variant`], [`ddl`] (T-SQL
 //! text), [`schema`] (target steps), [`encode`], [`reader`], [`writer`],
-//! [`split`], [`range`], [`digest`], [`snapshot`], [`backup`], [`quote`],
+//! [`split`], [`range`], [`digest`], [`snapshot`], [`backup`], [`fit`] (what a
+//! target cannot hold), [`quote`],
 //! [`cell`], [`error`].
 #![deny(missing_docs)]
 
@@ -26,6 +27,7 @@ pub mod detail;
 pub mod digest;
 pub mod encode;
 pub mod error;
+pub mod fit;
 pub mod flavour;
 pub mod long;
 pub mod probe;
@@ -206,6 +208,10 @@ impl Session for SqlServerSession {
 
     fn prepare_target(&self, request: PrepareRequest) -> std::result::Result<SchemaOutcome, PluginError> {
         Ok(with_conn!(self, |c| schema::prepare(c, &request, self.flavour))?)
+    }
+
+    fn check_target(&self, request: PrepareRequest) -> std::result::Result<Vec<String>, PluginError> {
+        Ok(fit::unheld(self.flavour, &request.schema)?)
     }
 
     fn finish_target(&self, request: FinishRequest) -> std::result::Result<SchemaOutcome, PluginError> {

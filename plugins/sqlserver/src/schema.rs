@@ -79,13 +79,9 @@ pub fn mentions_database(m: &ModuleDetail, database: &str) -> bool {
 pub async fn prepare(conn: &mut Conn, request: &PrepareRequest, flavour: Flavour) -> Result<SchemaOutcome> {
     let detail = DatabaseDetail::from_json(&request.schema.detail)?;
     let db = &request.database;
-    let tables = request
-        .schema
-        .tables
-        .iter()
-        .map(|t| TableDetail::from_json(&t.detail))
-        .collect::<Result<Vec<_>>>()?;
-    let refused = flavour.refusals(&detail, &tables);
+    // The daemon asked this at precheck (`CheckTarget`); asked again so
+    // that no host skipping it gets a database half-created.
+    let refused = crate::fit::unheld(flavour, &request.schema)?;
     if !refused.is_empty() {
         return Err(Error::Unsupported(format!(
             "the target is Babelfish, which cannot hold {} object(s) of this database: {}",

@@ -406,3 +406,49 @@ fn babelfish_target_refuses_what_it_cannot_hold_before_writing() {
     }
     assert!(!b.database_exists(dst), "nothing may be created on the target");
 }
+
+/// A rowversion column can exist on a Babelfish source (behind its escape
+/// hatch), and a Babelfish target would not take it without one: the
+/// target's precheck names it, with nothing created, while the rest of the
+/// source is held.
+#[test]
+fn babelfish_target_names_at_precheck_what_it_cannot_hold() {
+    let Some((a, b)) = Babelfish::for_test("sqlserver::babelfish_target_names_at_precheck_what_it_cannot_hold") else {
+        return;
+    };
+    let _turn = turn();
+    let (src, dst) = ("bf_unheld", "bf_unheld_copy");
+    a.drop_database(src);
+    b.drop_database(dst);
+    a.tsql(&format!("CREATE DATABASE {src}"));
+    // The escape hatch is refused at parse time within one batch, so it is
+    // set for the server around the CREATE and set back at once.
+    a.tsql("EXEC sp_babelfish_configure 'escape_hatch_rowversion', 'ignore', 'server'");
+    let created = a.try_tsql(&format!(
+        "USE {src}; CREATE TABLE dbo.versioned (id int NOT NULL PRIMARY KEY, v rowversion)"
+    ));
+    a.tsql("EXEC sp_babelfish_configure 'escape_hatch_rowversion', 'strict', 'server'");
+    created.expect("a rowversion column behind the escape hatch");
+    a.tsql(&format!(
+        "USE {src}; CREATE TABLE dbo.plain (id int NOT NULL PRIMARY KEY, s nvarchar(10) NULL)"
+    ));
+    let (source, target) = sessions(a, b);
+    let schema = source.describe_database(src).expect("describe");
+    let request = |schema: DatabaseSchema| PrepareRequest {
+        database: dst.into(),
+        schema,
+        existing_tables: ExistingTables::Fail,
+        resume: false,
+        inline_index_max_bytes: 0,
+        parallelism: 2,
+    };
+    let unheld = target.check_target(request(schema.clone())).expect("check");
+    assert_eq!(
+        unheld,
+        ["[dbo].[versioned].[v]: type rowversion (needs babelfishpg_tsql.escape_hatch_rowversion)"]
+    );
+    assert!(!b.database_exists(dst), "the check creates nothing");
+    let mut held = schema;
+    held.tables.retain(|t| !t.name.contains("versioned"));
+    assert_eq!(target.check_target(request(held)).expect("check"), Vec::<String>::new());
+}
