@@ -34,6 +34,11 @@ pub enum ErrorCode {
     TlsNotOffered,
     /// The server requires TLS and the instance's `tls` is `off`.
     TlsRequired,
+    /// The instance refused the configured login (wrong password, unknown
+    /// account, or no grant on what it must reach).
+    AccountAccessDenied,
+    /// The account lacks a privilege the import needs; the message names it.
+    AccountMissingPrivilege,
     /// Rule 8.
     IncorrectLockMode,
     /// Rule 9.
@@ -67,6 +72,8 @@ impl ErrorCode {
             ErrorCode::TlsUnverified => "IncorrectDBInstanceTls.Unverified",
             ErrorCode::TlsNotOffered => "IncorrectDBInstanceTls.NotOffered",
             ErrorCode::TlsRequired => "IncorrectDBInstanceTls.Required",
+            ErrorCode::AccountAccessDenied => "IncorrectDBInstanceAccount.AccessDenied",
+            ErrorCode::AccountMissingPrivilege => "IncorrectDBInstanceAccount.MissingPrivilege",
             ErrorCode::IncorrectLockMode => "IncorrectDBInstanceLockMode",
             ErrorCode::InsufficientStorage => "InsufficientStorage",
             ErrorCode::AccessKeyNotFound => "InvalidAccessKeyId.NotFound",
@@ -77,12 +84,15 @@ impl ErrorCode {
         }
     }
 
-    /// The TLS refusal a plugin named by its contract code, if it is one.
-    pub fn tls_refusal(code: &str) -> Option<Self> {
+    /// The refusal a plugin named by its contract code (TLS, or the
+    /// account's access), if it is one.
+    pub fn plugin_refusal(code: &str) -> Option<Self> {
         [
             ErrorCode::TlsUnverified,
             ErrorCode::TlsNotOffered,
             ErrorCode::TlsRequired,
+            ErrorCode::AccountAccessDenied,
+            ErrorCode::AccountMissingPrivilege,
         ]
         .into_iter()
         .find(|c| c.as_str() == code)
@@ -106,6 +116,8 @@ impl ErrorCode {
             | ErrorCode::TlsUnverified
             | ErrorCode::TlsNotOffered
             | ErrorCode::TlsRequired
+            | ErrorCode::AccountAccessDenied
+            | ErrorCode::AccountMissingPrivilege
             | ErrorCode::InsufficientStorage => 403,
             ErrorCode::InstanceNotFound | ErrorCode::DbNameNotFound | ErrorCode::AccessKeyNotFound => 404,
             ErrorCode::InternalError => 500,

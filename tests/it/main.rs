@@ -25,7 +25,7 @@ mod fidelity;
 mod jobfiles;
 mod ops;
 mod prechecks;
-mod privileges;
+mod privilege;
 mod resume;
 mod sqlserver;
 mod statistics;

@@ -480,7 +480,7 @@ fn copy_all(
         .begin_snapshot(job.options.parallelism)
         .map_err(|e| host_failure("opening a consistent snapshot on the source", e))?;
     result.consistency = Some(snapshot.consistency);
-    result.snapshot_method = snapshot.method.clone();
+    result.consistency_method = snapshot.method.clone();
     if let Some(warning) = snapshot.warning {
         warn(result, warning);
     }

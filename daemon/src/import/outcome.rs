@@ -67,9 +67,10 @@ pub struct ImportResult {
     pub message: Option<String>,
     /// How consistent the source reads were.
     pub consistency: Option<Consistency>,
-    /// How the source engine obtained that consistency (MySQL: the lock
-    /// that held commits back while the readers' snapshots opened).
-    pub snapshot_method: Option<String>,
+    /// How the source was held still for its snapshot, when the engine
+    /// says (MySQL: `flush_tables_with_read_lock`, `backup_stage`,
+    /// `lock_instance_for_backup+lock_tables`, `lock_tables`).
+    pub consistency_method: Option<String>,
     /// How each instance's connections travelled (encryption, TLS
     /// version, verification), once the prechecks connected.
     pub transport: Vec<super::precheck::InstanceTransport>,
@@ -103,7 +104,7 @@ impl ImportResult {
             code: None,
             message: None,
             consistency: None,
-            snapshot_method: None,
+            consistency_method: None,
             transport: Vec::new(),
             warnings: Vec::new(),
             created: Vec::new(),
@@ -154,7 +155,7 @@ impl ImportResult {
             "Message": self.message,
             "Rejected": self.rejected,
             "Consistency": self.consistency,
-            "SnapshotMethod": self.snapshot_method,
+            "ConsistencyMethod": self.consistency_method,
             "Transport": self.transport,
             "Warnings": self.warnings,
             "Created": self.created,

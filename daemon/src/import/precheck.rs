@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use dbferry_plugin_abi::protocol::{
-    DatabaseSchema, ErrorKind, ExistingTables, ObjectKind, PrepareRequest, ServerInfo, SessionConfig,
+    DatabaseSchema, ExistingTables, ObjectKind, PrepareRequest, ServerInfo, SessionConfig,
 };
 use dbferry_plugin_host::{Plugin, Session};
 
@@ -187,23 +187,14 @@ pub fn connect(plugin: &Plugin, instance: &Instance, connections: u32) -> Result
         options,
     };
     plugin.connect(&config).map_err(|e| {
-        // A TLS refusal is not an unreachable instance: it names what the
-        // mode expected and what the server did.
+        // A TLS refusal or a refused login is not an unreachable instance:
+        // it names what the mode expected and what the server did, or which
+        // account was refused.
         let refusal = e
             .plugin_error()
-            .and_then(|p| Some((ErrorCode::tls_refusal(p.code.as_deref()?)?, p)));
+            .and_then(|p| Some((ErrorCode::plugin_refusal(p.code.as_deref()?)?, p)));
         match refusal {
             Some((code, p)) => Rejection::new(code, p.message.clone()),
-            // Reachable, but the login or its session setup was refused:
-            // the account, not the instance's state, is what to fix.
-            None if e.plugin_error().is_some_and(|p| p.kind == ErrorKind::Access) => Rejection::new(
-                ErrorCode::IncorrectInstanceState,
-                format!(
-                    "instance {} refused the account {}: {e}; check its password and grants \
-                     (README lists the privileges an import needs)",
-                    instance.id, instance.user
-                ),
-            ),
             None => Rejection::new(
                 ErrorCode::IncorrectInstanceState,
                 format!("instance {} is not Running: it cannot be reached: {e}", instance.id),
@@ -214,6 +205,12 @@ pub fn connect(plugin: &Plugin, instance: &Instance, connections: u32) -> Result
 
 fn probe(session: &Session, instance: &Instance) -> Result<ServerInfo, Rejection> {
     session.probe().map_err(|e| {
+        if let Some((code, p)) = e
+            .plugin_error()
+            .and_then(|p| Some((ErrorCode::plugin_refusal(p.code.as_deref()?)?, p)))
+        {
+            return Rejection::new(code, p.message.clone());
+        }
         Rejection::new(
             ErrorCode::IncorrectInstanceState,
             format!("instance {} is not Running: probing it failed: {e}", instance.id),
@@ -389,7 +386,6 @@ pub fn check_servers(
                 ));
             }
         }
-        refuse_uncreatable(&target_info, resolved.target, &schema, dst)?;
         schemas.push(schema);
     }
     refuse_what_the_target_cannot_hold(&target, resolved, job, &schemas)?;
@@ -399,37 +395,6 @@ pub fn check_servers(
         schemas,
         transport,
     })
-}
-
-/// Refuses a database holding objects the target's account cannot create
-/// (`ServerInfo::uncreatable`), naming them and why.
-fn refuse_uncreatable(
-    target_info: &ServerInfo,
-    target: &Instance,
-    schema: &DatabaseSchema,
-    dst: &str,
-) -> Result<(), Rejection> {
-    for refusal in &target_info.uncreatable {
-        let named: Vec<String> = schema
-            .objects
-            .iter()
-            .filter(|o| refusal.kinds.contains(&o.kind))
-            .map(|o| format!("{} {}", format!("{:?}", o.kind).to_lowercase(), o.name))
-            .collect();
-        if !named.is_empty() {
-            return Err(Rejection::new(
-                ErrorCode::IncorrectInstanceState,
-                format!(
-                    "the target {} cannot create {} in {dst} as {}: {}",
-                    target.id,
-                    named.join(", "),
-                    target.user,
-                    refusal.reason
-                ),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Asks the target what of the source's schemas it cannot hold (Babelfish

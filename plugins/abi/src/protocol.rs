@@ -139,20 +139,6 @@ pub struct ServerInfo {
     /// How the session's connections travel, when the engine can tell.
     #[serde(default)]
     pub transport: Option<TransportInfo>,
-    /// Kinds of object the account cannot create on this server, and why
-    /// (a missing privilege); the prechecks refuse an import into it that
-    /// holds any, naming them, before anything changes.
-    #[serde(default)]
-    pub uncreatable: Vec<Uncreatable>,
-}
-
-/// Objects an account cannot create, and why.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Uncreatable {
-    /// The kinds refused.
-    pub kinds: Vec<ObjectKind>,
-    /// Why, naming the privilege or setting that would allow them.
-    pub reason: String,
 }
 
 /// How a session's connections travel (the instance's `tls` setting at work).
@@ -257,8 +243,7 @@ pub struct SplitRequest {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Consistency {
-    /// Every reader sees the same instant of every table the import copies
-    /// ([`SnapshotInfo::method`] says how that instant was held).
+    /// Every reader sees the same instant of every database.
     Global,
     /// Each table is read at one instant, tables at different instants; a
     /// table must then not be split across readers.
@@ -272,9 +257,10 @@ pub struct SnapshotInfo {
     pub consistency: Consistency,
     /// Why it is weaker than `Global`, if it is.
     pub warning: Option<String>,
-    /// How the engine obtained it, in its own words (MySQL: the lock that
-    /// held commits back while the readers' snapshots opened). Absent from
-    /// plugins older than the field.
+    /// How the source was held still while the readers opened their
+    /// snapshots, when the engine says (MySQL: `backup_stage`,
+    /// `flush_tables_with_read_lock`, `lock_instance_for_backup+lock_tables`
+    /// or `lock_tables`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
 }

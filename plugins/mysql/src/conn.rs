@@ -55,6 +55,10 @@ pub enum Role {
 impl Role {
     /// Statements that put a connection into this role, whatever it was before.
     /// Every role sets the same variables, so switching roles is one round trip.
+    /// None of them needs a privilege on MySQL 9.7 or MariaDB 10.11 (a
+    /// cloud-shaped account has no `SESSION_VARIABLES_ADMIN`); the one that
+    /// does, `max_error_count`, is raised apart, where permitted
+    /// ([`RAISE_ERROR_COUNT`]).
     pub fn setup(self) -> String {
         let (results, mode, checks, isolation) = match self {
             Role::Control => ("utf8mb4", PLAIN_SQL_MODE, 1, "REPEATABLE READ"),
@@ -65,9 +69,7 @@ impl Role {
             Role::Writer => ("utf8mb4", LOAD_SQL_MODE, 0, "READ COMMITTED"),
         };
         // Long net timeouts: backpressure may pause a result set (reader)
-        // or a LOAD DATA stream (writer) for a while. Only variables any
-        // account may set: on MySQL 8.0.14+ some (max_error_count among
-        // them) need SESSION_VARIABLES_ADMIN, which cloud accounts lack.
+        // or a LOAD DATA stream (writer) for a while.
         format!(
             "SET NAMES utf8mb4, time_zone = '+00:00', character_set_results = {results}, \
              sql_mode = '{mode}', foreign_key_checks = {checks}, unique_checks = {checks}, \
@@ -77,14 +79,11 @@ impl Role {
     }
 }
 
-/// Lets a writer see every warning of a load, where the account may.
-///
-/// The writer checks each warning of a `LOAD DATA` (see
-/// `TableDetail::benign_warnings`), and the server keeps only
-/// `max_error_count` of them (MySQL 1024, MariaDB 64 by default). Raising
-/// it needs SESSION_VARIABLES_ADMIN on MySQL 8.0.14+; without it a chunk
-/// with more warnings than the server keeps fails, naming the limit,
-/// rather than pass unchecked. MariaDB lets any account raise it.
+/// Lets a writer see every warning of a `LOAD DATA` (MySQL's default is
+/// 1,024, MariaDB's 64), so that it can tell benign ones from altered values.
+/// MySQL 8.0.26+ wants `SESSION_VARIABLES_ADMIN` for it: without that, only
+/// the server's default number of warnings can be inspected, and a load with
+/// more warnings than that is refused rather than trusted blindly.
 pub const RAISE_ERROR_COUNT: &str = "SET SESSION max_error_count = 65535";
 
 /// Facts about the server, read once at connect.
@@ -198,8 +197,8 @@ pub struct Pool {
     /// Set once a `preferred` server turned out to offer no TLS.
     plaintext: std::sync::atomic::AtomicBool,
     slow_reader_noted: std::sync::atomic::AtomicBool,
-    /// Cleared once the server refused [`RAISE_ERROR_COUNT`].
-    may_raise_error_count: std::sync::atomic::AtomicBool,
+    /// Set once the server refused [`RAISE_ERROR_COUNT`] to this account.
+    error_count_denied: std::sync::atomic::AtomicBool,
     tls: TlsSettings,
     /// The rustls configuration of wire readers; `None` for `off`.
     wire_tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
@@ -316,7 +315,7 @@ impl Pool {
                 _ => Some(tls.client_config()?),
             },
             slow_reader_noted: std::sync::atomic::AtomicBool::new(false),
-            may_raise_error_count: std::sync::atomic::AtomicBool::new(true),
+            error_count_denied: std::sync::atomic::AtomicBool::new(false),
             tls,
             infiles,
             instance: config.instance_id.clone(),
@@ -439,30 +438,43 @@ impl Pool {
     /// Opens a fresh connection in `role` (no permit involved).
     async fn open(&self, role: Role) -> Result<Conn> {
         let mut conn = self.connect().await?;
-        self.enter(&mut conn, role).await?;
-        Ok(conn)
-    }
-
-    /// Puts `conn` into `role`: its session settings, and for writers a
-    /// higher `max_error_count` where the account may set it.
-    async fn enter(&self, conn: &mut Conn, role: Role) -> Result<()> {
         conn.query_drop(role.setup())
             .await
             .ctx(|| format!("setting up a session on {}", self.instance))?;
+        self.raise_error_count(&mut conn).await?;
+        Ok(conn)
+    }
+
+    /// Runs [`RAISE_ERROR_COUNT`] unless the server already refused it to
+    /// this account; a refusal is logged once and otherwise harmless.
+    async fn raise_error_count(&self, conn: &mut Conn) -> Result<()> {
         use std::sync::atomic::Ordering::Relaxed;
-        if role == Role::Writer && self.may_raise_error_count.load(Relaxed) {
-            if let Err(e) = conn.query_drop(RAISE_ERROR_COUNT).await.ctx(String::new) {
-                if !e.is_access_denied() {
-                    return Err(e);
-                }
-                self.may_raise_error_count.store(false, Relaxed);
-                tracing::info!(
-                    instance = %self.instance,
-                    "max_error_count stays at the server's default (the account lacks SESSION_VARIABLES_ADMIN)"
-                );
-            }
+        if self.error_count_denied.load(Relaxed) {
+            return Ok(());
         }
-        Ok(())
+        match conn
+            .query_drop(RAISE_ERROR_COUNT)
+            .await
+            .ctx(|| RAISE_ERROR_COUNT.into())
+        {
+            Err(e) if e.is_access_denied() => {
+                if !self.error_count_denied.swap(true, Relaxed) {
+                    tracing::info!(
+                        instance = %self.instance,
+                        reason = %e,
+                        "max_error_count stays at the server's default: a load with more warnings than that is refused"
+                    );
+                }
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Whether loads on this instance see only the server's default number
+    /// of warnings (the account may not raise `max_error_count`).
+    pub fn error_count_limited(&self) -> bool {
+        self.error_count_denied.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A permit for one more open connection if one is free now, or can be
@@ -519,7 +531,7 @@ impl Pool {
             };
             if let Some(c) = conn.as_mut() {
                 let healthy = if was != role {
-                    self.enter(c, role).await.is_ok()
+                    c.query_drop(role.setup()).await.is_ok()
                 } else if since.elapsed() > STALE_AFTER {
                     c.ping().await.is_ok()
                 } else {
@@ -605,12 +617,25 @@ mod tests {
                 assert!(sql.contains(var), "{role:?} lacks {var}");
             }
         }
-        for role in [Role::Control, Role::Reader, Role::Writer] {
-            // Restricted on MySQL 8.0.14+: a cloud account could not connect.
-            assert!(!role.setup().contains("max_error_count"), "{role:?}");
-        }
         assert!(Role::Reader.setup().contains("character_set_results = binary"));
         assert!(Role::Writer.setup().contains(LOAD_SQL_MODE));
+    }
+
+    #[test]
+    fn no_role_sets_a_variable_that_needs_a_privilege() {
+        // SESSION_VARIABLES_ADMIN on MySQL 8.0.26+; cloud accounts lack it.
+        for role in [Role::Control, Role::Reader, Role::Writer] {
+            let sql = role.setup().to_ascii_lowercase();
+            for restricted in [
+                "max_error_count",
+                "sql_log_bin",
+                "binlog_format",
+                "gtid_next",
+                "pseudo_",
+            ] {
+                assert!(!sql.contains(restricted), "{role:?} sets {restricted}");
+            }
+        }
     }
 }
 

@@ -63,18 +63,23 @@ pub async fn describe(
     let mut tables = Vec::new();
     let mut views = Vec::new();
     let mut sequences = Vec::new();
+    let files = crate::sizes::file_sizes(conn, facts).await?;
     for r in rows(
         conn,
         format!(
-            "SELECT TABLE_NAME, TABLE_TYPE, ENGINE, TABLE_ROWS, DATA_LENGTH FROM information_schema.TABLES \
-             WHERE TABLE_SCHEMA = {db}"
+            "SELECT TABLE_NAME, TABLE_TYPE, ENGINE, TABLE_ROWS, DATA_LENGTH, INDEX_LENGTH \
+             FROM information_schema.TABLES WHERE TABLE_SCHEMA = {db}"
         ),
     )
     .await?
     {
         let name = cell::string(&r, 0);
         match cell::string(&r, 1).as_str() {
-            "BASE TABLE" => tables.push((name, cell::string(&r, 2), cell::u64(&r, 3), cell::u64(&r, 4))),
+            "BASE TABLE" => {
+                let file = files.get(&(database.to_string(), name.clone())).copied();
+                let bytes = crate::sizes::table_bytes(cell::u64(&r, 4), cell::u64(&r, 5), file);
+                tables.push((name, cell::string(&r, 2), cell::u64(&r, 3), bytes))
+            }
             "VIEW" => views.push(name),
             "SEQUENCE" => sequences.push(name),
             other => tracing::warn!(

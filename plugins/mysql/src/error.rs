@@ -8,6 +8,8 @@ pub mod code {
     pub const DB_ACCESS_DENIED: u16 = 1044;
     /// ER_ACCESS_DENIED_ERROR.
     pub const ACCESS_DENIED: u16 = 1045;
+    /// ER_ACCESS_DENIED_NO_PASSWORD_ERROR.
+    pub const ACCESS_DENIED_NO_PASSWORD: u16 = 1698;
     /// ER_TABLE_EXISTS_ERROR.
     pub const TABLE_EXISTS: u16 = 1050;
     /// ER_DUP_KEYNAME.
@@ -128,12 +130,6 @@ impl Error {
 
     fn kind(&self) -> ErrorKind {
         match self {
-            // A login refused (wrong password, no such account or host,
-            // no grant on a database) is not an unreachable server.
-            Error::Connect {
-                server_code: Some(code::ACCESS_DENIED | code::DB_ACCESS_DENIED),
-                ..
-            } => ErrorKind::Access,
             Error::Connect { .. } | Error::Tls { .. } => ErrorKind::Connect,
             Error::Data(_) => ErrorKind::Data,
             Error::Conflict(_) => ErrorKind::Conflict,
@@ -173,14 +169,36 @@ impl From<Error> for PluginError {
     fn from(error: Error) -> Self {
         let kind = error.kind();
         let mut out = PluginError::new(kind, error.to_string());
-        match error {
+        match &error {
             Error::Conflict(_) => out = out.with_code("InvalidDBName.Exists"),
             Error::Tls { refusal, .. } => out = out.with_code(refusal.code()),
+            Error::Connect {
+                instance,
+                message,
+                server_code: Some(code::ACCESS_DENIED | code::DB_ACCESS_DENIED | code::ACCESS_DENIED_NO_PASSWORD),
+            } => {
+                out = PluginError::new(
+                    ErrorKind::Access,
+                    format!(
+                        "instance {instance} refused the login of the configured account: {message} \
+                         (check the user and password, and that the account may connect from this host)"
+                    ),
+                )
+                .with_code(ACCESS_DENIED_CODE)
+            }
+            Error::Sql { .. } | Error::Wire { .. } if error.is_access_denied() => {
+                out = out.with_code(MISSING_PRIVILEGE_CODE)
+            }
             _ => {}
         }
         out
     }
 }
+
+/// The contract code of a refused login.
+pub const ACCESS_DENIED_CODE: &str = "IncorrectDBInstanceAccount.AccessDenied";
+/// The contract code of a statement refused for lack of a privilege.
+pub const MISSING_PRIVILEGE_CODE: &str = "IncorrectDBInstanceAccount.MissingPrivilege";
 
 /// ER_SECURE_TRANSPORT_REQUIRED on MySQL (3159) and MariaDB (4036).
 const SECURE_TRANSPORT_REQUIRED: [u16; 2] = [3159, 4036];
@@ -218,6 +236,20 @@ pub fn connect_error(instance: &str, mode: crate::tls::TlsMode, e: mysql_async::
     }
     if let Some(refused) = crate::tls::rustls_error(&e).and_then(|t| certificate_refusal(mode, t)) {
         return tls(Refusal::Unverified, refused);
+    }
+    if let mysql_async::Error::Driver(mysql_async::DriverError::UnknownAuthPlugin { name }) = &e {
+        // MySQL 8+/9 answers some refused logins (a wrong password whose
+        // account is not in caching_sha2_password's cache) by switching to
+        // sha256_password, which the driver does not speak: that is a
+        // refused login far more often than an account on that plugin.
+        return Error::Connect {
+            instance: instance.to_string(),
+            message: format!(
+                "the server switched the login to the {name} authentication plugin, which dbferry does not speak; \
+                 MySQL does so when it refuses the password or the account (or for an account created WITH {name})"
+            ),
+            server_code: Some(code::ACCESS_DENIED),
+        };
     }
     Error::Connect {
         instance: instance.to_string(),
@@ -291,24 +323,6 @@ mod tests {
         let e: PluginError = Error::Conflict("table `t` exists".into()).into();
         assert_eq!(e.kind, ErrorKind::Conflict);
         assert_eq!(e.code.as_deref(), Some("InvalidDBName.Exists"));
-        let e: PluginError = Error::Connect {
-            instance: "rm-1".into(),
-            message: "Access denied for user 'u'@'localhost' (using password: YES)".into(),
-            server_code: Some(code::ACCESS_DENIED),
-        }
-        .into();
-        assert_eq!(
-            e.kind,
-            ErrorKind::Access,
-            "a refused login is not an unreachable server"
-        );
-        let e: PluginError = Error::Connect {
-            instance: "rm-1".into(),
-            message: "Connection refused".into(),
-            server_code: None,
-        }
-        .into();
-        assert_eq!(e.kind, ErrorKind::Connect);
         let e: PluginError = Error::Data("bad".into()).into();
         assert_eq!(e.kind, ErrorKind::Data);
         assert_eq!(e.code, None);

@@ -29,6 +29,7 @@ pub mod quote;
 pub mod range;
 pub mod reader;
 pub mod schema;
+pub mod sizes;
 pub mod snapshot;
 pub mod split;
 pub mod tls;
@@ -63,8 +64,9 @@ pub struct MysqlSession {
     max_connections: u32,
     snapshot: Snapshot,
     details: DetailCache,
-    /// The databases described so far: what a snapshot's table locks cover.
-    described: std::sync::Mutex<Vec<String>>,
+    /// The base tables of each database described in this session, quoted
+    /// and qualified: what the snapshot's `LOCK TABLES` step locks.
+    described: std::sync::Mutex<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
 impl Engine for MysqlEngine {
@@ -96,7 +98,7 @@ impl MysqlSession {
             max_connections: config.max_connections.max(2),
             snapshot: Snapshot::default(),
             details: DetailCache::default(),
-            described: std::sync::Mutex::default(),
+            described: Default::default(),
         })
     }
 
@@ -165,12 +167,6 @@ impl Session for MysqlSession {
     }
 
     fn describe_database(&self, database: &str) -> std::result::Result<DatabaseSchema, PluginError> {
-        {
-            let mut described = self.described.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if !described.iter().any(|d| d == database) {
-                described.push(database.to_string());
-            }
-        }
         match with_conn!(self, Role::Control, |c| describe::describe(
             c,
             &self.facts,
@@ -178,7 +174,19 @@ impl Session for MysqlSession {
             database
         )) {
             Err(e @ error::Error::NotFound(_)) => Err(PluginError::from(e).with_code("InvalidDBName.NotFound")),
-            other => Ok(other?),
+            Ok(schema) => {
+                let tables = schema
+                    .tables
+                    .iter()
+                    .map(|t| quote::qualified(database, &t.name))
+                    .collect();
+                self.described
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(database.to_string(), tables);
+                Ok(schema)
+            }
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -187,18 +195,18 @@ impl Session for MysqlSession {
     }
 
     fn begin_snapshot(&self, readers: u32) -> std::result::Result<SnapshotInfo, PluginError> {
-        let databases = self
+        let tables: Vec<String> = self
             .described
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        Ok(runtime()?.block_on(self.snapshot.begin(
-            &self.pool,
-            &self.facts,
-            &databases,
-            readers,
-            self.max_connections,
-        ))?)
+            .values()
+            .flatten()
+            .cloned()
+            .collect();
+        Ok(runtime()?.block_on(
+            self.snapshot
+                .begin(&self.pool, &self.facts, &tables, readers, self.max_connections),
+        )?)
     }
 
     fn end_snapshot(&self) -> std::result::Result<(), PluginError> {

@@ -1,6 +1,6 @@
 //! Server facts for the prechecks.
 
-use dbferry_plugin_abi::protocol::{DatabaseInfo, ObjectKind, ServerInfo, TransportInfo, Uncreatable};
+use dbferry_plugin_abi::protocol::{DatabaseInfo, ServerInfo, TransportInfo};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
 
@@ -56,16 +56,21 @@ pub async fn probe(conn: &mut Conn, facts: &ServerFacts, mode: TlsMode) -> Resul
     facts.fresh_statistics(conn).await?;
     let mut used_bytes = 0u64;
     let mut sizes = std::collections::HashMap::new();
+    let files = crate::sizes::file_sizes(conn, facts).await?;
     for r in rows(
         conn,
-        "SELECT TABLE_SCHEMA, SUM(IFNULL(DATA_LENGTH, 0) + IFNULL(INDEX_LENGTH, 0)), COUNT(*) \
-         FROM information_schema.TABLES GROUP BY TABLE_SCHEMA",
+        "SELECT TABLE_SCHEMA, TABLE_NAME, IFNULL(DATA_LENGTH, 0) + IFNULL(INDEX_LENGTH, 0) \
+         FROM information_schema.TABLES",
     )
     .await?
     {
-        let size = cell::u64(&r, 1);
+        let (schema, table) = (cell::string(&r, 0), cell::string(&r, 1));
+        let file = files.get(&(schema.clone(), table)).copied();
+        let size = crate::sizes::table_bytes(cell::u64(&r, 2), 0, file);
         used_bytes += size;
-        sizes.insert(cell::string(&r, 0), (size, cell::u64(&r, 2)));
+        let entry = sizes.entry(schema).or_insert((0u64, 0u64));
+        entry.0 += size;
+        entry.1 += 1;
     }
     let mut other_objects = std::collections::HashSet::new();
     for sql in [
@@ -95,7 +100,6 @@ pub async fn probe(conn: &mut Conn, facts: &ServerFacts, mode: TlsMode) -> Resul
             name,
         });
     }
-    let uncreatable = uncreatable(conn).await?;
     let mut write_blockers = Vec::new();
     if !local_infile {
         write_blockers.push("local_infile is OFF: LOAD DATA LOCAL INFILE is refused".to_string());
@@ -109,40 +113,5 @@ pub async fn probe(conn: &mut Conn, facts: &ServerFacts, mode: TlsMode) -> Resul
         databases,
         write_blockers,
         transport: Some(transport(conn, mode).await?),
-        uncreatable,
     })
-}
-
-/// What this account cannot create here. With the binary log on, creating
-/// a trigger or a stored function needs SUPER unless
-/// `log_bin_trust_function_creators` is ON (error 1419): cloud instances
-/// turn that setting on; a self-run MySQL ships with it off.
-async fn uncreatable(conn: &mut Conn) -> Result<Vec<Uncreatable>> {
-    let flags = rows(conn, "SELECT @@log_bin, @@log_bin_trust_function_creators").await?;
-    let on = |i| flags.first().is_some_and(|r| cell::u64(r, i) != 0);
-    if !on(0) || on(1) {
-        return Ok(Vec::new());
-    }
-    let super_held = rows(
-        conn,
-        // An account with SELECT on `mysql` sees every account's rows.
-        "SELECT COUNT(*) FROM information_schema.USER_PRIVILEGES, \
-           (SELECT CURRENT_USER() AS me, SUBSTRING_INDEX(CURRENT_USER(), '@', -1) AS host) AS who \
-         WHERE PRIVILEGE_TYPE = 'SUPER' \
-           AND GRANTEE = CONCAT('''', LEFT(me, CHAR_LENGTH(me) - CHAR_LENGTH(host) - 1), '''@''', host, '''')",
-    )
-    .await?
-    .first()
-    .is_some_and(|r| cell::u64(r, 0) > 0);
-    if super_held {
-        return Ok(Vec::new());
-    }
-    Ok(vec![Uncreatable {
-        kinds: vec![ObjectKind::Trigger, ObjectKind::Function],
-        reason: "the binary log is on, log_bin_trust_function_creators is OFF and the account lacks SUPER, \
-                 so the server refuses to create triggers and stored functions (error 1419); \
-                 set log_bin_trust_function_creators = ON on the target (as cloud instances do), \
-                 or grant the account SUPER"
-            .to_string(),
-    }])
 }

@@ -1,15 +1,16 @@
 //! One consistent snapshot shared by every reader connection.
 //!
-//! `begin` opens the reader connections first, then on a control
-//! connection takes the strongest lock the account may (see [`ladder`]:
-//! MariaDB's `BACKUP STAGE BLOCK_COMMIT`, `FLUSH TABLES WITH READ LOCK`,
-//! MySQL's `LOCK INSTANCE FOR BACKUP` with `LOCK TABLES … READ` on the
-//! migrated tables, or those table locks alone), starts `START TRANSACTION
-//! WITH CONSISTENT SNAPSHOT` on every reader while no commit to those
-//! tables can happen, and releases the lock. `LOCK INSTANCE FOR BACKUP`
-//! alone is never enough: it blocks DDL but not commits. Without any of
-//! them the session falls back to per-table consistency. The result names
-//! the lock taken (`SnapshotInfo::method`).
+//! `begin` opens the reader connections first, then holds the source still
+//! on a control connection with the strongest lock the account may take
+//! ([`Hold`]: `BACKUP STAGE BLOCK_COMMIT` on MariaDB, `FLUSH TABLES WITH READ
+//! LOCK`, `LOCK INSTANCE FOR BACKUP` + `LOCK TABLES … READ` on MySQL, or
+//! `LOCK TABLES … READ` on the migrated tables alone), starts `START
+//! TRANSACTION WITH CONSISTENT SNAPSHOT` on every reader while nothing can
+//! commit to those tables, and releases the lock. `LOCK INSTANCE FOR BACKUP`
+//! alone is never enough: it blocks DDL but not commits, so the readers'
+//! snapshots could differ. The result names the step taken
+//! (`SnapshotInfo::method`). When every step is refused the session falls
+//! back to per-table consistency, with a warning naming the privileges.
 //!
 //! The readers are [`WireConn`]s when the server lets them log in (TCP,
 //! `mysql_native_password` or `caching_sha2_password`, TLS as the mode
@@ -177,6 +178,87 @@ async fn open_wire(pool: &Pool, n: usize) -> Result<Vec<(WireConn, OwnedSemaphor
     Ok(members)
 }
 
+/// How the source is held still while the readers start their consistent
+/// snapshots: the ladder of [`Hold::ladder`], strongest first, each step
+/// tried when the one before it is refused for lack of a privilege.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hold {
+    /// MariaDB 10.4.1+: `BACKUP STAGE START` + `BLOCK_COMMIT` (RELOAD):
+    /// stops commits without flushing tables.
+    BackupStage,
+    /// `FLUSH TABLES WITH READ LOCK` (RELOAD).
+    FlushTables,
+    /// MySQL 8+: `LOCK INSTANCE FOR BACKUP` (BACKUP_ADMIN), which keeps DDL
+    /// out but lets commits through, plus `LOCK TABLES … READ` on the
+    /// migrated tables (LOCK TABLES), which stops writes to them.
+    InstanceAndTables,
+    /// `LOCK TABLES … READ` on the migrated tables (LOCK TABLES, SELECT), as
+    /// MySQL Shell's dump does: the readers' snapshots agree on every
+    /// migrated table; tables outside the import may move meanwhile.
+    Tables,
+}
+
+impl Hold {
+    /// The steps to try on this server, strongest first. `tables_known`:
+    /// whether the tables to lock were described in this session.
+    pub fn ladder(facts: &ServerFacts, tables_known: bool) -> Vec<Hold> {
+        let mut steps = if facts.mariadb && facts.numbers >= (10, 4, 1) {
+            vec![Hold::BackupStage]
+        } else if !facts.mariadb && facts.numbers >= (8, 0, 0) {
+            vec![Hold::FlushTables, Hold::InstanceAndTables]
+        } else {
+            vec![Hold::FlushTables]
+        };
+        steps.push(Hold::Tables);
+        if !tables_known {
+            steps.retain(|h| !matches!(h, Hold::InstanceAndTables | Hold::Tables));
+        }
+        steps
+    }
+
+    /// The name the import's result shows (`ConsistencyMethod`).
+    pub fn method(self) -> &'static str {
+        match self {
+            Hold::BackupStage => "backup_stage",
+            Hold::FlushTables => "flush_tables_with_read_lock",
+            Hold::InstanceAndTables => "lock_instance_for_backup+lock_tables",
+            Hold::Tables => "lock_tables",
+        }
+    }
+
+    fn statements(self, tables: &[String]) -> Vec<String> {
+        let lock_tables = || {
+            let list: Vec<String> = tables.iter().map(|t| format!("{t} READ")).collect();
+            format!("LOCK TABLES {}", list.join(", "))
+        };
+        match self {
+            Hold::BackupStage => vec!["BACKUP STAGE START".into(), "BACKUP STAGE BLOCK_COMMIT".into()],
+            Hold::FlushTables => vec!["FLUSH TABLES WITH READ LOCK".into()],
+            Hold::InstanceAndTables => vec!["LOCK INSTANCE FOR BACKUP".into(), lock_tables()],
+            Hold::Tables => vec![lock_tables()],
+        }
+    }
+
+    async fn take(self, conn: &mut Conn, tables: &[String], instance: &str) -> Result<()> {
+        for statement in self.statements(tables) {
+            let shown: String = statement.chars().take(80).collect();
+            conn.query_drop(statement.as_str())
+                .await
+                .ctx(|| format!("{shown} on {instance}"))?;
+        }
+        Ok(())
+    }
+
+    /// What releases the hold (harmless when it was not taken).
+    pub fn release(self) -> &'static str {
+        match self {
+            Hold::BackupStage => "BACKUP STAGE END",
+            Hold::FlushTables | Hold::Tables => "UNLOCK TABLES",
+            Hold::InstanceAndTables => "UNLOCK TABLES; UNLOCK INSTANCE",
+        }
+    }
+}
+
 /// The snapshot state of a session.
 #[derive(Default)]
 pub struct Snapshot {
@@ -193,13 +275,14 @@ impl Snapshot {
             .and_then(|(_, set)| set.clone())
     }
 
-    /// Opens the snapshot for `readers` readers over the tables of
-    /// `databases` (the ones the import described).
+    /// Opens the snapshot for `readers` readers.
+    /// `tables` are the base tables to be read (qualified and quoted), for
+    /// the `LOCK TABLES` step of the ladder (see [`Hold`]).
     pub async fn begin(
         &self,
         pool: &Arc<Pool>,
         facts: &ServerFacts,
-        databases: &[String],
+        tables: &[String],
         readers: u32,
         max: u32,
     ) -> Result<SnapshotInfo> {
@@ -237,36 +320,39 @@ impl Snapshot {
         conn.query_drop("SET SESSION lock_wait_timeout = 60")
             .await
             .ctx(|| "setting lock_wait_timeout".into())?;
-        let tables = base_tables(conn, databases).await?;
-        let mut refused = Vec::new();
+        let mut refusals = Vec::new();
         let mut held = None;
-        for lock in ladder(facts, &tables) {
-            match lock.take(conn).await {
+        for hold in Hold::ladder(facts, !tables.is_empty()) {
+            match hold.take(conn, tables, pool.instance()).await {
                 Ok(()) => {
-                    held = Some(lock);
+                    held = Some(hold);
                     break;
                 }
                 Err(e) => {
-                    lock.release(conn).await;
+                    let _ = conn.query_drop(hold.release()).await;
                     if !e.is_access_denied() {
                         return Err(e);
                     }
-                    refused.push(format!("{}: {e}", lock.name));
+                    tracing::debug!(instance = %pool.instance(), step = hold.method(), reason = %e, "snapshot lock refused; trying the next");
+                    refusals.push(format!("{}: {e}", hold.method()));
                 }
             }
         }
-        let Some(lock) = held else {
+        let Some(hold) = held else {
             control.release();
             for lease in leases {
                 lease.release();
             }
             drop(wire);
+            if tables.is_empty() {
+                refusals.push("lock_tables: the tables to lock are not known (none described)".into());
+            }
+            let why = refusals.join("; ");
             let warning = format!(
-                "no lock that holds commits back on {} ({}); every table is read consistently on its own, \
-                 but different tables may reflect different moments. Grant the source account RELOAD, \
-                 or LOCK TABLES on the migrated databases, for one consistent snapshot",
-                pool.instance(),
-                refused.join("; ")
+                "no lock could hold {} still while the readers opened their snapshots ({why}); every table is \
+                 read consistently on its own, but different tables may reflect different moments. Grant RELOAD, \
+                 BACKUP_ADMIN (MySQL) or LOCK TABLES for one consistent snapshot",
+                pool.instance()
             );
             tracing::warn!("{warning}");
             *self.state.lock().unwrap_or_else(PoisonError::into_inner) = Some((Consistency::PerTable, None));
@@ -276,14 +362,7 @@ impl Snapshot {
                 method: None,
             });
         };
-        if !refused.is_empty() {
-            tracing::info!(
-                instance = %pool.instance(),
-                lock = lock.name,
-                refused = %refused.join("; "),
-                "snapshot lock"
-            );
-        }
+        let unlock = hold.release();
         const START: &str = "START TRANSACTION WITH CONSISTENT SNAPSHOT";
         let driver = futures_util::future::join_all(leases.iter_mut().map(|lease| async move {
             lease
@@ -299,7 +378,10 @@ impl Snapshot {
         }));
         let (driver, wired) = futures_util::future::join(driver, wired).await;
         let started = driver.into_iter().chain(wired);
-        let unlocked = lock.release_checked(conn, pool.instance()).await;
+        let unlocked = conn
+            .query_drop(unlock)
+            .await
+            .ctx(|| format!("{unlock} on {}", pool.instance()));
         started.collect::<Result<Vec<()>>>()?;
         unlocked?;
         control.release();
@@ -311,10 +393,15 @@ impl Snapshot {
             Readers::Wire(WireSet::new(wire))
         };
         *self.state.lock().unwrap_or_else(PoisonError::into_inner) = Some((Consistency::Global, Some(set)));
+        if refusals.is_empty() {
+            tracing::debug!(instance = %pool.instance(), method = hold.method(), "global snapshot opened");
+        } else {
+            tracing::info!(instance = %pool.instance(), method = hold.method(), refused = %refusals.join("; "), "global snapshot opened with a lesser lock");
+        }
         Ok(SnapshotInfo {
             consistency: Consistency::Global,
             warning: slow_reader,
-            method: Some(lock.name.to_string()),
+            method: Some(hold.method().to_string()),
         })
     }
 
@@ -326,119 +413,6 @@ impl Snapshot {
         }
         Ok(())
     }
-}
-
-/// One way to hold commits back while the readers open their snapshots.
-struct Lock {
-    /// What the import's result calls it.
-    name: &'static str,
-    take: Vec<String>,
-    release: &'static [&'static str],
-}
-
-impl Lock {
-    async fn take(&self, conn: &mut Conn) -> Result<()> {
-        for statement in &self.take {
-            let shown: String = statement.chars().take(80).collect();
-            conn.query_drop(statement.as_str())
-                .await
-                .ctx(|| format!("taking the snapshot lock ({shown})"))?;
-        }
-        Ok(())
-    }
-
-    /// Releases whatever part was taken, ignoring errors (after a refusal).
-    async fn release(&self, conn: &mut Conn) {
-        for statement in self.release {
-            let _ = conn.query_drop(*statement).await;
-        }
-    }
-
-    async fn release_checked(&self, conn: &mut Conn, instance: &str) -> Result<()> {
-        for statement in self.release {
-            conn.query_drop(*statement)
-                .await
-                .ctx(|| format!("{statement} on {instance}"))?;
-        }
-        Ok(())
-    }
-}
-
-/// The locks to try, strongest first; each needs fewer privileges than the
-/// one before.
-///
-/// - MariaDB 10.4+: `BACKUP STAGE BLOCK_COMMIT` (RELOAD) stops commits
-///   without flushing tables.
-/// - `FLUSH TABLES WITH READ LOCK` (RELOAD): the whole instance.
-/// - MySQL 8.0+: `LOCK INSTANCE FOR BACKUP` (BACKUP_ADMIN) with `LOCK TABLES
-///   … READ` on the migrated tables. The instance lock alone blocks DDL
-///   but not commits, so the table locks are what hold the data still.
-/// - `LOCK TABLES … READ` on the migrated tables (LOCK TABLES and SELECT):
-///   as MySQL Shell's dump does without RELOAD. It waits for transactions
-///   that wrote to those tables to end and lets no new write in, so every
-///   reader's snapshot sees them at one instant; other tables are not
-///   copied and not held.
-fn ladder(facts: &ServerFacts, tables: &[(String, String)]) -> Vec<Lock> {
-    let mut ladder = Vec::new();
-    if facts.mariadb && facts.numbers >= (10, 4, 1) {
-        ladder.push(Lock {
-            name: "BACKUP STAGE BLOCK_COMMIT",
-            take: vec!["BACKUP STAGE START".into(), "BACKUP STAGE BLOCK_COMMIT".into()],
-            release: &["BACKUP STAGE END"],
-        });
-    }
-    ladder.push(Lock {
-        name: "FLUSH TABLES WITH READ LOCK",
-        take: vec!["FLUSH TABLES WITH READ LOCK".into()],
-        release: &["UNLOCK TABLES"],
-    });
-    if tables.is_empty() {
-        return ladder;
-    }
-    let lock_tables = format!(
-        "LOCK TABLES {}",
-        tables
-            .iter()
-            .map(|(db, table)| format!("{} READ", crate::quote::qualified(db, table)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    if !facts.mariadb && facts.numbers >= (8, 0, 0) {
-        ladder.push(Lock {
-            name: "LOCK INSTANCE FOR BACKUP + LOCK TABLES READ",
-            take: vec!["LOCK INSTANCE FOR BACKUP".into(), lock_tables.clone()],
-            release: &["UNLOCK TABLES", "UNLOCK INSTANCE"],
-        });
-    }
-    ladder.push(Lock {
-        name: "LOCK TABLES READ",
-        take: vec![lock_tables],
-        release: &["UNLOCK TABLES"],
-    });
-    ladder
-}
-
-/// The base tables of `databases`, as (database, table).
-async fn base_tables(conn: &mut Conn, databases: &[String]) -> Result<Vec<(String, String)>> {
-    if databases.is_empty() {
-        return Ok(Vec::new());
-    }
-    let list: Vec<String> = databases.iter().map(|d| crate::quote::hex_str(d)).collect();
-    let sql = format!(
-        "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES \
-         WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA IN ({}) ORDER BY 1, 2",
-        list.join(", ")
-    );
-    let rows: Vec<(Vec<u8>, Vec<u8>)> = conn.query(sql.as_str()).await.ctx(|| format!("running {sql}"))?;
-    Ok(rows
-        .into_iter()
-        .map(|(db, table)| {
-            (
-                String::from_utf8_lossy(&db).into_owned(),
-                String::from_utf8_lossy(&table).into_owned(),
-            )
-        })
-        .collect())
 }
 
 async fn close_set(pool: &Arc<Pool>, set: &Readers) -> Result<()> {

@@ -103,7 +103,6 @@ pub async fn probe(conn: &mut Conn, configured_edition: Option<&str>, flavour: F
         databases,
         write_blockers,
         transport: None,
-        uncreatable: Vec::new(),
     })
 }
 
