@@ -976,3 +976,66 @@ fn mysql_only_objects_keep_show_create_identical_on_mysql() {
     ));
     assert_eq!(uses_tags.as_deref(), Some("1"));
 }
+
+/// A database both flavours can hold the same way.
+fn portable_sql() -> String {
+    r#"
+SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION';
+CREATE TABLE portable (
+  id INT NOT NULL PRIMARY KEY,
+  big BIGINT UNSIGNED,
+  name VARCHAR(40) COLLATE utf8mb4_unicode_ci,
+  amount DECIMAL(12,3),
+  at DATETIME(6),
+  day DATE,
+  raw VARBINARY(16),
+  KEY k_name (name)
+) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+INSERT INTO portable VALUES
+  (1, 18446744073709551615, 'naïve 😀', -123456789.125, '2024-02-29 12:34:56.123456', '1000-01-01', X'00FF5C'),
+  (2, 0, '', 0, NULL, NULL, ''),
+  (3, NULL, NULL, NULL, '9999-12-31 23:59:59.999999', '9999-12-31', NULL);
+"#
+    .to_string()
+}
+
+/// Columns as both flavours describe them alike (MariaDB prints display
+/// widths MySQL 8+ dropped, so COLUMN_TYPE is not compared).
+fn portable_columns(server: &dbferry_testkit::Server, db: &str) -> Vec<Vec<Option<String>>> {
+    server.query(&format!(
+        "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, IS_NULLABLE, CHARACTER_SET_NAME, COLLATION_NAME, \
+         NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION, CHARACTER_MAXIMUM_LENGTH \
+         FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = {} ORDER BY TABLE_NAME, ORDINAL_POSITION",
+        dbferry_testkit::literal(db)
+    ))
+}
+
+/// Across flavours, in both directions, a database both can hold the same
+/// way copies exactly: the same rows (an ordered hash of each value's bytes,
+/// computed by each server) and the same columns, types and collations.
+#[test]
+fn a_portable_database_copies_exactly_across_flavours_in_both_directions() {
+    for (from, to) in [(Flavour::MariaDb, Flavour::MySql), (Flavour::MySql, Flavour::MariaDb)] {
+        let p = crate::common::cross_pair(from, to);
+        let db = unique("fid_cross");
+        create_source(
+            (p.source, p.target),
+            &db,
+            "utf8mb4 COLLATE utf8mb4_unicode_ci",
+            &portable_sql(),
+        );
+        let outcome = Setup::new(p.source, p.target).copy(&[&db], &[("verify", "\"count\"")]);
+        outcome.assert_success();
+        assert_eq!(outcome.rows(), Some(3), "{from:?} -> {to:?}\n{}", outcome.describe());
+        assert_eq!(
+            p.source.row_hash(&db, "portable"),
+            p.target.row_hash(&db, "portable"),
+            "{from:?} -> {to:?}: the same rows"
+        );
+        assert_eq!(
+            portable_columns(p.source, &db),
+            portable_columns(p.target, &db),
+            "{from:?} -> {to:?}: the same columns"
+        );
+    }
+}

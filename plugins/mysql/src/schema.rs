@@ -597,7 +597,18 @@ async fn create_object(conn: &mut Conn, database: &str, object: &ObjectDdl, warn
 }
 
 async fn set_client(conn: &mut Conn, object: &ObjectDdl) -> Result<()> {
-    let mut sets = vec![format!("sql_mode = {}", string(&object.sql_mode))];
+    // The object keeps its own sql_mode where the target knows every name
+    // in it (a routine stores it); else without what only affects GRANT.
+    let known = conn
+        .query_drop(format!("SET SESSION sql_mode = {}", string(&object.sql_mode)))
+        .await
+        .is_ok();
+    let mode = if known {
+        object.sql_mode.clone()
+    } else {
+        without_grant_modes(&object.sql_mode)
+    };
+    let mut sets = vec![format!("sql_mode = {}", string(&mode))];
     if let Some(tz) = &object.time_zone {
         sets.push(format!("time_zone = {}", string(tz)));
     }
@@ -659,6 +670,23 @@ fn table_ddl_sql_mode(source_global: &str) -> String {
         .split(',')
         .map(str::trim)
         .filter(|mode| !mode.is_empty() && !VALIDATING.iter().any(|v| v.eq_ignore_ascii_case(mode)))
+        .filter(|mode| !only_for_grants(mode))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `NO_AUTO_CREATE_USER` (MariaDB's default) only changes GRANT, and MySQL
+/// 8+ refuses the name: leaving it out changes no DDL and lets a MariaDB
+/// source's mode be set on a MySQL target.
+fn only_for_grants(mode: &str) -> bool {
+    mode.eq_ignore_ascii_case("NO_AUTO_CREATE_USER")
+}
+
+/// `mode` without the modes that only affect GRANT (see [`only_for_grants`]).
+fn without_grant_modes(mode: &str) -> String {
+    mode.split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty() && !only_for_grants(m))
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -676,6 +704,12 @@ mod table_mode_tests {
             "ONLY_FULL_GROUP_BY,NO_ENGINE_SUBSTITUTION"
         );
         assert_eq!(table_ddl_sql_mode("ANSI_QUOTES,STRICT_ALL_TABLES"), "ANSI_QUOTES");
+        assert_eq!(
+            table_ddl_sql_mode(
+                "STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_AUTO_CREATE_USER,NO_ENGINE_SUBSTITUTION"
+            ),
+            "NO_ENGINE_SUBSTITUTION"
+        );
         assert_eq!(table_ddl_sql_mode(""), "");
     }
 }
