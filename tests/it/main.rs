@@ -19,6 +19,7 @@ mod api;
 mod cli;
 mod common;
 mod consistency;
+mod creators;
 mod daemon;
 mod faults;
 mod fidelity;

@@ -16,6 +16,7 @@
 #![deny(missing_docs)]
 
 pub mod conn;
+pub mod creators;
 pub mod ddl;
 pub mod describe;
 pub mod detail;
@@ -224,6 +225,13 @@ impl Session for MysqlSession {
             Err(e @ error::Error::NotFound(_)) => Err(PluginError::from(e).with_code("InvalidDBName.NotFound")),
             other => Ok(other?),
         }
+    }
+
+    fn check_target(&self, request: PrepareRequest) -> std::result::Result<Vec<String>, PluginError> {
+        Ok(with_conn!(self, Role::Control, |c| creators::refused(
+            c,
+            &request.schema
+        ))?)
     }
 
     fn finish_target(&self, request: FinishRequest) -> std::result::Result<SchemaOutcome, PluginError> {
