@@ -247,15 +247,27 @@ impl Pool {
         let connect = async {
             let tcp = TcpStream::connect(self.config.get_addr())
                 .await
-                .map_err(|e| e.to_string())?;
-            tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+                .map_err(|e| Ok(e.to_string()))?;
+            tcp.set_nodelay(true).map_err(|e| Ok(e.to_string()))?;
             Client::connect(self.config.clone(), tcp.compat_write())
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| match e {
+                    // tiberius reports a refused certificate as a TLS error
+                    // naming rustls's reason; other TLS errors (no TLS
+                    // offered, a broken handshake) stay connect errors.
+                    tiberius::error::Error::Tls(m) if m.contains("certificate was rejected") => Err(m),
+                    other => Ok(other.to_string()),
+                })
         };
         let mut conn = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
             Ok(Ok(conn)) => conn,
-            Ok(Err(message)) => {
+            Ok(Err(Err(message))) => {
+                return Err(Error::TlsUnverified {
+                    instance: self.instance.clone(),
+                    message,
+                })
+            }
+            Ok(Err(Ok(message))) => {
                 return Err(Error::Connect {
                     instance: self.instance.clone(),
                     message,

@@ -51,6 +51,16 @@ pub enum Error {
         /// Why.
         message: String,
     },
+    /// The server's TLS certificate did not verify under `tls = "verify-ca"`
+    /// / `"on"` (unknown issuer, wrong name, expired): the contract's
+    /// `IncorrectDBInstanceTls.Unverified`.
+    #[error("cannot connect to {instance}: the server's certificate did not verify: {message}")]
+    TlsUnverified {
+        /// The instance id.
+        instance: String,
+        /// What rustls said.
+        message: String,
+    },
     /// A statement failed.
     #[error("{context}: {source}")]
     Sql {
@@ -117,7 +127,7 @@ impl Error {
 
     fn kind(&self) -> ErrorKind {
         match self {
-            Error::Connect { .. } => ErrorKind::Connect,
+            Error::Connect { .. } | Error::TlsUnverified { .. } => ErrorKind::Connect,
             Error::Data(_) => ErrorKind::Data,
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::NotFound(_) => ErrorKind::NotFound,
@@ -137,8 +147,10 @@ impl From<Error> for PluginError {
     fn from(error: Error) -> Self {
         let kind = error.kind();
         let mut out = PluginError::new(kind, error.to_string());
-        if let Error::Conflict(_) = error {
-            out = out.with_code("InvalidDBName.Exists");
+        match error {
+            Error::Conflict(_) => out = out.with_code("InvalidDBName.Exists"),
+            Error::TlsUnverified { .. } => out = out.with_code("IncorrectDBInstanceTls.Unverified"),
+            _ => {}
         }
         out
     }

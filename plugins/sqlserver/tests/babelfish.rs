@@ -452,3 +452,42 @@ fn babelfish_target_names_at_precheck_what_it_cannot_hold() {
     held.tables.retain(|t| !t.name.contains("versioned"));
     assert_eq!(target.check_target(request(held)).expect("check"), Vec::<String>::new());
 }
+
+/// `tls = "on"` checks the server's certificate and host name against the
+/// CA file `tls_ca` names: the CA that signed it logs in, another CA, no CA
+/// (the system roots) and the server's own certificate as a CA do not, each
+/// refused as the contract's `IncorrectDBInstanceTls.Unverified`.
+#[test]
+fn tls_on_verifies_the_server_against_the_ca_file() {
+    let Some((a, _)) = Babelfish::for_test("sqlserver::tls_on_verifies_the_server_against_the_ca_file") else {
+        return;
+    };
+    let connect = |ca: Option<&std::path::Path>| {
+        let mut config = a.session_config("tls-on", 1);
+        config.options.insert("tls".into(), "on".into());
+        if let Some(ca) = ca {
+            config.options.insert("tls_ca".into(), ca.display().to_string().into());
+        }
+        <dbferry_sqlserver::SqlServerEngine as dbferry_plugin_abi::plugin::Engine>::connect(config).map(|s| s.flavour())
+    };
+    assert_eq!(
+        connect(Some(&a.ca_certificate())).expect("the signing CA is trusted"),
+        dbferry_sqlserver::flavour::Flavour::Babelfish
+    );
+    let other = dbferry_testkit::TestCerts::make(&["127.0.0.1"]);
+    for (what, ca) in [
+        ("another CA", Some(other.ca())),
+        ("the system roots", None),
+        ("the server's own certificate", Some(a.certificate())),
+    ] {
+        let error = connect(ca.as_deref())
+            .err()
+            .unwrap_or_else(|| panic!("{what} must not verify the server"));
+        assert_eq!(
+            error.code.as_deref(),
+            Some("IncorrectDBInstanceTls.Unverified"),
+            "{what}: {error:?}"
+        );
+        assert!(error.message.contains("certificate"), "{what}: {}", error.message);
+    }
+}

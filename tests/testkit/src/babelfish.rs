@@ -3,7 +3,7 @@
 //! on the build machines).
 //!
 //! Each server gets a private datadir in the temp dir, ephemeral TDS and
-//! PostgreSQL ports on 127.0.0.1, TLS with a self-signed certificate made
+//! PostgreSQL ports on 127.0.0.1, TLS with a certificate signed by a private CA made
 //! here, multi-db mode and the SQL login [`BABELFISH_USER`]. It runs as
 //! `nobody` when the tests run as root (PostgreSQL refuses root), dies with
 //! the test process (parent-death signal) and is stopped and removed on
@@ -319,13 +319,19 @@ impl Babelfish {
         "127.0.0.1"
     }
 
-    /// The server's self-signed certificate (PEM), for `tls_ca`.
+    /// The server's certificate (PEM).
     pub fn certificate(&self) -> PathBuf {
         self.data.join("server.crt")
     }
 
+    /// The private CA that signed [`Babelfish::certificate`] (PEM), for
+    /// `tls_ca`.
+    pub fn ca_certificate(&self) -> PathBuf {
+        self.data.join("ca.crt")
+    }
+
     /// A plugin session's settings for this server, as [`BABELFISH_USER`]
-    /// with `tls = "trust"` (the certificate is self-signed).
+    /// with `tls = "trust"`.
     pub fn session_config(
         &self,
         instance_id: &str,
@@ -650,27 +656,33 @@ fn run(command: &mut Command) -> Result<(), Error> {
     Ok(())
 }
 
-/// A self-signed certificate for localhost / 127.0.0.1, readable only by
-/// the server user.
+/// A certificate for localhost / 127.0.0.1 signed by a private CA
+/// (`ca.crt`, beside it), so that `tls = "on"` / `"verify-ca"` with
+/// `tls_ca` can be tried (rustls refuses a self-signed certificate used as
+/// its own CA). The key is readable only by the server user.
 fn make_certificate(data: &Path) -> Result<(), Error> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let fail = |e: rcgen::Error| Error::new(format!("rcgen: {e}"));
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "dbferry Babelfish test CA");
+    let ca_key = KeyPair::generate().map_err(fail)?;
+    let ca = ca_params.self_signed(&ca_key).map_err(fail)?;
+    let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).map_err(fail)?;
+    params.distinguished_name.push(DnType::CommonName, "localhost");
+    let key_pair = KeyPair::generate().map_err(fail)?;
+    let server = params.signed_by(&key_pair, &ca, &ca_key).map_err(fail)?;
     let key = data.join("server.key");
     let crt = data.join("server.crt");
-    run(Command::new("openssl")
-        .args([
-            "req",
-            "-new",
-            "-x509",
-            "-days",
-            "3650",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt))?;
+    for (path, text) in [
+        (&key, key_pair.serialize_pem()),
+        (&crt, server.pem()),
+        (&data.join("ca.crt"), ca.pem()),
+    ] {
+        fs::write(path, text).map_err(|e| Error::io("writing a certificate", e))?;
+    }
     give_to_server_user(&key)?;
     give_to_server_user(&crt)?;
     fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
