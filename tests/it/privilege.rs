@@ -9,7 +9,9 @@
 //!   BACKUP_ADMIN without RELOAD (MySQL) → `LOCK INSTANCE FOR BACKUP` +
 //!   `LOCK TABLES`; neither → `LOCK TABLES … READ`. The result says which
 //!   (`ConsistencyMethod`) and that the snapshot is global.
-//! - A refused login is named as such, not as an instance that is not Running.
+//! - A refused login is named as such, not as an instance that is not
+//!   Running; a privilege the account certainly lacks is a precheck refusal
+//!   that names it, with nothing changed on the target.
 //! - Tables loaded just before the import are planned and counted at their
 //!   true size on MySQL, whose `information_schema.TABLES` still describes
 //!   them as nearly empty.
@@ -97,6 +99,41 @@ fn each_step_of_the_snapshot_ladder_is_taken_by_the_account_that_may(flavour: Fl
         assert_eq!(result_str(&out, "ConsistencyMethod").as_deref(), Some(method), "{grants}\n{}", out.describe());
         assert_eq!(assert_same(p.source, p.target, &db), 1000);
     }
+}
+
+fn a_missing_privilege_is_a_precheck_refusal_that_names_it(flavour: Flavour) {
+    let p = pair_of(flavour);
+    let db = unique("priv_missing");
+    create_source((p.source, p.target), &db, "utf8mb4", &two_tables(flavour, 10));
+    let before = state(p.target, &db);
+    // A target account that may read and create, but not load or index.
+    let writer = unique("nowrite");
+    p.target.create_user(&writer, "nw-pw", &["SELECT, CREATE, ALTER, SHOW DATABASES ON *.*"]);
+    let setup = Setup::with(
+        Instance::mysql(SRC, p.source),
+        Instance::mysql(DST, p.target).login(&writer, "nw-pw"),
+    );
+    let out = setup.run(&Job::mysql(DST, SRC, &[&db]));
+    out.assert_rejected("IncorrectDBInstanceAccount.MissingPrivilege");
+    let message = result_str(&out, "Message").unwrap_or_default();
+    for privilege in ["INSERT", "DELETE", "INDEX"] {
+        assert!(message.contains(privilege), "names {privilege}: {message}");
+    }
+    assert!(message.contains(DST) && message.contains(&db), "{message}");
+    assert_eq!(state(p.target, &db), before, "nothing changed on the target");
+
+    // A source account that sees the database but may not read it.
+    let reader = unique("noread");
+    p.source.create_user(&reader, "nr-pw", &["SHOW DATABASES, PROCESS ON *.*"]);
+    let setup = Setup::with(
+        Instance::mysql(SRC, p.source).login(&reader, "nr-pw"),
+        Instance::mysql(DST, p.target),
+    );
+    let out = setup.run(&Job::mysql(DST, SRC, &[&db]));
+    out.assert_rejected("IncorrectDBInstanceAccount.MissingPrivilege");
+    let message = result_str(&out, "Message").unwrap_or_default();
+    assert!(message.contains("SELECT") && message.contains(SRC), "{message}");
+    assert_eq!(state(p.target, &db), before, "nothing changed on the target");
 }
 
 fn a_refused_login_is_named_and_changes_nothing(flavour: Flavour) {

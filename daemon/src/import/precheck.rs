@@ -218,6 +218,44 @@ fn probe(session: &Session, instance: &Instance) -> Result<ServerInfo, Rejection
     })
 }
 
+/// A privilege the source's login certainly lacks to read a named database,
+/// or the target's to write its destination, refuses the import and names it.
+fn missing_privileges(resolved: &Resolved<'_>, source: &ServerInfo, target: &ServerInfo) -> Result<(), Rejection> {
+    let lacking = |info: &ServerInfo, database: &str, to_read: bool| {
+        info.missing_privileges
+            .iter()
+            .find(|m| m.database == database)
+            .map(|m| if to_read { m.to_read.clone() } else { m.to_write.clone() })
+            .unwrap_or_default()
+    };
+    let mut problems = Vec::new();
+    for (src, dst) in &resolved.mapping {
+        let read = lacking(source, src, true);
+        if !read.is_empty() {
+            problems.push(format!(
+                "the source {}'s account lacks {} on database {src}",
+                resolved.source.id,
+                read.join(", ")
+            ));
+        }
+        let write = lacking(target, dst, false);
+        if !write.is_empty() {
+            problems.push(format!(
+                "the target {}'s account lacks {} on database {dst}",
+                resolved.target.id,
+                write.join(", ")
+            ));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(Rejection::new(
+        ErrorCode::AccountMissingPrivilege,
+        format!("{}; grant them (README lists the minimal grants)", problems.join("; ")),
+    ))
+}
+
 /// SQL Server 2017 (version 14) Cluster Edition, from the server or the config (rule 4).
 fn is_sql_server_2017_cluster(info: &ServerInfo, instance: &Instance) -> bool {
     let edition = info.edition.as_deref().or(instance.edition.as_deref()).unwrap_or("");
@@ -323,6 +361,7 @@ pub fn check_servers(
             ),
         ));
     }
+    missing_privileges(resolved, &source_info, &target_info)?;
     if let Some(blocker) = target_info.write_blockers.first() {
         return Err(Rejection::new(
             ErrorCode::IncorrectInstanceState,

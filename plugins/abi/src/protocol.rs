@@ -139,6 +139,22 @@ pub struct ServerInfo {
     /// How the session's connections travel, when the engine can tell.
     #[serde(default)]
     pub transport: Option<TransportInfo>,
+    /// Privileges the login certainly lacks, per user database, for reading
+    /// it as a source and for writing it as a target. Empty when the engine
+    /// cannot tell for certain; the precheck refuses on what is listed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_privileges: Vec<MissingPrivileges>,
+}
+
+/// What the login lacks on one database (see [`ServerInfo::missing_privileges`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissingPrivileges {
+    /// The database.
+    pub database: String,
+    /// Privileges needed to read it as a source, in the engine's words.
+    pub to_read: Vec<String>,
+    /// Privileges needed to write it as a target.
+    pub to_write: Vec<String>,
 }
 
 /// How a session's connections travel (the instance's `tls` setting at work).

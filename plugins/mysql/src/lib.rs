@@ -24,6 +24,7 @@ pub mod digest;
 pub mod encode;
 pub mod error;
 pub mod fanout;
+pub mod grants;
 pub mod group;
 pub mod probe;
 pub mod quote;

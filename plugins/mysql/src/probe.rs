@@ -104,7 +104,25 @@ pub async fn probe(conn: &mut Conn, facts: &ServerFacts, mode: TlsMode) -> Resul
     if !local_infile {
         write_blockers.push("local_infile is OFF: LOAD DATA LOCAL INFILE is refused".to_string());
     }
+    let grants: Vec<Row> = rows(conn, "SHOW GRANTS").await.unwrap_or_default();
+    let grants = crate::grants::Grants::parse(
+        grants
+            .iter()
+            .map(|r| cell::string(r, 0))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str),
+    );
+    let missing_privileges = match grants {
+        Some(grants) => databases
+            .iter()
+            .map(|d| grants.missing(&d.name))
+            .filter(|m| !m.to_read.is_empty() || !m.to_write.is_empty())
+            .collect(),
+        None => Vec::new(),
+    };
     Ok(ServerInfo {
+        missing_privileges,
         product: facts.product().to_string(),
         version: facts.version.clone(),
         edition: None,

@@ -103,6 +103,7 @@ pub async fn probe(conn: &mut Conn, configured_edition: Option<&str>, flavour: F
         databases,
         write_blockers,
         transport: None,
+        missing_privileges: Vec::new(),
     })
 }
 
