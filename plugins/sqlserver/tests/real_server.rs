@@ -110,12 +110,24 @@ fn q(name: &str) -> String {
     format!("[{}]", name.replace(']', "]]"))
 }
 
+/// Whether the server is Babelfish, which refuses any batch holding
+/// `ALTER DATABASE` when it parses it (even inside an untaken `IF`).
+fn is_babelfish(pool: &Arc<Pool>) -> bool {
+    scalar(pool, dbferry_sqlserver::flavour::DETECT_SQL) == "1"
+}
+
+/// Drops `db` if it exists: on SQL Server after closing other sessions
+/// (`SINGLE_USER`), on Babelfish (no `ALTER DATABASE`) plainly.
 fn drop_db(pool: &Arc<Pool>, db: &str) {
+    let close_sessions = if is_babelfish(pool) {
+        String::new()
+    } else {
+        format!("ALTER DATABASE {} SET SINGLE_USER WITH ROLLBACK IMMEDIATE; ", q(db))
+    };
     sql(
         pool,
         &format!(
-            "USE master; IF DB_ID(N'{0}') IS NOT NULL BEGIN ALTER DATABASE {1} SET SINGLE_USER WITH ROLLBACK IMMEDIATE; \
-             DROP DATABASE {1}; END",
+            "USE master; IF DB_ID(N'{0}') IS NOT NULL BEGIN {close_sessions}DROP DATABASE {1}; END",
             db.replace('\'', "''"),
             q(db)
         ),
@@ -126,7 +138,9 @@ fn drop_db(pool: &Arc<Pool>, db: &str) {
 fn create_source(pool: &Arc<Pool>) {
     drop_db(pool, SRC);
     sql(pool, &format!("CREATE DATABASE {SRC} COLLATE Latin1_General_CI_AS"));
-    sql(pool, &format!("ALTER DATABASE {SRC} SET ALLOW_SNAPSHOT_ISOLATION ON"));
+    if !is_babelfish(pool) {
+        sql(pool, &format!("ALTER DATABASE {SRC} SET ALLOW_SNAPSHOT_ISOLATION ON"));
+    }
     let setup = [
         "CREATE SCHEMA [sa]]les]",
         "CREATE TYPE dbo.Phone FROM varchar(20) NOT NULL",
