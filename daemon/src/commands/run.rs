@@ -102,15 +102,9 @@ pub fn run(config_path: &Path, job_path: &Path, json: bool) -> i32 {
         Ok(id) => id,
         Err(e) => return refuse(json, &internal(e)),
     };
-    let lease = match ImportLease::acquire(store.dir(), import_id) {
-        Ok(Some(lease)) => lease,
-        Ok(None) => return refuse(json, &busy(import_id)),
-        Err(e) => {
-            return refuse(
-                json,
-                &Rejection::new(ErrorCode::InternalError, format!("taking the import's lease: {e}")),
-            )
-        }
+    let lease = match take_lease(&store, import_id) {
+        Ok(lease) => lease,
+        Err(rejection) => return refuse(json, &rejection),
     };
     let foreground = Foreground {
         ctx: &ctx,
@@ -146,15 +140,9 @@ pub fn resume(config_path: &Path, import_id: u64, json: bool) -> i32 {
         Err(e) => return refuse(json, &internal(e)),
     };
     // The lease says whether a live process still runs it.
-    let lease = match ImportLease::acquire(store.dir(), import_id) {
-        Ok(Some(lease)) => lease,
-        Ok(None) => return refuse(json, &busy(import_id)),
-        Err(e) => {
-            return refuse(
-                json,
-                &Rejection::new(ErrorCode::InternalError, format!("taking the import's lease: {e}")),
-            )
-        }
+    let lease = match take_lease(&store, import_id) {
+        Ok(lease) => lease,
+        Err(rejection) => return refuse(json, &rejection),
     };
     if record.status == ImportStatus::Success.as_str() {
         return refuse(
@@ -360,5 +348,18 @@ fn print_stop_details(result: &ImportResult) {
     }
     if let Some(cleanup) = &result.cleanup_hint {
         eprintln!("to remove what it created instead: {cleanup}");
+    }
+}
+
+/// Takes `import_id`'s lease, which proves no live process runs it;
+/// refused as busy when another process holds it.
+fn take_lease(store: &Store, import_id: u64) -> Result<ImportLease, Rejection> {
+    match ImportLease::acquire(store.dir(), import_id) {
+        Ok(Some(lease)) => Ok(lease),
+        Ok(None) => Err(busy(import_id)),
+        Err(e) => Err(Rejection::new(
+            ErrorCode::InternalError,
+            format!("taking the import's lease: {e}"),
+        )),
     }
 }
