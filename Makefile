@@ -22,7 +22,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 # Extra arguments for `make bench`, e.g. BENCH_ARGS="--dataset b --scale 0.1".
 BENCH_ARGS ?=
-APT_PACKAGES := mariadb-server mariadb-client mydumper sysbench prometheus systemd python3-venv freetds-bin
+APT_PACKAGES := mariadb-server mariadb-client mydumper sysbench prometheus systemd python3-venv freetds-bin iptables
 # Babelfish: the build script lives outside the repository (it builds fetched
 # repositories, which the project does not commit); the three git dirs default
 # to this machine's mirrors where they exist. See README, "SQL Server tests".

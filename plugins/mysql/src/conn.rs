@@ -16,6 +16,32 @@ use crate::tls::{Refusal, TlsMode, TlsSettings};
 
 /// How long a new connection may take to log in.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// A connection silent this long gets TCP keepalive probes: a peer gone
+/// without a reset (packets dropped) is found even while we only wait.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
+/// Pause between two keepalive probes.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// Unanswered probes after which the connection is dead.
+pub const KEEPALIVE_PROBES: u32 = 4;
+/// Data sent and not acknowledged for this long ends the connection
+/// (TCP_USER_TIMEOUT). Backpressure pauses never leave data unacknowledged
+/// (a paused side sends nothing; the peer's kernel acks what it buffers),
+/// so only a silent network reaches it.
+pub const USER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Puts the silent-network guards on a connected socket: keepalive
+/// probes after [`KEEPALIVE_IDLE`] and [`USER_TIMEOUT`]. A dead peer is
+/// then found within about 35 s of silence, or 60 s of unacknowledged data.
+pub fn guard_socket(socket: socket2::SockRef<'_>) -> std::io::Result<()> {
+    socket.set_tcp_keepalive(
+        &socket2::TcpKeepalive::new()
+            .with_time(KEEPALIVE_IDLE)
+            .with_interval(KEEPALIVE_INTERVAL)
+            .with_retries(KEEPALIVE_PROBES),
+    )?;
+    socket.set_tcp_user_timeout(Some(USER_TIMEOUT))
+}
+
 /// Idle connections older than this are pinged before reuse.
 const STALE_AFTER: Duration = Duration::from_secs(30);
 
@@ -174,6 +200,9 @@ pub fn options(config: &SessionConfig, infiles: &InfileShelf, tls: &TlsSettings)
         .max_allowed_packet(Some(1 << 30))
         .stmt_cache_size(0)
         .tcp_nodelay(true)
+        // mysql_async sets only the idle time (the kernel's probe interval
+        // and count apply); its sockets are not reachable for more.
+        .tcp_keepalive(Some(KEEPALIVE_IDLE))
         .local_infile_handler(Some(infiles.clone()))
         .ssl_opts(tls.ssl_opts())
         .into()
@@ -681,5 +710,25 @@ pub mod cell {
     /// Text as an unsigned number (a decimal's integer part); garbage as 0.
     pub fn number(text: &str) -> u64 {
         text.trim().split('.').next().and_then(|n| n.parse().ok()).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod socket_guard_tests {
+    use super::*;
+
+    #[test]
+    fn a_guarded_socket_probes_an_idle_peer_and_bounds_unacknowledged_data() -> std::io::Result<()> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let stream = std::net::TcpStream::connect(listener.local_addr()?)?;
+        let socket = socket2::SockRef::from(&stream);
+        assert!(!socket.keepalive()?, "off before the guard");
+        guard_socket(socket2::SockRef::from(&stream))?;
+        assert!(socket.keepalive()?);
+        assert_eq!(socket.tcp_keepalive_time()?, KEEPALIVE_IDLE);
+        assert_eq!(socket.tcp_keepalive_interval()?, KEEPALIVE_INTERVAL);
+        assert_eq!(socket.tcp_keepalive_retries()?, KEEPALIVE_PROBES);
+        assert_eq!(socket.tcp_user_timeout()?, Some(USER_TIMEOUT));
+        Ok(())
     }
 }

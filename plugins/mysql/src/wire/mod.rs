@@ -100,6 +100,7 @@ impl WireConn {
                 .await
                 .map_err(|e| io_error("connecting", e))?;
             stream.set_nodelay(true).map_err(|e| io_error("connecting", e))?;
+            crate::conn::guard_socket(socket2::SockRef::from(&stream)).map_err(|e| io_error("connecting", e))?;
             let mut conn = WireConn {
                 io: buffered(Box::new(stream)),
                 payload: Vec::with_capacity(64 << 10),
