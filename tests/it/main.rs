@@ -24,6 +24,7 @@ mod daemon;
 mod faults;
 mod fidelity;
 mod jobfiles;
+mod ladder_writes;
 mod ops;
 mod prechecks;
 mod privilege;
