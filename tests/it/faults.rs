@@ -20,7 +20,7 @@ use crate::common::{assert_same, bin, create_source, free_port, http, pair, uniq
 
 /// About 16 MB in two tables and a view: slowed to 2 MB/s, the copy takes
 /// long enough for a fault to land in it.
-fn slow_source(source: &MariaDb, target: &MariaDb, db: &str) {
+pub(crate) fn slow_source(source: &MariaDb, target: &MariaDb, db: &str) {
     create_source(
         (source, target),
         db,
@@ -34,9 +34,9 @@ fn slow_source(source: &MariaDb, target: &MariaDb, db: &str) {
     );
 }
 
-const ROWS: u64 = 18_000;
+pub(crate) const ROWS: u64 = 18_000;
 
-fn slow_job(setup_files: &Files, name: &str, db: &str, extra: &[(&str, &str)]) -> PathBuf {
+pub(crate) fn slow_job(setup_files: &Files, name: &str, db: &str, extra: &[(&str, &str)]) -> PathBuf {
     let mut job = Job::mysql(DST, SRC, &[db])
         .option("parallelism", "2")
         .option("chunk_bytes", "1048576")
@@ -47,7 +47,7 @@ fn slow_job(setup_files: &Files, name: &str, db: &str, extra: &[(&str, &str)]) -
     job.write(setup_files, name)
 }
 
-fn resume(config: &Path, import_id: u64) -> Outcome {
+pub(crate) fn resume(config: &Path, import_id: u64) -> Outcome {
     dbferry(
         &bin(),
         &[
@@ -60,7 +60,7 @@ fn resume(config: &Path, import_id: u64) -> Outcome {
     )
 }
 
-fn import_id(outcome: &Outcome) -> u64 {
+pub(crate) fn import_id(outcome: &Outcome) -> u64 {
     outcome
         .lines
         .iter()
@@ -70,7 +70,7 @@ fn import_id(outcome: &Outcome) -> u64 {
 }
 
 /// Waits until at least one chunk is committed (progress counts committed rows).
-fn wait_for_committed_rows(running: &mut RunningJob) {
+pub(crate) fn wait_for_committed_rows(running: &mut RunningJob) {
     assert!(
         running.wait_for_line(Duration::from_secs(60), |l| {
             serde_json::from_str::<Value>(l)

@@ -16,6 +16,7 @@
 //! default member, too).
 
 mod api;
+mod blackhole;
 mod cli;
 mod common;
 mod consistency;
