@@ -85,7 +85,7 @@ impl Drop for Blackhole {
 }
 
 #[test]
-#[ignore = "issue 17: mysql_async connections lack TCP_USER_TIMEOUT on main (only the keepalive time), and the target keeps the silently dropped LOAD session (net_read_timeout = 3600) with its row locks, so redos of that chunk hit lock wait timeouts; the pool must KILL lost connection ids once the target answers"]
+#[ignore = "issue 17: the target keeps the silently dropped LOAD session (net_read_timeout = 3600) with its row locks, so redos of that chunk hit lock wait timeouts; the pool must KILL lost connection ids once the target answers"]
 fn a_30_s_blackhole_of_the_target_is_waited_out_and_ends_in_an_exact_copy() {
     let source = pair().source;
     let target = MariaDb::start();
@@ -106,7 +106,7 @@ fn a_30_s_blackhole_of_the_target_is_waited_out_and_ends_in_an_exact_copy() {
 }
 
 #[test]
-#[ignore = "issue 17: mysql_async connections lack TCP_USER_TIMEOUT on main (only the keepalive time), and the target keeps the silently dropped LOAD session (net_read_timeout = 3600) with its row locks, so redos of that chunk hit lock wait timeouts; the pool must KILL lost connection ids once the target answers"]
+#[ignore = "issue 17: the target keeps the silently dropped LOAD session (net_read_timeout = 3600) with its row locks, so redos of that chunk hit lock wait timeouts; the pool must KILL lost connection ids once the target answers"]
 fn a_blackhole_past_the_detection_bound_fails_within_it_then_resumes() {
     let source = pair().source;
     let target = MariaDb::start();

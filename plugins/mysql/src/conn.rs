@@ -29,6 +29,37 @@ pub const KEEPALIVE_PROBES: u32 = 4;
 /// so only a silent network reaches it.
 pub const USER_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Puts [`guard_socket`] on every TCP socket of this process whose peer
+/// is `port`. mysql_async 0.37 sets only the keepalive time and never shows
+/// its socket, so after it connects the socket is found by its peer; another
+/// connection to the same port gets the same guards, which it wants too.
+pub fn guard_connections_to(port: u16) {
+    use std::os::fd::{BorrowedFd, RawFd};
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    for entry in fds.flatten() {
+        let Some(raw) = entry.file_name().to_str().and_then(|n| n.parse::<RawFd>().ok()) else {
+            continue;
+        };
+        // SAFETY: the descriptor is only borrowed for the calls below; one
+        // closed meanwhile makes them fail, and they are then skipped.
+        let fd = unsafe { BorrowedFd::borrow_raw(raw) };
+        let socket = socket2::SockRef::from(&fd);
+        let is_server = socket.r#type().is_ok_and(|t| t == socket2::Type::STREAM)
+            && socket
+                .peer_addr()
+                .ok()
+                .and_then(|a| a.as_socket())
+                .is_some_and(|a| a.port() == port);
+        if is_server {
+            if let Err(e) = guard_socket(socket) {
+                tracing::debug!(error = %e, "guarding a server connection");
+            }
+        }
+    }
+}
+
 /// Puts the silent-network guards on a connected socket: keepalive
 /// probes after [`KEEPALIVE_IDLE`] and [`USER_TIMEOUT`]. A dead peer is
 /// then found within about 35 s of silence, or 60 s of unacknowledged data.
@@ -454,7 +485,10 @@ impl Pool {
 
     async fn connect_with(&self, opts: Opts) -> Result<Conn> {
         match tokio::time::timeout(CONNECT_TIMEOUT, Conn::new(opts)).await {
-            Ok(Ok(conn)) => Ok(conn),
+            Ok(Ok(conn)) => {
+                guard_connections_to(self.opts.tcp_port());
+                Ok(conn)
+            }
             Ok(Err(e)) => Err(crate::error::connect_error(&self.instance, self.tls.mode, e)),
             Err(_) => Err(Error::Connect {
                 instance: self.instance.clone(),
@@ -716,6 +750,18 @@ pub mod cell {
 #[cfg(test)]
 mod socket_guard_tests {
     use super::*;
+
+    #[test]
+    fn connections_to_a_port_are_found_and_guarded_and_others_are_not() -> std::io::Result<()> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let other = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let server = std::net::TcpStream::connect(listener.local_addr()?)?;
+        let unrelated = std::net::TcpStream::connect(other.local_addr()?)?;
+        guard_connections_to(listener.local_addr()?.port());
+        assert_eq!(socket2::SockRef::from(&server).tcp_user_timeout()?, Some(USER_TIMEOUT));
+        assert_eq!(socket2::SockRef::from(&unrelated).tcp_user_timeout()?, None);
+        Ok(())
+    }
 
     #[test]
     fn a_guarded_socket_probes_an_idle_peer_and_bounds_unacknowledged_data() -> std::io::Result<()> {
