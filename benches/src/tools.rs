@@ -238,6 +238,8 @@ impl Bench<'_> {
         if result["Rows"].as_u64() != Some(info.rows) {
             bail!("dbferry reports {} rows, the source has {}", result["Rows"], info.rows);
         }
+        let mut commands = commands;
+        commands.push(reader_note(&result));
         Ok((measured, commands))
     }
 
@@ -477,4 +479,21 @@ fn shell_quote(text: &str) -> String {
 
 fn toml_string(text: &str) -> String {
     format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Which reader dbferry's snapshot used, and how it held the source still,
+/// from its result: the fast wire reader unless a warning says it was not used.
+fn reader_note(result: &serde_json::Value) -> String {
+    let slow = result["Warnings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|w| w.as_str())
+        .find(|w| w.contains("fast reader is not used"));
+    let reader = match slow {
+        Some(why) => format!("mysql_async ({why})"),
+        None => "the fast wire reader".to_string(),
+    };
+    let method = result["ConsistencyMethod"].as_str().unwrap_or("none named");
+    format!("reader: {reader}; snapshot lock: {method}")
 }
