@@ -410,6 +410,31 @@ impl Daemon {
         }
     }
 
+    /// Kills the daemon (SIGKILL) and starts it again at pseudo-random
+    /// moments `pause_ms` apart while an import runs, at most `most` times;
+    /// returns how many kills landed. A fixed `seed` keeps failures
+    /// reproducible while the moments still vary.
+    pub fn kill9_while_importing(&mut self, seed: u64, pause_ms: std::ops::Range<u64>, most: usize) -> usize {
+        let mut seed = seed;
+        let mut kills = 0;
+        while kills < most {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let pause = pause_ms.start + (seed >> 33) % (pause_ms.end - pause_ms.start).max(1);
+            std::thread::sleep(Duration::from_millis(pause));
+            let running = self
+                .imports()
+                .iter()
+                .any(|i| i["Status"] == "Running" || i["Status"] == "Pending");
+            if !running && kills > 0 {
+                break;
+            }
+            self.kill9();
+            kills += 1;
+            self.spawn();
+        }
+        kills
+    }
+
     /// SIGTERM and wait; returns how long it took to exit.
     pub fn terminate(&mut self) -> Duration {
         let started = Instant::now();

@@ -228,26 +228,7 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
         .render();
     std::fs::write(jobs.join("kill.toml"), job).expect("drop the job");
 
-    // A fixed seed keeps failures reproducible while the moments still vary.
-    let mut seed: u64 = 0x5eed_dbfe;
-    let mut next = || {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        200 + (seed >> 33) % 800
-    };
-    let mut kills = 0;
-    while kills < 10 {
-        std::thread::sleep(Duration::from_millis(next()));
-        let running = daemon
-            .imports()
-            .iter()
-            .any(|i| i["Status"] == "Running" || i["Status"] == "Pending");
-        if !running && kills > 0 {
-            break;
-        }
-        daemon.kill9();
-        kills += 1;
-        daemon.spawn();
-    }
+    let kills = daemon.kill9_while_importing(0x5eed_dbfe, 200..1000, 10);
     assert!(
         kills >= 10,
         "only {kills} kills landed while the import ran; slow it down"

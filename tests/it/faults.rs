@@ -133,22 +133,7 @@ fn ctrl_c_in_the_copy_then_resume_finishes_an_exact_copy() {
     let job = slow_job(&setup.files, "int.toml", &db, &[]);
     let mut running = spawn_run(&bin(), &setup.config, &job);
     wait_for_committed_rows(&mut running);
-    running.interrupt().expect("SIGINT");
-    let asked = Instant::now();
-    let first = running.wait(Duration::from_secs(30));
-    assert!(
-        asked.elapsed() < Duration::from_secs(3),
-        "Ctrl-C acted on promptly: {:?}",
-        asked.elapsed()
-    );
-    assert_eq!(first.code, Some(4), "{}", first.describe());
-    assert_eq!(first.status(), Some("Cancelled"), "{}", first.describe());
-    assert_eq!(
-        first.json_code(),
-        None,
-        "a cancel carries no error code\n{}",
-        first.describe()
-    );
+    let first = running.interrupt_expecting_cancel(Duration::from_secs(3));
     assert!(!first.stderr.contains("error["), "{}", first.describe());
     assert_stopped_truthfully(&first, p.target, &db);
     assert!(first.rows() > Some(0), "{}", first.describe());

@@ -56,26 +56,7 @@ fn kill_9_of_the_daemon_mid_import_resumes_to_an_exact_copy() {
         "the copy committed a chunk"
     );
 
-    // A fixed seed keeps failures reproducible while the moments still vary.
-    let mut seed: u64 = 0x5eed_5b1f;
-    let mut next = || {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        300 + (seed >> 33) % 900
-    };
-    let mut kills = 0;
-    while kills < 8 {
-        std::thread::sleep(Duration::from_millis(next()));
-        let running = daemon
-            .imports()
-            .iter()
-            .any(|i| i["Status"] == "Running" || i["Status"] == "Pending");
-        if !running {
-            break;
-        }
-        daemon.kill9();
-        kills += 1;
-        daemon.spawn();
-    }
+    let kills = daemon.kill9_while_importing(0x5eed_5b1f, 300..1200, 8);
     assert!(
         kills >= 5,
         "only {kills} kills landed while the import ran; slow it down"
@@ -119,22 +100,7 @@ fn ctrl_c_mid_copy_cancels_truthfully_and_resume_finishes_the_copy() {
         "the copy committed a chunk\n{}",
         running.stdout_so_far()
     );
-    running.interrupt().expect("SIGINT");
-    let asked = Instant::now();
-    let first = running.wait(Duration::from_secs(60));
-    assert!(
-        asked.elapsed() < Duration::from_secs(5),
-        "Ctrl-C acted on promptly: {:?}",
-        asked.elapsed()
-    );
-    assert_eq!(first.code, Some(4), "{}", first.describe());
-    assert_eq!(first.status(), Some("Cancelled"), "{}", first.describe());
-    assert_eq!(
-        first.json_code(),
-        None,
-        "a cancel carries no error code\n{}",
-        first.describe()
-    );
+    let first = running.interrupt_expecting_cancel(Duration::from_secs(5));
     let committed = total_rows(b, &dst);
     assert_eq!(
         first.rows(),

@@ -354,6 +354,28 @@ impl RunningJob {
         self.signal(libc::SIGINT)
     }
 
+    /// Ctrl-C, then checks that the stop tells the truth: acted on within
+    /// `promptly`, exit 4, `Cancelled`, and no error code.
+    pub fn interrupt_expecting_cancel(self, promptly: Duration) -> Outcome {
+        self.interrupt().expect("SIGINT");
+        let asked = Instant::now();
+        let stopped = self.wait(promptly + Duration::from_secs(30));
+        assert!(
+            asked.elapsed() < promptly,
+            "Ctrl-C acted on promptly: {:?}",
+            asked.elapsed()
+        );
+        assert_eq!(stopped.code, Some(4), "{}", stopped.describe());
+        assert_eq!(stopped.status(), Some("Cancelled"), "{}", stopped.describe());
+        assert_eq!(
+            stopped.json_code(),
+            None,
+            "a cancel carries no error code\n{}",
+            stopped.describe()
+        );
+        stopped
+    }
+
     /// Waits for the process (killing it after `timeout`) and collects
     /// what it printed. `Outcome::elapsed` counts from this call.
     pub fn wait(mut self, timeout: Duration) -> Outcome {
