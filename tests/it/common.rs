@@ -50,6 +50,7 @@ pub fn mysql_plugin() -> PathBuf {
 }
 
 /// A source and a target server shared by every test of this binary.
+#[derive(Clone, Copy)]
 pub struct Pair {
     /// Source server.
     pub source: &'static Server,

@@ -21,6 +21,7 @@ mod cli;
 mod common;
 mod consistency;
 mod creators;
+mod cross_flavour;
 mod daemon;
 mod faults;
 mod fidelity;

@@ -32,6 +32,12 @@ pub mod code {
     pub const SET_USER_DENIED: u16 = 1095;
     /// MySQL 8: Access denied; you need (at least one of) the SUPER or SET_USER_ID privilege.
     pub const NEED_SET_USER_ID: u16 = 3530;
+    /// ER_UNKNOWN_CHARACTER_SET.
+    pub const UNKNOWN_CHARACTER_SET: u16 = 1115;
+    /// ER_COLLATION_CHARSET_MISMATCH.
+    pub const COLLATION_CHARSET_MISMATCH: u16 = 1253;
+    /// ER_UNKNOWN_COLLATION.
+    pub const UNKNOWN_COLLATION: u16 = 1273;
 }
 
 /// What went wrong inside the plugin.

@@ -24,6 +24,7 @@ pub mod digest;
 pub mod encode;
 pub mod error;
 pub mod fanout;
+pub mod fit;
 pub mod grants;
 pub mod group;
 pub mod probe;
@@ -229,10 +230,7 @@ impl Session for MysqlSession {
     }
 
     fn check_target(&self, request: PrepareRequest) -> std::result::Result<Vec<String>, PluginError> {
-        Ok(with_conn!(self, Role::Control, |c| creators::refused(
-            c,
-            &request.schema
-        ))?)
+        Ok(with_conn!(self, Role::Control, |c| fit::unheld(c, &self.facts, &request.schema))?)
     }
 
     fn finish_target(&self, request: FinishRequest) -> std::result::Result<SchemaOutcome, PluginError> {
