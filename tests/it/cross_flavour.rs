@@ -12,7 +12,11 @@ use crate::common::{create_source, cross_pair, pair_of, unique, Setup};
 /// precheck, checks that the target database is untouched, and returns the
 /// refusal's message.
 fn refused(from: Flavour, to: Flavour, db: &str, script: &str) -> String {
-    let p = if from == to { *pair_of(from) } else { cross_pair(from, to) };
+    let p = if from == to {
+        *pair_of(from)
+    } else {
+        cross_pair(from, to)
+    };
     create_source((p.source, p.target), db, "utf8mb4", script);
     let before = p.target.objects(db);
     let outcome = Setup::new(p.source, p.target).copy(&[db], &[]);
@@ -56,7 +60,10 @@ fn mysql_to_mariadb_refuses_what_mariadb_cannot_hold() {
             "`lookups`",
         ],
     );
-    assert!(!message.contains("`portable`"), "a table MariaDB can hold is not named: {message}");
+    assert!(
+        !message.contains("`portable`"),
+        "a table MariaDB can hold is not named: {message}"
+    );
 }
 
 /// MariaDB's INET6, UUID and uca1400 collations, Aria, sequences and
@@ -91,7 +98,10 @@ fn mariadb_to_mysql_refuses_what_mysql_cannot_hold() {
             "sequence `ticket`",
         ],
     );
-    assert!(!message.contains("`portable`"), "a table MySQL can hold is not named: {message}");
+    assert!(
+        !message.contains("`portable`"),
+        "a table MySQL can hold is not named: {message}"
+    );
 }
 
 /// A system-versioned table was once left out of the copy with a warning,

@@ -224,9 +224,9 @@ fn missing_privileges(resolved: &Resolved<'_>, source: &ServerInfo, target: &Ser
     let lacking = |info: &ServerInfo, database: &str, to_read: bool| {
         info.missing_privileges
             .iter()
-            .find(|m| m.database == database)
-            .map(|m| if to_read { m.to_read.clone() } else { m.to_write.clone() })
-            .unwrap_or_default()
+            .filter(|m| m.concerns(database))
+            .flat_map(|m| if to_read { m.to_read.clone() } else { m.to_write.clone() })
+            .collect::<Vec<_>>()
     };
     let mut problems = Vec::new();
     for (src, dst) in &resolved.mapping {

@@ -149,12 +149,23 @@ pub struct ServerInfo {
 /// What the login lacks on one database (see [`ServerInfo::missing_privileges`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MissingPrivileges {
-    /// The database.
+    /// The database, or [`MissingPrivileges::EVERY_DATABASE`] for a
+    /// server-wide privilege (SQL Server's CREATE ANY DATABASE).
     pub database: String,
     /// Privileges needed to read it as a source, in the engine's words.
     pub to_read: Vec<String>,
     /// Privileges needed to write it as a target.
     pub to_write: Vec<String>,
+}
+
+impl MissingPrivileges {
+    /// The `database` of a privilege lacking on every database.
+    pub const EVERY_DATABASE: &'static str = "*";
+
+    /// Whether this concerns `database`.
+    pub fn concerns(&self, database: &str) -> bool {
+        self.database == database || self.database == Self::EVERY_DATABASE
+    }
 }
 
 /// How a session's connections travel (the instance's `tls` setting at work).

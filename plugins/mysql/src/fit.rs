@@ -132,7 +132,11 @@ async fn collations(
         }
         for column in &table.columns {
             if let (Some(charset), Some(collation)) = (&column.charset, &column.collation) {
-                want(charset, collation, format!("column {}.{}", ident(name), ident(&column.name)));
+                want(
+                    charset,
+                    collation,
+                    format!("column {}.{}", ident(name), ident(&column.name)),
+                );
             }
         }
     }
@@ -152,7 +156,10 @@ async fn collations(
             {
                 for user in users {
                     problems.add(
-                        format!("character set {charset} with collation {collation} is unknown to {}", server(facts)),
+                        format!(
+                            "character set {charset} with collation {collation} is unknown to {}",
+                            server(facts)
+                        ),
                         user,
                     );
                 }
@@ -193,7 +200,10 @@ async fn engines(
     }
     let sql = "SELECT ENGINE FROM information_schema.ENGINES WHERE SUPPORT IN ('YES', 'DEFAULT')";
     let offered: Vec<Row> = conn.query(sql).await.ctx(|| format!("running {sql}"))?;
-    let offered: Vec<String> = offered.iter().map(|r| cell::string(r, 0).to_ascii_lowercase()).collect();
+    let offered: Vec<String> = offered
+        .iter()
+        .map(|r| cell::string(r, 0).to_ascii_lowercase())
+        .collect();
     for (name, table) in tables {
         if !table.engine.is_empty() && !offered.contains(&table.engine.to_ascii_lowercase()) {
             problems.add(
@@ -212,13 +222,19 @@ fn features(facts: &ServerFacts, name: &str, table: &TableDetail, problems: &mut
     for column in &table.columns {
         if let Some(why) = missing_type(facts, &column.data_type) {
             problems.add(
-                format!("column type {} {why} on {target}", column.data_type.to_ascii_uppercase()),
+                format!(
+                    "column type {} {why} on {target}",
+                    column.data_type.to_ascii_uppercase()
+                ),
                 format!("column {}.{}", ident(name), ident(&column.name)),
             );
         }
     }
     for feature in foreign_features(facts, &table.create) {
-        problems.add(format!("{feature} is not supported by {target}"), format!("table {}", ident(name)));
+        problems.add(
+            format!("{feature} is not supported by {target}"),
+            format!("table {}", ident(name)),
+        );
     }
 }
 
@@ -249,8 +265,7 @@ fn foreign_features(facts: &ServerFacts, create: &str) -> Vec<&'static str> {
                 .any(|k| line.starts_with(k));
             // MySQL prints a functional key part as `((expr))`, also after
             // a plain part: `(`a`,(expr))`.
-            if key && (line.contains("((") || line.contains(",(")) && !found.contains(&"a functional index key part")
-            {
+            if key && (line.contains("((") || line.contains(",(")) && !found.contains(&"a functional index key part") {
                 found.push("a functional index key part");
             }
             if line.starts_with('`') && line.contains(" SRID ") && !found.contains(&"a spatial column with an SRID") {
@@ -291,12 +306,16 @@ mod tests {
 
     #[test]
     fn a_table_default_is_read_from_its_options_line() {
-        let create = "CREATE TABLE `t` (\n  `a` int\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_0900_ai_ci";
+        let create =
+            "CREATE TABLE `t` (\n  `a` int\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_0900_ai_ci";
         assert_eq!(
             table_default(create),
             Some(("utf8mb4".into(), "utf8mb4_0900_ai_ci".into()))
         );
-        assert_eq!(table_default("CREATE TABLE `t` (\n) ENGINE=InnoDB DEFAULT CHARSET=latin1"), None);
+        assert_eq!(
+            table_default("CREATE TABLE `t` (\n) ENGINE=InnoDB DEFAULT CHARSET=latin1"),
+            None
+        );
     }
 
     #[test]

@@ -230,7 +230,11 @@ impl Session for MysqlSession {
     }
 
     fn check_target(&self, request: PrepareRequest) -> std::result::Result<Vec<String>, PluginError> {
-        Ok(with_conn!(self, Role::Control, |c| fit::unheld(c, &self.facts, &request.schema))?)
+        Ok(with_conn!(self, Role::Control, |c| fit::unheld(
+            c,
+            &self.facts,
+            &request.schema
+        ))?)
     }
 
     fn finish_target(&self, request: FinishRequest) -> std::result::Result<SchemaOutcome, PluginError> {

@@ -12,7 +12,7 @@ use tokio::runtime::Runtime;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
-use crate::error::{Context, Error, Result};
+use crate::error::{code, Context, Error, Result};
 
 /// A connected client.
 pub type Conn = Client<Compat<TcpStream>>;
@@ -244,42 +244,46 @@ impl Pool {
     }
 
     async fn open(&self) -> Result<Conn> {
+        let instance = || self.instance.clone();
         let connect = async {
             let tcp = TcpStream::connect(self.config.get_addr())
                 .await
-                .map_err(|e| Ok(e.to_string()))?;
-            tcp.set_nodelay(true).map_err(|e| Ok(e.to_string()))?;
+                .map_err(|e| Error::Connect {
+                    instance: instance(),
+                    message: e.to_string(),
+                })?;
+            tcp.set_nodelay(true).map_err(|e| Error::Connect {
+                instance: instance(),
+                message: e.to_string(),
+            })?;
             Client::connect(self.config.clone(), tcp.compat_write())
                 .await
                 .map_err(|e| match e {
                     // tiberius reports a refused certificate as a TLS error
                     // naming rustls's reason; other TLS errors (no TLS
                     // offered, a broken handshake) stay connect errors.
-                    tiberius::error::Error::Tls(m) if m.contains("certificate was rejected") => Err(m),
-                    other => Ok(other.to_string()),
+                    tiberius::error::Error::Tls(message) if message.contains("certificate was rejected") => {
+                        Error::TlsUnverified {
+                            instance: instance(),
+                            message,
+                        }
+                    }
+                    tiberius::error::Error::Server(e) if e.code() == code::LOGIN_FAILED => Error::LoginRefused {
+                        instance: instance(),
+                        message: e.message().to_string(),
+                    },
+                    other => Error::Connect {
+                        instance: instance(),
+                        message: other.to_string(),
+                    },
                 })
         };
-        let mut conn = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(Err(message))) => {
-                return Err(Error::TlsUnverified {
-                    instance: self.instance.clone(),
-                    message,
-                })
-            }
-            Ok(Err(Ok(message))) => {
-                return Err(Error::Connect {
-                    instance: self.instance.clone(),
-                    message,
-                })
-            }
-            Err(_) => {
-                return Err(Error::Connect {
-                    instance: self.instance.clone(),
-                    message: format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
-                })
-            }
-        };
+        let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+            .await
+            .map_err(|_| Error::Connect {
+                instance: instance(),
+                message: format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+            })??;
         exec(&mut conn, SESSION_SETUP).await?;
         Ok(conn)
     }

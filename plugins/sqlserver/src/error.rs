@@ -61,6 +61,19 @@ pub enum Error {
         /// What rustls said.
         message: String,
     },
+    /// The server refused the configured login (wrong password, unknown
+    /// or disabled login): the contract's
+    /// `IncorrectDBInstanceAccount.AccessDenied`, as on MySQL.
+    #[error(
+        "instance {instance} refused the login of the configured account: {message} \
+         (check the user and password, and that the login is enabled)"
+    )]
+    LoginRefused {
+        /// The instance id.
+        instance: String,
+        /// What the server said.
+        message: String,
+    },
     /// A statement failed.
     #[error("{context}: {source}")]
     Sql {
@@ -128,6 +141,7 @@ impl Error {
     fn kind(&self) -> ErrorKind {
         match self {
             Error::Connect { .. } | Error::TlsUnverified { .. } => ErrorKind::Connect,
+            Error::LoginRefused { .. } => ErrorKind::Access,
             Error::Data(_) => ErrorKind::Data,
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::NotFound(_) => ErrorKind::NotFound,
@@ -150,6 +164,7 @@ impl From<Error> for PluginError {
         match error {
             Error::Conflict(_) => out = out.with_code("InvalidDBName.Exists"),
             Error::TlsUnverified { .. } => out = out.with_code("IncorrectDBInstanceTls.Unverified"),
+            Error::LoginRefused { .. } => out = out.with_code("IncorrectDBInstanceAccount.AccessDenied"),
             _ => {}
         }
         out

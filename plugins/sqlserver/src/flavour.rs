@@ -211,13 +211,23 @@ impl Flavour {
                     statements: vec![format!("CREATE DATABASE {}", ident(database))],
                     warning: (!same).then(|| {
                         format!(
-                            "database {} was created in Babelfish's collation bbf_unicode_cp1_ci_as                              (SQL_Latin1_General_CP1_CI_AS), not the source's {collation}: Babelfish accepts no other",
+                            "database {} was created in Babelfish's collation bbf_unicode_cp1_ci_as \
+                             (SQL_Latin1_General_CP1_CI_AS), not the source's {collation}: Babelfish accepts no other",
                             ident(database)
                         )
                     }),
                 }
             }
         }
+    }
+
+    /// Whether `error` failed a catalog change (`CREATE DATABASE`) only
+    /// because another session changed the catalog at the same moment, so
+    /// that the same statement may simply be run again. Babelfish 4.3 fails
+    /// a `CREATE DATABASE` issued while another runs with PostgreSQL's
+    /// "tuple concurrently updated", and rolls it back whole.
+    pub fn is_concurrent_catalog_change(self, error: &crate::error::Error) -> bool {
+        self == Flavour::Babelfish && error.to_string().contains("tuple concurrently updated")
     }
 
     /// The identity's `last_value` on this server (NULL when no value was

@@ -1,7 +1,7 @@
 //! Server facts for the prechecks: version and edition, databases with
 //! their state and sizes, instance storage in use.
 
-use dbferry_plugin_abi::protocol::{DatabaseInfo, ServerInfo};
+use dbferry_plugin_abi::protocol::{DatabaseInfo, MissingPrivileges, ServerInfo};
 
 use crate::cell::{flag, int, string, text, u64};
 use crate::conn::{rows, Conn};
@@ -88,10 +88,16 @@ pub async fn probe(conn: &mut Conn, configured_edition: Option<&str>, flavour: F
             has_objects,
         });
     }
-    let mut write_blockers = Vec::new();
-    if !can_create {
-        write_blockers.push("the login lacks the CREATE ANY DATABASE permission the import needs".to_string());
-    }
+    // Needed only as a target; a source login without it reads as before.
+    let missing_privileges = if can_create {
+        Vec::new()
+    } else {
+        vec![MissingPrivileges {
+            database: MissingPrivileges::EVERY_DATABASE.to_string(),
+            to_read: Vec::new(),
+            to_write: vec!["the CREATE ANY DATABASE permission".to_string()],
+        }]
+    };
     Ok(ServerInfo {
         product: flavour.product().into(),
         edition: reported_edition(&version, edition, hadr, configured_edition),
@@ -101,9 +107,9 @@ pub async fn probe(conn: &mut Conn, configured_edition: Option<&str>, flavour: F
         read_only: false,
         used_bytes: used,
         databases,
-        write_blockers,
+        write_blockers: Vec::new(),
         transport: None,
-        missing_privileges: Vec::new(),
+        missing_privileges,
     })
 }
 

@@ -100,7 +100,7 @@ pub async fn prepare(conn: &mut Conn, request: &PrepareRequest, flavour: Flavour
                 detail.read_committed_snapshot,
             );
             for statement in &create.statements {
-                exec(conn, statement).await?;
+                exec_catalog_change(conn, flavour, statement).await?;
             }
             outcome.warnings.extend(create.warning);
             outcome.created.push(ObjectRef {
@@ -350,6 +350,27 @@ async fn finish_inside(
             .push(format!("not copied (unsupported object kind): {skipped}"));
     }
     Ok(())
+}
+
+/// Most runs of one catalog change that a concurrent one failed.
+const CATALOG_CHANGE_ATTEMPTS: u64 = 8;
+
+/// Runs a catalog change (`CREATE DATABASE`), again after a growing pause
+/// when it failed only because another session changed the catalog at the
+/// same moment ([`Flavour::is_concurrent_catalog_change`]): another
+/// import, or anyone's `CREATE DATABASE`, into the same Babelfish server.
+async fn exec_catalog_change(conn: &mut Conn, flavour: Flavour, statement: &str) -> Result<()> {
+    let mut attempt = 1;
+    loop {
+        match exec(conn, statement).await {
+            Err(e) if attempt < CATALOG_CHANGE_ATTEMPTS && flavour.is_concurrent_catalog_change(&e) => {
+                tracing::info!(attempt, error = %e, "a concurrent catalog change failed the statement; running it again");
+                tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -137,6 +137,54 @@ fn babelfish_to_babelfish_copies_simple_tables_renamed() {
     }
 }
 
+/// Babelfish 4.3 fails a `CREATE DATABASE` issued while another runs
+/// ("tuple concurrently updated"). Six targets prepared at once, as six
+/// imports into one server (or anyone's `CREATE DATABASE` beside one)
+/// would, each create their database all the same.
+#[test]
+fn concurrent_database_creations_on_one_babelfish_all_succeed() {
+    let Some((a, b)) = Babelfish::for_test("sqlserver::concurrent_database_creations_on_one_babelfish_all_succeed")
+    else {
+        return;
+    };
+    let _turn = turn();
+    let src = "bf_concurrent";
+    a.drop_database(src);
+    a.tsql(&format!("CREATE DATABASE {src}"));
+    a.tsql(&format!("USE {src}; CREATE TABLE dbo.t (id int NOT NULL PRIMARY KEY)"));
+    let source = SqlServerSession::connect(&a.session_config("src", 2)).expect("connect source");
+    let schema = source.describe_database(src).expect("describe");
+    let targets: Vec<String> = (0..6).map(|i| format!("bf_concurrent_{i}")).collect();
+    for dst in &targets {
+        b.drop_database(dst);
+    }
+    let barrier = std::sync::Barrier::new(targets.len());
+    std::thread::scope(|s| {
+        for dst in &targets {
+            let (schema, barrier) = (&schema, &barrier);
+            s.spawn(move || {
+                let target = SqlServerSession::connect(&b.session_config("dst", 2)).expect("connect target");
+                barrier.wait();
+                target
+                    .prepare_target(PrepareRequest {
+                        database: dst.clone(),
+                        schema: schema.clone(),
+                        existing_tables: ExistingTables::Fail,
+                        resume: false,
+                        inline_index_max_bytes: 0,
+                        parallelism: 1,
+                    })
+                    .unwrap_or_else(|e| panic!("preparing {dst}: {e:?}"));
+            });
+        }
+    });
+    for dst in &targets {
+        let found = b.tsql_scalar(&format!("SELECT COUNT(*) FROM sys.databases WHERE name = '{dst}'"));
+        assert_eq!(found.as_deref(), Some("1"), "{dst} exists");
+        b.drop_database(dst);
+    }
+}
+
 /// `(max)` values past what a bulk load carries (65,535 bytes), up to 64 MiB,
 /// between ordinary rows: a row holding one is staged by a parameterised
 /// insert, the rows around it by bulk load, all in one chunk.

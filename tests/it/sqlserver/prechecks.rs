@@ -180,8 +180,9 @@ fn rule_4_sql_server_2017_cluster_edition_is_refused() {
 }
 
 #[test]
-fn rule_5_an_unreachable_or_unfit_instance_is_not_running() {
-    let Some((a, b, _turn)) = servers("rule_5_an_unreachable_or_unfit_instance_is_not_running") else {
+fn rule_5_an_unreachable_instance_is_not_running_and_a_refused_account_is_named() {
+    let Some((a, b, _turn)) = servers("rule_5_an_unreachable_instance_is_not_running_and_a_refused_account_is_named")
+    else {
         return;
     };
     let (src, dst) = source_db(a, b, "bf_pc_state");
@@ -206,17 +207,35 @@ fn rule_5_an_unreachable_or_unfit_instance_is_not_running() {
         started.elapsed() < std::time::Duration::from_secs(60),
         "refused promptly"
     );
-    // A wrong password.
-    refuse(
-        Instance::babelfish(SRC, a).login(dbferry_testkit::BABELFISH_USER, "Wrong-pw-1"),
-        Instance::babelfish(DST, b),
+    // A wrong password is the account's fault, not the instance's: the
+    // same code as on MySQL.
+    let out = assert_refused(
+        &Setup::with(
+            Instance::babelfish(SRC, a).login(dbferry_testkit::BABELFISH_USER, "Wrong-pw-1"),
+            Instance::babelfish(DST, b),
+        ),
+        b,
+        &job(&src, &dst),
+        "IncorrectDBInstanceAccount.AccessDenied",
     );
-    // A target login that may not create databases is refused before anything is written.
+    assert!(
+        out.message()
+            .is_some_and(|m| m.contains(SRC) && !m.contains("Wrong-pw-1")),
+        "names the instance, never the password: {}",
+        out.describe()
+    );
+    // A target login that may not create databases is refused before
+    // anything is written, naming the permission.
     let plain = unique_db("bf_plain_login");
     login(b, &plain, true, &[]);
-    let out = refuse(
-        Instance::babelfish(SRC, a),
-        Instance::babelfish(DST, b).login(&plain, BABELFISH_PASSWORD),
+    let out = assert_refused(
+        &Setup::with(
+            Instance::babelfish(SRC, a),
+            Instance::babelfish(DST, b).login(&plain, BABELFISH_PASSWORD),
+        ),
+        b,
+        &job(&src, &dst),
+        "IncorrectDBInstanceAccount.MissingPrivilege",
     );
     assert!(
         out.message().is_some_and(|m| m.contains("CREATE ANY DATABASE")),
