@@ -27,10 +27,15 @@ use crate::common::{assert_same, create_source, pair_of, planned_chunks, unique,
 
 /// Copies `dbs` (already created on both sides by the caller) with
 /// `options`, asserts success and identity, and that `Rows` equals the rows
-/// compared.
+/// compared. Unless `options` say otherwise, dbferry verifies by checksum,
+/// so that its digest meets every type of the corpus.
 fn copy_and_compare(pair: &Pair, dbs: &[&str], options: &[(&str, &str)]) -> dbferry_testkit::Outcome {
     let setup = Setup::new(pair.source, pair.target);
-    let outcome = setup.copy(dbs, options);
+    let mut options = options.to_vec();
+    if !options.iter().any(|(key, _)| *key == "verify") {
+        options.push(("verify", "\"checksum\""));
+    }
+    let outcome = setup.copy(dbs, &options);
     outcome.assert_success();
     let mut rows = 0;
     for db in dbs {

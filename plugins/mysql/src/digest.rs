@@ -27,54 +27,90 @@ fn value(column: &ColumnDetail) -> String {
     }
 }
 
+/// Whether a column's checksum text may hold the `#` that separates
+/// values (numbers and temporal values never do).
+fn may_hold_separator(column: &ColumnDetail) -> bool {
+    matches!(
+        column.kind,
+        ValueKind::Text | ValueKind::Json | ValueKind::Binary | ValueKind::Spatial
+    )
+}
+
 /// The bytes of a row that its checksum hashes: the values joined by `#`,
-/// then which were NULL and then how long each was. `CONCAT_WS` skips a
-/// NULL, so the NULL flags tell NULL from `''`, and the lengths tell
-/// `('a#', 'b')` from `('a', '#b')`: the text decodes back to the row.
+/// then the lengths of those that may hold a `#`, then which of the
+/// nullable ones were NULL. `CONCAT_WS` skips a NULL, so the NULL flags
+/// tell NULL from `''`, and the lengths tell `('a#', 'b')` from
+/// `('a', '#b')`: read from its end, the text decodes back to the row.
+/// Flags and lengths that could not tell anything apart (a NOT NULL
+/// column, a number) are left out, and text columns that all share one
+/// character set and collation are joined as they are (their bytes are
+/// the same; only a mix needs each cast to bytes): each value is an
+/// expression the server evaluates once per mention, and the checksum is
+/// paid on every row of both servers.
 fn row_text<'a>(columns: impl Iterator<Item = &'a ColumnDetail>) -> String {
-    let values: Vec<String> = columns.map(value).collect();
-    if values.is_empty() {
+    let columns: Vec<&ColumnDetail> = columns.collect();
+    if columns.is_empty() {
         return "''".into();
     }
-    let nulls: Vec<String> = values.iter().map(|v| format!("ISNULL({v})")).collect();
-    let lengths: Vec<String> = values.iter().map(|v| format!("LENGTH({v})")).collect();
-    format!(
-        "CONCAT_WS('#', {}, CONCAT({}), CONCAT_WS(',', {}))",
-        values.join(", "),
-        nulls.join(", "),
-        lengths.join(", ")
-    )
+    let mut texts = columns
+        .iter()
+        .filter(|c| c.kind == ValueKind::Text)
+        .map(|c| (&c.charset, &c.collation));
+    let one_collation = texts.next().is_none_or(|first| texts.all(|other| other == first));
+    let mut parts: Vec<String> = columns
+        .iter()
+        .map(|c| match c.kind {
+            ValueKind::Text if one_collation => c.read.clone(),
+            _ => value(c),
+        })
+        .collect();
+    parts.extend(
+        columns
+            .iter()
+            .filter(|c| may_hold_separator(c))
+            .map(|c| format!("LENGTH({})", c.read)),
+    );
+    let nulls: Vec<String> = columns
+        .iter()
+        .filter(|c| c.nullable)
+        .map(|c| format!("ISNULL({})", c.read))
+        .collect();
+    if !nulls.is_empty() {
+        parts.push(format!("CONCAT({})", nulls.join(", ")));
+    }
+    format!("CONCAT_WS('#', {})", parts.join(", "))
 }
 
 /// What a table's checksum selects, after the count.
 ///
-/// Each row hashes to `h = CRC32(row)`, and its key to `k = CRC32(key)` (the
-/// whole row for a keyless table). The checksum is `SUM(h)` and `SUM(h * k)`:
-/// sums keep duplicate rows from cancelling out and do not depend on order.
-/// A row whose text changed in any run of up to 32 bits (a byte, a FLOAT
-/// bit, NULL to `''`) changes its `h`, and so `SUM(h)`, without fail. CRC32
-/// is linear, so for two rows that swapped equal-length values the XOR of
-/// the `h`s stays the same and `SUM(h)` often does too; the product with
-/// the row's own key hash is not linear, and changes unless the key hashes
-/// are equal (distinct keys within 32 bits of each other never are).
+/// Each row hashes to `h = CRC32(row)`, and its key to `k = CRC32(key)`
+/// (the whole row for a keyless table). The checksum is `SUM(h * (k + 1))`:
+/// a sum keeps duplicate rows from cancelling out and does not depend on
+/// order. A row whose text changed in any run of up to 32 bits (a byte, a
+/// FLOAT bit, NULL to `''`) changes its `h`, and so its term, without fail.
+/// CRC32 is linear, so two rows that swapped equal-length values often
+/// keep `SUM(h)`; weighted by their own key hashes their terms change
+/// unless the key hashes are equal (distinct keys within 32 bits of each
+/// other never are). One sum, so that the server builds and hashes each
+/// row's text once: the key's text is a few bytes.
 fn checksum_columns(detail: &TableDetail, key: Option<&[String]>) -> Result<String> {
     let row = row_text(detail.copied());
-    let key_text = match key {
+    let key_hash = match key {
         Some(key) if !key.is_empty() => {
             let columns = key.iter().map(|name| detail.column(name)).collect::<Result<Vec<_>>>()?;
-            row_text(columns.into_iter())
+            // A key is never NULL, and need not decode: it only weighs.
+            let values: Vec<String> = columns.into_iter().map(value).collect();
+            format!("CRC32(CONCAT_WS('#', {}))", values.join(", "))
         }
-        _ => row.clone(),
+        _ => format!("CRC32({row})"),
     };
-    // CRC32 is below 2^32, so a product fits BIGINT UNSIGNED; SUM of
+    // h < 2^32 and k + 1 <= 2^32, so a term fits BIGINT UNSIGNED; SUM of
     // integers is exact DECIMAL on both flavours.
-    Ok(format!(
-        "COALESCE(SUM(CRC32({row})), 0), COALESCE(SUM(CRC32({row}) * CRC32({key_text})), 0)"
-    ))
+    Ok(format!("COALESCE(SUM(CRC32({row}) * ({key_hash} + 1)), 0)"))
 }
 
 /// What one digest selects after `SELECT`: the count, and with a checksum
-/// its two sums, over the rows of `table` that `predicate` keeps.
+/// its sum, over the rows of `table` that `predicate` keeps.
 fn digest_select(name: &str, table: &TableSchema, mode: VerifyMode, predicate: Option<&str>) -> Result<String> {
     let filter = predicate.map(|p| format!(" WHERE {p}")).unwrap_or_default();
     if mode != VerifyMode::Checksum {
@@ -150,14 +186,13 @@ fn doing_ranges(request: &RangeDigestsRequest) -> String {
 }
 
 /// The digest from a row's cells after the index: the count, then
-/// (checksum) the two sums.
+/// (checksum) the weighted sum.
 fn digest_from(mode: VerifyMode, cells: &[Option<String>]) -> Digest {
     let cell = |i: usize| cells.get(i).cloned().flatten();
     let rows = cell(0).map_or(0, |t| crate::conn::cell::number(&t));
     let checksum = (mode == VerifyMode::Checksum).then(|| {
         let sum = cell(1).unwrap_or_else(|| "0".into());
-        let product = cell(2).unwrap_or_else(|| "0".into());
-        format!("{rows}:{sum}:{product}")
+        format!("{rows}:{sum}")
     });
     Digest { rows, checksum }
 }
@@ -242,4 +277,49 @@ pub async fn range_digests(mut conn: DigestConn<'_>, request: &RangeDigestsReque
     let doing = || doing_ranges(request);
     let rows = conn.cells(&range_digests_sql(request)?, &doing).await?;
     in_order(request.ranges.len(), request.mode, &doing, rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn column(name: &str, kind: ValueKind, nullable: bool, collation: Option<&str>) -> ColumnDetail {
+        ColumnDetail {
+            name: name.into(),
+            data_type: String::new(),
+            column_type: String::new(),
+            kind,
+            nullable,
+            charset: collation.map(|c| c.split('_').next().unwrap_or_default().to_string()),
+            collation: collation.map(str::to_string),
+            generated: false,
+            invisible: false,
+            read: ident(name),
+        }
+    }
+
+    #[test]
+    fn a_row_text_mentions_only_what_tells_rows_apart() {
+        let columns = [
+            column("id", ValueKind::Int, false, None),
+            column("c", ValueKind::Text, false, Some("utf8mb4_bin")),
+            column("n", ValueKind::Text, true, Some("utf8mb4_bin")),
+        ];
+        assert_eq!(
+            row_text(columns.iter()),
+            "CONCAT_WS('#', `id`, `c`, `n`, LENGTH(`c`), LENGTH(`n`), CONCAT(ISNULL(`n`)))"
+        );
+    }
+
+    #[test]
+    fn mixed_collations_are_joined_as_bytes() {
+        let columns = [
+            column("a", ValueKind::Text, false, Some("latin1_swedish_ci")),
+            column("b", ValueKind::Text, false, Some("utf8mb4_bin")),
+        ];
+        assert_eq!(
+            row_text(columns.iter()),
+            "CONCAT_WS('#', CAST(`a` AS BINARY), CAST(`b` AS BINARY), LENGTH(`a`), LENGTH(`b`))"
+        );
+    }
 }

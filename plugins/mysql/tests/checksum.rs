@@ -24,7 +24,10 @@ const SOURCE: &str = "
         (5, 'e1', 0.1, 'n5', 5, 0x05), (6, 'f1', 0.2, NULL, 6, 0x06), (7, '', 0, '', 0, ''),
         (8, 'h', 8, 'n8', 8, 0x08), (9, 'i', 9, 'n9', 9, 0x09);
     CREATE TABLE k (v VARCHAR(10)) DEFAULT CHARSET utf8mb4;
-    INSERT INTO k VALUES ('a'), ('a'), ('b');";
+    INSERT INTO k VALUES ('a'), ('a'), ('b');
+    CREATE TABLE m (id INT PRIMARY KEY, a VARCHAR(10) CHARACTER SET latin1, b VARCHAR(10) COLLATE utf8mb4_general_ci,
+        c VARCHAR(10) COLLATE utf8mb4_bin NOT NULL) DEFAULT CHARSET utf8mb4;
+    INSERT INTO m VALUES (1, 'café', 'café', 'x#'), (2, NULL, '', '#y');";
 
 /// The ranges compared: (,3], (3,6], (6,].
 fn ranges() -> Vec<KeyRange> {
@@ -74,7 +77,8 @@ fn copy(server: &Server, dst: &str) {
     server.exec(&format!(
         "DROP DATABASE IF EXISTS {dst}; CREATE DATABASE {dst};
          CREATE TABLE {dst}.t LIKE src.t; INSERT INTO {dst}.t SELECT * FROM src.t ORDER BY id DESC;
-         CREATE TABLE {dst}.k LIKE src.k; INSERT INTO {dst}.k SELECT * FROM src.k ORDER BY v DESC;"
+         CREATE TABLE {dst}.k LIKE src.k; INSERT INTO {dst}.k SELECT * FROM src.k ORDER BY v DESC;
+         CREATE TABLE {dst}.m LIKE src.m; INSERT INTO {dst}.m SELECT * FROM src.m ORDER BY id DESC;"
     ));
 }
 
@@ -141,6 +145,16 @@ on_both_flavours! {
         let damaged = whole_digest(&session, "dst", k)?;
         assert_eq!(damaged.rows, source_keyless.rows);
         assert_ne!(damaged, source_keyless, "a traded duplicate was not caught");
+
+        // Text columns of mixed character sets and collations digest (each
+        // cast to its bytes), alike for a copy, and a changed byte shows.
+        let m = tables.iter().find(|t| t.name == "m").ok_or("no m")?;
+        let source_mixed = whole_digest(&session, "src", m)?;
+        copy(server, "dst");
+        assert_eq!(whole_digest(&session, "dst", m)?, source_mixed);
+        server.exec_in("dst", "UPDATE m SET a = 'cafe' WHERE id = 1");
+        assert_eq!(scalar(server, "SELECT a FROM dst.m WHERE id = 1").as_deref(), Some("cafe"));
+        assert_ne!(whole_digest(&session, "dst", m)?, source_mixed, "a changed latin1 byte was not caught");
         Ok(())
     }
 }
