@@ -17,6 +17,7 @@
 
 mod api;
 mod blackhole;
+mod cancel;
 mod cli;
 mod common;
 mod consistency;

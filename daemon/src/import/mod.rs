@@ -3,6 +3,7 @@
 
 mod backup;
 mod copy;
+mod interrupt;
 pub mod outage;
 pub mod outcome;
 pub mod precheck;
@@ -463,6 +464,9 @@ fn copy_all(
 
     events.emit(&ImportEvent::Phase { phase: "schema" });
     for ((_, dst), schema) in resolved.mapping.iter().zip(&plan.schemas) {
+        if cancel.is_cancelled() {
+            return Err(Stop::Cancelled);
+        }
         let outcome = target
             .prepare_target(PrepareRequest {
                 database: dst.clone(),
@@ -628,26 +632,27 @@ fn copy_all(
         earlier: &earlier,
         rows: &copied,
     };
-    result.tables = checks.all(tables, &copied, job.options.parallelism as usize, cancel)?;
+    result.tables = interrupt::interruptible(cancel, &[source, target], || {
+        checks.all(tables, &copied, job.options.parallelism as usize, cancel)
+    })?;
 
     events.emit(&ImportEvent::Phase { phase: "finish" });
     for ((_, dst), schema) in resolved.mapping.iter().zip(&plan.schemas) {
-        if cancel.is_cancelled() {
-            return Err(Stop::Cancelled);
-        }
-        let outcome = target
-            .finish_target(FinishRequest {
-                database: dst.clone(),
-                schema: schema.clone(),
-                resume,
-                parallelism: job.options.parallelism,
-            })
-            .map_err(|e| {
-                host_failure(
-                    &format!("adding indexes, views, routines, triggers and events to {dst}"),
-                    e,
-                )
-            })?;
+        let outcome = interrupt::interruptible(cancel, &[target], || {
+            target
+                .finish_target(FinishRequest {
+                    database: dst.clone(),
+                    schema: schema.clone(),
+                    resume,
+                    parallelism: job.options.parallelism,
+                })
+                .map_err(|e| {
+                    host_failure(
+                        &format!("adding indexes, views, routines, triggers and events to {dst}"),
+                        e,
+                    )
+                })
+        })?;
         record_schema(result, dst, outcome, &warn);
     }
     Ok(())

@@ -191,7 +191,8 @@ impl CarriesDetails for Request {
             | Request::EndSnapshot
             | Request::BackupRestore(_)
             | Request::BackupProgress
-            | Request::KeepDetails(_) => Vec::new(),
+            | Request::KeepDetails(_)
+            | Request::Interrupt => Vec::new(),
         }
     }
 }

@@ -59,6 +59,11 @@ pub trait Session: Send + Sync + 'static {
     }
     /// See [`Request::FinishTarget`].
     fn finish_target(&self, request: FinishRequest) -> Result<SchemaOutcome, PluginError>;
+    /// See [`Request::Interrupt`]. The default does nothing: calls end
+    /// when their statements do.
+    fn interrupt(&self) -> Result<(), PluginError> {
+        Ok(())
+    }
     /// See [`Request::TableDigest`].
     fn table_digest(&self, request: DigestRequest) -> Result<Digest, PluginError>;
     /// See [`Request::TableDigests`]. The default asks [`Session::table_digest`]
@@ -347,6 +352,7 @@ unsafe extern "C" fn session_call<E: Engine>(session: Handle, request: FfiStr, o
             Request::PrepareTarget(r) => encode(&session.prepare_target(r)?)?,
             Request::FinishTarget(r) => encode(&session.finish_target(r)?)?,
             Request::CheckTarget(r) => encode(&session.check_target(r)?)?,
+            Request::Interrupt => encode(&session.interrupt()?)?,
             Request::TableDigest(r) => encode(&session.table_digest(r)?)?,
             Request::TableDigests(r) => encode(&session.table_digests(r)?)?,
             Request::RangeDigests(r) => encode(&session.range_digests(r)?)?,

@@ -116,6 +116,13 @@ pub enum Request {
     /// lacks). Nothing is created. Answer: `Vec<String>`, every such object,
     /// empty when the target holds it all.
     CheckTarget(PrepareRequest),
+    /// Stop what this session's verification and schema statements are
+    /// running now (a digest, an index build), sent from another thread
+    /// while they run, when the import is cancelled: the interrupted call
+    /// fails soon after. Statements that write rows are not touched; the
+    /// copy stops between chunks. Best effort, and a no-op where the
+    /// engine cannot. Answer: `null`.
+    Interrupt,
 }
 
 /// Facts about a server.

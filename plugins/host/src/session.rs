@@ -121,7 +121,8 @@ impl Plugin {
 }
 
 impl Session {
-    fn engine(&self) -> &str {
+    /// The engine of the plugin behind this session (`mysql`, ...).
+    pub fn engine(&self) -> &str {
         &self.inner.plugin.info().engine
     }
 
@@ -153,6 +154,12 @@ impl Session {
         // SAFETY: the plugin wrote an owned buffer (or left it empty).
         let bytes = check(self.engine(), status, unsafe { ForeignBuffer::from_raw(out) })?;
         parse(self.engine(), &bytes)
+    }
+
+    /// See `Request::Interrupt`: stops this session's in-flight
+    /// verification and schema statements, from any thread.
+    pub fn interrupt(&self) -> Result<(), HostError> {
+        self.send(&Request::Interrupt)
     }
 
     /// See `Request::Probe`.

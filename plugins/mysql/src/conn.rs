@@ -619,6 +619,12 @@ impl Pool {
         }
     }
 
+    /// A new connection outside the pool's limit and idle list, for a
+    /// short errand while every pooled one may be busy (interrupting them).
+    pub async fn unpooled(&self) -> Result<Conn> {
+        self.connect().await
+    }
+
     /// A new connection with its own permit, outside the idle list (for
     /// snapshot readers, which keep their transaction).
     pub async fn get_fresh(self: &Arc<Self>, role: Role) -> Result<Lease> {

@@ -20,6 +20,7 @@ use mysql_async::{Conn, Row};
 
 use crate::conn::{Pool, Role, ServerFacts};
 use crate::error::{Context, Error, Result};
+use crate::interrupt::Interruptible;
 
 /// Statements run in order on one connection: one unit of work.
 #[derive(Clone, Debug)]
@@ -39,6 +40,9 @@ pub struct Extra<'a> {
     /// A statement that undoes `setup` before the connection goes back to
     /// the pool; when it fails the connection is discarded instead.
     pub reset: Option<String>,
+    /// Where extra connections register while they work, so that a cancel
+    /// can stop their statements (the caller registers its own).
+    pub interruptible: Option<&'a Interruptible>,
 }
 
 /// How consecutive tasks share a round trip.
@@ -211,7 +215,9 @@ async fn leased(extra: &Extra<'_>, queue: &Queue<'_>) -> Option<(usize, Error)> 
     let Ok(conn) = lease.conn() else {
         return None;
     };
+    let running = extra.interruptible.map(|registry| registry.enter(conn.id()));
     let failure = queue.work(conn).await;
+    drop(running);
     let reset = match &extra.reset {
         Some(sql) => conn.query_drop(sql.as_str()).await.is_ok(),
         None => true,

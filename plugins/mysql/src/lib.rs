@@ -27,6 +27,7 @@ pub mod fanout;
 pub mod fit;
 pub mod grants;
 pub mod group;
+pub mod interrupt;
 pub mod probe;
 pub mod quote;
 pub mod range;
@@ -70,6 +71,9 @@ pub struct MysqlSession {
     /// The base tables of each database described in this session, quoted
     /// and qualified: what the snapshot's `LOCK TABLES` step locks.
     described: std::sync::Mutex<std::collections::BTreeMap<String, Vec<String>>>,
+    /// The connections running a digest or the finish now, which
+    /// [`Session::interrupt`] stops.
+    interruptible: interrupt::Interruptible,
 }
 
 impl Engine for MysqlEngine {
@@ -102,6 +106,7 @@ impl MysqlSession {
             snapshot: Snapshot::default(),
             details: DetailCache::default(),
             described: Default::default(),
+            interruptible: Default::default(),
         })
     }
 
@@ -140,8 +145,11 @@ macro_rules! with_digest_conn {
         runtime()?.block_on(async {
             if let Some(Readers::Wire(set)) = &snapshot {
                 let mut lease = set.take().await?;
-                let $c = digest::DigestConn::Wire(lease.conn()?);
+                let conn = lease.conn()?;
+                let running = $self.interruptible.enter(conn.id());
+                let $c = digest::DigestConn::Wire(conn);
                 let out = $body.await?;
+                drop(running);
                 lease.release();
                 return Ok(out);
             }
@@ -149,8 +157,11 @@ macro_rules! with_digest_conn {
                 Some(Readers::Driver(set)) => set.take().await?,
                 _ => $self.pool.get(Role::Reader).await?,
             };
-            let $c = digest::DigestConn::Driver(lease.conn()?);
+            let conn = lease.conn()?;
+            let running = $self.interruptible.enter(conn.id());
+            let $c = digest::DigestConn::Driver(conn);
             let out = $body.await?;
+            drop(running);
             lease.release();
             Ok::<_, error::Error>(out)
         })
@@ -238,12 +249,16 @@ impl Session for MysqlSession {
     }
 
     fn finish_target(&self, request: FinishRequest) -> std::result::Result<SchemaOutcome, PluginError> {
-        Ok(with_conn!(self, Role::Control, |c| schema::finish(
-            c,
-            &self.pool,
-            &self.details,
-            &request
-        ))?)
+        Ok(with_conn!(self, Role::Control, |c| async {
+            let _running = self.interruptible.enter(c.id());
+            schema::finish(c, &self.pool, &self.details, &self.interruptible, &request).await
+        })?)
+    }
+
+    fn interrupt(&self) -> std::result::Result<(), PluginError> {
+        let stopped = runtime()?.block_on(self.interruptible.interrupt(&self.pool))?;
+        tracing::info!(instance = %self.pool.instance(), connections = ?stopped, "interrupted the running statements");
+        Ok(())
     }
 
     fn table_digest(&self, request: DigestRequest) -> std::result::Result<Digest, PluginError> {

@@ -18,6 +18,7 @@ use crate::describe::database_exists;
 use crate::detail::{DatabaseDetail, DdlKind, DetailCache, ObjectDdl, TableDetail};
 use crate::error::{Context, Error, Result};
 use crate::fanout::{self, Extra, Task, Trips};
+use crate::interrupt::Interruptible;
 use crate::quote::{hex_str, ident, is_word, qualified, string};
 
 async fn rows(conn: &mut Conn, sql: String) -> Result<Vec<Row>> {
@@ -278,6 +279,7 @@ pub async fn prepare(
         pool,
         setup: session.to_vec(),
         reset: Some(restore.clone()),
+        interruptible: None,
     };
     let trips = Trips::batched(CREATES_PER_TRIP, target, &table_mode);
     let result = fanout::run(conn, &extra, width(request.parallelism), &tasks, trips).await;
@@ -357,6 +359,7 @@ pub async fn finish(
     conn: &mut Conn,
     pool: &Arc<Pool>,
     details: &DetailCache,
+    interruptible: &Interruptible,
     request: &FinishRequest,
 ) -> Result<SchemaOutcome> {
     let database = request.database.as_str();
@@ -405,6 +408,7 @@ pub async fn finish(
         pool,
         setup: vec![format!("USE {}", ident(database))],
         reset: None,
+        interruptible: Some(interruptible),
     };
     // An index build can take long: one per round trip keeps them spread
     // over the connections.

@@ -144,6 +144,7 @@ fn extra_connections_take_the_session_and_go_back_neutral(flavour: Flavour) {
             pool: &pool,
             setup: session.clone(),
             reset: Some(format!("SET SESSION sql_mode = '{PLAIN_SQL_MODE}'")),
+            interruptible: None,
         };
         fanout::run(conn, &extra, 4, &tasks, Trips::ONE).await.expect("run");
         // A failure: the earliest failed task is reported, whatever ran
@@ -232,6 +233,7 @@ fn tasks_sent_several_per_round_trip_report_the_failing_one_and_nothing_after_it
             pool: &pool,
             setup: Vec::new(),
             reset: None,
+            interruptible: None,
         };
         // Compound statements (`BEGIN NOT ATOMIC`) exist only on MariaDB;
         // Trips::batched never asks for them on MySQL.

@@ -23,6 +23,8 @@ pub struct ServerError {
 
 /// The parts of the server's greeting the login needs.
 pub(super) struct Greeting {
+    /// The server's id of this connection (`CONNECTION_ID()`).
+    pub(super) connection_id: u32,
     pub(super) capabilities: u32,
     pub(super) scramble: Vec<u8>,
     /// The server's default authentication plugin (empty if it names none).
@@ -38,6 +40,8 @@ impl Greeting {
             return Err(Error::Unsupported("a server greeting other than protocol 10".into()));
         }
         let version_end = p.iter().position(|&b| b == 0).ok_or_else(malformed)?;
+        let id = p.get(version_end + 1..version_end + 5).ok_or_else(malformed)?;
+        let connection_id = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
         let mut at = version_end + 1 + 4;
         let part1 = p.get(at..at + 8).ok_or_else(malformed)?.to_vec();
         at += 8 + 1;
@@ -62,6 +66,7 @@ impl Greeting {
         let rest = p.get(at..).unwrap_or_default();
         let plugin = rest.split(|&b| b == 0).next().unwrap_or_default();
         Ok(Greeting {
+            connection_id,
             capabilities,
             scramble,
             plugin: String::from_utf8_lossy(plugin).into_owned(),

@@ -70,6 +70,8 @@ pub struct WireConn {
     seq: u8,
     /// Whether the connection is encrypted.
     encrypted: bool,
+    /// The server's id of this connection, from its greeting.
+    id: u32,
 }
 
 /// Where and as whom to log in.
@@ -106,6 +108,7 @@ impl WireConn {
                 payload: Vec::with_capacity(64 << 10),
                 seq: 0,
                 encrypted: false,
+                id: 0,
             };
             conn.log_in(login).await?;
             Ok(conn)
@@ -118,6 +121,11 @@ impl WireConn {
     /// Whether the connection is encrypted.
     pub fn encrypted(&self) -> bool {
         self.encrypted
+    }
+
+    /// The server's id of this connection (`CONNECTION_ID()`).
+    pub fn id(&self) -> u32 {
+        self.id
     }
 
     /// Sends SSLRequest and turns the stream into TLS, when the mode and
@@ -170,6 +178,7 @@ impl WireConn {
     async fn log_in(&mut self, login: &Login) -> Result<()> {
         self.read_packet().await?;
         let greeting = Greeting::parse(&self.payload)?;
+        self.id = greeting.connection_id;
         let wanted = CLIENT_LONG_PASSWORD
             | CLIENT_LONG_FLAG
             | CLIENT_PROTOCOL_41

@@ -1,0 +1,143 @@
+//! A cancel acted on within a second in the phases whose single statements
+//! can run for hours: here an index build of the finish phase that waits on
+//! a metadata lock which another session of the target holds (for a day,
+//! by the server's `lock_wait_timeout`). Ctrl-C must end the import
+//! `Cancelled` at once, not when the statement ends, and `resume` then
+//! finishes an exact copy. (The digests of the verify phase are stopped the
+//! same way; `plugins/mysql/tests/interrupt.rs` shows that on a digest.)
+
+use std::time::{Duration, Instant};
+
+use dbferry_testkit::{ident, literal, spawn_run, Job, Server};
+
+use crate::common::{assert_same, bin, create_source, pair_of, unique, Setup, DST, SRC};
+use crate::faults::{import_id, resume};
+
+/// A session of `server` that holds a shared metadata lock on `db.t` (an
+/// open transaction that read it) until it is dropped; the lock lets rows
+/// be written but no `ALTER TABLE` finish.
+struct MetadataLock {
+    server: &'static Server,
+    marker: String,
+    holder: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MetadataLock {
+    fn hold(server: &'static Server, db: &str) -> Self {
+        let marker = unique("dbferry_test_lock");
+        let script = format!(
+            "BEGIN; SELECT COUNT(*) FROM {}.t; SELECT SLEEP(3600) AS {marker}; COMMIT;",
+            ident(db)
+        );
+        let holder = std::thread::spawn(move || {
+            // Killed by Drop: the client then fails, which is expected.
+            let _ = server.try_exec(&script);
+        });
+        let lock = Self {
+            server,
+            marker,
+            holder: Some(holder),
+        };
+        lock.wait_until(|n| n > 0, "the lock holder to start sleeping");
+        lock
+    }
+
+    /// The ids of the holder's sessions (not the asking one, whose own
+    /// text holds the pattern too).
+    fn sessions(&self) -> Vec<String> {
+        self.server
+            .query(&format!(
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE {} AND ID <> CONNECTION_ID()",
+                literal(&format!("%SLEEP(3600) AS {}%", self.marker))
+            ))
+            .into_iter()
+            .filter_map(|row| row.into_iter().next().flatten())
+            .collect()
+    }
+
+    fn wait_until(&self, done: impl Fn(usize) -> bool, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done(self.sessions().len()) {
+            assert!(Instant::now() < deadline, "waited 60 s for {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for MetadataLock {
+    fn drop(&mut self) {
+        for id in self.sessions() {
+            let _ = self.server.try_exec(&format!("KILL {id}"));
+        }
+        if let Some(holder) = self.holder.take() {
+            let _ = holder.join();
+        }
+    }
+}
+
+/// Waits until the target runs an `ALTER TABLE` that waits for a metadata
+/// lock: the finish phase is stuck behind [`MetadataLock`].
+fn wait_for_a_blocked_index_build(target: &Server, db: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let blocked = target
+            .scalar(&format!(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = {} AND INFO LIKE 'ALTER TABLE%' \
+                 AND STATE LIKE '%metadata lock%'",
+                literal(db)
+            ))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+        if blocked > 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no index build of {db} waited for the lock");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+dbferry_testkit::on_both_flavours! {
+    fn ctrl_c_while_an_index_build_waits_cancels_at_once_and_resume_finishes(flavour: Flavour) {
+        let p = pair_of(flavour);
+        let db = unique("cancel_finish");
+        create_source(
+            (p.source, p.target),
+            &db,
+            "utf8mb4",
+            &format!(
+                "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(100), KEY by_v (v));
+                 INSERT INTO t SELECT seq, LPAD(seq, 100, 'v') FROM {};
+                 ANALYZE TABLE t;",
+                flavour.seq(100_000)
+            ),
+        );
+        let setup = Setup::new(p.source, p.target);
+        // Some 14 MB, past the size whose indexes are built with the table
+        // (8 MiB), so that the finish builds `by_v`; slowed so that the lock
+        // is taken while the copy runs.
+        let job = Job::mysql(DST, SRC, &[&db])
+            .option("max_bytes_per_sec", "4000000")
+            .write(&setup.files, "cancel_finish.toml");
+        let mut running = spawn_run(&bin(), &setup.config, &job);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !p.target.tables(&db).contains(&"t".to_string()) {
+            assert!(Instant::now() < deadline, "the schema phase created t\n{}", running.stdout_so_far());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let lock = MetadataLock::hold(p.target, &db);
+        assert!(
+            running.wait_for_line(Duration::from_secs(120), |l| l.contains("\"phase\":\"finish\"")),
+            "the import reached its finish phase\n{}",
+            running.stdout_so_far()
+        );
+        wait_for_a_blocked_index_build(p.target, &db);
+
+        let first = running.interrupt_expecting_cancel(Duration::from_secs(3));
+        assert!(!first.stderr.contains("error["), "{}", first.describe());
+        drop(lock);
+
+        let resumed = resume(&setup.config, import_id(&first));
+        resumed.assert_success();
+        assert_same(p.source, p.target, &db);
+    }
+}
