@@ -328,9 +328,16 @@ fn sigterm_checkpoints_a_running_import_which_resumes_at_the_next_start() {
         .option("max_bytes_per_sec", "2000000")
         .render();
     std::fs::write(jobs.join("term.toml"), job).expect("drop the job");
-    daemon.wait_import(Duration::from_secs(30), |i| {
+    let running = daemon.wait_import(Duration::from_secs(30), |i| {
         i["Status"] == "Running" && i["Rows"].as_u64() > Some(0)
     });
+    // How the connections travel is shown while the import runs, not only
+    // in its result.
+    let roles: Vec<&str> = running["Transport"]
+        .as_array()
+        .map(|t| t.iter().filter_map(|i| i["Role"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(roles, ["source", "target"], "{running:#}");
 
     let took = daemon.terminate();
     assert!(took < Duration::from_secs(30), "SIGTERM took {took:?}");

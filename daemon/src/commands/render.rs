@@ -91,6 +91,7 @@ impl EventSink for ProgressBars {
             ImportEvent::Warning { message } => {
                 let _ = self.multi.println(format!("warning: {message}"));
             }
+            ImportEvent::Transport { .. } => {}
             ImportEvent::Planned { databases, .. } => {
                 let db_style = style("{prefix:>16} [{bar:30}] {bytes:>10}/{total_bytes:<10} {binary_bytes_per_sec:>12} ETA {eta:>4} {msg}");
                 for db in databases {

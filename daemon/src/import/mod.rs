@@ -371,6 +371,9 @@ impl Attempt<'_> {
                 .inc();
         }
         result.transport = checked.transport.to_vec();
+        events.emit(&ImportEvent::Transport {
+            instances: result.transport.clone(),
+        });
         if cancel.is_cancelled() {
             result.status = ImportStatus::Cancelled;
             result.message = Some("cancelled before any change".into());

@@ -226,6 +226,12 @@ pub enum ImportEvent {
         /// What.
         message: String,
     },
+    /// How each instance's connections travel, known once the prechecks
+    /// connected (the result's `Transport`, while the import runs).
+    Transport {
+        /// Per instance.
+        instances: Vec<super::precheck::InstanceTransport>,
+    },
 }
 
 /// Receives events; must be cheap, it is called from the import's thread.

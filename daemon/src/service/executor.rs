@@ -33,6 +33,8 @@ pub struct LiveProgress {
     pub ratio: f64,
     /// The current phase.
     pub phase: &'static str,
+    /// How each instance's connections travel, once the prechecks know.
+    pub transport: Vec<crate::import::precheck::InstanceTransport>,
 }
 
 struct Running {
@@ -46,6 +48,7 @@ impl EventSink for Running {
         let mut progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
         match event {
             ImportEvent::Phase { phase } => progress.phase = phase,
+            ImportEvent::Transport { instances } => progress.transport = instances.clone(),
             ImportEvent::Progress { rows, bytes, ratio, .. } => {
                 progress.rows = *rows;
                 progress.bytes = *bytes;

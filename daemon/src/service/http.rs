@@ -56,8 +56,8 @@ pub struct ImportView {
     pub created_at: i64,
     /// Unix seconds.
     pub ended_at: Option<i64>,
-    /// How each instance's connections travelled (the result's
-    /// `Transport`), once the import ended.
+    /// How each instance's connections travel (the result's `Transport`),
+    /// while the import runs and after it ended.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transport: Option<serde_json::Value>,
 }
@@ -90,7 +90,17 @@ impl ImportView {
             message: record.message,
             created_at: record.created_at,
             ended_at: record.ended_at,
-            transport: record.result.as_ref().and_then(|r| r.get("Transport")).cloned(),
+            transport: record
+                .result
+                .as_ref()
+                .and_then(|r| r.get("Transport"))
+                .filter(|t| t.as_array().is_some_and(|a| !a.is_empty()))
+                .cloned()
+                .or_else(|| {
+                    live.as_ref()
+                        .filter(|l| !l.transport.is_empty())
+                        .and_then(|l| serde_json::to_value(&l.transport).ok())
+                }),
         }
     }
 }
