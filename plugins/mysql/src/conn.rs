@@ -395,6 +395,11 @@ impl Pool {
             lost: LostSessions::of(
                 format!("{}@{}:{}", config.user, config.host, config.port),
                 &config.instance_id,
+                config
+                    .options
+                    .get("state_dir")
+                    .and_then(|v| v.as_str())
+                    .map(|dir| std::path::Path::new(dir).join("lost-sessions")),
             ),
             incarnation: tokio::sync::OnceCell::new(),
         }))

@@ -2,11 +2,11 @@
 //! servers: a session that holds a row lock and that the client no longer
 //! reaches is killed by the same least-privileged account, its lock is free
 //! once `settle` returns, and one noted for an earlier run of the server is
-//! left alone.
+//! left alone. The journal brings a session noted by an earlier process back.
 //! (A real silent network is `tests/it/blackhole.rs`.)
 
 use dbferry_mysql::conn::runtime;
-use dbferry_mysql::lost::{Incarnation, Lost, LostSessions};
+use dbferry_mysql::lost::{journal::Journal, Incarnation, Lost, LostSessions};
 use dbferry_testkit::Server;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder};
@@ -78,7 +78,7 @@ fn a_lost_session_is_killed_with_its_locks_and_one_of_an_earlier_run_is_not(flav
         let earlier_run = locking_session(server, &db, 2).await?;
         let mut probe = connect(server, &db).await?;
         let now = Incarnation::read(&mut probe).await?;
-        let sessions = LostSessions::of(format!("{db}@{}:{}", server.host(), server.port()), "test");
+        let sessions = LostSessions::of(format!("{db}@{}:{}", server.host(), server.port()), "test", None);
         sessions.note(Lost { id: lost_one.id(), incarnation: now });
         sessions.note(Lost { id: earlier_run.id(), incarnation: Incarnation(now.0 - 3600) });
         assert!(!lockable(&mut probe, &db, 1).await?, "the lost session holds its lock");
@@ -93,5 +93,32 @@ fn a_lost_session_is_killed_with_its_locks_and_one_of_an_earlier_run_is_not(flav
         drop(earlier_run);
         Ok(())
     })
+}
+
+fn a_session_journaled_by_an_earlier_process_is_killed_by_the_next(flavour: Flavour) -> TestResult {
+    let server = flavour.shared();
+    let db = format!("lost_journal_{flavour:?}").to_lowercase();
+    setup(server, &db);
+    let dir = std::env::temp_dir().join(format!("dbferry-lost-sessions-{}-{flavour:?}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let key = format!("{db}@{}:{}", server.host(), server.port());
+    runtime()?.block_on(async {
+        let lost_one = locking_session(server, &db, 1).await?;
+        let mut probe = connect(server, &db).await?;
+        let now = Incarnation::read(&mut probe).await?;
+        // What the earlier process wrote before it gave up.
+        Journal::new(dir.clone()).add(&key, Lost { id: lost_one.id(), incarnation: now })?;
+
+        let sessions = LostSessions::of(key.clone(), "test", Some(dir.clone()));
+        assert_eq!(sessions.pending().len(), 1);
+        sessions.settle(&mut probe).await?;
+
+        assert!(!listed(&mut probe, lost_one.id()).await?);
+        assert!(lockable(&mut probe, &db, 1).await?);
+        assert!(Journal::new(dir.clone()).load(&key).is_empty(), "taken out of the journal");
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
 }
 }

@@ -21,6 +21,12 @@
 //! carries the server's start ([`Incarnation`]), and the sessions of a
 //! server that restarted since are gone already and are never killed (their
 //! ids may be someone else's now).
+//!
+//! The notes also go to a [`journal`] in the engine's state directory when
+//! the host names one, so that the next process (`dbferry resume` after an
+//! import failed on a target that stayed unreachable) ends them too.
+
+pub mod journal;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -28,9 +34,11 @@ use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
+use serde::{Deserialize, Serialize};
 
 use crate::conn::cell;
 use crate::error::{Context, Error, Result};
+use journal::Journal;
 
 /// ER_NO_SUCH_THREAD: the session to kill no longer exists.
 pub const UNKNOWN_THREAD: u16 = 1094;
@@ -44,7 +52,7 @@ const GONE_POLL: Duration = Duration::from_millis(200);
 /// When a server started, in seconds on its own clock (`UNIX_TIMESTAMP()`
 /// less `Uptime`, both of which need no privilege): the same for every
 /// session of one run of the server, whatever the client's clock says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Incarnation(pub i64);
 
 impl Incarnation {
@@ -117,24 +125,37 @@ struct Settled {
 /// way to end them (see the [module](self)).
 #[derive(Clone)]
 pub struct LostSessions {
+    /// `user@host:port` (or the socket): whose sessions, on which server.
+    server: Arc<str>,
     /// The instance id, for logs.
     instance: Arc<str>,
     registry: Arc<Registry>,
+    journal: Option<Journal>,
 }
 
 impl LostSessions {
-    /// The lost sessions of `server` (`user@host:port`).
-    pub fn of(server: String, instance: &str) -> Self {
+    /// The lost sessions of `server` (`user@host:port`), with those an
+    /// earlier process left in the journal under `state_dir`, if any.
+    pub fn of(server: String, instance: &str, state_dir: Option<std::path::PathBuf>) -> Self {
         let registry = registries()
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .entry(server)
+            .entry(server.clone())
             .or_default()
             .clone();
-        Self {
+        let journal = state_dir.map(Journal::new);
+        let lost = Self {
+            server: server.into(),
             instance: instance.into(),
             registry,
+            journal,
+        };
+        if let Some(journal) = &lost.journal {
+            for session in journal.load(&lost.server) {
+                lost.remember(session);
+            }
         }
+        lost
     }
 
     /// Adds `session` unless it is known; whether it was new.
@@ -158,6 +179,11 @@ impl LostSessions {
             session_id = session.id,
             "lost a session to a network fault; the server may keep it with its locks, so it is killed once the server answers"
         );
+        if let Some(journal) = &self.journal {
+            if let Err(e) = journal.add(&self.server, session) {
+                tracing::warn!(instance = %self.instance, session_id = session.id, error = %e, "cannot journal a lost session; only this process will kill it");
+            }
+        }
     }
 
     /// Whether nothing is waiting to be killed (cheap: every lease asks).
@@ -245,13 +271,20 @@ impl LostSessions {
         Ok(())
     }
 
-    /// Drops `done` from the registry.
+    /// Drops `done` from the registry and the journal.
     fn forget(&self, done: &[Lost]) {
         self.registry
             .pending
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .retain(|s| !done.contains(s));
+        if let Some(journal) = &self.journal {
+            for session in done {
+                if let Err(e) = journal.remove(&self.server, *session) {
+                    tracing::warn!(instance = %self.instance, session_id = session.id, error = %e, "cannot take an ended session out of the journal");
+                }
+            }
+        }
     }
 }
 
@@ -306,9 +339,9 @@ mod tests {
 
     #[test]
     fn pools_of_one_server_and_account_share_their_lost_sessions_and_others_do_not() {
-        let a = LostSessions::of("u@shared-test:1".into(), "a");
-        let b = LostSessions::of("u@shared-test:1".into(), "b");
-        let other = LostSessions::of("v@shared-test:1".into(), "c");
+        let a = LostSessions::of("u@shared-test:1".into(), "a", None);
+        let b = LostSessions::of("u@shared-test:1".into(), "b", None);
+        let other = LostSessions::of("v@shared-test:1".into(), "c", None);
         a.note(lost(7));
         a.note(lost(7));
         assert_eq!(b.pending(), vec![lost(7)], "noted once, seen by the other pool");
