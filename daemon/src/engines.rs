@@ -15,9 +15,17 @@ pub struct Engines {
 
 impl Engines {
     /// Loads every plugin in `dir`. A file that fails is logged and listed
-    /// in [`Engines::failures`]; the others still load.
-    pub fn load(dir: &Path, metrics: &Metrics) -> Result<Self, HostError> {
+    /// in [`Engines::failures`]; the others still load. Each plugin keeps
+    /// its files across processes in `state_dir/plugins/<engine>`.
+    pub fn load(dir: &Path, state_dir: &Path, metrics: &Metrics) -> Result<Self, HostError> {
         let (plugins, failures) = load_dir(dir)?;
+        let plugins: Vec<Plugin> = plugins
+            .into_iter()
+            .map(|plugin| {
+                let own = state_dir.join("plugins").join(&plugin.info().engine);
+                plugin.with_state_dir(own)
+            })
+            .collect();
         for failure in &failures {
             tracing::error!(error = %failure, "plugin refused");
         }

@@ -3,7 +3,13 @@
 //! broken switch or a firewall would. A short blackhole is waited out; one
 //! longer than dbferry's detection bound plus `outage_timeout` ends the
 //! import `Failed`, and `resume` then finishes it. Each ends with the
-//! servers' own comparison, independent of dbferry.
+//! servers' own comparison, independent of dbferry. Both run on MariaDB
+//! and on MySQL.
+//!
+//! The target keeps a silently dropped session (its client's packets never
+//! arrive) with its open transaction and row locks; dbferry kills the
+//! sessions it lost once the target answers again, in the same process or,
+//! through its journal, in the one that resumes, before redoing their chunks.
 //!
 //! Needs root and a working `iptables` (`make deps` installs it; CI runs the
 //! suite as root). Without them the tests fail and say so: they never skip.
@@ -11,10 +17,10 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use dbferry_testkit::{spawn_run, MariaDb};
+use dbferry_testkit::{spawn_run, Flavour, Server};
 
-use crate::common::{assert_same, bin, pair, unique, Setup};
-use crate::faults::{import_id, resume, slow_job, slow_source, wait_for_committed_rows, ROWS};
+use crate::common::{assert_same, bin, pair_of, unique, Setup};
+use crate::faults::{import_id, resume, slow_job, slow_source_of, wait_for_committed_rows, ROWS};
 
 /// Drops every loopback packet to and from one port while it lives; the
 /// rules go away when it is dropped, also when the test panics.
@@ -84,34 +90,51 @@ impl Drop for Blackhole {
     }
 }
 
-#[test]
-#[ignore = "issue 17: the target keeps the silently dropped LOAD session (net_read_timeout = 3600) with its row locks, so redos of that chunk hit lock wait timeouts; the pool must KILL lost connection ids once the target answers"]
-fn a_30_s_blackhole_of_the_target_is_waited_out_and_ends_in_an_exact_copy() {
-    let source = pair().source;
-    let target = MariaDb::start();
-    let db = unique("fault_bh30");
-    slow_source(source, &target, &db);
+/// InnoDB transactions open on `server`: those of the sessions that the
+/// blackhole took from dbferry (the test's own query has none).
+fn open_transactions(server: &Server) -> u64 {
+    server
+        .scalar("SELECT COUNT(*) FROM information_schema.INNODB_TRX")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// What a dbferry process logs when it killed sessions it had lost.
+const KILLED: &str = "killed the sessions lost to a network fault";
+
+/// A blackhole of `seconds`, well within `outage_timeout` (600 s), is
+/// waited out and the copy is exact.
+fn blackhole_is_waited_out(flavour: Flavour, seconds: u64) -> dbferry_testkit::Outcome {
+    let source = pair_of(flavour).source;
+    let target = flavour.start();
+    let db = unique("fault_bh");
+    slow_source_of(flavour, source, &target, &db);
     let setup = Setup::new(source, &target);
-    let job = slow_job(&setup.files, "bh30.toml", &db, &[]);
+    let job = slow_job(&setup.files, "bh.toml", &db, &[]);
     let mut running = spawn_run(&bin(), &setup.config, &job);
     wait_for_committed_rows(&mut running);
     {
         let _silence = Blackhole::start(target.port());
-        std::thread::sleep(Duration::from_secs(30));
+        std::thread::sleep(Duration::from_secs(seconds));
     }
-    let done = running.wait(Duration::from_secs(300));
+    let done = running.wait(Duration::from_secs(400));
     done.assert_success();
     assert_eq!(done.rows(), Some(ROWS), "{}", done.describe());
+    assert_eq!(
+        open_transactions(&target),
+        0,
+        "no dropped session keeps a transaction\n{}",
+        done.describe()
+    );
     assert_same(source, &target, &db);
+    done
 }
 
-#[test]
-#[ignore = "issue 17: the target keeps the silently dropped LOAD session (net_read_timeout = 3600) with its row locks, so redos of that chunk hit lock wait timeouts; the pool must KILL lost connection ids once the target answers"]
-fn a_blackhole_past_the_detection_bound_fails_within_it_then_resumes() {
-    let source = pair().source;
-    let target = MariaDb::start();
+fn a_long_blackhole_fails_then_resumes(flavour: Flavour) {
+    let source = pair_of(flavour).source;
+    let target = flavour.start();
     let db = unique("fault_bhlong");
-    slow_source(source, &target, &db);
+    slow_source_of(flavour, source, &target, &db);
     let setup = Setup::new(source, &target);
     let job = slow_job(&setup.files, "bhlong.toml", &db, &[("outage_timeout", "5")]);
     let mut running = spawn_run(&bin(), &setup.config, &job);
@@ -139,7 +162,66 @@ fn a_blackhole_past_the_detection_bound_fails_within_it_then_resumes() {
         "the message says the target stayed unreachable\n{}",
         failed.describe()
     );
+    // The sessions the blackhole took still hold their transactions (and
+    // locks) on the target; the process that lost them has ended. Only a
+    // session lost between two statements holds none.
+    let held = open_transactions(&target);
+    if held == 0 {
+        eprintln!("no dropped session held a transaction: ending them on resume is not exercised");
+    }
     let resumed = resume(&setup.config, import_id(&failed));
     resumed.assert_success();
+    assert!(
+        held == 0 || resumed.stderr.contains(KILLED),
+        "resume killed the {held} dropped session(s) holding a transaction, and says so\n{}",
+        resumed.describe()
+    );
+    assert_eq!(open_transactions(&target), 0, "{}", resumed.describe());
     assert_same(source, &target, &db);
+}
+
+#[test]
+fn a_30_s_blackhole_of_the_target_is_waited_out_and_ends_in_an_exact_copy() {
+    blackhole_is_waited_out(Flavour::MariaDb, 30);
+}
+
+/// Past the detection bound (a load's data unacknowledged for 60 s), the
+/// writers' connections die: their sessions, still open on the target with
+/// their locks, are killed in this process once the target answers, before
+/// their chunks are redone.
+#[test]
+fn a_90_s_blackhole_loses_the_writers_whose_sessions_are_killed_before_their_chunks_are_redone() {
+    let done = blackhole_is_waited_out(Flavour::MariaDb, 90);
+    if !done.stderr.contains(KILLED) {
+        eprintln!(
+            "no dropped session held anything to kill: the kill is not exercised\n{}",
+            done.describe()
+        );
+    }
+}
+
+#[test]
+fn a_blackhole_past_the_detection_bound_fails_within_it_then_resumes() {
+    a_long_blackhole_fails_then_resumes(Flavour::MariaDb);
+}
+
+#[test]
+fn mysql_a_30_s_blackhole_of_the_target_is_waited_out_and_ends_in_an_exact_copy() {
+    blackhole_is_waited_out(Flavour::MySql, 30);
+}
+
+#[test]
+fn mysql_a_90_s_blackhole_loses_the_writers_whose_sessions_are_killed_before_their_chunks_are_redone() {
+    let done = blackhole_is_waited_out(Flavour::MySql, 90);
+    if !done.stderr.contains(KILLED) {
+        eprintln!(
+            "no dropped session held anything to kill: the kill is not exercised\n{}",
+            done.describe()
+        );
+    }
+}
+
+#[test]
+fn mysql_a_blackhole_past_the_detection_bound_fails_within_it_then_resumes() {
+    a_long_blackhole_fails_then_resumes(Flavour::MySql);
 }

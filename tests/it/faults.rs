@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dbferry_testkit::{dbferry, spawn_run, ConfigBuilder, Files, Instance, Job, MariaDb, Outcome, RunningJob};
+use dbferry_testkit::{dbferry, spawn_run, ConfigBuilder, Files, Flavour, Instance, Job, MariaDb, Outcome, RunningJob};
 use serde_json::Value;
 
 use crate::common::{assert_same, bin, create_source, free_port, http, pair, unique, Daemon, Setup, DST, SRC};
@@ -21,16 +21,25 @@ use crate::common::{assert_same, bin, create_source, free_port, http, pair, uniq
 /// About 16 MB in two tables and a view: slowed to 2 MB/s, the copy takes
 /// long enough for a fault to land in it.
 pub(crate) fn slow_source(source: &MariaDb, target: &MariaDb, db: &str) {
+    slow_source_of(Flavour::MariaDb, source, target, db);
+}
+
+/// [`slow_source`] on servers of `flavour`.
+pub(crate) fn slow_source_of(flavour: Flavour, source: &MariaDb, target: &MariaDb, db: &str) {
     create_source(
         (source, target),
         db,
         "utf8mb4",
-        "CREATE TABLE a (id INT PRIMARY KEY, pad VARCHAR(1000));
-         INSERT INTO a SELECT seq, REPEAT(CHAR(65 + seq % 26), 1000) FROM seq_1_to_15000;
-         CREATE TABLE b (id INT PRIMARY KEY, v INT, KEY (v));
-         INSERT INTO b SELECT seq, seq * 7 FROM seq_1_to_3000;
-         CREATE VIEW v AS SELECT COUNT(*) AS n FROM a;
-         ANALYZE TABLE a, b;",
+        &format!(
+            "CREATE TABLE a (id INT PRIMARY KEY, pad VARCHAR(1000));
+             INSERT INTO a SELECT seq, REPEAT(CHAR(65 + seq % 26), 1000) FROM {};
+             CREATE TABLE b (id INT PRIMARY KEY, v INT, KEY (v));
+             INSERT INTO b SELECT seq, seq * 7 FROM {};
+             CREATE VIEW v AS SELECT COUNT(*) AS n FROM a;
+             ANALYZE TABLE a, b;",
+            flavour.seq(15_000),
+            flavour.seq(3_000)
+        ),
     );
 }
 

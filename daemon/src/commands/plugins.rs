@@ -15,7 +15,7 @@ pub fn plugins(config_path: &Path) -> i32 {
             return 1;
         }
     };
-    let engines = match Engines::load(&config.daemon.plugin_dir, &Metrics::new()) {
+    let engines = match Engines::load(&config.daemon.plugin_dir, &config.daemon.state_dir, &Metrics::new()) {
         Ok(engines) => engines,
         Err(e) => {
             eprintln!("error: {e}");

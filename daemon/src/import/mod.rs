@@ -858,7 +858,7 @@ pub fn next_steps(
 
 /// Loads the config's plugins and instances into an [`ImportContext`].
 pub fn context(config: Config, metrics: Metrics) -> Result<ImportContext, Rejection> {
-    let engines = Engines::load(&config.daemon.plugin_dir, &metrics)
+    let engines = Engines::load(&config.daemon.plugin_dir, &config.daemon.state_dir, &metrics)
         .map_err(|e| Rejection::new(ErrorCode::InternalError, e.to_string()))?;
     let instances = InstanceRegistry::new(
         config.instances.iter().map(|i| (i.id.as_str(), i.engine.as_str())),

@@ -32,6 +32,8 @@ pub struct SessionConfig {
     /// Connections the plugin may open at most (readers or writers plus control).
     pub max_connections: u32,
     /// Engine-specific settings from the config (for example TLS), as JSON.
+    /// The host adds `state_dir` (a string): a directory of this engine's own
+    /// for files that must outlive the process, which may not exist yet.
     #[serde(default)]
     pub options: serde_json::Map<String, serde_json::Value>,
 }

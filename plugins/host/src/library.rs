@@ -12,6 +12,8 @@ use crate::error::HostError;
 #[derive(Clone)]
 pub struct Plugin {
     pub(crate) inner: Arc<Loaded>,
+    /// Given to each session as its `state_dir` option (see [`Plugin::with_state_dir`]).
+    pub(crate) state_dir: Option<Arc<Path>>,
 }
 
 pub(crate) struct Loaded {
@@ -135,7 +137,18 @@ impl Plugin {
                 info,
                 _library: library,
             }),
+            state_dir: None,
         })
+    }
+
+    /// This plugin with a directory of its own in which its sessions may
+    /// keep files across processes (the MySQL engine journals the server
+    /// sessions it lost to a network fault there, so that a resumed import
+    /// ends them). Each session gets it as the `state_dir` engine option,
+    /// unless its config sets one; the directory may not exist yet.
+    pub fn with_state_dir(mut self, dir: PathBuf) -> Self {
+        self.state_dir = Some(dir.into());
+        self
     }
 
     /// What was loaded.

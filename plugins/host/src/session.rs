@@ -97,7 +97,16 @@ impl Plugin {
     /// Connects to an instance.
     pub fn connect(&self, config: &SessionConfig) -> Result<Session, HostError> {
         let engine = &self.info().engine;
-        let json = to_json(engine, config)?;
+        let json = match &self.state_dir {
+            Some(dir) if !config.options.contains_key("state_dir") => {
+                let mut config = config.clone();
+                config
+                    .options
+                    .insert("state_dir".into(), dir.display().to_string().into());
+                to_json(engine, &config)?
+            }
+            _ => to_json(engine, config)?,
+        };
         let mut handle: Handle = std::ptr::null_mut();
         let mut err = FfiBuffer::empty();
         // SAFETY: valid borrowed request and out-parameters.

@@ -12,6 +12,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Context, Error, Result};
 use crate::group::InfileShelf;
+use crate::lost::{Incarnation, Lost, LostSessions};
 use crate::tls::{Refusal, TlsMode, TlsSettings};
 
 /// How long a new connection may take to log in.
@@ -267,6 +268,12 @@ pub struct Pool {
     idle: Mutex<Vec<Idle>>,
     permits: Arc<Semaphore>,
     freed: Notify,
+    /// Sessions of this server and account lost to a network fault; each is
+    /// killed before the next connection is handed out.
+    lost: LostSessions,
+    /// When the server started, read on the first connection: what a lost
+    /// session's id is valid for.
+    incarnation: tokio::sync::OnceCell<Incarnation>,
 }
 
 /// A connection borrowed from a [`Pool`] (or from a snapshot set).
@@ -334,6 +341,9 @@ impl Drop for Lease {
         let Some(conn) = self.conn.take() else {
             return;
         };
+        if let Home::Pool(pool) = &self.home {
+            pool.note_if_lost(&conn);
+        }
         // Discarded: close the socket; the server rolls back whatever was
         // open on it. Inside the runtime so the socket deregisters cleanly.
         if let Ok(rt) = runtime() {
@@ -382,7 +392,36 @@ impl Pool {
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(config.max_connections.max(2) as usize)),
             freed: Notify::new(),
+            lost: LostSessions::of(
+                format!("{}@{}:{}", config.user, config.host, config.port),
+                &config.instance_id,
+                config
+                    .options
+                    .get("state_dir")
+                    .and_then(|v| v.as_str())
+                    .map(|dir| std::path::Path::new(dir).join("lost-sessions")),
+            ),
+            incarnation: tokio::sync::OnceCell::new(),
         }))
+    }
+
+    /// Notes `conn`, which is being let go, if a network fault took it.
+    /// mysql_async leaves a connection disconnected after an I/O or protocol
+    /// failure (not after a server's error): the server may not know, and
+    /// keep the session with its transaction and locks.
+    fn note_if_lost(&self, conn: &Conn) {
+        if !conn.is_disconnected() {
+            return;
+        }
+        match self.incarnation.get() {
+            Some(incarnation) => self.lost.note(Lost {
+                id: conn.id(),
+                incarnation: *incarnation,
+            }),
+            None => {
+                tracing::debug!(instance = %self.instance, session_id = conn.id(), "lost a session of a server whose start is unknown; it cannot be killed safely")
+            }
+        }
     }
 
     /// The instance's TLS settings.
@@ -505,6 +544,14 @@ impl Pool {
             .await
             .ctx(|| format!("setting up a session on {}", self.instance))?;
         self.raise_error_count(&mut conn).await?;
+        if self.incarnation.get().is_none() {
+            match Incarnation::read(&mut conn).await {
+                Ok(incarnation) => {
+                    let _ = self.incarnation.set(incarnation);
+                }
+                Err(e) => tracing::debug!(instance = %self.instance, error = %e, "reading when the server started"),
+            }
+        }
         Ok(conn)
     }
 
@@ -601,15 +648,20 @@ impl Pool {
                     true
                 };
                 if !healthy {
+                    // Idle, so without locks; but a dead session still takes
+                    // one of the account's connections on the server.
+                    self.note_if_lost(c);
                     drop(conn);
                     drop(permit);
                     continue;
                 }
             }
-            let conn = match conn {
+            let mut conn = match conn {
                 Some(conn) => conn,
                 None => self.open(role).await?,
             };
+            // Nothing may lock rows here before the lost sessions' locks are gone.
+            self.lost.settle(&mut conn).await?;
             return Ok(Some(Lease {
                 conn: Some(conn),
                 role,
@@ -629,7 +681,8 @@ impl Pool {
     /// snapshot readers, which keep their transaction).
     pub async fn get_fresh(self: &Arc<Self>, role: Role) -> Result<Lease> {
         let permit = self.permit().await;
-        let conn = self.open(role).await?;
+        let mut conn = self.open(role).await?;
+        self.lost.settle(&mut conn).await?;
         Ok(Lease {
             conn: Some(conn),
             role,

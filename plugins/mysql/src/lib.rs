@@ -12,7 +12,8 @@
 //! (DDL text), [`schema`] (target DDL), [`encode`], [`reader`], [`writer`],
 //! [`group`] (many small tables at once), [`fanout`] (DDL on several
 //! connections), [`split`], [`range`],
-//! [`digest`], [`snapshot`], [`quote`], [`error`].
+//! [`digest`], [`snapshot`], [`lost`] (sessions lost to a network fault),
+//! [`quote`], [`error`].
 #![deny(missing_docs)]
 
 pub mod conn;
@@ -28,6 +29,7 @@ pub mod fit;
 pub mod grants;
 pub mod group;
 pub mod interrupt;
+pub mod lost;
 pub mod probe;
 pub mod quote;
 pub mod range;
