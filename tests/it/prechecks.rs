@@ -64,6 +64,12 @@ fn assert_refused(setup: &Setup, target: &Server, job: &Job, db: &str, code: &st
     outcome
 }
 
+/// Runs the plain job of `db` from `source` to `target` (on the server
+/// `on`) and asserts its refusal with `code` (see [`assert_refused`]).
+fn refused_with(source: Instance, target: Instance, on: &Server, db: &str, code: &str) -> Outcome {
+    assert_refused(&Setup::with(source, target), on, &Job::mysql(DST, SRC, &[db]), db, code)
+}
+
 fn assert_copied(outcome: &Outcome, target: &Server, db: &str) {
     outcome.assert_success();
     assert_eq!(outcome.rows(), Some(2), "{}", outcome.describe());
@@ -153,42 +159,12 @@ dbferry_testkit::on_both_flavours! {
         let p = pair_of(flavour);
         for category in ["general", "shared"] {
             let db = tiny_db(flavour, "pc_cat");
-            let setup = Setup::with(
-                Instance::mysql(SRC, p.source),
-                Instance::mysql(DST, p.target).category(category),
-            );
-            assert_refused(
-                &setup,
-                p.target,
-                &Job::mysql(DST, SRC, &[&db]),
-                &db,
-                "IncorrectDBInstanceType",
-            );
-            let setup = Setup::with(
-                Instance::mysql(SRC, p.source).category(category),
-                Instance::mysql(DST, p.target),
-            );
-            assert_refused(
-                &setup,
-                p.target,
-                &Job::mysql(DST, SRC, &[&db]),
-                &db,
-                "IncorrectDBInstanceType",
-            );
+            refused_with(Instance::mysql(SRC, p.source), Instance::mysql(DST, p.target).category(category), p.target, &db, "IncorrectDBInstanceType");
+            refused_with(Instance::mysql(SRC, p.source).category(category), Instance::mysql(DST, p.target), p.target, &db, "IncorrectDBInstanceType");
         }
         // Engine mismatch.
         let db = tiny_db(flavour, "pc_engine");
-        let setup = Setup::with(
-            Instance::mysql(SRC, p.source).engine("sqlserver"),
-            Instance::mysql(DST, p.target),
-        );
-        assert_refused(
-            &setup,
-            p.target,
-            &Job::mysql(DST, SRC, &[&db]),
-            &db,
-            "IncorrectDBInstanceType",
-        );
+        refused_with(Instance::mysql(SRC, p.source).engine("sqlserver"), Instance::mysql(DST, p.target), p.target, &db, "IncorrectDBInstanceType");
         // Passing: dedicated-host on one side, dedicated on the other.
         let setup = Setup::with(
             Instance::mysql(SRC, p.source).category("dedicated-host"),
@@ -216,30 +192,10 @@ dbferry_testkit::on_both_flavours! {
             started.elapsed() < std::time::Duration::from_secs(60),
             "refused promptly"
         );
-        let setup = Setup::with(
-            Instance::mysql(SRC, p.source).port(closed_port()),
-            Instance::mysql(DST, p.target),
-        );
-        assert_refused(
-            &setup,
-            p.target,
-            &Job::mysql(DST, SRC, &[&db]),
-            &db,
-            "IncorrectDBInstanceState",
-        );
+        refused_with(Instance::mysql(SRC, p.source).port(closed_port()), Instance::mysql(DST, p.target), p.target, &db, "IncorrectDBInstanceState");
         // A wrong password is a refused login, named as such (not "cannot be
         // reached", which would send the DBA looking at the network).
-        let setup = Setup::with(
-            Instance::mysql(SRC, p.source).login(dbferry_testkit::ADMIN_USER, "wrong"),
-            Instance::mysql(DST, p.target),
-        );
-        assert_refused(
-            &setup,
-            p.target,
-            &Job::mysql(DST, SRC, &[&db]),
-            &db,
-            "IncorrectDBInstanceAccount.AccessDenied",
-        );
+        refused_with(Instance::mysql(SRC, p.source).login(dbferry_testkit::ADMIN_USER, "wrong"), Instance::mysql(DST, p.target), p.target, &db, "IncorrectDBInstanceAccount.AccessDenied");
         let setup = Setup::new(p.source, p.target);
         assert_copied(&setup.run(&Job::mysql(DST, SRC, &[&db])), p.target, &db);
     }
