@@ -38,6 +38,8 @@ pub mod code {
     pub const COLLATION_CHARSET_MISMATCH: u16 = 1253;
     /// ER_UNKNOWN_COLLATION.
     pub const UNKNOWN_COLLATION: u16 = 1273;
+    /// ER_NO_SUCH_THREAD: the session named by `KILL` no longer exists.
+    pub const NO_SUCH_THREAD: u16 = 1094;
 }
 
 /// What went wrong inside the plugin.

@@ -26,7 +26,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
 
 use crate::conn::{cell, ServerFacts};
-use crate::detail::{DatabaseDetail, TableDetail};
+use crate::detail::TableDetail;
 use crate::error::{code, Context, Result};
 use crate::quote::ident;
 
@@ -37,7 +37,7 @@ const NAMED: usize = 8;
 /// cannot hold, one line per problem with the objects it concerns; empty
 /// when it can hold all of it.
 pub async fn unheld(conn: &mut Conn, facts: &ServerFacts, schema: &DatabaseSchema) -> Result<Vec<String>> {
-    let database = database_detail(schema)?;
+    let database = crate::schema::database_detail(&schema.detail)?;
     let tables = schema
         .tables
         .iter()
@@ -60,16 +60,6 @@ pub async fn unheld(conn: &mut Conn, facts: &ServerFacts, schema: &DatabaseSchem
     let mut lines = problems.lines();
     lines.extend(crate::creators::refused(conn, schema).await?);
     Ok(lines)
-}
-
-fn database_detail(schema: &DatabaseSchema) -> Result<DatabaseDetail> {
-    if schema.detail.is_null() {
-        return Ok(DatabaseDetail::default());
-    }
-    schema
-        .detail
-        .decode()
-        .map_err(|e| crate::error::Error::Invalid(format!("malformed database detail: {e}")))
 }
 
 fn server(facts: &ServerFacts) -> String {

@@ -10,10 +10,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use mysql_async::prelude::Queryable;
 
 use crate::conn::Pool;
-use crate::error::{Context, Result};
-
-/// ER_NO_SUCH_THREAD: the statement (and its connection) ended first.
-const NO_SUCH_THREAD: u16 = 1094;
+use crate::error::{code, Context, Result};
 
 /// The connections running an interruptible statement now, each with how
 /// many registrations it holds.
@@ -61,7 +58,7 @@ impl Interruptible {
         for id in &ids {
             let kill = format!("KILL QUERY {id}");
             match conn.query_drop(kill.as_str()).await.ctx(|| format!("running {kill}")) {
-                Err(e) if e.server_code() == Some(NO_SUCH_THREAD) => {}
+                Err(e) if e.server_code() == Some(code::NO_SUCH_THREAD) => {}
                 other => other?,
             }
         }

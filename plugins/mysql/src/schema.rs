@@ -31,7 +31,8 @@ async fn exec(conn: &mut Conn, sql: &str, what: impl FnOnce() -> String) -> Resu
     conn.query_drop(sql).await.ctx(what)
 }
 
-fn database_detail(detail: &Detail) -> Result<DatabaseDetail> {
+/// Decodes a `DatabaseSchema::detail` (a null one is empty).
+pub(crate) fn database_detail(detail: &Detail) -> Result<DatabaseDetail> {
     if detail.is_null() {
         return Ok(DatabaseDetail::default());
     }

@@ -37,11 +37,9 @@ use mysql_async::{Conn, Row};
 use serde::{Deserialize, Serialize};
 
 use crate::conn::cell;
-use crate::error::{Context, Error, Result};
+use crate::error::{code, Context, Error, Result};
 use journal::Journal;
 
-/// ER_NO_SUCH_THREAD: the session to kill no longer exists.
-pub const UNKNOWN_THREAD: u16 = 1094;
 /// How long the server may take to roll back and drop the killed sessions
 /// before their chunks are redone anyway: a chunk's transaction is at most
 /// `chunk_bytes` of rows, which InnoDB undoes in seconds.
@@ -239,7 +237,9 @@ impl LostSessions {
             }
             match conn.query_drop(format!("KILL {}", session.id)).await {
                 Ok(()) => settled.killed.push(session.id),
-                Err(mysql_async::Error::Server(e)) if e.code == UNKNOWN_THREAD => settled.already_gone.push(session.id),
+                Err(mysql_async::Error::Server(e)) if e.code == code::NO_SUCH_THREAD => {
+                    settled.already_gone.push(session.id)
+                }
                 Err(mysql_async::Error::Server(e)) => settled.refused.push((session.id, e.message)),
                 Err(source) => {
                     return Err(Error::Sql {
