@@ -284,8 +284,8 @@ pub fn certificate_refusal(mode: crate::tls::TlsMode, e: &tokio_rustls::rustls::
         mode.as_str()
     );
     // Only mysql_async reports a name mismatch under verify-ca (the wire
-    // reader checks the chain alone): its skip_domain_validation matches
-    // rustls's error by text that rustls 0.23 no longer renders.
+    // reader checks the chain alone), and only for a certificate that names
+    // no DNS host for it to be told to expect (conn::Dialer).
     if mode == crate::tls::TlsMode::VerifyCa
         && matches!(
             cert,
@@ -293,9 +293,9 @@ pub fn certificate_refusal(mode: crate::tls::TlsMode, e: &tokio_rustls::rustls::
         )
     {
         message.push_str(
-            " (the chain verified; mysql_async 0.37.1 checks the host name even under verify-ca, \
-             blackbeam/mysql_async#404, fixed upstream after that release: use a certificate that \
-             names the host, or tls = \"trust\")",
+            " (the chain verified, but the certificate names no DNS host in its subjectAltName, and \
+             mysql_async 0.37.1 checks a name even under verify-ca, blackbeam/mysql_async#404: \
+             give the server a certificate with a DNS subjectAltName, or use tls = \"trust\")",
         );
     }
     Some(message)

@@ -194,6 +194,19 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>> {
     ServerName::try_from(host.to_string()).map_err(|e| Error::Invalid(format!("host {host:?} as a TLS name: {e}")))
 }
 
+/// A DNS name the certificate is valid for, as a host to check it
+/// against: its first DNS subject alternative name, a wildcard's `*` made a
+/// label. `None` when it names no DNS host (only addresses, or only a
+/// common name, which rustls does not read), or cannot be parsed.
+pub fn certified_host_name(certificate: &CertificateDer<'_>) -> Option<String> {
+    let parsed = webpki::EndEntityCert::try_from(certificate).ok()?;
+    let name = parsed.valid_dns_names().next()?;
+    Some(match name.strip_prefix("*.") {
+        Some(parent) => format!("host.{parent}"),
+        None => name.to_string(),
+    })
+}
+
 fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     let pem = std::fs::read(path).map_err(|e| Error::Invalid(format!("cannot read {}: {e}", path.display())))?;
     let certs = rustls_pemfile::certs(&mut pem.as_slice())

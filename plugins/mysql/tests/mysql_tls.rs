@@ -60,9 +60,17 @@ fn mysql_requiring_tls_is_read_encrypted_with_no_key_and_refused_where_it_cannot
     // The auto-generated certificate chains to the datadir's CA but names
     // no host: `on` refuses it, and so does a CA that did not sign it.
     let ca = server.datadir().join("ca.pem").display().to_string();
-    let (code, message) = refusal(&server, &[("tls", "on".into()), ("tls_ca", ca)]);
+    let (code, message) = refusal(&server, &[("tls", "on".into()), ("tls_ca", ca.clone())]);
     assert_eq!(code, "IncorrectDBInstanceTls.Unverified", "{message}");
     assert!(message.contains("names the host"), "{message}");
+    // verify-ca should take it; mysql_async#404 keeps a name check that a
+    // certificate without a DNS name cannot pass, and the refusal says so.
+    let (code, message) = refusal(&server, &[("tls", "verify-ca".into()), ("tls_ca", ca)]);
+    assert_eq!(code, "IncorrectDBInstanceTls.Unverified", "{message}");
+    assert!(
+        message.contains("names no DNS host") && message.contains("mysql_async#404"),
+        "{message}"
+    );
     let other = TestCerts::make(&["127.0.0.1"]);
     let wrong = other.ca().display().to_string();
     let (code, message) = refusal(&server, &[("tls", "verify-ca".into()), ("tls_ca", wrong)]);

@@ -123,7 +123,7 @@ fn a_certificate_that_does_not_verify_is_refused_by_name() {
 }
 
 #[test]
-fn a_certificate_without_the_hosts_name_is_refused_unless_trusted() {
+fn a_certificate_for_another_host_is_refused_by_on_and_taken_by_verify_ca() {
     let certs = TestCerts::make(&["db.example"]);
     let server = tls_server(&certs, &[]);
     let ca = certs.ca().display().to_string();
@@ -133,16 +133,40 @@ fn a_certificate_without_the_hosts_name_is_refused_unless_trusted() {
         message.contains("names the host") && message.contains("127.0.0.1"),
         "{message}"
     );
-    // verify-ca should take it, but mysql_async 0.37.1 checks the name
-    // anyway; until a release has the fix, the refusal says so.
-    let (code, message) = refusal(&server, &[("tls", "verify-ca".into()), ("tls_ca", ca)]);
-    assert_eq!(code, "IncorrectDBInstanceTls.Unverified", "{message}");
+    // verify-ca checks the chain alone, on every connection: mysql_async's
+    // pools as well as the wire readers.
+    let (transport, wire, (tls, plain)) =
+        session(&server, &[("tls", "verify-ca".into()), ("tls_ca", ca)]).expect("verify-ca takes the chain");
+    assert!(transport.encrypted && transport.verified == "ca", "{transport:?}");
+    assert!(wire, "the wire reader serves the snapshot");
     assert!(
-        message.contains("the chain verified") && message.contains("mysql_async#404"),
-        "{message}"
+        tls >= 3 && plain == 0,
+        "server saw {tls} TLS and {plain} plaintext connections"
     );
+    // ...and still refuses a chain that leads elsewhere.
+    let wrong = certs.wrong_ca().display().to_string();
+    let (code, message) = refusal(&server, &[("tls", "verify-ca".into()), ("tls_ca", wrong)]);
+    assert_eq!(code, "IncorrectDBInstanceTls.Unverified", "{message}");
     let (transport, _, _) = session(&server, &[("tls", "trust".into())]).expect("trust takes any certificate");
     assert!(transport.encrypted);
+}
+
+#[test]
+fn a_certificates_host_name_is_its_first_dns_name_with_a_wildcard_filled_in() {
+    let name = |names: &[&str]| {
+        let certs = TestCerts::make(names);
+        let pem = std::fs::read(certs.dir().join("server-cert.pem")).expect("server certificate");
+        let der = rustls_pemfile::certs(&mut pem.as_slice())
+            .next()
+            .expect("one certificate")
+            .expect("PEM");
+        dbferry_mysql::tls::certified_host_name(&der)
+    };
+    assert_eq!(name(&["db.example", "10.0.0.1"]).as_deref(), Some("db.example"));
+    assert_eq!(name(&["10.0.0.1", "*.db.example"]).as_deref(), Some("host.db.example"));
+    // Addresses only, or no name at all: nothing mysql_async could be told.
+    assert_eq!(name(&["10.0.0.1"]), None);
+    assert_eq!(name(&[]), None);
 }
 
 #[test]

@@ -20,6 +20,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufStream};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls::pki_types::CertificateDer;
 use tokio_rustls::rustls::ClientConfig;
 
 use crate::error::{Error, Result};
@@ -72,6 +73,8 @@ pub struct WireConn {
     encrypted: bool,
     /// The server's id of this connection, from its greeting.
     id: u32,
+    /// The certificate the server presented, when encrypted.
+    peer_certificate: Option<CertificateDer<'static>>,
 }
 
 /// Where and as whom to log in.
@@ -109,6 +112,7 @@ impl WireConn {
                 seq: 0,
                 encrypted: false,
                 id: 0,
+                peer_certificate: None,
             };
             conn.log_in(login).await?;
             Ok(conn)
@@ -121,6 +125,11 @@ impl WireConn {
     /// Whether the connection is encrypted.
     pub fn encrypted(&self) -> bool {
         self.encrypted
+    }
+
+    /// The certificate the server presented, when encrypted.
+    pub fn peer_certificate(&self) -> Option<&CertificateDer<'static>> {
+        self.peer_certificate.as_ref()
     }
 
     /// The server's id of this connection (`CONNECTION_ID()`).
@@ -170,6 +179,12 @@ impl WireConn {
                     None => io_error("starting TLS", e),
                 }
             })?;
+        self.peer_certificate = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|leaf| leaf.clone().into_owned());
         self.io = buffered(Box::new(tls));
         self.encrypted = true;
         Ok(capabilities)
