@@ -27,7 +27,9 @@ const SOURCE: &str = "
     INSERT INTO k VALUES ('a'), ('a'), ('b');
     CREATE TABLE m (id INT PRIMARY KEY, a VARCHAR(10) CHARACTER SET latin1, b VARCHAR(10) COLLATE utf8mb4_general_ci,
         c VARCHAR(10) COLLATE utf8mb4_bin NOT NULL) DEFAULT CHARSET utf8mb4;
-    INSERT INTO m VALUES (1, 'café', 'café', 'x#'), (2, NULL, '', '#y');";
+    INSERT INTO m VALUES (1, 'café', 'café', 'x#'), (2, NULL, '', '#y');
+    CREATE TABLE s (id INT PRIMARY KEY, p VARCHAR(10) NOT NULL, q VARCHAR(10) NOT NULL) DEFAULT CHARSET utf8mb4;
+    INSERT INTO s VALUES (1, '', '#y'), (2, 'p', 'q');";
 
 /// The ranges compared: (,3], (3,6], (6,].
 fn ranges() -> Vec<KeyRange> {
@@ -78,7 +80,8 @@ fn copy(server: &Server, dst: &str) {
         "DROP DATABASE IF EXISTS {dst}; CREATE DATABASE {dst};
          CREATE TABLE {dst}.t LIKE src.t; INSERT INTO {dst}.t SELECT * FROM src.t ORDER BY id DESC;
          CREATE TABLE {dst}.k LIKE src.k; INSERT INTO {dst}.k SELECT * FROM src.k ORDER BY v DESC;
-         CREATE TABLE {dst}.m LIKE src.m; INSERT INTO {dst}.m SELECT * FROM src.m ORDER BY id DESC;"
+         CREATE TABLE {dst}.m LIKE src.m; INSERT INTO {dst}.m SELECT * FROM src.m ORDER BY id DESC;
+         CREATE TABLE {dst}.s LIKE src.s; INSERT INTO {dst}.s SELECT * FROM src.s ORDER BY id DESC;"
     ));
 }
 
@@ -106,7 +109,7 @@ on_both_flavours! {
         assert_eq!(whole_digest(&session, "same", k)?, source_keyless);
 
         // (name, damage, proof it is there, the damaged range)
-        let damages: [(&str, &str, &str, usize); 7] = [
+        let damages: [(&str, &str, &str, usize); 8] = [
             ("a changed byte", "UPDATE t SET v = 'tvo' WHERE id = 2",
              "SELECT COUNT(*) FROM t WHERE v = 'tvo'", 0),
             ("a changed byte in a binary column", "UPDATE t SET b = 0x07 WHERE id = 8",
@@ -120,6 +123,8 @@ on_both_flavours! {
             // The next float above 0.1f (0x3DCCCCCD -> 0x3DCCCCCE).
             ("a changed FLOAT bit", "UPDATE t SET f = 0.10000000894069672 WHERE id = 5",
              "SELECT COUNT(*) FROM t WHERE id = 5 AND f <> 0.10000000149011612", 1),
+            ("a changed key, the row otherwise the same", "UPDATE t SET id = 4 WHERE id = 5",
+             "SELECT COUNT(*) FROM t WHERE id = 4 AND v = 'e1'", 1),
             ("NULL turned into ''", "UPDATE t SET n = '' WHERE id = 6",
              "SELECT COUNT(*) FROM t WHERE id = 6 AND n = ''", 1),
         ];
@@ -155,6 +160,20 @@ on_both_flavours! {
         server.exec_in("dst", "UPDATE m SET a = 'cafe' WHERE id = 1");
         assert_eq!(scalar(server, "SELECT a FROM dst.m WHERE id = 1").as_deref(), Some("cafe"));
         assert_ne!(whole_digest(&session, "dst", m)?, source_mixed, "a changed latin1 byte was not caught");
+        copy(server, "dst");
+        server.exec_in("dst", "UPDATE m SET b = '#', c = 'y' WHERE id = 2");
+        assert_eq!(scalar(server, "SELECT CONCAT(b, '#', c) FROM dst.m WHERE id = 2").as_deref(), Some("##y"));
+        assert_ne!(whole_digest(&session, "dst", m)?, source_mixed, "a moved separator was not caught");
+
+        // Values that may hold the separator, none nullable: ('', '#y')
+        // and ('#', 'y') join to the same text, and must not digest alike.
+        let s = tables.iter().find(|t| t.name == "s").ok_or("no s")?;
+        let source_strict = whole_digest(&session, "src", s)?;
+        copy(server, "dst");
+        assert_eq!(whole_digest(&session, "dst", s)?, source_strict);
+        server.exec_in("dst", "UPDATE s SET p = '#', q = 'y' WHERE id = 1");
+        assert_eq!(scalar(server, "SELECT CONCAT_WS('#', p, q) FROM dst.s WHERE id = 1").as_deref(), Some("##y"));
+        assert_ne!(whole_digest(&session, "dst", s)?, source_strict, "a moved separator was not caught");
         Ok(())
     }
 }
