@@ -15,9 +15,9 @@
 
 use std::time::Duration;
 
-use dbferry_testkit::{ident, Instance, Job, MariaDb};
+use dbferry_testkit::{ident, on_both_flavours, Flavour, Instance, Job};
 
-use crate::common::{assert_same, count, create_source, pair, unique, Setup, DST, SRC};
+use crate::common::{assert_same, count, create_source, pair_of, unique, Setup, DST, SRC};
 
 fn consistency(out: &dbferry_testkit::Outcome) -> Option<String> {
     out.result.as_ref()?.get("Consistency")?.as_str().map(str::to_string)
@@ -32,100 +32,108 @@ fn warnings(out: &dbferry_testkit::Outcome) -> Vec<String> {
         .unwrap_or_default()
 }
 
-const DATA: &str = "CREATE TABLE a (id INT PRIMARY KEY, v VARCHAR(10)); INSERT INTO a SELECT seq, 'x' FROM seq_1_to_2000;
-                    CREATE TABLE b (id INT PRIMARY KEY, v VARCHAR(10)); INSERT INTO b SELECT seq, 'y' FROM seq_1_to_2000;";
-
-#[test]
-fn a_source_login_without_reload_or_backup_falls_back_to_per_table_consistency() {
-    let p = pair();
-    let db = unique("cons_fallback");
-    create_source((p.source, p.target), &db, "utf8mb4", DATA);
-    let user = unique("weak");
-    // Enough to read everything, but neither RELOAD nor BINLOG/BACKUP rights.
-    p.source.create_user(
-        &user,
-        "weak-pw",
-        &["SELECT, SHOW VIEW, TRIGGER, EVENT, EXECUTE, PROCESS, SHOW DATABASES ON *.*"],
-    );
-    let setup = Setup::with(
-        Instance::mysql(SRC, p.source).login(&user, "weak-pw"),
-        Instance::mysql(DST, p.target),
-    );
-    let out = setup.run(&Job::mysql(DST, SRC, &[&db]));
-    out.assert_success();
-    assert_eq!(consistency(&out).as_deref(), Some("per_table"), "{}", out.describe());
-    let warned = warnings(&out)
-        .iter()
-        .chain(
-            out.lines
-                .iter()
-                .filter_map(|l| l.get("message").and_then(|m| m.as_str()))
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-                .iter(),
-        )
-        .any(|w| {
-            let w = w.to_lowercase();
-            w.contains("consisten") || w.contains("privilege") || w.contains("reload")
-        });
-    assert!(warned, "the fallback is announced as a warning\n{}", out.describe());
-    assert_same(p.source, p.target, &db);
+/// Two tables of 2,000 rows.
+fn data(flavour: Flavour) -> String {
+    format!(
+        "CREATE TABLE a (id INT PRIMARY KEY, v VARCHAR(10)); INSERT INTO a SELECT seq, 'x' FROM {seq};
+         CREATE TABLE b (id INT PRIMARY KEY, v VARCHAR(10)); INSERT INTO b SELECT seq, 'y' FROM {seq};",
+        seq = flavour.seq(2000)
+    )
 }
 
-#[test]
-fn a_privileged_source_login_reads_one_global_snapshot() {
-    let p = pair();
-    let db = unique("cons_global");
-    create_source((p.source, p.target), &db, "utf8mb4", DATA);
-    let setup = Setup::new(p.source, p.target);
-    let out = setup.copy(&[&db], &[]);
-    out.assert_success();
-    assert_eq!(consistency(&out).as_deref(), Some("global"), "{}", out.describe());
-    assert_same(p.source, p.target, &db);
-}
+on_both_flavours! {
+    fn a_source_login_without_reload_or_backup_falls_back_to_per_table_consistency(flavour: Flavour) {
+        let p = pair_of(flavour);
+        let db = unique("cons_fallback");
+        create_source((p.source, p.target), &db, "utf8mb4", &data(flavour));
+        let user = unique("weak");
+        // Enough to read everything, but neither RELOAD nor BINLOG/BACKUP rights.
+        p.source.create_user(
+            &user,
+            "weak-pw",
+            &["SELECT, SHOW VIEW, TRIGGER, EVENT, EXECUTE, PROCESS, SHOW DATABASES ON *.*"],
+        );
+        let setup = Setup::with(
+            Instance::mysql(SRC, p.source).login(&user, "weak-pw"),
+            Instance::mysql(DST, p.target),
+        );
+        let out = setup.run(&Job::mysql(DST, SRC, &[&db]));
+        out.assert_success();
+        assert_eq!(consistency(&out).as_deref(), Some("per_table"), "{}", out.describe());
+        let warned = warnings(&out)
+            .iter()
+            .chain(
+                out.lines
+                    .iter()
+                    .filter_map(|l| l.get("message").and_then(|m| m.as_str()))
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+                    .iter(),
+            )
+            .any(|w| {
+                let w = w.to_lowercase();
+                w.contains("consisten") || w.contains("privilege") || w.contains("reload")
+            });
+        assert!(warned, "the fallback is announced as a warning\n{}", out.describe());
+        assert_same(p.source, p.target, &db);
+    }
 
-#[test]
-fn concurrent_writes_cannot_tear_a_global_snapshot() {
-    // A dedicated source: the writer hammers it for the whole copy.
-    let source = MariaDb::start();
-    let target = pair().target;
-    let db = unique("cons_tear");
-    create_source(
-        (&source, target),
-        &db,
-        "utf8mb4",
-        "CREATE TABLE a (id INT AUTO_INCREMENT PRIMARY KEY, pad VARCHAR(500));
-         CREATE TABLE b (id INT AUTO_INCREMENT PRIMARY KEY, pad VARCHAR(500));
-         INSERT INTO a (pad) SELECT REPEAT('a', 500) FROM seq_1_to_4000;
-         INSERT INTO b (pad) SELECT REPEAT('b', 500) FROM seq_1_to_4000;",
-    );
-    source.exec(&format!(
-        "CREATE DATABASE ctl; CREATE TABLE ctl.stop (x INT);
-         DELIMITER $$
-         CREATE PROCEDURE ctl.churn()
-         BEGIN
-           WHILE NOT EXISTS (SELECT 1 FROM ctl.stop) DO
-             START TRANSACTION;
-             INSERT INTO {db}.a (pad) VALUES (REPEAT('w', 500));
-             INSERT INTO {db}.b (pad) VALUES (REPEAT('w', 500));
-             COMMIT;
-           END WHILE;
-         END$$
-         DELIMITER ;",
-        db = ident(&db)
-    ));
-    std::thread::scope(|s| {
-        let writer = s.spawn(|| source.exec("CALL ctl.churn()"));
-        std::thread::sleep(Duration::from_millis(300));
-        let setup = Setup::with(Instance::mysql(SRC, &source), Instance::mysql(DST, target));
-        let out = setup.copy(&[&db], &[("max_bytes_per_sec", "2000000"), ("parallelism", "4")]);
-        source.exec("INSERT INTO ctl.stop VALUES (1)");
-        writer.join().expect("writer thread");
+    fn a_privileged_source_login_reads_one_global_snapshot(flavour: Flavour) {
+        let p = pair_of(flavour);
+        let db = unique("cons_global");
+        create_source((p.source, p.target), &db, "utf8mb4", &data(flavour));
+        let setup = Setup::new(p.source, p.target);
+        let out = setup.copy(&[&db], &[]);
         out.assert_success();
         assert_eq!(consistency(&out).as_deref(), Some("global"), "{}", out.describe());
-        let (na, nb) = (count(target, &db, "a"), count(target, &db, "b"));
-        assert!(na > 4000, "the writer was running during the copy ({na} rows)");
-        assert_eq!(na, nb, "both tables were read at the same instant");
-        assert_eq!(out.rows(), Some(na + nb));
-    });
+        assert_same(p.source, p.target, &db);
+    }
+
+    fn concurrent_writes_cannot_tear_a_global_snapshot(flavour: Flavour) {
+        // A dedicated source: the writer hammers it for the whole copy.
+        let source = flavour.start();
+        let target = pair_of(flavour).target;
+        let db = unique("cons_tear");
+        create_source(
+            (&source, target),
+            &db,
+            "utf8mb4",
+            &format!(
+                "CREATE TABLE a (id INT AUTO_INCREMENT PRIMARY KEY, pad VARCHAR(500));
+                 CREATE TABLE b (id INT AUTO_INCREMENT PRIMARY KEY, pad VARCHAR(500));
+                 INSERT INTO a (pad) SELECT REPEAT('a', 500) FROM {seq};
+                 INSERT INTO b (pad) SELECT REPEAT('b', 500) FROM {seq};",
+                seq = flavour.seq(4000)
+            ),
+        );
+        source.exec(&format!(
+            "CREATE DATABASE ctl; CREATE TABLE ctl.stop (x INT);
+             DELIMITER $$
+             CREATE PROCEDURE ctl.churn()
+             BEGIN
+               WHILE NOT EXISTS (SELECT 1 FROM ctl.stop) DO
+                 START TRANSACTION;
+                 INSERT INTO {db}.a (pad) VALUES (REPEAT('w', 500));
+                 INSERT INTO {db}.b (pad) VALUES (REPEAT('w', 500));
+                 COMMIT;
+               END WHILE;
+             END$$
+             DELIMITER ;",
+            db = ident(&db)
+        ));
+        std::thread::scope(|s| {
+            let writer = s.spawn(|| source.exec("CALL ctl.churn()"));
+            std::thread::sleep(Duration::from_millis(300));
+            let setup = Setup::with(Instance::mysql(SRC, &source), Instance::mysql(DST, target));
+            let out = setup.copy(&[&db], &[("max_bytes_per_sec", "2000000"), ("parallelism", "4")]);
+            source.exec("INSERT INTO ctl.stop VALUES (1)");
+            writer.join().expect("writer thread");
+            out.assert_success();
+            assert_eq!(consistency(&out).as_deref(), Some("global"), "{}", out.describe());
+            let (na, nb) = (count(target, &db, "a"), count(target, &db, "b"));
+            assert!(na > 4000, "the writer was running during the copy ({na} rows)");
+            assert_eq!(na, nb, "both tables were read at the same instant");
+            assert_eq!(out.rows(), Some(na + nb));
+        });
+    }
 }

@@ -2,6 +2,8 @@
 //! transfer counters on `/metrics`, a real Prometheus scraping it, the
 //! native status API, hostile job files, and `kill -9` at random moments of
 //! an import with a restart each time (nothing lost, nothing duplicated).
+//! The daemon's own behaviour is tested on MariaDB; what goes through the
+//! engine (checkpoints, resume after kill -9 and SIGTERM) on both flavours.
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
@@ -9,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dbferry_testkit::{ConfigBuilder, Files, Instance, Job, MariaDb};
+use dbferry_testkit::{on_both_flavours, ConfigBuilder, Files, Instance, Job, MariaDb};
 use serde_json::Value;
 
 use crate::common::{assert_same, big_table, bin, free_port, http, pair, state_of, unique, Daemon, DST, SRC};
@@ -213,49 +215,6 @@ fn hostile_job_files_are_recorded_and_the_daemon_keeps_serving() {
 }
 
 #[test]
-fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
-    let (source, target) = crate::common::dedicated_pair();
-    let db = unique("daemon_kill");
-    big_table(&source, &target, &db, 300_000);
-    let port = free_port();
-    let (files, config, jobs) = daemon_setup(&source, &target, port);
-    let mut daemon = Daemon::start(&config, port, &files.path().join("daemon.log"));
-    // Many small chunks, slowed down, so kills land mid-copy with chunks in flight.
-    let job = Job::mysql(DST, SRC, &[&db])
-        .option("parallelism", "3")
-        .option("chunk_bytes", "1048576")
-        .option("max_bytes_per_sec", "2000000")
-        .render();
-    std::fs::write(jobs.join("kill.toml"), job).expect("drop the job");
-
-    let kills = daemon.kill9_while_importing(0x5eed_dbfe, 200..1000, 10);
-    assert!(
-        kills >= 10,
-        "only {kills} kills landed while the import ran; slow it down"
-    );
-    let done = daemon.wait_import(Duration::from_secs(300), |i| {
-        i["Status"] != "Running" && i["Status"] != "Pending"
-    });
-    assert_eq!(done["Status"], "Success", "{done:#}\n{}", daemon.log_text());
-    assert_eq!(
-        daemon.imports().len(),
-        1,
-        "the job file was imported once across {kills} restarts"
-    );
-    assert_eq!(done["Rows"], 300_000);
-    let rows = target.scalar(&format!("SELECT COUNT(*) FROM `{db}`.t"));
-    assert_eq!(rows.as_deref(), Some("300000"), "no row lost or duplicated");
-    assert_same(&source, &target, &db);
-    let m = daemon.metrics();
-    assert_eq!(state_of(&m, SRC).as_deref(), Some("Running"));
-    assert_eq!(state_of(&m, DST).as_deref(), Some("Running"));
-
-    // SIGTERM exits promptly.
-    let took = daemon.terminate();
-    assert!(took < Duration::from_secs(30), "SIGTERM took {took:?}");
-}
-
-#[test]
 fn a_real_prometheus_scrapes_the_daemon() {
     let prometheus = Path::new("/usr/bin/prometheus");
     assert!(
@@ -313,44 +272,6 @@ fn a_real_prometheus_scrapes_the_daemon() {
             .any(|s| s["metric"]["database"] == db.as_str() && s["value"][1].as_str().is_some_and(|v| v != "0")),
         "{bytes:#?}"
     );
-}
-
-#[test]
-fn sigterm_checkpoints_a_running_import_which_resumes_at_the_next_start() {
-    let (source, target) = crate::common::dedicated_pair();
-    let db = unique("daemon_term");
-    big_table(&source, &target, &db, 150_000);
-    let port = free_port();
-    let (files, config, jobs) = daemon_setup(&source, &target, port);
-    let mut daemon = Daemon::start(&config, port, &files.path().join("daemon.log"));
-    let job = Job::mysql(DST, SRC, &[&db])
-        .option("chunk_bytes", "1048576")
-        .option("max_bytes_per_sec", "2000000")
-        .render();
-    std::fs::write(jobs.join("term.toml"), job).expect("drop the job");
-    let running = daemon.wait_import(Duration::from_secs(30), |i| {
-        i["Status"] == "Running" && i["Rows"].as_u64() > Some(0)
-    });
-    // How the connections travel is shown while the import runs, not only
-    // in its result.
-    let roles: Vec<&str> = running["Transport"]
-        .as_array()
-        .map(|t| t.iter().filter_map(|i| i["Role"].as_str()).collect())
-        .unwrap_or_default();
-    assert_eq!(roles, ["source", "target"], "{running:#}");
-
-    let took = daemon.terminate();
-    assert!(took < Duration::from_secs(30), "SIGTERM took {took:?}");
-    let log = daemon.log_text();
-    assert!(log.contains("checkpointed for shutdown"), "{log}");
-
-    daemon.spawn();
-    let done = daemon.wait_import(Duration::from_secs(180), |i| {
-        i["Status"] != "Running" && i["Status"] != "Pending"
-    });
-    assert_eq!(done["Status"], "Success", "{done:#}\n{}", daemon.log_text());
-    assert!(daemon.log_text().contains("resuming import after a restart"));
-    assert_same(&source, &target, &db);
 }
 
 #[test]
@@ -616,4 +537,86 @@ fn systemd_hears_ready_once_plugins_and_state_are_loaded() {
     let n = socket.recv(&mut buf).expect("the stopping notification");
     assert!(String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1"));
     let _ = child.wait();
+}
+
+// The daemon's checkpoints and resume go through the engine: on both flavours.
+on_both_flavours! {
+    fn kill_9_at_random_moments_loses_and_duplicates_nothing(flavour: Flavour) {
+        let (source, target) = crate::common::dedicated_pair_of(flavour);
+        let db = unique("daemon_kill");
+        big_table(&source, &target, &db, 300_000);
+        let port = free_port();
+        let (files, config, jobs) = daemon_setup(&source, &target, port);
+        let mut daemon = Daemon::start(&config, port, &files.path().join("daemon.log"));
+        // Many small chunks, slowed down, so kills land mid-copy with chunks in flight.
+        let job = Job::mysql(DST, SRC, &[&db])
+            .option("parallelism", "3")
+            .option("chunk_bytes", "1048576")
+            .option("max_bytes_per_sec", "2000000")
+            .render();
+        std::fs::write(jobs.join("kill.toml"), job).expect("drop the job");
+
+        let kills = daemon.kill9_while_importing(0x5eed_dbfe, 200..1000, 10);
+        assert!(
+            kills >= 10,
+            "only {kills} kills landed while the import ran; slow it down"
+        );
+        let done = daemon.wait_import(Duration::from_secs(300), |i| {
+            i["Status"] != "Running" && i["Status"] != "Pending"
+        });
+        assert_eq!(done["Status"], "Success", "{done:#}\n{}", daemon.log_text());
+        assert_eq!(
+            daemon.imports().len(),
+            1,
+            "the job file was imported once across {kills} restarts"
+        );
+        assert_eq!(done["Rows"], 300_000);
+        let rows = target.scalar(&format!("SELECT COUNT(*) FROM `{db}`.t"));
+        assert_eq!(rows.as_deref(), Some("300000"), "no row lost or duplicated");
+        assert_same(&source, &target, &db);
+        let m = daemon.metrics();
+        assert_eq!(state_of(&m, SRC).as_deref(), Some("Running"));
+        assert_eq!(state_of(&m, DST).as_deref(), Some("Running"));
+
+        // SIGTERM exits promptly.
+        let took = daemon.terminate();
+        assert!(took < Duration::from_secs(30), "SIGTERM took {took:?}");
+    }
+
+    fn sigterm_checkpoints_a_running_import_which_resumes_at_the_next_start(flavour: Flavour) {
+        let (source, target) = crate::common::dedicated_pair_of(flavour);
+        let db = unique("daemon_term");
+        big_table(&source, &target, &db, 150_000);
+        let port = free_port();
+        let (files, config, jobs) = daemon_setup(&source, &target, port);
+        let mut daemon = Daemon::start(&config, port, &files.path().join("daemon.log"));
+        let job = Job::mysql(DST, SRC, &[&db])
+            .option("chunk_bytes", "1048576")
+            .option("max_bytes_per_sec", "2000000")
+            .render();
+        std::fs::write(jobs.join("term.toml"), job).expect("drop the job");
+        let running = daemon.wait_import(Duration::from_secs(30), |i| {
+            i["Status"] == "Running" && i["Rows"].as_u64() > Some(0)
+        });
+        // How the connections travel is shown while the import runs, not only
+        // in its result.
+        let roles: Vec<&str> = running["Transport"]
+            .as_array()
+            .map(|t| t.iter().filter_map(|i| i["Role"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(roles, ["source", "target"], "{running:#}");
+
+        let took = daemon.terminate();
+        assert!(took < Duration::from_secs(30), "SIGTERM took {took:?}");
+        let log = daemon.log_text();
+        assert!(log.contains("checkpointed for shutdown"), "{log}");
+
+        daemon.spawn();
+        let done = daemon.wait_import(Duration::from_secs(180), |i| {
+            i["Status"] != "Running" && i["Status"] != "Pending"
+        });
+        assert_eq!(done["Status"], "Success", "{done:#}\n{}", daemon.log_text());
+        assert!(daemon.log_text().contains("resuming import after a restart"));
+        assert_same(&source, &target, &db);
+    }
 }
