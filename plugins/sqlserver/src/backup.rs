@@ -109,15 +109,6 @@ pub fn progress_sql(spid: i64) -> String {
     format!("SELECT command, CAST(percent_complete AS float) FROM sys.dm_exec_requests WHERE session_id = {spid}")
 }
 
-/// This connection's session id.
-pub async fn spid(conn: &mut Conn) -> Result<i64> {
-    let found = rows(conn, "SELECT CAST(@@SPID AS int)").await?;
-    found
-        .first()
-        .and_then(|r| int(r, 0))
-        .ok_or_else(|| Error::Internal("no @@SPID".into()))
-}
-
 /// Step 1, on the source.
 pub async fn backup(conn: &mut Conn, database: &str, path: &str) -> Result<SchemaOutcome> {
     exec(conn, &backup_sql(database, path)).await?;

@@ -149,6 +149,16 @@ pub async fn rows(conn: &mut Conn, sql: &str) -> Result<Vec<tiberius::Row>> {
         .ctx(|| format!("reading the result of {}", abbreviate(sql)))
 }
 
+/// This connection's session id (`@@SPID`; on Babelfish, its PostgreSQL
+/// backend's process id).
+pub async fn session_id(conn: &mut Conn) -> Result<i64> {
+    let found = rows(conn, "SELECT CAST(@@SPID AS int)").await?;
+    found
+        .first()
+        .and_then(|r| crate::cell::int(r, 0))
+        .ok_or_else(|| Error::Internal("no @@SPID".into()))
+}
+
 /// The first 200 characters of a statement, for messages.
 pub fn abbreviate(sql: &str) -> String {
     let flat: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -286,6 +296,12 @@ impl Pool {
             })??;
         exec(&mut conn, SESSION_SETUP).await?;
         Ok(conn)
+    }
+
+    /// A new connection outside the pool's limit and idle list, for a
+    /// short errand while every pooled one may be busy (interrupting them).
+    pub async fn unpooled(&self) -> Result<Conn> {
+        self.open().await
     }
 
     async fn permit(&self) -> OwnedSemaphorePermit {

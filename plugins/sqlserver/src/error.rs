@@ -98,6 +98,9 @@ pub enum Error {
     /// The request made no sense.
     #[error("{0}")]
     Invalid(String),
+    /// Stopped by `Request::Interrupt` (the import is being cancelled).
+    #[error("{0} was interrupted: the import is being cancelled")]
+    Interrupted(String),
     /// Anything else.
     #[error("{0}")]
     Internal(String),
@@ -147,7 +150,7 @@ impl Error {
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::Unsupported(_) => ErrorKind::Unsupported,
             Error::Invalid(_) => ErrorKind::InvalidRequest,
-            Error::Internal(_) => ErrorKind::Internal,
+            Error::Internal(_) | Error::Interrupted(_) => ErrorKind::Internal,
             Error::Sql { source, .. } => match source {
                 tiberius::error::Error::Server(e) => Self::kind_of_code(e.code()),
                 tiberius::error::Error::Io { .. } | tiberius::error::Error::Tls(_) => ErrorKind::Connect,

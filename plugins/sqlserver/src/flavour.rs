@@ -221,6 +221,14 @@ impl Flavour {
         }
     }
 
+    /// How a request running on a session is stopped from outside it.
+    pub fn stops_requests_by(self) -> RequestStop {
+        match self {
+            Flavour::SqlServer => RequestStop::Attention,
+            Flavour::Babelfish => RequestStop::CancelBackend,
+        }
+    }
+
     /// Whether `error` failed a catalog change (`CREATE DATABASE`) only
     /// because another session changed the catalog at the same moment, so
     /// that the same statement may simply be run again. Babelfish 4.3 fails
@@ -386,6 +394,30 @@ const BABELFISH: Catalog = Catalog {
      FROM sys.databases d WHERE d.name NOT IN (N'master', N'tempdb', N'msdb') ORDER BY d.name",
     user_schemas: "s.name NOT IN (N'dbo', N'guest', N'sys', N'INFORMATION_SCHEMA')",
 };
+
+/// How a server stops a request while it runs (`Request::Interrupt`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestStop {
+    /// A TDS Attention on the request's own connection: SQL Server reads
+    /// one while the request runs.
+    Attention,
+    /// Stopped from another session ([`cancel_backend_sql`]): Babelfish 4.3
+    /// reads an Attention only once the request has ended, which a request
+    /// waiting on a lock never does.
+    CancelBackend,
+}
+
+/// What stops the request of Babelfish session `session_id`, from another
+/// session, in the order to try: PostgreSQL's cancel of that backend
+/// (allowed when the current user may act as the session's login, which
+/// Babelfish's database users do not), then T-SQL `KILL`, which ends the
+/// whole session (for sysadmin; the connection is discarded anyway).
+pub fn cancel_backend_sql(session_id: i64) -> [String; 2] {
+    [
+        format!("SELECT pg_catalog.pg_cancel_backend({session_id})"),
+        format!("KILL {session_id}"),
+    ]
+}
 
 #[cfg(test)]
 mod tests {

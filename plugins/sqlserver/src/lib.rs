@@ -29,6 +29,7 @@ pub mod encode;
 pub mod error;
 pub mod fit;
 pub mod flavour;
+pub mod interrupt;
 pub mod long;
 pub mod probe;
 pub mod quote;
@@ -74,6 +75,8 @@ pub struct SqlServerSession {
     isolation: Mutex<BTreeMap<String, Isolation>>,
     /// The session id running a backup or restore, for progress.
     backup_spid: Mutex<Option<i64>>,
+    /// Stops the digests and finish statements running now.
+    interrupts: interrupt::Interrupts,
 }
 
 impl Engine for SqlServerEngine {
@@ -94,6 +97,42 @@ macro_rules! with_conn {
             let out = $body.await?;
             lease.release();
             Ok::<_, error::Error>(out)
+        })
+    };
+}
+
+/// Like `with_conn!`, but ends early when the session is interrupted: the
+/// running request is dropped, the server told to stop it (a TDS
+/// Attention), the connection discarded, and the call fails with
+/// [`error::Error::Interrupted`], naming `$doing`.
+macro_rules! with_interruptible_conn {
+    ($self:ident, $doing:expr, |$c:ident| $body:expr) => {
+        runtime()?.block_on(async {
+            let mut lease = $self.pool.get().await?;
+            let mut interrupted = $self.interrupts.watch();
+            let session = match $self.flavour.stops_requests_by() {
+                flavour::RequestStop::Attention => None,
+                flavour::RequestStop::CancelBackend => Some(conn::session_id(lease.conn()?).await?),
+            };
+            let finished = {
+                let $c = lease.conn()?;
+                tokio::select! {
+                    out = $body => Some(out),
+                    _ = interrupted.changed() => None,
+                }
+            };
+            match finished {
+                Some(out) => {
+                    let out = out?;
+                    lease.release();
+                    Ok::<_, error::Error>(out)
+                }
+                None => {
+                    // Discarded afterwards: the stopped request's answer may still be unread.
+                    interrupt::stop(&$self.pool, lease.conn()?, session).await;
+                    Err(error::Error::Interrupted($doing))
+                }
+            }
         })
     };
 }
@@ -119,6 +158,7 @@ impl SqlServerSession {
                 .map(str::to_string),
             isolation: Mutex::new(BTreeMap::new()),
             backup_spid: Mutex::new(None),
+            interrupts: interrupt::Interrupts::default(),
         })
     }
 
@@ -215,11 +255,26 @@ impl Session for SqlServerSession {
     }
 
     fn finish_target(&self, request: FinishRequest) -> std::result::Result<SchemaOutcome, PluginError> {
-        Ok(with_conn!(self, |c| schema::finish(c, &request, self.flavour))?)
+        let doing = format!("finishing {}", request.database);
+        Ok(with_interruptible_conn!(self, doing, |c| schema::finish(
+            c,
+            &request,
+            self.flavour
+        ))?)
     }
 
     fn table_digest(&self, request: DigestRequest) -> std::result::Result<Digest, PluginError> {
-        Ok(with_conn!(self, |c| digest::digest(c, &request, self.flavour))?)
+        let doing = format!("the digest of {}.{}", request.database, request.table.name);
+        Ok(with_interruptible_conn!(self, doing, |c| digest::digest(
+            c,
+            &request,
+            self.flavour
+        ))?)
+    }
+
+    fn interrupt(&self) -> std::result::Result<(), PluginError> {
+        self.interrupts.interrupt();
+        Ok(())
     }
 
     fn open_reader(&self, request: ReadRequest) -> std::result::Result<SqlServerReader, PluginError> {
@@ -250,7 +305,7 @@ impl Session for SqlServerSession {
         let outcome = runtime()?.block_on(async {
             let mut lease = self.pool.get().await?;
             let conn = lease.conn()?;
-            let spid = backup::spid(conn).await?;
+            let spid = conn::session_id(conn).await?;
             self.set_spid(Some(spid));
             let out = match request.step {
                 BackupStep::Backup => backup::backup(conn, &request.source_database, &path).await,

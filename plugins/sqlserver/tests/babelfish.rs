@@ -15,6 +15,7 @@ use dbferry_sqlserver::types::ColumnDetail;
 use dbferry_sqlserver::SqlServerSession;
 use dbferry_testkit::Babelfish;
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 /// This test's turn on the shared servers: Babelfish 4.3 fails a `CREATE
 /// DATABASE` run while another is under way ("tuple concurrently
@@ -538,4 +539,93 @@ fn tls_on_verifies_the_server_against_the_ca_file() {
         );
         assert!(error.message.contains("certificate"), "{what}: {}", error.message);
     }
+}
+
+/// A digest that waits on a lock (here an ACCESS EXCLUSIVE lock taken on
+/// the PostgreSQL port) ends within a second or two of an interrupt, and
+/// the server really stops it: PostgreSQL shows no session still waiting
+/// on the lock, although the lock is held for seconds more.
+#[test]
+fn a_digest_waiting_on_a_lock_ends_when_interrupted_and_the_server_stops_it() {
+    let Some((a, _b)) =
+        Babelfish::for_test("sqlserver::a_digest_waiting_on_a_lock_ends_when_interrupted_and_the_server_stops_it")
+    else {
+        return;
+    };
+    let db = "bf_interrupt";
+    {
+        let _turn = turn();
+        a.drop_database(db);
+        a.tsql(&format!("CREATE DATABASE {db}"));
+    }
+    a.tsql(&format!(
+        "USE {db}; CREATE TABLE dbo.t (id int NOT NULL PRIMARY KEY, v nvarchar(10) NULL); \
+         INSERT INTO dbo.t VALUES (1, N'a'), (2, NULL)"
+    ));
+    let session = SqlServerSession::connect(&a.session_config("src", 4)).expect("connect");
+    let table = session.describe_database(db).expect("describe").tables.remove(0);
+    let relation = format!("{}.t", a.pg_schema(db, "dbo"));
+    let waiting_on_the_lock = || {
+        a.pg(&format!(
+            "SELECT COUNT(*) FROM pg_locks WHERE relation = '{relation}'::regclass AND NOT granted"
+        ))
+        .parse::<u32>()
+        .unwrap_or(0)
+    };
+    std::thread::scope(|scope| {
+        let holder = scope.spawn(|| {
+            a.pg(&format!(
+                "BEGIN; LOCK TABLE {relation} IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(8); COMMIT;"
+            ))
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while a
+            .pg(&format!(
+                "SELECT COUNT(*) FROM pg_locks WHERE relation = '{relation}'::regclass AND mode = 'AccessExclusiveLock' AND granted"
+            ))
+            != "1"
+        {
+            assert!(Instant::now() < deadline, "the lock was taken");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let digest = scope.spawn(|| {
+            session.table_digest(DigestRequest {
+                database: db.into(),
+                table: table.clone(),
+                mode: VerifyMode::Checksum,
+                in_snapshot: false,
+            })
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while waiting_on_the_lock() == 0 {
+            assert!(Instant::now() < deadline, "the digest came to wait on the lock");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let interrupted = Instant::now();
+        session.interrupt().expect("interrupt");
+        let outcome = digest.join().expect("digest thread");
+        let took = interrupted.elapsed();
+        let error = outcome.expect_err("an interrupted digest fails");
+        assert!(error.message.contains("interrupted"), "{error:?}");
+        assert!(
+            took < Duration::from_secs(3),
+            "the digest ended {took:?} after the interrupt"
+        );
+        assert_eq!(waiting_on_the_lock(), 0, "the server stopped the digest's query");
+        assert!(
+            !holder.is_finished(),
+            "the lock is still held: nothing else released the digest"
+        );
+        holder.join().expect("lock holder");
+    });
+    // The session goes on: the next digest (unlocked now) answers.
+    let digest = session
+        .table_digest(DigestRequest {
+            database: db.into(),
+            table,
+            mode: VerifyMode::Count,
+            in_snapshot: false,
+        })
+        .expect("a digest after the interrupt");
+    assert_eq!(digest.rows, 2);
 }
