@@ -1,6 +1,6 @@
-//! A silent network: the target's packets are dropped (no reset, no
-//! refusal) by loopback iptables rules on that test's own server port, as a
-//! broken switch or a firewall would. A short blackhole is waited out; one
+//! A silent network: the target's or the source's packets are dropped (no
+//! reset, no refusal) by loopback iptables rules on that test's own server
+//! port, as a broken switch or a firewall would. A short blackhole is waited out; one
 //! longer than dbferry's detection bound plus `outage_timeout` ends the
 //! import `Failed`, and `resume` then finishes it. Each ends with the
 //! servers' own comparison, independent of dbferry. Both run on MariaDB
@@ -102,31 +102,42 @@ fn open_transactions(server: &Server) -> u64 {
 /// What a dbferry process logs when it killed sessions it had lost.
 const KILLED: &str = "killed the sessions lost to a network fault";
 
-/// A blackhole of `seconds`, well within `outage_timeout` (600 s), is
-/// waited out and the copy is exact.
-fn blackhole_is_waited_out(flavour: Flavour, seconds: u64) -> dbferry_testkit::Outcome {
-    let source = pair_of(flavour).source;
-    let target = flavour.start();
+/// Which server a blackhole silences.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    Source,
+    Target,
+}
+
+/// A blackhole of `seconds` on `side`, well within `outage_timeout` (600 s),
+/// is waited out and the copy is exact. The silenced server is the test's
+/// own, so the suite's shared servers stay reachable for other tests.
+fn blackhole_is_waited_out(flavour: Flavour, side: Side, seconds: u64) -> dbferry_testkit::Outcome {
+    let own = flavour.start();
+    let (source, target) = match side {
+        Side::Source => (&own, pair_of(flavour).target),
+        Side::Target => (pair_of(flavour).source, &own),
+    };
     let db = unique("fault_bh");
-    slow_source_of(flavour, source, &target, &db);
-    let setup = Setup::new(source, &target);
+    slow_source_of(flavour, source, target, &db);
+    let setup = Setup::new(source, target);
     let job = slow_job(&setup.files, "bh.toml", &db, &[]);
     let mut running = spawn_run(&bin(), &setup.config, &job);
     wait_for_committed_rows(&mut running);
     {
-        let _silence = Blackhole::start(target.port());
+        let _silence = Blackhole::start(own.port());
         std::thread::sleep(Duration::from_secs(seconds));
     }
     let done = running.wait(Duration::from_secs(400));
     done.assert_success();
     assert_eq!(done.rows(), Some(ROWS), "{}", done.describe());
     assert_eq!(
-        open_transactions(&target),
+        open_transactions(target),
         0,
         "no dropped session keeps a transaction\n{}",
         done.describe()
     );
-    assert_same(source, &target, &db);
+    assert_same(source, target, &db);
     done
 }
 
@@ -182,7 +193,13 @@ fn a_long_blackhole_fails_then_resumes(flavour: Flavour) {
 
 dbferry_testkit::on_both_flavours! {
     fn a_30_s_blackhole_of_the_target_is_waited_out_and_ends_in_an_exact_copy(flavour: Flavour) {
-        blackhole_is_waited_out(flavour, 30);
+        blackhole_is_waited_out(flavour, Side::Target, 30);
+    }
+
+    /// The source's snapshot readers wait in the middle of their result
+    /// sets while no packet passes, and go on reading once they do.
+    fn a_30_s_blackhole_of_the_source_is_waited_out_and_ends_in_an_exact_copy(flavour: Flavour) {
+        blackhole_is_waited_out(flavour, Side::Source, 30);
     }
 
     /// Past the detection bound (a load's data unacknowledged for 60 s),
@@ -193,7 +210,7 @@ dbferry_testkit::on_both_flavours! {
     fn a_90_s_blackhole_loses_the_writers_whose_sessions_are_killed_before_their_chunks_are_redone(
         flavour: Flavour
     ) {
-        let done = blackhole_is_waited_out(flavour, 90);
+        let done = blackhole_is_waited_out(flavour, Side::Target, 90);
         if !done.stderr.contains(KILLED) {
             eprintln!(
                 "no dropped session held anything to kill: the kill is not exercised\n{}",
