@@ -1,14 +1,16 @@
 //! CI memory guard (no timing): copies dataset (a) at a small scale with the
-//! release `dbferry` and fails if the process's peak RSS (`ru_maxrss` from
-//! `wait4`) exceeds the bound.
+//! release `dbferry`, MariaDB to MariaDB and then MySQL to MySQL, and fails
+//! if the process's peak RSS (`ru_maxrss` from `wait4`) exceeds the bound in
+//! either.
 //!
 //! ```text
 //! cargo build --release -p dbferry -p dbferry-mysql
 //! cargo run --release -p dbferry-benches --bin rss_guard -- [--scale 0.02] [--limit-mib 128] [--dbferry PATH]
 //! ```
 //!
-//! Exit 0 when the copy succeeded, the target's row counts match and peak RSS
-//! is within the limit; 1 otherwise. Prints one `rss_guard: ...` line.
+//! Exit 0 when both copies succeeded, the targets' row counts match and peak
+//! RSS is within the limit; 1 otherwise. Prints one `rss_guard: ...` line
+//! per flavour.
 
 use std::path::PathBuf;
 
@@ -55,7 +57,32 @@ fn main() -> Result<()> {
             dbferry.display()
         );
     }
-    let rig = Rig::start(Flavour::MariaDb, &args.buffer_pool, None)?;
+    let mut failed = false;
+    for flavour in Flavour::ALL {
+        let peak_mib = peak_rss_mib(&args, &dbferry, flavour)?;
+        let verdict = if peak_mib <= args.limit_mib as f64 {
+            "ok"
+        } else {
+            failed = true;
+            "TOO HIGH"
+        };
+        println!(
+            "rss_guard: {} dataset (a) scale {}: peak RSS {peak_mib:.1} MiB, limit {} MiB: {verdict}",
+            flavour.key(),
+            args.scale,
+            args.limit_mib
+        );
+    }
+    if failed {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// Copies dataset (a) between two fresh servers of `flavour` (the bench
+/// checks the target's row counts) and returns dbferry's peak RSS.
+fn peak_rss_mib(args: &Args, dbferry: &std::path::Path, flavour: Flavour) -> Result<f64> {
+    let rig = Rig::start(flavour, &args.buffer_pool, None)?;
     datasets::build(&rig.source, Dataset::A, args.scale, false)?;
     let info = datasets::inspect(&rig.source, Dataset::A)?;
     let bench = Bench {
@@ -63,7 +90,7 @@ fn main() -> Result<()> {
         target: &rig.target,
         scratch: rig.scratch.clone(),
         shm: rig.shm.path().to_path_buf(),
-        dbferry,
+        dbferry: dbferry.to_path_buf(),
         plugin_dir: args.plugin_dir.clone(),
         threads: args.parallelism,
         mydumper_rows: 0,
@@ -72,19 +99,5 @@ fn main() -> Result<()> {
         tls: None,
     };
     let run = bench.run(Tool::Dbferry, Dataset::A, &info, None, args.parallelism)?;
-    let peak_mib = run.tool_max_rss_kib as f64 / 1024.0;
-    let verdict = if peak_mib <= args.limit_mib as f64 {
-        "ok"
-    } else {
-        "TOO HIGH"
-    };
-    println!(
-        "rss_guard: dataset (a) scale {} ({} rows): peak RSS {peak_mib:.1} MiB, limit {} MiB: {verdict}",
-        args.scale, info.rows, args.limit_mib
-    );
-    drop(rig);
-    if verdict != "ok" {
-        std::process::exit(1);
-    }
-    Ok(())
+    Ok(run.tool_max_rss_kib as f64 / 1024.0)
 }
