@@ -213,3 +213,47 @@ fn freshly_loaded_tables_are_split_and_counted_at_their_true_size_on_mysql() {
     );
     assert_eq!(assert_same(&source, &target, &db), 200_000);
 }
+
+dbferry_testkit::on_both_flavours! {
+/// A resumed import opens a new snapshot; a cloud-shaped account (no RELOAD)
+/// locks the migrated tables for it, as the first attempt did, so that
+/// what is copied again is read at one instant.
+fn a_resumed_import_of_a_cloud_shaped_account_locks_its_tables_again(flavour: Flavour) {
+    let p = pair_of(flavour);
+    let db = unique("priv_resume");
+    // One table of many chunks: it is unfinished when the cancel lands, so
+    // the resume copies it again from its own snapshot.
+    create_source(
+        (p.source, p.target),
+        &db,
+        "utf8mb4",
+        &format!(
+            "CREATE TABLE a (id INT PRIMARY KEY, pad VARCHAR(1000));
+             INSERT INTO a SELECT seq, REPEAT(CHAR(65 + seq % 26), 1000) FROM {};",
+            flavour.seq(20_000)
+        ),
+    );
+    let user = unique("cloudr");
+    p.source.create_user(&user, "cloud-pw", &[CLOUD_GRANTS]);
+    p.target.create_user(&user, "cloud-pw", &[CLOUD_GRANTS]);
+    let setup = Setup::with(
+        Instance::mysql(SRC, p.source).login(&user, "cloud-pw"),
+        Instance::mysql(DST, p.target).login(&user, "cloud-pw"),
+    );
+    let job = crate::faults::slow_job(&setup.files, "resume.toml", &db, &[]);
+    let mut running = dbferry_testkit::spawn_run(&crate::common::bin(), &setup.config, &job);
+    crate::faults::wait_for_committed_rows(&mut running);
+    let first = running.interrupt_expecting_cancel(std::time::Duration::from_secs(3));
+    assert_eq!(result_str(&first, "ConsistencyMethod").as_deref(), Some("lock_tables"), "{}", first.describe());
+    let resumed = crate::faults::resume(&setup.config, crate::faults::import_id(&first));
+    resumed.assert_success();
+    assert_eq!(result_str(&resumed, "Consistency").as_deref(), Some("global"), "{}", resumed.describe());
+    assert_eq!(
+        result_str(&resumed, "ConsistencyMethod").as_deref(),
+        Some("lock_tables"),
+        "{}",
+        resumed.describe()
+    );
+    assert_eq!(assert_same(p.source, p.target, &db), 20_000);
+}
+}

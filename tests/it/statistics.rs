@@ -1,11 +1,12 @@
-//! Sizes that do not trust cached statistics (MySQL 9.7).
+//! Sizes that do not trust cached statistics, on both flavours.
 //!
-//! MySQL caches `information_schema.TABLES` sizes for
-//! `information_schema_stats_expiry` seconds (a day by default), so a table
-//! bulk-loaded after its statistics were cached reads as a few KiB. Each
-//! test first shows that staleness with the plain client (the precondition
-//! that makes it able to fail), then checks that dbferry plans and counts
-//! the table at its true size.
+//! A table bulk-loaded after its statistics were taken reads as a few KiB
+//! in `information_schema.TABLES`: MySQL caches those figures for
+//! `information_schema_stats_expiry` seconds (a day by default), and on
+//! both flavours InnoDB recalculates them in the background, when it gets
+//! to it. Each test first shows that staleness with the plain client (the
+//! precondition that makes it able to fail), then checks that dbferry plans
+//! and counts the table at its true size.
 
 use dbferry_testkit::{literal, Flavour, Instance, Job, Server};
 
@@ -41,7 +42,7 @@ fn file_size(server: &Server, db: &str) -> u64 {
 /// Creates `db` with a table `t` whose statistics are cached while it is
 /// empty, then bulk-loads it; returns its true size (its file's), after
 /// asserting the cache still says tiny.
-fn freshly_loaded(source: &Server, target: &Server, db: &str) -> u64 {
+fn freshly_loaded(flavour: Flavour, source: &Server, target: &Server, db: &str) -> u64 {
     create_source(
         (source, target),
         db,
@@ -53,7 +54,7 @@ fn freshly_loaded(source: &Server, target: &Server, db: &str) -> u64 {
         db,
         &format!(
             "INSERT INTO t SELECT seq, CONCAT(LEFT(SHA2(seq, 256), 40), 'x'), seq / 7 FROM {};",
-            Flavour::MySql.seq(ROWS)
+            flavour.seq(ROWS)
         ),
     );
     let fresh = file_size(source, db);
@@ -70,56 +71,59 @@ fn freshly_loaded(source: &Server, target: &Server, db: &str) -> u64 {
     fresh
 }
 
-#[test]
-fn mysql_freshly_loaded_tables_are_split_into_chunks() {
-    let p = pair_of(Flavour::MySql);
-    let db = unique("fresh_split");
-    freshly_loaded(p.source, p.target, &db);
-    let setup = Setup::new(p.source, p.target);
-    let out = setup.copy(&[&db], &[("chunk_bytes", "1048576"), ("parallelism", "4")]);
-    out.assert_success();
-    let chunks = planned_chunks(&out).expect("a planned event");
-    assert!(
-        chunks >= 4,
-        "a 25 MB table with 1 MiB chunks must be split, it was planned as {chunks} chunk(s)\n{}",
-        out.describe()
-    );
-    assert_eq!(assert_same(p.source, p.target, &db), ROWS);
-}
+dbferry_testkit::on_both_flavours! {
+    fn freshly_loaded_tables_are_split_into_chunks(flavour: Flavour) {
+        let p = pair_of(flavour);
+        let db = unique("fresh_split");
+        freshly_loaded(flavour, p.source, p.target, &db);
+        let setup = Setup::new(p.source, p.target);
+        let out = setup.copy(&[&db], &[("chunk_bytes", "1048576"), ("parallelism", "4")]);
+        out.assert_success();
+        let chunks = planned_chunks(&out).expect("a planned event");
+        assert!(
+            chunks >= 4,
+            "a 25 MB table with 1 MiB chunks must be split, it was planned as {chunks} chunk(s)\n{}",
+            out.describe()
+        );
+        assert_eq!(assert_same(p.source, p.target, &db), ROWS);
+    }
 
-#[test]
-fn mysql_storage_precheck_counts_freshly_loaded_tables_at_their_true_size() {
-    let p = pair_of(Flavour::MySql);
-    let db = unique("fresh_storage");
-    let true_size = freshly_loaded(p.source, p.target, &db);
-    // Room for everything the target holds now plus 4 MiB: enough for the
-    // cached size, far too little for the true one.
-    let used: u64 = p
-        .target
-        .scalar(
-            "SET SESSION information_schema_stats_expiry = 0; \
-             SELECT SUM(IFNULL(DATA_LENGTH, 0) + IFNULL(INDEX_LENGTH, 0)) FROM information_schema.TABLES",
-        )
-        .and_then(|n| n.parse().ok())
-        .expect("the target's used bytes");
-    let gb = (used + (4 << 20)) as f64 / (1u64 << 30) as f64;
-    let setup = Setup::with(
-        Instance::mysql(SRC, p.source),
-        Instance::mysql(DST, p.target).storage_gb(gb),
-    );
-    let before = p.target.objects(&db);
-    let out = setup.run(&Job::mysql(DST, SRC, &[&db]));
-    out.assert_rejected("InsufficientStorage");
-    let message = out.message().unwrap_or_default();
-    let incoming: u64 = message
-        .split("the source databases ")
-        .nth(1)
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("the refusal names the source size: {message}"));
-    assert!(
-        incoming * 10 >= true_size * 9,
-        "the source database counts {incoming} bytes, its table holds {true_size}: {message}"
-    );
-    assert_eq!(p.target.objects(&db), before, "nothing changed on the target");
+    fn storage_precheck_counts_freshly_loaded_tables_at_their_true_size(flavour: Flavour) {
+        let p = pair_of(flavour);
+        let db = unique("fresh_storage");
+        let true_size = freshly_loaded(flavour, p.source, p.target, &db);
+        // Room for everything the target holds now plus 4 MiB: enough for the
+        // cached size, far too little for the true one.
+        let uncached = match flavour {
+            Flavour::MySql => "SET SESSION information_schema_stats_expiry = 0; ",
+            Flavour::MariaDb => "",
+        };
+        let used: u64 = p
+            .target
+            .scalar(&format!(
+                "{uncached}SELECT SUM(IFNULL(DATA_LENGTH, 0) + IFNULL(INDEX_LENGTH, 0)) FROM information_schema.TABLES"
+            ))
+            .and_then(|n| n.parse().ok())
+            .expect("the target's used bytes");
+        let gb = (used + (4 << 20)) as f64 / (1u64 << 30) as f64;
+        let setup = Setup::with(
+            Instance::mysql(SRC, p.source),
+            Instance::mysql(DST, p.target).storage_gb(gb),
+        );
+        let before = p.target.objects(&db);
+        let out = setup.run(&Job::mysql(DST, SRC, &[&db]));
+        out.assert_rejected("InsufficientStorage");
+        let message = out.message().unwrap_or_default();
+        let incoming: u64 = message
+            .split("the source databases ")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("the refusal names the source size: {message}"));
+        assert!(
+            incoming * 10 >= true_size * 9,
+            "the source database counts {incoming} bytes, its table holds {true_size}: {message}"
+        );
+        assert_eq!(p.target.objects(&db), before, "nothing changed on the target");
+    }
 }

@@ -370,6 +370,18 @@ pub fn check_servers(
     }
 
     if let Some(schemas) = saved {
+        // The saved plan is what gets copied. Describing the source again
+        // refuses a resume whose source database is gone, and tells the
+        // engine which tables its snapshot may have to lock (the MySQL
+        // engine's `LOCK TABLES` step, for an account without RELOAD).
+        for (src, _) in &resolved.mapping {
+            source.describe_database(src).map_err(|e| {
+                Rejection::new(
+                    ErrorCode::InternalError,
+                    format!("describing database {src} on the source: {e}"),
+                )
+            })?;
+        }
         return Ok(Checked {
             source,
             target,

@@ -1,23 +1,22 @@
 //! Table sizes that do not trust cached statistics.
 //!
-//! MySQL 8+ caches `information_schema.TABLES` for
-//! `information_schema_stats_expiry` seconds (a day by default), and even
-//! uncached, InnoDB's `DATA_LENGTH` comes from persistent statistics that a
-//! bulk load leaves behind: a table loaded a minute ago with 500 MB reads as
+//! InnoDB's `DATA_LENGTH` comes from persistent statistics that a bulk load
+//! leaves behind: a table loaded a minute ago with 500 MB reads as 16 to
 //! 48 KiB until `ANALYZE TABLE` or the background recalculation (seconds
-//! later, or never for a change under 10% of the rows). Planning on
-//! that reads big tables whole on one connection, and the storage precheck
-//! under-counts. So on MySQL:
+//! later, or never for a change under 10% of the rows), on MariaDB and
+//! MySQL alike. MySQL 8+ also caches `information_schema.TABLES` for
+//! `information_schema_stats_expiry` seconds (a day by default). Planning
+//! on that reads big tables whole on one connection, and the storage
+//! precheck under-counts. So:
 //!
-//! - the describing session sets `information_schema_stats_expiry = 0`
-//!   ([`ServerFacts::fresh_statistics`]), which makes `TABLE_ROWS` current
-//!   and sizes as recent as InnoDB's background statistics;
+//! - on MySQL the describing session sets `information_schema_stats_expiry
+//!   = 0` ([`ServerFacts::fresh_statistics`]), which makes `TABLE_ROWS`
+//!   current and sizes as recent as InnoDB's background statistics;
 //! - a table's bytes are at least its tablespace file's size, read from
-//!   `information_schema.INNODB_TABLESPACES` (the file as it is now; needs
+//!   `information_schema.INNODB_TABLESPACES` (MySQL) or
+//!   `INNODB_SYS_TABLESPACES` (MariaDB): the file as it is now. Both need
 //!   the PROCESS privilege, which the documented grant list has; without it
-//!   the statistics are used as they are, with a warning).
-//!
-//! MariaDB does not cache these figures this way, and is left as it was.
+//!   the statistics are used as they are, with a warning.
 
 use std::collections::HashMap;
 
@@ -28,19 +27,23 @@ use crate::conn::{cell, ServerFacts};
 use crate::error::{Context, Result};
 
 /// On-disk bytes of InnoDB file-per-table tablespaces, by database and
-/// table (partitions added up). Empty on MariaDB, and when the account may
-/// not read `INNODB_TABLESPACES`. Names that the server had to encode for
+/// table (partitions added up). Empty when the account may not read the
+/// server's tablespace view. Names that the server had to encode for
 /// the file system (anything but ASCII letters, digits and `_`, `$`) are
 /// left out: their tables keep their statistics.
 pub async fn file_sizes(conn: &mut Conn, facts: &ServerFacts) -> Result<HashMap<(String, String), u64>> {
     let mut sizes = HashMap::new();
-    if facts.mariadb {
-        return Ok(sizes);
-    }
+    let view = if facts.mariadb {
+        "INNODB_SYS_TABLESPACES"
+    } else {
+        "INNODB_TABLESPACES"
+    };
     let rows: Vec<Row> = match conn
-        .query("SELECT NAME, FILE_SIZE FROM information_schema.INNODB_TABLESPACES WHERE NAME LIKE '%/%'")
+        .query(format!(
+            "SELECT NAME, FILE_SIZE FROM information_schema.{view} WHERE NAME LIKE '%/%'"
+        ))
         .await
-        .ctx(|| "reading information_schema.INNODB_TABLESPACES".into())
+        .ctx(|| format!("reading information_schema.{view}"))
     {
         Ok(rows) => rows,
         Err(e) if e.is_access_denied() => {
