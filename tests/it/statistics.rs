@@ -39,9 +39,9 @@ fn file_size(server: &Server, db: &str) -> u64 {
         .len()
 }
 
-/// Creates `db` with a table `t` whose statistics are cached while it is
+/// Creates `db` with a table `t` whose statistics are taken while it is
 /// empty, then bulk-loads it; returns its true size (its file's), after
-/// asserting the cache still says tiny.
+/// asserting the statistics still say tiny.
 fn freshly_loaded(flavour: Flavour, source: &Server, target: &Server, db: &str) -> u64 {
     create_source(
         (source, target),
@@ -62,11 +62,14 @@ fn freshly_loaded(flavour: Flavour, source: &Server, target: &Server, db: &str) 
         fresh > 8 << 20,
         "the tablespace of {db}.t should hold the loaded rows: {fresh} bytes"
     );
+    // MySQL's cache still says what it said of the empty table; MariaDB's
+    // background recalculation may have moved a page or two. Either way the
+    // figure is far below the truth.
     let cached = cached_size(source, db);
     assert!(
-        cached < 1 << 20 && cached == cached_empty,
-        "precondition: the cached statistics of {db}.t should still say it is empty ({cached_empty} bytes), \
-         they say {cached} bytes"
+        cached < 1 << 20 && (flavour == Flavour::MariaDb || cached == cached_empty),
+        "precondition: the statistics of {db}.t should still say it is about empty ({cached_empty} bytes \
+         before the load), they say {cached} bytes"
     );
     fresh
 }
