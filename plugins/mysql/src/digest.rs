@@ -107,10 +107,14 @@ fn row_text<'a>(columns: impl Iterator<Item = &'a ColumnDetail>) -> String {
 fn checksum_columns(detail: &TableDetail, key: Option<&[String]>) -> Result<String> {
     let key = key.unwrap_or_default();
     let key_columns = key.iter().map(|name| detail.column(name)).collect::<Result<Vec<_>>>()?;
-    let apart = |c: &&ColumnDetail| !(key.len() == 1 && key[0] == c.name);
-    let row = match detail.copied().filter(apart).count() {
-        0 => row_text(detail.copied()),
-        _ => row_text(detail.copied().filter(apart)),
+    let rest: Vec<&ColumnDetail> = match key {
+        [single] => detail.copied().filter(|c| c.name != *single).collect(),
+        _ => Vec::new(),
+    };
+    let row = if rest.is_empty() {
+        row_text(detail.copied())
+    } else {
+        row_text(rest.into_iter())
     };
     // A key is never NULL, and need not decode: it only weighs.
     let key_hash = match key_columns.as_slice() {

@@ -102,9 +102,9 @@ macro_rules! with_conn {
 }
 
 /// Like `with_conn!`, but ends early when the session is interrupted: the
-/// running request is dropped, the server told to stop it (a TDS
-/// Attention), the connection discarded, and the call fails with
-/// [`error::Error::Interrupted`], naming `$doing`.
+/// running request is dropped, the server told to stop it as its flavour
+/// allows ([`interrupt::stop`]), the connection discarded, and the call
+/// fails with [`error::Error::Interrupted`], naming `$doing`.
 macro_rules! with_interruptible_conn {
     ($self:ident, $doing:expr, |$c:ident| $body:expr) => {
         runtime()?.block_on(async {

@@ -34,7 +34,6 @@ pub struct Pool {
     /// Set once the server refused [`RAISE_ERROR_COUNT`] to this account.
     error_count_denied: std::sync::atomic::AtomicBool,
     infiles: InfileShelf,
-    instance: String,
     idle: Mutex<Vec<Idle>>,
     permits: Arc<Semaphore>,
     freed: Notify,
@@ -137,7 +136,6 @@ impl Pool {
             slow_reader_noted: std::sync::atomic::AtomicBool::new(false),
             error_count_denied: std::sync::atomic::AtomicBool::new(false),
             infiles,
-            instance: config.instance_id.clone(),
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(config.max_connections.max(2) as usize)),
             freed: Notify::new(),
@@ -168,7 +166,7 @@ impl Pool {
                 incarnation: *incarnation,
             }),
             None => {
-                tracing::debug!(instance = %self.instance, session_id = conn.id(), "lost a session of a server whose start is unknown; it cannot be killed safely")
+                tracing::debug!(instance = %self.instance(), session_id = conn.id(), "lost a session of a server whose start is unknown; it cannot be killed safely")
             }
         }
     }
@@ -202,7 +200,7 @@ impl Pool {
 
     /// The instance id, for messages.
     pub fn instance(&self) -> &str {
-        &self.instance
+        self.dialer.instance()
     }
 
     fn put(&self, idle: Idle) {
@@ -224,14 +222,14 @@ impl Pool {
         let mut conn = self.dialer.connect().await?;
         conn.query_drop(role.setup())
             .await
-            .ctx(|| format!("setting up a session on {}", self.instance))?;
+            .ctx(|| format!("setting up a session on {}", self.instance()))?;
         self.raise_error_count(&mut conn).await?;
         if self.incarnation.get().is_none() {
             match Incarnation::read(&mut conn).await {
                 Ok(incarnation) => {
                     let _ = self.incarnation.set(incarnation);
                 }
-                Err(e) => tracing::debug!(instance = %self.instance, error = %e, "reading when the server started"),
+                Err(e) => tracing::debug!(instance = %self.instance(), error = %e, "reading when the server started"),
             }
         }
         Ok(conn)
@@ -252,7 +250,7 @@ impl Pool {
             Err(e) if e.is_access_denied() => {
                 if !self.error_count_denied.swap(true, Relaxed) {
                     tracing::info!(
-                        instance = %self.instance,
+                        instance = %self.instance(),
                         reason = %e,
                         "max_error_count stays at the server's default: a load with more warnings than that is refused"
                     );
