@@ -283,9 +283,9 @@ pub fn certificate_refusal(mode: crate::tls::TlsMode, e: &tokio_rustls::rustls::
         "tls = \"{}\" expects a server certificate that {expected}, but the server's was refused: {cert}",
         mode.as_str()
     );
-    // Only mysql_async reports a name mismatch under verify-ca (the wire
-    // reader checks the chain alone), and only for a certificate that names
-    // no DNS host for it to be told to expect (conn::Dialer).
+    // Under verify-ca mysql_async is meant to skip the name check
+    // (tls::VERIFY_CA_SERVER_NAME); a name refusal there means the TLS
+    // library's wording moved under it.
     if mode == crate::tls::TlsMode::VerifyCa
         && matches!(
             cert,
@@ -293,9 +293,9 @@ pub fn certificate_refusal(mode: crate::tls::TlsMode, e: &tokio_rustls::rustls::
         )
     {
         message.push_str(
-            " (the chain verified, but the certificate names no DNS host in its subjectAltName, and \
-             mysql_async 0.37.1 checks a name even under verify-ca, blackbeam/mysql_async#404: \
-             give the server a certificate with a DNS subjectAltName, or use tls = \"trust\")",
+            " (the chain verified, but mysql_async still checked the host name, see \
+             blackbeam/mysql_async#404 and dbferry_mysql::tls::VERIFY_CA_SERVER_NAME: \
+             use tls = \"trust\" until this dbferry build is fixed)",
         );
     }
     Some(message)

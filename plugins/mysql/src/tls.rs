@@ -25,6 +25,16 @@ use crate::error::{Error, Result};
 /// Debian's bundle of the system's trusted roots.
 pub const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
 
+/// The server name mysql_async checks certificates against under
+/// `verify-ca`. mysql_async 0.37.1 skips the name check only when rustls's
+/// error text says `NotValidForName` (blackbeam/mysql_async#404), which
+/// rustls 0.23's name-carrying error no longer does, except by quoting the
+/// name it expected. So the name it expects says it. webpki checks the
+/// chain before the name, so the chain is still checked in full, and a
+/// rustls whose error text changes again fails closed (the test below
+/// notices first).
+pub const VERIFY_CA_SERVER_NAME: &str = "NotValidForName.verify-ca.dbferry.invalid";
+
 /// How a connection is encrypted and what is checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TlsMode {
@@ -132,7 +142,11 @@ impl TlsSettings {
         match self.mode {
             TlsMode::Off => return None,
             TlsMode::Preferred | TlsMode::Trust => opts = opts.with_danger_accept_invalid_certs(true),
-            TlsMode::VerifyCa => opts = opts.with_danger_skip_domain_validation(true),
+            TlsMode::VerifyCa => {
+                opts = opts
+                    .with_danger_skip_domain_validation(true)
+                    .with_danger_tls_hostname_override(Some(VERIFY_CA_SERVER_NAME))
+            }
             TlsMode::On => {}
         }
         Some(opts)
@@ -192,19 +206,6 @@ pub fn install_crypto_provider() {
 /// The server name a certificate is checked against: `host` as given.
 pub fn server_name(host: &str) -> Result<ServerName<'static>> {
     ServerName::try_from(host.to_string()).map_err(|e| Error::Invalid(format!("host {host:?} as a TLS name: {e}")))
-}
-
-/// A DNS name the certificate is valid for, as a host to check it
-/// against: its first DNS subject alternative name, a wildcard's `*` made a
-/// label. `None` when it names no DNS host (only addresses, or only a
-/// common name, which rustls does not read), or cannot be parsed.
-pub fn certified_host_name(certificate: &CertificateDer<'_>) -> Option<String> {
-    let parsed = webpki::EndEntityCert::try_from(certificate).ok()?;
-    let name = parsed.valid_dns_names().next()?;
-    Some(match name.strip_prefix("*.") {
-        Some(parent) => format!("host.{parent}"),
-        None => name.to_string(),
-    })
 }
 
 fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
@@ -357,6 +358,24 @@ mod tests {
         }
         assert!(TlsSettings::from_options(&options(&[("tls", "maybe")])).is_err());
         assert!(TlsSettings::from_options(&options(&[("tls_cert", "/c")])).is_err());
+    }
+
+    /// What mysql_async's verify-ca check reads: rustls's refusal of a
+    /// certificate that chains but does not name [`VERIFY_CA_SERVER_NAME`].
+    #[test]
+    fn the_verify_ca_name_puts_not_valid_for_name_in_rustls_refusal() {
+        let expected = ServerName::try_from(VERIFY_CA_SERVER_NAME).map(|n| n.to_owned());
+        let refusal = expected.map(|expected| {
+            tokio_rustls::rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
+                expected,
+                presented: vec!["db.example".into()],
+            })
+            .to_string()
+        });
+        assert!(
+            refusal.as_ref().is_ok_and(|text| text.contains("NotValidForName")),
+            "{refusal:?}"
+        );
     }
 
     #[test]

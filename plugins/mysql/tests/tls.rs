@@ -152,21 +152,22 @@ fn a_certificate_for_another_host_is_refused_by_on_and_taken_by_verify_ca() {
 }
 
 #[test]
-fn a_certificates_host_name_is_its_first_dns_name_with_a_wildcard_filled_in() {
-    let name = |names: &[&str]| {
-        let certs = TestCerts::make(names);
-        let pem = std::fs::read(certs.dir().join("server-cert.pem")).expect("server certificate");
-        let der = rustls_pemfile::certs(&mut pem.as_slice())
-            .next()
-            .expect("one certificate")
-            .expect("PEM");
-        dbferry_mysql::tls::certified_host_name(&der)
-    };
-    assert_eq!(name(&["db.example", "10.0.0.1"]).as_deref(), Some("db.example"));
-    assert_eq!(name(&["10.0.0.1", "*.db.example"]).as_deref(), Some("host.db.example"));
-    // Addresses only, or no name at all: nothing mysql_async could be told.
-    assert_eq!(name(&["10.0.0.1"]), None);
-    assert_eq!(name(&[]), None);
+fn a_certificate_naming_no_host_is_taken_by_verify_ca_and_refused_by_on() {
+    // No subjectAltName at all, like MySQL's auto-generated certificate:
+    // nothing for a name check to match, so only the chain can be checked.
+    let certs = TestCerts::make(&[]);
+    let server = tls_server(&certs, &[]);
+    let ca = certs.ca().display().to_string();
+    let (code, message) = refusal(&server, &[("tls", "on".into()), ("tls_ca", ca.clone())]);
+    assert_eq!(code, "IncorrectDBInstanceTls.Unverified", "{message}");
+    let (transport, wire, (tls, plain)) =
+        session(&server, &[("tls", "verify-ca".into()), ("tls_ca", ca)]).expect("verify-ca takes the chain");
+    assert!(transport.encrypted && transport.verified == "ca", "{transport:?}");
+    assert!(wire, "the wire reader serves the snapshot");
+    assert!(
+        tls >= 3 && plain == 0,
+        "server saw {tls} TLS and {plain} plaintext connections"
+    );
 }
 
 #[test]

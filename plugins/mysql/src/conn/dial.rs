@@ -1,7 +1,6 @@
 //! Logging in to one instance with TLS as its mode says: mysql_async's
 //! options for each case, the `preferred` fallback to plaintext, telling a
-//! server that requires TLS from a wrong password, and the certificate name
-//! that lets `verify-ca` check the chain alone.
+//! server that requires TLS from a wrong password.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -59,9 +58,6 @@ pub struct Dialer {
     /// The same with unchecked TLS: tells a server that refuses plaintext
     /// logins (MariaDB says only "Access denied") from a wrong password.
     trust_opts: Opts,
-    /// `verify-ca` only: `opts` checking the certificate against a name it
-    /// carries, learnt once from a connection that checked the chain alone.
-    named_opts: tokio::sync::OnceCell<Opts>,
     /// Set once a `preferred` server turned out to offer no TLS.
     plaintext: AtomicBool,
     tls: TlsSettings,
@@ -80,7 +76,6 @@ impl Dialer {
             opts: options(config, infiles, &tls),
             plain_opts: with_mode(TlsMode::Off),
             trust_opts: with_mode(TlsMode::Trust),
-            named_opts: tokio::sync::OnceCell::new(),
             plaintext: AtomicBool::new(tls.mode == TlsMode::Off),
             wire_tls: match tls.mode {
                 TlsMode::Off => None,
@@ -128,8 +123,6 @@ impl Dialer {
     pub async fn connect(&self) -> Result<Conn> {
         let opts = if self.plaintext() {
             self.plain_opts.clone()
-        } else if self.tls.mode == TlsMode::VerifyCa {
-            self.verify_ca_opts().await?
         } else {
             self.opts.clone()
         };
@@ -169,45 +162,6 @@ impl Dialer {
             }
             Err(e) => Err(e),
         }
-    }
-
-    /// mysql_async's options under `verify-ca`. mysql_async 0.37.1 checks
-    /// the host name even when told not to (blackbeam/mysql_async#404), so
-    /// the certificate is first fetched by the wire client, which checks the
-    /// chain alone, and mysql_async is then told to expect a DNS name that
-    /// certificate carries. Every later certificate must still chain to the
-    /// CA, and name that host too, which is stricter than `verify-ca`, never
-    /// looser. A certificate naming no DNS host leaves the options as they
-    /// are, and mysql_async's refusal says why.
-    async fn verify_ca_opts(&self) -> Result<Opts> {
-        if let Some(opts) = self.named_opts.get() {
-            return Ok(opts.clone());
-        }
-        let Some(login) = self.wire_login() else {
-            return Ok(self.opts.clone());
-        };
-        let certificate = match crate::wire::WireConn::connect(&login, CONNECT_TIMEOUT).await {
-            Ok(conn) => conn.peer_certificate().cloned(),
-            // A chain that does not verify: refused here, as mysql_async would.
-            Err(e @ Error::Tls { .. }) => return Err(e),
-            // Whatever else kept the wire client out (an outage, a login it
-            // does not speak) is mysql_async's to report; learn the name later.
-            Err(e) => {
-                tracing::debug!(instance = %self.instance, error = %e, "fetching the server's certificate");
-                return Ok(self.opts.clone());
-            }
-        };
-        let name = certificate.as_ref().and_then(crate::tls::certified_host_name);
-        let opts = match (name, self.opts.ssl_opts()) {
-            (Some(name), Some(ssl)) => {
-                tracing::debug!(instance = %self.instance, certificate_name = %name, "verify-ca checks the chain of a certificate naming this host");
-                OptsBuilder::from_opts(self.opts.clone())
-                    .ssl_opts(Some(ssl.clone().with_danger_tls_hostname_override(Some(name))))
-                    .into()
-            }
-            _ => self.opts.clone(),
-        };
-        Ok(self.named_opts.get_or_init(|| async { opts }).await.clone())
     }
 
     async fn connect_with(&self, opts: Opts) -> Result<Conn> {
