@@ -130,13 +130,15 @@ bench: deps
 	$(CARGO) build --release -p dbferry -p dbferry-mysql -p dbferry-sqlserver
 	$(CARGO) run --release -p dbferry-benches --bin bench -- $(BENCH_ARGS)
 
+# The build runs as a top-level make: PostgreSQL generates its headers
+# (utils/errcodes.h) only when MAKELEVEL is 0, so this make's must not leak.
 babelfish:
 	@if [ -f "$(BABELFISH_PREFIX)/.built" ]; then echo "babelfish: already built in $(BABELFISH_PREFIX)"; exit 0; fi; \
 	test -x "$(BABELFISH_BUILD_SH)" || { echo "babelfish: FAILED: no build script at $(BABELFISH_BUILD_SH) (set BABELFISH_BUILD_SH)" >&2; exit 1; }; \
 	for v in BABELFISH_PG_GIT=$(BABELFISH_PG_GIT) BABELFISH_EXT_GIT=$(BABELFISH_EXT_GIT) ANTLR_GIT=$(ANTLR_GIT); do \
 	  [ -n "$${v#*=}" ] || { echo "babelfish: FAILED: $${v%%=*} is not set: point it at a git clone (see README, SQL Server tests)" >&2; exit 1; }; \
 	done; \
-	$(SUDO) env BABELFISH_PG_GIT="$(BABELFISH_PG_GIT)" BABELFISH_EXT_GIT="$(BABELFISH_EXT_GIT)" ANTLR_GIT="$(ANTLR_GIT)" \
+	$(SUDO) env -u MAKELEVEL -u MAKEFLAGS -u MFLAGS BABELFISH_PG_GIT="$(BABELFISH_PG_GIT)" BABELFISH_EXT_GIT="$(BABELFISH_EXT_GIT)" ANTLR_GIT="$(ANTLR_GIT)" \
 	  BABELFISH_PREFIX="$(BABELFISH_PREFIX)" "$(BABELFISH_BUILD_SH)"
 
 # Removes the cached template datadirs (MariaDB and MySQL) of the test harness.
