@@ -190,6 +190,28 @@ pub struct TransportInfo {
     pub verified: String,
 }
 
+/// Why a plugin refused a connection over TLS, as the contract names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsRefusal {
+    /// The certificate does not verify, or does not name the host.
+    Unverified,
+    /// TLS is required and the server offers none.
+    NotOffered,
+    /// The server requires TLS and the mode is `off`.
+    Required,
+}
+
+impl TlsRefusal {
+    /// The contract's error code.
+    pub fn code(self) -> &'static str {
+        match self {
+            TlsRefusal::Unverified => "IncorrectDBInstanceTls.Unverified",
+            TlsRefusal::NotOffered => "IncorrectDBInstanceTls.NotOffered",
+            TlsRefusal::Required => "IncorrectDBInstanceTls.Required",
+        }
+    }
+}
+
 /// One database on a server.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DatabaseInfo {

@@ -298,26 +298,7 @@ impl ServerCertVerifier for Verifier {
 }
 
 /// Why a TLS connection was refused, as the contract names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// The certificate does not verify, or does not name the host.
-    Unverified,
-    /// TLS is required and the server offers none.
-    NotOffered,
-    /// The server requires TLS and the mode is `off`.
-    Required,
-}
-
-impl Refusal {
-    /// The contract's error code.
-    pub fn code(self) -> &'static str {
-        match self {
-            Refusal::Unverified => "IncorrectDBInstanceTls.Unverified",
-            Refusal::NotOffered => "IncorrectDBInstanceTls.NotOffered",
-            Refusal::Required => "IncorrectDBInstanceTls.Required",
-        }
-    }
-}
+pub use dbferry_plugin_abi::protocol::TlsRefusal as Refusal;
 
 /// The rustls error behind an I/O error, if any.
 pub fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {

@@ -1,18 +1,22 @@
 //! Connections: the plugin's tokio runtime, tiberius configuration (SQL
-//! authentication, TLS off/on/trust), session settings and a small pool
-//! capped at `max_connections`.
+//! authentication, the certificate trust of `tls`), session settings and a
+//! small pool capped at `max_connections`, which settles every connection's
+//! encryption level once ([`crate::tls`]).
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use dbferry_plugin_abi::protocol::SessionConfig;
-use tiberius::{AuthMethod, Client, Config, EncryptionLevel};
+use dbferry_plugin_abi::protocol::{TlsRefusal, TransportInfo};
+use tiberius::{AuthMethod, Client, Config};
 use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 use crate::error::{code, Context, Error, Result};
+use crate::prelogin;
+use crate::tls::{Settled, Tls};
 
 /// A connected client.
 pub type Conn = Client<Compat<TcpStream>>;
@@ -37,60 +41,6 @@ pub fn runtime() -> Result<&'static Runtime> {
     dbferry_plugin_sdk::runtime::runtime("dbferry-sqlserver").map_err(Error::Internal)
 }
 
-/// TLS as the instance's config sets it, in the MySQL engine's words:
-/// `tls = "off" | "trust" | "verify-ca" | "on"`, absent = preferred, and
-/// `tls_ca` (a PEM file) for the two verifying modes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Tls {
-    /// Only the login packet is encrypted (TDS always encrypts the login
-    /// when the server can); its certificate is not checked, and every
-    /// packet after the login crosses in clear.
-    Off,
-    /// Everything encrypted when the server offers it, the certificate not
-    /// checked (MySQL's `preferred`). The default.
-    Preferred,
-    /// Everything encrypted; the certificate is accepted as presented
-    /// (`TrustServerCertificate=true`).
-    Trust,
-    /// Everything encrypted; the certificate must chain to `tls_ca` (or the
-    /// system roots). tiberius checks the host name too: it cannot check
-    /// one without the other, so this is as strict as `On`.
-    VerifyCa(Option<String>),
-    /// Everything encrypted; the certificate must chain to `tls_ca` (or the
-    /// system roots) and name the host.
-    On(Option<String>),
-}
-
-impl Tls {
-    /// Reads `options["tls"]` and `options["tls_ca"]`.
-    pub fn from_options(options: &serde_json::Map<String, serde_json::Value>) -> Result<Self> {
-        let ca = options
-            .get("tls_ca")
-            .or_else(|| options.get("tls_ca_file"))
-            .and_then(|v| v.as_str())
-            .filter(|s| !s.is_empty())
-            .map(str::to_string);
-        let mode = match options.get("tls").and_then(|v| v.as_str()) {
-            None | Some("" | "preferred") => Tls::Preferred,
-            Some("off") => Tls::Off,
-            Some("trust") => Tls::Trust,
-            Some("verify-ca") => Tls::VerifyCa(ca.clone()),
-            Some("on") => Tls::On(ca.clone()),
-            Some(other) => {
-                return Err(Error::Invalid(format!(
-                    "tls = {other:?} is not one of \"off\", \"trust\", \"verify-ca\", \"on\" (absent: preferred)"
-                )))
-            }
-        };
-        if ca.is_some() && !matches!(mode, Tls::VerifyCa(_) | Tls::On(_)) {
-            return Err(Error::Invalid(
-                "tls_ca is only used with tls = \"verify-ca\" or \"on\"".into(),
-            ));
-        }
-        Ok(mode)
-    }
-}
-
 /// The tiberius configuration for `config` (never logged: it holds the password).
 pub fn client_config(config: &SessionConfig) -> Result<Config> {
     let mut out = Config::new();
@@ -102,29 +52,8 @@ pub fn client_config(config: &SessionConfig) -> Result<Config> {
     // bulk load's acknowledgement and a long index build included; an
     // import's statements take as long as their data does.
     out.command_timeout(None);
-    match Tls::from_options(&config.options)? {
-        Tls::Off => {
-            out.encryption(EncryptionLevel::Off);
-            out.trust_cert();
-        }
-        Tls::Preferred => {
-            out.encryption(EncryptionLevel::On);
-            out.trust_cert();
-        }
-        Tls::Trust => {
-            out.encryption(EncryptionLevel::Required);
-            out.trust_cert();
-        }
-        Tls::VerifyCa(ca) | Tls::On(ca) => {
-            out.encryption(EncryptionLevel::Required);
-            if let Some(ca) = ca {
-                if !std::path::Path::new(&ca).is_file() {
-                    return Err(Error::Invalid(format!("tls_ca {ca:?} is not a readable file")));
-                }
-                out.trust_cert_ca(ca);
-            }
-        }
-    }
+    // The encryption level is the pool's to settle (Pool::settle).
+    Tls::from_options(&config.options)?.trust(&mut out)?;
     Ok(out)
 }
 
@@ -176,7 +105,11 @@ struct Idle {
 
 /// Connections to one instance, at most `max_connections` open at once.
 pub struct Pool {
+    /// Everything but the encryption level, which `settled` holds.
     config: Config,
+    tls: Tls,
+    /// Settled from the server's PRELOGIN answer by the first connection.
+    settled: tokio::sync::OnceCell<Settled>,
     instance: String,
     idle: Mutex<Vec<Idle>>,
     permits: Arc<Semaphore>,
@@ -232,6 +165,8 @@ impl Pool {
     pub fn new(config: &SessionConfig) -> Result<Arc<Self>> {
         Ok(Arc::new(Self {
             config: client_config(config)?,
+            tls: Tls::from_options(&config.options)?,
+            settled: tokio::sync::OnceCell::new(),
             instance: config.instance_id.clone(),
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(config.max_connections.max(2) as usize)),
@@ -253,10 +188,46 @@ impl Pool {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop()
     }
 
+    /// How this instance's connections travel, once one has logged in.
+    pub fn transport(&self) -> Option<TransportInfo> {
+        self.settled.get().map(|settled| self.tls.transport(*settled))
+    }
+
+    /// The encryption level every connection asks for, settled once from
+    /// what the server answers about encryption ([`Tls::settle`]).
+    async fn settle(&self) -> Result<Settled> {
+        let settled = self
+            .settled
+            .get_or_try_init(|| async {
+                let answer = prelogin::ask(&self.config.get_addr(), self.tls.asks(), CONNECT_TIMEOUT)
+                    .await
+                    .map_err(|e| Error::Connect {
+                        instance: self.instance.clone(),
+                        message: format!("asking the server about encryption (PRELOGIN): {e}"),
+                    })?;
+                let settled = self.tls.settle(answer).map_err(|(refusal, message)| Error::Tls {
+                    instance: self.instance.clone(),
+                    refusal,
+                    message,
+                })?;
+                if !settled.encrypted && self.tls == Tls::Preferred {
+                    tracing::warn!(
+                        instance = %self.instance,
+                        "the server offers no TLS: connections are not encrypted (tls is preferred)"
+                    );
+                }
+                Ok::<_, Error>(settled)
+            })
+            .await?;
+        Ok(*settled)
+    }
+
     async fn open(&self) -> Result<Conn> {
         let instance = || self.instance.clone();
+        let mut config = self.config.clone();
+        config.encryption(self.settle().await?.level);
         let connect = async {
-            let tcp = TcpStream::connect(self.config.get_addr())
+            let tcp = TcpStream::connect(config.get_addr())
                 .await
                 .map_err(|e| Error::Connect {
                     instance: instance(),
@@ -266,27 +237,24 @@ impl Pool {
                 instance: instance(),
                 message: e.to_string(),
             })?;
-            Client::connect(self.config.clone(), tcp.compat_write())
-                .await
-                .map_err(|e| match e {
-                    // tiberius reports a refused certificate as a TLS error
-                    // naming rustls's reason; other TLS errors (no TLS
-                    // offered, a broken handshake) stay connect errors.
-                    tiberius::error::Error::Tls(message) if message.contains("certificate was rejected") => {
-                        Error::TlsUnverified {
-                            instance: instance(),
-                            message,
-                        }
-                    }
-                    tiberius::error::Error::Server(e) if e.code() == code::LOGIN_FAILED => Error::LoginRefused {
-                        instance: instance(),
-                        message: e.message().to_string(),
-                    },
-                    other => Error::Connect {
-                        instance: instance(),
-                        message: other.to_string(),
-                    },
-                })
+            Client::connect(config, tcp.compat_write()).await.map_err(|e| match e {
+                // tiberius reports a refused certificate as a TLS error
+                // naming rustls's reason; other TLS errors (no TLS
+                // offered, a broken handshake) stay connect errors.
+                tiberius::error::Error::Tls(message) if message.contains("certificate was rejected") => Error::Tls {
+                    instance: instance(),
+                    refusal: TlsRefusal::Unverified,
+                    message: format!("the server's certificate did not verify: {message}"),
+                },
+                tiberius::error::Error::Server(e) if e.code() == code::LOGIN_FAILED => Error::LoginRefused {
+                    instance: instance(),
+                    message: e.message().to_string(),
+                },
+                other => Error::Connect {
+                    instance: instance(),
+                    message: other.to_string(),
+                },
+            })
         };
         let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, connect)
             .await
@@ -352,33 +320,6 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn options(tls: Option<&str>) -> serde_json::Map<String, serde_json::Value> {
-        let mut map = serde_json::Map::new();
-        if let Some(tls) = tls {
-            map.insert("tls".into(), tls.into());
-        }
-        map
-    }
-
-    #[test]
-    fn tls_modes_parse() {
-        assert_eq!(Tls::from_options(&options(None)).ok(), Some(Tls::Preferred));
-        assert_eq!(Tls::from_options(&options(Some("off"))).ok(), Some(Tls::Off));
-        assert_eq!(Tls::from_options(&options(Some("on"))).ok(), Some(Tls::On(None)));
-        assert_eq!(
-            Tls::from_options(&options(Some("verify-ca"))).ok(),
-            Some(Tls::VerifyCa(None))
-        );
-        assert_eq!(Tls::from_options(&options(Some("trust"))).ok(), Some(Tls::Trust));
-        assert!(Tls::from_options(&options(Some("maybe"))).is_err());
-        let mut with_ca = options(Some("on"));
-        with_ca.insert("tls_ca".into(), "/ca.pem".into());
-        assert_eq!(Tls::from_options(&with_ca).ok(), Some(Tls::On(Some("/ca.pem".into()))));
-        let mut stray_ca = options(Some("trust"));
-        stray_ca.insert("tls_ca".into(), "/ca.pem".into());
-        assert!(Tls::from_options(&stray_ca).is_err(), "tls_ca without a verifying mode");
-    }
 
     #[test]
     fn statements_are_abbreviated_for_messages() {

@@ -51,14 +51,16 @@ pub enum Error {
         /// Why.
         message: String,
     },
-    /// The server's TLS certificate did not verify under `tls = "verify-ca"`
-    /// / `"on"` (unknown issuer, wrong name, expired): the contract's
-    /// `IncorrectDBInstanceTls.Unverified`.
-    #[error("cannot connect to {instance}: the server's certificate did not verify: {message}")]
-    TlsUnverified {
+    /// The `tls` mode and the server disagree: a certificate that does not
+    /// verify, no TLS where the mode requires it, or TLS required where the
+    /// mode is `off`. The contract's `IncorrectDBInstanceTls.*`.
+    #[error("cannot connect to {instance}: {message}")]
+    Tls {
         /// The instance id.
         instance: String,
-        /// What rustls said.
+        /// Which of the contract's refusals.
+        refusal: dbferry_plugin_abi::protocol::TlsRefusal,
+        /// What was expected and what was found.
         message: String,
     },
     /// The server refused the configured login (wrong password, unknown
@@ -143,7 +145,7 @@ impl Error {
 
     fn kind(&self) -> ErrorKind {
         match self {
-            Error::Connect { .. } | Error::TlsUnverified { .. } => ErrorKind::Connect,
+            Error::Connect { .. } | Error::Tls { .. } => ErrorKind::Connect,
             Error::LoginRefused { .. } => ErrorKind::Access,
             Error::Data(_) => ErrorKind::Data,
             Error::Conflict(_) => ErrorKind::Conflict,
@@ -166,7 +168,7 @@ impl From<Error> for PluginError {
         let mut out = PluginError::new(kind, error.to_string());
         match error {
             Error::Conflict(_) => out = out.with_code("InvalidDBName.Exists"),
-            Error::TlsUnverified { .. } => out = out.with_code("IncorrectDBInstanceTls.Unverified"),
+            Error::Tls { refusal, .. } => out = out.with_code(refusal.code()),
             Error::LoginRefused { .. } => out = out.with_code("IncorrectDBInstanceAccount.AccessDenied"),
             _ => {}
         }

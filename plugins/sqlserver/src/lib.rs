@@ -31,6 +31,7 @@ pub mod fit;
 pub mod flavour;
 pub mod interrupt;
 pub mod long;
+pub mod prelogin;
 pub mod probe;
 pub mod quote;
 pub mod range;
@@ -39,6 +40,7 @@ pub mod schema;
 pub mod snapshot;
 pub mod split;
 pub mod textform;
+pub mod tls;
 pub mod types;
 pub mod variant;
 pub mod writer;
@@ -208,7 +210,9 @@ impl Session for SqlServerSession {
 
     fn probe(&self) -> std::result::Result<ServerInfo, PluginError> {
         let edition = self.edition.as_deref();
-        Ok(with_conn!(self, |c| probe::probe(c, edition, self.flavour))?)
+        let mut info = with_conn!(self, |c| probe::probe(c, edition, self.flavour))?;
+        info.transport = self.pool.transport();
+        Ok(info)
     }
 
     fn describe_database(&self, database: &str) -> std::result::Result<DatabaseSchema, PluginError> {

@@ -541,6 +541,75 @@ fn tls_on_verifies_the_server_against_the_ca_file() {
     }
 }
 
+/// Each `tls` mode against what a server offers, asked before any login
+/// (TDS PRELOGIN): a server that requires encryption refuses `off` as the
+/// contract's `IncorrectDBInstanceTls.Required`, and encrypts a login with
+/// no `tls` key; a server without TLS refuses every mode that requires it as
+/// `IncorrectDBInstanceTls.NotOffered`, and serves `off` and no key in
+/// plaintext. PostgreSQL's `pg_stat_ssl` says, independently of dbferry,
+/// whether each TDS session is encrypted.
+#[test]
+fn tls_modes_meet_a_server_that_requires_tls_and_one_that_offers_none() {
+    let test = "sqlserver::tls_modes_meet_a_server_that_requires_tls_and_one_that_offers_none";
+    let (requiring, plain) = std::thread::scope(|s| {
+        let requiring = s.spawn(|| Babelfish::private_for_test(test, &["babelfishpg_tds.tds_ssl_encrypt=on"]));
+        let plain = Babelfish::private_for_test(test, &["ssl=off"]);
+        (requiring.join().expect("starting the requiring server"), plain)
+    });
+    let (Some(requiring), Some(plain)) = (requiring, plain) else {
+        return;
+    };
+    let connect = |server: &Babelfish, tls: Option<&str>| {
+        let mut config = server.session_config("rm-tls", 2);
+        config.options.remove("tls");
+        if let Some(tls) = tls {
+            config.options.insert("tls".into(), tls.into());
+        }
+        SqlServerSession::connect(&config)
+            .map_err(dbferry_plugin_abi::protocol::PluginError::from)
+            .and_then(|session| {
+                let transport = session.probe()?.transport.expect("a transport once connected");
+                Ok((session, transport))
+            })
+    };
+    // Whether the server's TDS sessions other than the harness's are encrypted.
+    let encrypted_sessions = |server: &Babelfish| {
+        server.pg("SELECT string_agg(s.ssl::text, ',' ORDER BY s.pid) FROM pg_stat_ssl s \
+             JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'dbferry'")
+    };
+    let refusal = |server: &Babelfish, tls: &str| match connect(server, Some(tls)) {
+        Ok(_) => panic!("tls = {tls:?} connected to a server it must refuse"),
+        Err(e) => (e.code.unwrap_or_default(), e.message),
+    };
+
+    let (code, message) = refusal(&requiring, "off");
+    assert_eq!(code, "IncorrectDBInstanceTls.Required", "{message}");
+    assert!(
+        message.contains("rm-tls") && message.contains("requires encryption"),
+        "{message}"
+    );
+    let (session, transport) = connect(&requiring, None).expect("no tls key on a server that requires TLS");
+    assert!(transport.encrypted && transport.mode == "preferred", "{transport:?}");
+    assert_eq!(encrypted_sessions(&requiring), "true", "the server's view");
+    drop(session);
+
+    for tls in ["trust", "verify-ca", "on"] {
+        let (code, message) = refusal(&plain, tls);
+        assert_eq!(code, "IncorrectDBInstanceTls.NotOffered", "{tls}: {message}");
+        assert!(message.contains("offers none"), "{tls}: {message}");
+    }
+    for tls in [None, Some("off")] {
+        let (session, transport) =
+            connect(&plain, tls).unwrap_or_else(|e| panic!("{tls:?} on a plaintext server: {e:?}"));
+        assert!(
+            !transport.encrypted && transport.verified == "none",
+            "{tls:?}: {transport:?}"
+        );
+        assert_eq!(encrypted_sessions(&plain), "false", "{tls:?}: the server's view");
+        drop(session);
+    }
+}
+
 /// A digest that waits on a lock (here an ACCESS EXCLUSIVE lock taken on
 /// the PostgreSQL port) ends within a second or two of an interrupt, and
 /// the server really stops it: PostgreSQL shows no session still waiting

@@ -110,6 +110,31 @@ impl Babelfish {
         }))
     }
 
+    /// A server of `test`'s own, started with the extra PostgreSQL
+    /// `settings` (`name=value`, given as `-c`), for a test that needs a
+    /// server configured unlike the shared pair; `None`, after the same loud
+    /// SKIPPED line as [`Babelfish::for_test`], without a build.
+    ///
+    /// # Panics
+    /// If the build is there but the server does not come up.
+    pub fn private_for_test(test: &str, settings: &[&str]) -> Option<Babelfish> {
+        if !babelfish_available() {
+            record_sqlserver_test(test, false);
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n*** SKIPPED {test}: no Babelfish build in {} (the SQL Server tests need a real TDS server): \
+                 {HOW_TO_BUILD} ***\n",
+                babelfish_prefix().display()
+            );
+            return None;
+        }
+        record_sqlserver_test(test, true);
+        match Self::try_start_with(settings) {
+            Ok(server) => Some(server),
+            Err(error) => panic!("dbferry-testkit: cannot start a Babelfish server with {settings:?}: {error}"),
+        }
+    }
+
     /// Starts a server and waits until it accepts T-SQL.
     ///
     /// # Panics
@@ -127,10 +152,14 @@ impl Babelfish {
 
     /// Starts a server, returning why it failed instead of panicking.
     pub fn try_start() -> Result<Self, Error> {
+        Self::try_start_with(&[])
+    }
+
+    fn try_start_with(settings: &[&str]) -> Result<Self, Error> {
         remove_abandoned_dirs();
         let mut last = Error::new("no attempt made");
         for _ in 0..PORT_ATTEMPTS {
-            match Self::attempt() {
+            match Self::attempt(settings) {
                 Ok(server) => return Ok(server),
                 Err((error, true)) => last = error,
                 Err((error, false)) => return Err(error),
@@ -140,7 +169,7 @@ impl Babelfish {
     }
 
     /// One try; the flag says the failure was a port taken meanwhile.
-    fn attempt() -> Result<Self, (Error, bool)> {
+    fn attempt(extra: &[&str]) -> Result<Self, (Error, bool)> {
         let fail = |e: Error| (e, false);
         let dir = tempfile::Builder::new()
             .prefix(DIR_PREFIX)
@@ -213,10 +242,11 @@ impl Babelfish {
             .arg("-p")
             .arg(pg_port.to_string())
             .arg("-c")
-            .arg(format!("babelfishpg_tds.port={tds_port}"))
-            .stdin(Stdio::null())
-            .stdout(log_file)
-            .stderr(log_err);
+            .arg(format!("babelfishpg_tds.port={tds_port}"));
+        for setting in extra {
+            command.arg("-c").arg(setting);
+        }
+        command.stdin(Stdio::null()).stdout(log_file).stderr(log_err);
         let child = spawn_tied(command).map_err(|e| fail(Error::io("spawning postgres", e)))?;
         let server = Babelfish {
             child: Mutex::new(Some(child)),
@@ -546,9 +576,11 @@ impl Babelfish {
             .ok_or_else(|| Error::new("the server directory is gone"))?;
         let path = dir.path().join("freetds.conf");
         if !path.is_file() {
+            // `request`: encrypted wherever the server has TLS, which a
+            // private server started with `ssl=off` has not.
             fs::write(
                 &path,
-                "[global]\n\ttds version = 7.4\n\tencryption = require\n\tclient charset = UTF-8\n",
+                "[global]\n\ttds version = 7.4\n\tencryption = request\n\tclient charset = UTF-8\n",
             )
             .map_err(|e| Error::io("writing freetds.conf", e))?;
         }
