@@ -33,6 +33,9 @@ use crate::wire::WireConn;
 
 /// The reader connections of an open snapshot, all of one kind.
 pub struct Members<C> {
+    /// The source's pool, which kills the sessions of readers lost to a
+    /// network fault ([`crate::lost`]).
+    pool: Arc<Pool>,
     idle: Mutex<Vec<(C, OwnedSemaphorePermit)>>,
     alive: AtomicUsize,
     open: AtomicBool,
@@ -54,13 +57,19 @@ pub enum Readers {
 }
 
 impl<C> Members<C> {
-    fn new(members: Vec<(C, OwnedSemaphorePermit)>) -> Arc<Self> {
+    fn new(members: Vec<(C, OwnedSemaphorePermit)>, pool: Arc<Pool>) -> Arc<Self> {
         Arc::new(Self {
+            pool,
             alive: AtomicUsize::new(members.len()),
             idle: Mutex::new(members),
             open: AtomicBool::new(true),
             returned: Notify::new(),
         })
+    }
+
+    /// The source's pool.
+    pub fn pool(&self) -> &Arc<Pool> {
+        &self.pool
     }
 
     /// A connection comes back after a clean read.
@@ -155,7 +164,10 @@ impl WireLease {
 
 impl Drop for WireLease {
     fn drop(&mut self) {
-        if self.member.take().is_some() {
+        if let Some((conn, _permit)) = self.member.take() {
+            if conn.broken() {
+                self.set.pool.note_lost(conn.id());
+            }
             self.set.lost();
         }
     }
@@ -388,9 +400,10 @@ impl Snapshot {
         let set = if wire.is_empty() {
             Readers::Driver(SnapshotSet::new(
                 leases.into_iter().filter_map(Lease::into_parts).collect(),
+                pool.clone(),
             ))
         } else {
-            Readers::Wire(WireSet::new(wire))
+            Readers::Wire(WireSet::new(wire, pool.clone()))
         };
         *self.state.lock().unwrap_or_else(PoisonError::into_inner) = Some((Consistency::Global, Some(set)));
         if refusals.is_empty() {
@@ -430,6 +443,12 @@ async fn close_set(pool: &Arc<Pool>, set: &Readers) -> Result<()> {
                 let _ = conn.execute("COMMIT").await;
             }
         }
+    }
+    // Readers lost to a network fault may live on at the server with their
+    // snapshots (holding back purge, and their tables' metadata locks
+    // against DDL); the next lease would end them, but there may be none.
+    if let Err(e) = pool.settle_lost().await {
+        tracing::warn!(instance = %pool.instance(), error = %e, "cannot end the reader sessions lost to a network fault");
     }
     Ok(())
 }

@@ -110,8 +110,9 @@ impl Drop for Lease {
         let Some(conn) = self.conn.take() else {
             return;
         };
-        if let Home::Pool(pool) = &self.home {
-            pool.note_if_lost(&conn);
+        match &self.home {
+            Home::Pool(pool) => pool.note_if_lost(&conn),
+            Home::Snapshot(set) => set.pool().note_if_lost(&conn),
         }
         // Discarded: close the socket; the server rolls back whatever was
         // open on it. Inside the runtime so the socket deregisters cleanly.
@@ -156,19 +157,38 @@ impl Pool {
     /// mysql_async leaves a connection disconnected after an I/O or protocol
     /// failure (not after a server's error): the server may not know, and
     /// keep the session with its transaction and locks.
-    fn note_if_lost(&self, conn: &Conn) {
-        if !conn.is_disconnected() {
-            return;
+    pub(crate) fn note_if_lost(&self, conn: &Conn) {
+        if conn.is_disconnected() {
+            self.note_lost(conn.id());
         }
+    }
+
+    /// Notes session `id` of this server, taken by a network fault, to be
+    /// killed before the next connection is handed out.
+    pub(crate) fn note_lost(&self, id: u32) {
         match self.incarnation.get() {
             Some(incarnation) => self.lost.note(Lost {
-                id: conn.id(),
+                id,
                 incarnation: *incarnation,
             }),
             None => {
-                tracing::debug!(instance = %self.instance(), session_id = conn.id(), "lost a session of a server whose start is unknown; it cannot be killed safely")
+                tracing::debug!(instance = %self.instance(), session_id = id, "lost a session of a server whose start is unknown; it cannot be killed safely")
             }
         }
+    }
+
+    /// Kills the sessions noted lost, if any, over a connection of the
+    /// pool's; for a caller about to stop using the server, which would
+    /// otherwise leave them to the server's timeouts.
+    pub async fn settle_lost(self: &Arc<Self>) -> Result<()> {
+        if self.lost.is_empty() {
+            return Ok(());
+        }
+        // Every lease settles the lost sessions before it is handed out.
+        if let Some(lease) = self.try_get(Role::Control).await? {
+            lease.release();
+        }
+        Ok(())
     }
 
     /// The instance's TLS settings.

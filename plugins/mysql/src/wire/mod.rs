@@ -75,6 +75,9 @@ pub struct WireConn {
     id: u32,
     /// The certificate the server presented, when encrypted.
     peer_certificate: Option<CertificateDer<'static>>,
+    /// A read or write failed: the server may never learn the connection
+    /// is gone (a network fault), and keep its session.
+    broken: bool,
 }
 
 /// Where and as whom to log in.
@@ -113,6 +116,7 @@ impl WireConn {
                 encrypted: false,
                 id: 0,
                 peer_certificate: None,
+                broken: false,
             };
             conn.log_in(login).await?;
             Ok(conn)
@@ -135,6 +139,12 @@ impl WireConn {
     /// The server's id of this connection (`CONNECTION_ID()`).
     pub fn id(&self) -> u32 {
         self.id
+    }
+
+    /// Whether a read or write on the connection failed (its session may
+    /// live on at the server; see [`crate::lost`]).
+    pub fn broken(&self) -> bool {
+        self.broken
     }
 
     /// Sends SSLRequest and turns the stream into TLS, when the mode and
@@ -424,6 +434,12 @@ impl WireConn {
 
     /// Reads one logical packet (joining 16 MiB continuations) into `payload`.
     async fn read_packet(&mut self) -> Result<()> {
+        let read = self.read_packet_unguarded().await;
+        self.broken |= read.is_err();
+        read
+    }
+
+    async fn read_packet_unguarded(&mut self) -> Result<()> {
         // One huge row must not pin its buffer for the rest of the snapshot.
         if self.payload.capacity() > SHRINK_ABOVE {
             self.payload = Vec::with_capacity(64 << 10);
@@ -450,6 +466,12 @@ impl WireConn {
     }
 
     async fn write_packet(&mut self, payload: &[u8]) -> Result<()> {
+        let written = self.write_packet_unguarded(payload).await;
+        self.broken |= written.is_err();
+        written
+    }
+
+    async fn write_packet_unguarded(&mut self, payload: &[u8]) -> Result<()> {
         let mut pieces = payload.chunks(MAX_PAYLOAD).peekable();
         let mut last_full = payload.is_empty();
         while let Some(piece) = pieces.next() {
