@@ -78,10 +78,17 @@ pub async fn rows(conn: &mut Conn, sql: &str) -> Result<Vec<tiberius::Row>> {
         .ctx(|| format!("reading the result of {}", abbreviate(sql)))
 }
 
-/// This connection's session id (`@@SPID`; on Babelfish, its PostgreSQL
-/// backend's process id).
+/// The query of a connection's session id (`@@SPID`; on Babelfish, its
+/// PostgreSQL backend's process id).
+const SESSION_ID: &str = "SELECT CAST(@@SPID AS int)";
+
+/// This connection's session id (see [`Lease::session_id`], which knows it
+/// without asking).
 pub async fn session_id(conn: &mut Conn) -> Result<i64> {
-    let found = rows(conn, "SELECT CAST(@@SPID AS int)").await?;
+    session_id_of(&rows(conn, SESSION_ID).await?)
+}
+
+fn session_id_of(found: &[tiberius::Row]) -> Result<i64> {
     found
         .first()
         .and_then(|r| crate::cell::int(r, 0))
@@ -99,6 +106,7 @@ pub fn abbreviate(sql: &str) -> String {
 
 struct Idle {
     conn: Conn,
+    session_id: i64,
     permit: OwnedSemaphorePermit,
     since: Instant,
 }
@@ -121,6 +129,7 @@ pub struct Pool {
 /// [`Lease::release`] gives it back.
 pub struct Lease {
     conn: Option<Conn>,
+    session_id: i64,
     permit: Option<OwnedSemaphorePermit>,
     pool: Arc<Pool>,
 }
@@ -133,12 +142,18 @@ impl Lease {
             .ok_or_else(|| Error::Internal("connection already released".into()))
     }
 
+    /// The connection's session id on the server, learnt when it logged in.
+    pub fn session_id(&self) -> i64 {
+        self.session_id
+    }
+
     /// Gives the connection back. Only when no result is pending and no
     /// transaction is open.
     pub fn release(mut self) {
         if let (Some(conn), Some(permit)) = (self.conn.take(), self.permit.take()) {
             self.pool.put(Idle {
                 conn,
+                session_id: self.session_id,
                 permit,
                 since: Instant::now(),
             });
@@ -222,7 +237,7 @@ impl Pool {
         Ok(*settled)
     }
 
-    async fn open(&self) -> Result<Conn> {
+    async fn open(&self) -> Result<(Conn, i64)> {
         let instance = || self.instance.clone();
         let mut config = self.config.clone();
         config.encryption(self.settle().await?.level);
@@ -262,14 +277,15 @@ impl Pool {
                 instance: instance(),
                 message: format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
             })??;
-        exec(&mut conn, SESSION_SETUP).await?;
-        Ok(conn)
+        // One round trip for both: the settings make no result set.
+        let session_id = session_id_of(&rows(&mut conn, &format!("{SESSION_SETUP}; {SESSION_ID}")).await?)?;
+        Ok((conn, session_id))
     }
 
     /// A new connection outside the pool's limit and idle list, for a
     /// short errand while every pooled one may be busy (interrupting them).
     pub async fn unpooled(&self) -> Result<Conn> {
-        self.open().await
+        Ok(self.open().await?.0)
     }
 
     async fn permit(&self) -> OwnedSemaphorePermit {
@@ -288,14 +304,14 @@ impl Pool {
     /// A connection: an idle one if it still answers, else a new one.
     pub async fn get(self: &Arc<Self>) -> Result<Lease> {
         loop {
-            let (conn, permit) = match self.take_idle() {
+            let ((conn, session_id), permit) = match self.take_idle() {
                 Some(mut idle) => {
                     let healthy = idle.since.elapsed() <= STALE_AFTER || exec(&mut idle.conn, "SELECT 1").await.is_ok();
                     if !healthy {
                         drop(idle);
                         continue;
                     }
-                    (idle.conn, idle.permit)
+                    ((idle.conn, idle.session_id), idle.permit)
                 }
                 None => {
                     let permit = self.permit().await;
@@ -304,6 +320,7 @@ impl Pool {
             };
             return Ok(Lease {
                 conn: Some(conn),
+                session_id,
                 permit: Some(permit),
                 pool: self.clone(),
             });

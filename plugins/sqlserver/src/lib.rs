@@ -114,7 +114,7 @@ macro_rules! with_interruptible_conn {
             let mut interrupted = $self.interrupts.watch();
             let session = match $self.flavour.stops_requests_by() {
                 flavour::RequestStop::Attention => None,
-                flavour::RequestStop::CancelBackend => Some(conn::session_id(lease.conn()?).await?),
+                flavour::RequestStop::CancelBackend => Some(lease.session_id()),
             };
             let finished = {
                 let $c = lease.conn()?;
