@@ -59,6 +59,14 @@ impl Tls {
                 "tls_ca is only used with tls = \"verify-ca\" or \"on\"".into(),
             ));
         }
+        // A client certificate the DBA configured must not go unsent unnoticed.
+        if ["tls_cert", "tls_key"].iter().any(|key| options.contains_key(*key)) {
+            return Err(Error::Invalid(
+                "tls_cert/tls_key: the SQL Server engine cannot present a client certificate \
+                 (tiberius logs in with SQL authentication only); remove them from this instance"
+                    .into(),
+            ));
+        }
         Ok(mode)
     }
 }
@@ -200,6 +208,12 @@ mod tests {
         let mut stray_ca = options(Some("trust"));
         stray_ca.insert("tls_ca".into(), "/ca.pem".into());
         assert!(Tls::from_options(&stray_ca).is_err(), "tls_ca without a verifying mode");
+        let mut client_cert = options(Some("on"));
+        client_cert.insert("tls_cert".into(), "/client.pem".into());
+        assert!(
+            Tls::from_options(&client_cert).is_err(),
+            "a client certificate cannot be sent"
+        );
     }
 
     #[test]
