@@ -1,7 +1,7 @@
 //! dbferry: moves whole databases between database instances.
 //!
 //! The binary is a thin `main` over this library: [`cli`] parses the command
-//! line, [`commands`] runs it. An import ([`import::run_import`]) goes through
+//! line, [`commands`] runs it. An import ([`import::Import`]) goes through
 //! the prechecks of CONTRACT §4, reserves both instances, then copies every
 //! table through an engine plugin and the engine-neutral copy core, and
 //! verifies the result.

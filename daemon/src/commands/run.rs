@@ -257,16 +257,16 @@ impl Foreground<'_> {
         cancel_on_signals(&cancel);
         let tuning = CopyTuning::default();
         let run_with = |events: &dyn EventSink| {
-            import::run_import(
+            import::Import {
                 ctx,
                 job,
                 import_id,
-                request_id.clone(),
-                &tuning,
-                &stored,
+                tuning: &tuning,
+                store: &stored,
                 events,
-                &cancel,
-            )
+                cancel: &cancel,
+            }
+            .run(request_id.clone())
         };
         let mut result = if json {
             run_with(&JsonLines)

@@ -1,26 +1,24 @@
 //! One import, from prechecks to verified copy. `dbferry run` and the daemon
-//! both call [`run_import`]; API requests will too.
+//! both run an [`Import`]; so do the API's requests.
 
 mod backup;
 mod copy;
 mod interrupt;
+mod logical;
 pub mod outage;
 pub mod outcome;
 pub mod precheck;
 mod resume;
 mod verify;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use dbferry_copy_core::{
-    plan_table, run_copy, CancelToken, CheckpointStore, ChunkTask, CopyError, CopySettings, TableEstimate,
-};
-use dbferry_plugin_abi::protocol::{Consistency, DatabaseSchema, ErrorKind, FinishRequest, PrepareRequest};
-use dbferry_plugin_host::{HostError, Session};
+use dbferry_copy_core::{CancelToken, CheckpointStore, ChunkTask};
+use dbferry_plugin_abi::protocol::{Consistency, DatabaseSchema};
+use dbferry_plugin_host::HostError;
 use serde::{Deserialize, Serialize};
 
 pub use copy::PlannedTable;
-use copy::{Progress, SessionSplitter, SourceSide, TargetSide};
 pub use outcome::{DatabaseProgress, EventSink, ImportEvent, ImportResult, ImportStatus, NoEvents};
 pub use resume::{shell_quote, TableProgressState, TableState};
 
@@ -167,146 +165,166 @@ fn code_from_str(code: &str) -> Option<ErrorCode> {
     .find(|c| c.as_str() == code)
 }
 
-/// Runs one import to its end and reports how it ended. Never panics on bad
-/// input; instance states are back to `Running` when it returns.
-#[allow(clippy::too_many_arguments)]
-pub fn run_import(
-    ctx: &ImportContext,
-    job: &Job,
-    import_id: u64,
-    request_id: String,
-    tuning: &CopyTuning,
-    store: &dyn ImportStore,
-    events: &dyn EventSink,
-    cancel: &CancelToken,
-) -> ImportResult {
-    let started = Instant::now();
-    let mut result = ImportResult::new(import_id, request_id.clone());
-    events.emit(&ImportEvent::Accepted { import_id, request_id });
-    ctx.metrics.imports.with_label_values(&["Running"]).inc();
-    let span = tracing::info_span!("import", import_id, request_id = %result.request_id);
-    let _entered = span.enter();
-    tracing::info!(source = %job.source_id, target = %job.target_id, "import started");
-
-    run_phases(ctx, job, import_id, tuning, store, events, cancel, &mut result);
-
-    result.elapsed_seconds = started.elapsed().as_secs_f64();
-    ctx.metrics.imports.with_label_values(&["Running"]).dec();
-    ctx.metrics.imports.with_label_values(&[result.status.as_str()]).inc();
-    let _ = ctx.metrics.progress.remove_label_values(&[&import_id.to_string()]);
-    tracing::info!(
-        status = result.status.as_str(),
-        rows = result.rows,
-        bytes = result.bytes,
-        code = result.code.map(ErrorCode::as_str),
-        message = result.message.as_deref(),
-        "import ended"
-    );
-    result
+/// One import, with everything it runs with: the host's context, the job,
+/// its ids, where its checkpoints go, who hears of its progress, and the
+/// token that cancels it.
+pub struct Import<'a> {
+    /// What every import needs from its host process.
+    pub ctx: &'a ImportContext,
+    /// The job.
+    pub job: &'a Job,
+    /// Its ImportId.
+    pub import_id: u64,
+    /// Copy settings beyond the job's.
+    pub tuning: &'a CopyTuning,
+    /// Its plan and checkpoints.
+    pub store: &'a dyn ImportStore,
+    /// Progress, phases and warnings as they happen.
+    pub events: &'a dyn EventSink,
+    /// Cancels it.
+    pub cancel: &'a CancelToken,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_phases(
-    ctx: &ImportContext,
-    job: &Job,
-    import_id: u64,
-    tuning: &CopyTuning,
-    store: &dyn ImportStore,
-    events: &dyn EventSink,
-    cancel: &CancelToken,
-    result: &mut ImportResult,
-) {
-    events.emit(&ImportEvent::Phase { phase: "precheck" });
-    let resolved = match precheck::resolve(&ctx.config, job) {
-        Ok(r) => r,
-        Err(rejection) => return result.reject(rejection),
-    };
-    let Some(plugin) = ctx.engines.get(&resolved.source.engine) else {
-        return result.reject(Rejection::new(
-            ErrorCode::InternalError,
-            format!(
-                "no plugin for engine {} is loaded from {}",
-                resolved.source.engine,
-                ctx.config.daemon.plugin_dir.display()
-            ),
-        ));
-    };
-    let reservation = match ctx
-        .instances
-        .reserve(&resolved.source.id, &resolved.target.id, import_id)
-    {
-        Ok(r) => r,
-        Err(rejection) => return result.reject(rejection),
-    };
-    let attempt = Attempt {
-        ctx,
-        job,
-        import_id,
-        tuning,
-        plugin,
-        resolved: &resolved,
-        reservation: &reservation,
-        store,
-        events,
-        cancel,
-    };
-    let waiter = outage::Waiter {
-        plugin,
-        instances: [resolved.source, resolved.target],
-        reservation: &reservation,
-        metrics: &ctx.metrics,
-        import_id,
-        events,
-        cancel,
-    };
-    let mut outages = 0;
-    while let Some(lost) = attempt.run(outages > 0, result) {
-        outages += 1;
-        let side = if lost.starts_with("reading") || lost.contains("source") {
-            "source"
-        } else {
-            "target"
+impl Import<'_> {
+    /// Runs the import to its end and reports how it ended. Never panics on
+    /// bad input; instance states are back to `Running` when it returns.
+    pub fn run(&self, request_id: String) -> ImportResult {
+        let Import {
+            ctx,
+            job,
+            import_id,
+            events,
+            ..
+        } = *self;
+        let started = Instant::now();
+        let mut result = ImportResult::new(import_id, request_id.clone());
+        events.emit(&ImportEvent::Accepted { import_id, request_id });
+        ctx.metrics.imports.with_label_values(&["Running"]).inc();
+        let span = tracing::info_span!("import", import_id, request_id = %result.request_id);
+        let _entered = span.enter();
+        tracing::info!(source = %job.source_id, target = %job.target_id, "import started");
+
+        self.run_phases(&mut result);
+
+        result.elapsed_seconds = started.elapsed().as_secs_f64();
+        ctx.metrics.imports.with_label_values(&["Running"]).dec();
+        ctx.metrics.imports.with_label_values(&[result.status.as_str()]).inc();
+        let _ = ctx.metrics.progress.remove_label_values(&[&import_id.to_string()]);
+        tracing::info!(
+            status = result.status.as_str(),
+            rows = result.rows,
+            bytes = result.bytes,
+            code = result.code.map(ErrorCode::as_str),
+            message = result.message.as_deref(),
+            "import ended"
+        );
+        result
+    }
+
+    /// Attempts until one ends other than by an outage, waiting each
+    /// outage out (up to `outage_timeout`).
+    fn run_phases(&self, result: &mut ImportResult) {
+        let Import {
+            ctx,
+            job,
+            import_id,
+            tuning,
+            store,
+            events,
+            cancel,
+        } = *self;
+        events.emit(&ImportEvent::Phase { phase: "precheck" });
+        let resolved = match precheck::resolve(&ctx.config, job) {
+            Ok(r) => r,
+            Err(rejection) => return result.reject(rejection),
         };
-        ctx.metrics.outages.with_label_values(&[side]).inc();
-        let timeout = job.options.outage_timeout;
-        if outages > outage::MAX_OUTAGES {
-            result.fail(
-                ErrorCode::IncorrectInstanceState,
+        let Some(plugin) = ctx.engines.get(&resolved.source.engine) else {
+            return result.reject(Rejection::new(
+                ErrorCode::InternalError,
                 format!(
-                    "{lost}; the connection was lost {} times, so the import stopped",
-                    outages
+                    "no plugin for engine {} is loaded from {}",
+                    resolved.source.engine,
+                    ctx.config.daemon.plugin_dir.display()
                 ),
-            );
-            break;
-        }
-        tracing::warn!(import_id, error = %lost, timeout_seconds = timeout.as_secs(), "lost an instance; waiting for it");
-        match waiter.wait(timeout) {
-            Ok(()) => {
-                tracing::info!(import_id, "both instances answer again; resuming");
-                result.reset_for_retry();
-            }
-            Err(outage::WaitEnd::Cancelled) => {
-                result.status = ImportStatus::Cancelled;
-                result.code = None;
-                result.message = Some(format!(
-                    "the import was cancelled while it waited for an instance: {} rows ({} bytes) are committed on the target and stay there",
-                    result.rows, result.bytes
-                ));
-                break;
-            }
-            Err(outage::WaitEnd::TimedOut(why)) => {
+            ));
+        };
+        let reservation = match ctx
+            .instances
+            .reserve(&resolved.source.id, &resolved.target.id, import_id)
+        {
+            Ok(r) => r,
+            Err(rejection) => return result.reject(rejection),
+        };
+        let attempt = Attempt {
+            ctx,
+            job,
+            import_id,
+            tuning,
+            plugin,
+            resolved: &resolved,
+            reservation: &reservation,
+            store,
+            events,
+            cancel,
+        };
+        let waiter = outage::Waiter {
+            plugin,
+            instances: [resolved.source, resolved.target],
+            reservation: &reservation,
+            metrics: &ctx.metrics,
+            import_id,
+            events,
+            cancel,
+        };
+        let mut outages = 0;
+        while let Some(lost) = attempt.run(outages > 0, result) {
+            outages += 1;
+            let side = if lost.starts_with("reading") || lost.contains("source") {
+                "source"
+            } else {
+                "target"
+            };
+            ctx.metrics.outages.with_label_values(&[side]).inc();
+            let timeout = job.options.outage_timeout;
+            if outages > outage::MAX_OUTAGES {
                 result.fail(
                     ErrorCode::IncorrectInstanceState,
                     format!(
-                        "{lost}; still unreachable after outage_timeout ({} s): {why}",
-                        timeout.as_secs()
+                        "{lost}; the connection was lost {} times, so the import stopped",
+                        outages
                     ),
                 );
                 break;
             }
+            tracing::warn!(import_id, error = %lost, timeout_seconds = timeout.as_secs(), "lost an instance; waiting for it");
+            match waiter.wait(timeout) {
+                Ok(()) => {
+                    tracing::info!(import_id, "both instances answer again; resuming");
+                    result.reset_for_retry();
+                }
+                Err(outage::WaitEnd::Cancelled) => {
+                    result.status = ImportStatus::Cancelled;
+                    result.code = None;
+                    result.message = Some(format!(
+                        "the import was cancelled while it waited for an instance: {} rows ({} bytes) are committed on the target and stay there",
+                        result.rows, result.bytes
+                    ));
+                    break;
+                }
+                Err(outage::WaitEnd::TimedOut(why)) => {
+                    result.fail(
+                        ErrorCode::IncorrectInstanceState,
+                        format!(
+                            "{lost}; still unreachable after outage_timeout ({} s): {why}",
+                            timeout.as_secs()
+                        ),
+                    );
+                    break;
+                }
+            }
         }
+        drop(reservation);
     }
-    drop(reservation);
 }
 
 /// One try at an import, from the server checks to its end; an outage
@@ -396,12 +414,29 @@ impl Attempt<'_> {
         }
         reservation.activate();
         let outcome = match job.options.method {
-            CopyMethod::Logical => copy_all(
-                ctx, job, import_id, tuning, resolved, &checked, &mut plan, resume, store, events, cancel, result,
-            ),
-            CopyMethod::BackupRestore => {
-                backup::restore_all(job, import_id, resolved, &checked, &ctx.metrics, events, cancel, result)
+            CopyMethod::Logical => logical::LogicalCopy {
+                ctx,
+                job,
+                import_id,
+                tuning,
+                resolved,
+                checked: &checked,
+                resume,
+                store,
+                events,
+                cancel,
             }
+            .run(&mut plan, result),
+            CopyMethod::BackupRestore => backup::BackupRestore {
+                job,
+                import_id,
+                resolved,
+                checked: &checked,
+                metrics: &ctx.metrics,
+                events,
+                cancel,
+            }
+            .run(result),
         };
         // Whatever happened, release the source's snapshot connections.
         if let Err(e) = checked.source.end_snapshot() {
@@ -440,227 +475,6 @@ impl Attempt<'_> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn copy_all(
-    ctx: &ImportContext,
-    job: &Job,
-    import_id: u64,
-    tuning: &CopyTuning,
-    resolved: &precheck::Resolved<'_>,
-    checked: &precheck::Checked,
-    plan: &mut StoredPlan,
-    resume: bool,
-    store: &dyn ImportStore,
-    events: &dyn EventSink,
-    cancel: &CancelToken,
-    result: &mut ImportResult,
-) -> Result<(), Stop> {
-    let (source, target) = (&checked.source, &checked.target);
-    let warn = |result: &mut ImportResult, message: String| {
-        // Logged at info: `run` shows warnings through its events, once.
-        tracing::info!(warning = %message, "import warning");
-        events.emit(&ImportEvent::Warning {
-            message: message.clone(),
-        });
-        result.warnings.push(message);
-    };
-
-    events.emit(&ImportEvent::Phase { phase: "schema" });
-    for ((_, dst), schema) in resolved.mapping.iter().zip(&plan.schemas) {
-        if cancel.is_cancelled() {
-            return Err(Stop::Cancelled);
-        }
-        let outcome = target
-            .prepare_target(PrepareRequest {
-                database: dst.clone(),
-                schema: schema.clone(),
-                existing_tables: job.options.existing_tables,
-                resume,
-                inline_index_max_bytes: tuning.inline_index_max_bytes,
-                parallelism: job.options.parallelism,
-            })
-            .map_err(|e| host_failure(&format!("creating the tables of {dst} on the target"), e))?;
-        record_schema(result, dst, outcome, &warn);
-    }
-
-    let snapshot = source
-        .begin_snapshot(job.options.parallelism)
-        .map_err(|e| host_failure("opening a consistent snapshot on the source", e))?;
-    result.consistency = Some(snapshot.consistency);
-    result.consistency_method = snapshot.method.clone();
-    if let Some(warning) = snapshot.warning {
-        warn(result, warning);
-    }
-    let tables = &planned_tables(resolved, &plan.schemas);
-    if let (true, Some(chunks)) = (resume, plan.chunks.as_deref()) {
-        let restarted = resume::restart_unfinished(tables, chunks, store)
-            .map_err(|e| Stop::Failed(ErrorCode::InternalError, format!("forgetting partial tables: {e}")))?;
-        if restarted.kept > 0 {
-            result.consistency = Some(Consistency::PerTable);
-            warn(
-                result,
-                format!(
-                    "consistency is per table: the import resumed without the source snapshot it started with \
-                     (that snapshot ended with the interrupted attempt), so the {} table(s) finished before the \
-                     interruption were read at an earlier instant than the rest; {} partly copied table(s) were \
-                     copied again whole from a new snapshot",
-                    restarted.kept, restarted.restarted
-                ),
-            );
-        }
-    }
-    if plan.chunks.is_none() {
-        let chunks = plan_chunks(tables, source, job, tuning, snapshot.consistency)?;
-        plan.chunks = Some(chunks);
-        plan.consistency = Some(snapshot.consistency);
-        store
-            .save_plan(plan)
-            .map_err(|e| Stop::Failed(ErrorCode::InternalError, format!("saving the plan: {e}")))?;
-    }
-    let chunks = plan.chunks.as_deref().unwrap_or_default();
-    let mut totals: Vec<DatabaseProgress> = resolved
-        .mapping
-        .iter()
-        .map(|(_, dst)| DatabaseProgress {
-            database: dst.clone(),
-            ..DatabaseProgress::default()
-        })
-        .collect();
-    for table in tables {
-        if let Some(total) = totals.get_mut(table.database_index) {
-            total.estimated_rows += table.schema.estimated_rows;
-            total.estimated_bytes += table.schema.estimated_bytes;
-        }
-    }
-
-    events.emit(&ImportEvent::Planned {
-        chunks: chunks.len(),
-        databases: totals.clone(),
-    });
-
-    events.emit(&ImportEvent::Phase { phase: "copy" });
-    let progress = Progress::new(
-        tables,
-        &totals,
-        &resolved.source.id,
-        &resolved.target.id,
-        &resolved.source.engine,
-        &ctx.metrics,
-    );
-    for chunk in chunks {
-        if let Some(stats) = store.committed(chunk.id) {
-            progress.committed_before(chunk.id, stats);
-        }
-    }
-    let lanes = job.options.parallelism as usize;
-    let settings = CopySettings {
-        lanes,
-        queue_depth: tuning.queue_depth,
-        memory_budget: tuning.memory_budget,
-        max_bytes_per_sec: job.options.max_bytes_per_sec,
-        resumed: resume,
-        retries: CHUNK_RETRIES,
-        inline_chunk_bytes: copy::batch_bytes(lanes),
-        group_chunks: COPY_GROUP_CHUNKS,
-    };
-    // What an earlier attempt committed is not copied again, nor checksummed again.
-    let earlier: std::collections::HashSet<_> = chunks
-        .iter()
-        .filter(|c| store.committed(c.id).is_some())
-        .map(|c| c.id)
-        .collect();
-    let done = std::sync::atomic::AtomicBool::new(false);
-    let report = std::thread::scope(|scope| {
-        let reporter = scope.spawn(|| report_progress(&progress, &done, import_id, &ctx.metrics, events));
-        let report = run_copy(
-            chunks,
-            &settings,
-            &SourceSide {
-                session: source,
-                tables,
-                batch_bytes: copy::batch_bytes(settings.lanes),
-            },
-            &TargetSide {
-                session: target,
-                tables,
-            },
-            store,
-            progress.as_ref(),
-            cancel,
-        );
-        done.store(true, std::sync::atomic::Ordering::SeqCst);
-        let _ = reporter.join();
-        report
-    });
-    let report = match report {
-        Ok(report) => report,
-        Err(CopyError::Cancelled) => return Err(Stop::Cancelled),
-        Err(error) => {
-            let side = if matches!(error, CopyError::Read { .. }) {
-                "source"
-            } else {
-                "target"
-            };
-            ctx.metrics.chunk_failures.with_label_values(&[side]).inc();
-            return Err(copy_failure(error));
-        }
-    };
-    progress.set_queued(0);
-    let (rows, bytes) = chunks
-        .iter()
-        .filter_map(|c| store.committed(c.id))
-        .fold((0, 0), |(r, b), s| (r + s.rows, b + s.bytes));
-    result.rows = rows;
-    result.bytes = bytes;
-    tracing::info!(
-        rows = report.rows,
-        bytes = report.bytes,
-        chunks = report.chunks_copied,
-        peak_queued_bytes = report.peak_queued_bytes,
-        "data copied"
-    );
-
-    events.emit(&ImportEvent::Phase { phase: "verify" });
-    let copied: Vec<u64> = (0..tables.len())
-        .map(|index| copied_rows(store, chunks, index as u32))
-        .collect();
-    let checks = verify::Checks {
-        source,
-        target,
-        mode: job.options.verify,
-        consistency: snapshot.consistency,
-    };
-    let copied = verify::Copied {
-        chunks,
-        earlier: &earlier,
-        rows: &copied,
-    };
-    result.tables = interrupt::interruptible(cancel, &[source, target], || {
-        checks.all(tables, &copied, job.options.parallelism as usize, cancel)
-    })?;
-
-    events.emit(&ImportEvent::Phase { phase: "finish" });
-    for ((_, dst), schema) in resolved.mapping.iter().zip(&plan.schemas) {
-        let outcome = interrupt::interruptible(cancel, &[target], || {
-            target
-                .finish_target(FinishRequest {
-                    database: dst.clone(),
-                    schema: schema.clone(),
-                    resume,
-                    parallelism: job.options.parallelism,
-                })
-                .map_err(|e| {
-                    host_failure(
-                        &format!("adding indexes, views, routines, triggers and events to {dst}"),
-                        e,
-                    )
-                })
-        })?;
-        record_schema(result, dst, outcome, &warn);
-    }
-    Ok(())
-}
-
 /// What is on the target after a stop short of success: committed rows and
 /// bytes, and every table's state.
 fn record_stop(tables: Vec<PlannedTable>, plan: &StoredPlan, store: &dyn ImportStore, result: &mut ImportResult) {
@@ -687,48 +501,8 @@ fn planned_tables(resolved: &precheck::Resolved<'_>, schemas: &[DatabaseSchema])
     tables
 }
 
-fn plan_chunks(
-    tables: &[PlannedTable],
-    source: &Session,
-    job: &Job,
-    tuning: &CopyTuning,
-    consistency: Consistency,
-) -> Result<Vec<ChunkTask>, Stop> {
-    let mut chunks = Vec::new();
-    for (index, table) in tables.iter().enumerate() {
-        let estimate = TableEstimate {
-            rows: table.schema.estimated_rows,
-            bytes: table.schema.estimated_bytes,
-            key: table.schema.key.clone(),
-        };
-        let splitter = SessionSplitter { session: source, table };
-        let name = format!("{}.{}", table.source_database, table.schema.name);
-        let split = consistency == Consistency::Global;
-        let planned = plan_table(
-            index as u32,
-            &name,
-            &estimate,
-            job.options.chunk_bytes,
-            tuning.max_chunks_per_table,
-            split,
-            &splitter,
-        )
-        .map_err(|e| Stop::Failed(ErrorCode::InternalError, e.to_string()))?;
-        chunks.extend(planned);
-    }
-    Ok(chunks)
-}
-
-/// Rows of a table committed by this attempt and the ones before it.
-fn copied_rows(store: &dyn ImportStore, chunks: &[ChunkTask], table: u32) -> u64 {
-    chunks
-        .iter()
-        .filter(|c| c.id.table == table)
-        .filter_map(|c| store.committed(c.id))
-        .map(|s| s.rows)
-        .sum()
-}
-
+/// What a schema step created on `database` goes into the result; what
+/// it dropped and what it warned of go to `warn`.
 fn record_schema(
     result: &mut ImportResult,
     database: &str,
@@ -753,66 +527,6 @@ fn record_schema(
     }
     for warning in outcome.warnings {
         warn(result, warning);
-    }
-}
-
-fn copy_failure(error: CopyError) -> Stop {
-    let message = error.to_string();
-    let source = match &error {
-        CopyError::Read { source, .. } | CopyError::Write { source, .. } => Some(source),
-        _ => None,
-    };
-    let host = source.and_then(|s| s.downcast_ref::<HostError>());
-    let code = host
-        .and_then(HostError::plugin_error)
-        .and_then(|e| e.code.as_deref())
-        .and_then(code_from_str)
-        .unwrap_or(ErrorCode::InternalError);
-    if host
-        .and_then(HostError::plugin_error)
-        .is_some_and(|e| e.kind == ErrorKind::Connect)
-    {
-        return Stop::Failed(ErrorCode::IncorrectInstanceState, message);
-    }
-    Stop::Failed(code, message)
-}
-
-fn report_progress(
-    progress: &Progress,
-    done: &std::sync::atomic::AtomicBool,
-    import_id: u64,
-    metrics: &Metrics,
-    events: &dyn EventSink,
-) {
-    let label = import_id.to_string();
-    let mut last = Instant::now() - Duration::from_secs(1);
-    loop {
-        let finished = done.load(std::sync::atomic::Ordering::SeqCst);
-        if finished || last.elapsed() >= Duration::from_millis(500) {
-            last = Instant::now();
-            let databases = progress.snapshot();
-            let rows = databases.iter().map(|d| d.rows).sum();
-            let bytes: u64 = databases.iter().map(|d| d.bytes).sum();
-            let estimated: u64 = databases.iter().map(|d| d.estimated_bytes).sum();
-            // Estimates come from engine statistics; keep the ratio below 1
-            // until the copy has really finished.
-            let ratio = if estimated == 0 {
-                0.0
-            } else {
-                (bytes as f64 / estimated as f64).min(0.99)
-            };
-            metrics.progress.with_label_values(&[&label]).set(ratio);
-            events.emit(&ImportEvent::Progress {
-                databases,
-                rows,
-                bytes,
-                ratio,
-            });
-        }
-        if finished {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

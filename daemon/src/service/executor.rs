@@ -182,7 +182,7 @@ impl Executor {
         }
     }
 
-    /// Ends an import that never reached `run_import` (which counts its own).
+    /// Ends an import that never reached `Import::run` (which counts its own).
     fn finish_unstarted(&self, result: &ImportResult) {
         self.finish(result);
         let metrics = self.context().metrics;
@@ -370,16 +370,16 @@ impl Executor {
                 return self.finish_unstarted(&result);
             }
         };
-        let mut result = import::run_import(
-            &ctx,
+        let mut result = import::Import {
+            ctx: &ctx,
             job,
-            id,
-            request_id,
-            &self.inner.tuning,
-            &stored,
-            running,
-            &running.cancel,
-        );
+            import_id: id,
+            tuning: &self.inner.tuning,
+            store: &stored,
+            events: running,
+            cancel: &running.cancel,
+        }
+        .run(request_id);
         let earlier = self
             .inner
             .earlier_created
