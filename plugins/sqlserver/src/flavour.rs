@@ -229,6 +229,19 @@ impl Flavour {
         }
     }
 
+    /// The query of the TLS version of the asking session, where the
+    /// server tells it: Babelfish through PostgreSQL's `pg_stat_ssl` (its
+    /// TDS sessions are PostgreSQL backends, `@@SPID` their pid); SQL
+    /// Server's views say only whether a connection is encrypted.
+    pub fn tls_version_sql(self) -> Option<&'static str> {
+        match self {
+            Flavour::SqlServer => None,
+            Flavour::Babelfish => {
+                Some("SELECT CAST(version AS nvarchar(20)) FROM pg_catalog.pg_stat_ssl WHERE pid = @@SPID")
+            }
+        }
+    }
+
     /// Whether `error` failed a catalog change (`CREATE DATABASE`) only
     /// because another session changed the catalog at the same moment, so
     /// that the same statement may simply be run again. Babelfish 4.3 fails

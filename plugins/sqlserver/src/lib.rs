@@ -212,6 +212,12 @@ impl Session for SqlServerSession {
         let edition = self.edition.as_deref();
         let mut info = with_conn!(self, |c| probe::probe(c, edition, self.flavour))?;
         info.transport = self.pool.transport();
+        if let (Some(transport), Some(sql)) = (info.transport.as_mut(), self.flavour.tls_version_sql()) {
+            if transport.encrypted {
+                let version = with_conn!(self, |c| conn::rows(c, sql))?;
+                transport.tls_version = version.first().and_then(|r| cell::text(r, 0));
+            }
+        }
         Ok(info)
     }
 

@@ -590,6 +590,15 @@ fn tls_modes_meet_a_server_that_requires_tls_and_one_that_offers_none() {
     );
     let (session, transport) = connect(&requiring, None).expect("no tls key on a server that requires TLS");
     assert!(transport.encrypted && transport.mode == "preferred", "{transport:?}");
+    // The version PostgreSQL reports for the session, read on its own port.
+    let version = requiring.pg("SELECT string_agg(DISTINCT s.version, ',') FROM pg_stat_ssl s \
+         JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'dbferry'");
+    assert!(version.starts_with("TLSv1."), "{version}");
+    assert_eq!(
+        transport.tls_version.as_deref(),
+        Some(version.as_str()),
+        "{transport:?}"
+    );
     assert_eq!(encrypted_sessions(&requiring), "true", "the server's view");
     drop(session);
 
@@ -605,6 +614,7 @@ fn tls_modes_meet_a_server_that_requires_tls_and_one_that_offers_none() {
             !transport.encrypted && transport.verified == "none",
             "{tls:?}: {transport:?}"
         );
+        assert_eq!(transport.tls_version, None, "{tls:?}");
         assert_eq!(encrypted_sessions(&plain), "false", "{tls:?}: the server's view");
         drop(session);
     }
