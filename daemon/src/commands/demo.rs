@@ -97,8 +97,10 @@ fn demo_inner(rows: u64) -> Result<i32, String> {
     let files = Files::new();
     let config = ConfigBuilder::new()
         .plugin_dir(&plugin_dir)
-        .instance(Instance::mysql("rm-demo-source", &source))
-        .instance(Instance::mysql("rm-demo-target", &target))
+        // The throwaway servers listen on loopback without TLS: say so,
+        // rather than have every session warn that `preferred` found none.
+        .instance(Instance::mysql("rm-demo-source", &source).extra("tls", "\"off\""))
+        .instance(Instance::mysql("rm-demo-target", &target).extra("tls", "\"off\""))
         .try_render(&files)
         .and_then(|text| files.try_write("dbferry.toml", &text))
         .map_err(|e| e.to_string())?;
