@@ -107,7 +107,7 @@ test: deps build
 	@status=0; \
 	sqlserver_log="$${CARGO_TARGET_DIR:-target}/sqlserver-tests.log"; rm -f "$$sqlserver_log"; \
 	$(MAKE) --no-print-directory unit-test || { echo "*** make test: TESTS FAILED ***" >&2; status=1; }; \
-	ran=$$(grep -c '^ran ' "$$sqlserver_log" 2>/dev/null || true); skipped=$$(grep -c '^skipped ' "$$sqlserver_log" 2>/dev/null || true); \
+	ran=$$( (grep '^ran ' "$$sqlserver_log" 2>/dev/null || true) | sort -u | wc -l); skipped=$$( (grep '^skipped ' "$$sqlserver_log" 2>/dev/null || true) | sort -u | wc -l); \
 	$(MAKE) --no-print-directory clippy || { echo "*** make test: CLIPPY FAILED ***" >&2; status=1; }; \
 	$(MAKE) --no-print-directory fmt-check || { echo "*** make test: FORMAT CHECK FAILED (run cargo fmt --all) ***" >&2; status=1; }; \
 	$(MAKE) --no-print-directory rss-guard || { echo "*** make test: MEMORY GUARD FAILED ***" >&2; status=1; }; \

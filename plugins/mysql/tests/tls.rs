@@ -122,19 +122,15 @@ fn a_certificate_that_does_not_verify_is_refused_by_name() {
     assert_eq!(code, "IncorrectDBInstanceTls.Unverified");
 }
 
-#[test]
-fn a_certificate_for_another_host_is_refused_by_on_and_taken_by_verify_ca() {
-    let certs = TestCerts::make(&["db.example"]);
-    let server = tls_server(&certs, &[]);
+/// Starts a server presenting `certs`' certificate and checks that `on`
+/// refuses it (returning the refusal's message) while `verify-ca` checks
+/// the chain alone, on every connection: mysql_async's pools as well as the
+/// wire readers, all encrypted in the server's own view.
+fn on_refuses_and_verify_ca_takes(certs: &TestCerts) -> (MariaDb, String) {
+    let server = tls_server(certs, &[]);
     let ca = certs.ca().display().to_string();
     let (code, message) = refusal(&server, &[("tls", "on".into()), ("tls_ca", ca.clone())]);
     assert_eq!(code, "IncorrectDBInstanceTls.Unverified", "{message}");
-    assert!(
-        message.contains("names the host") && message.contains("127.0.0.1"),
-        "{message}"
-    );
-    // verify-ca checks the chain alone, on every connection: mysql_async's
-    // pools as well as the wire readers.
     let (transport, wire, (tls, plain)) =
         session(&server, &[("tls", "verify-ca".into()), ("tls_ca", ca)]).expect("verify-ca takes the chain");
     assert!(transport.encrypted && transport.verified == "ca", "{transport:?}");
@@ -142,6 +138,17 @@ fn a_certificate_for_another_host_is_refused_by_on_and_taken_by_verify_ca() {
     assert!(
         tls >= 3 && plain == 0,
         "server saw {tls} TLS and {plain} plaintext connections"
+    );
+    (server, message)
+}
+
+#[test]
+fn a_certificate_for_another_host_is_refused_by_on_and_taken_by_verify_ca() {
+    let certs = TestCerts::make(&["db.example"]);
+    let (server, message) = on_refuses_and_verify_ca_takes(&certs);
+    assert!(
+        message.contains("names the host") && message.contains("127.0.0.1"),
+        "{message}"
     );
     // ...and still refuses a chain that leads elsewhere.
     let wrong = certs.wrong_ca().display().to_string();
@@ -155,19 +162,7 @@ fn a_certificate_for_another_host_is_refused_by_on_and_taken_by_verify_ca() {
 fn a_certificate_naming_no_host_is_taken_by_verify_ca_and_refused_by_on() {
     // No subjectAltName at all, like MySQL's auto-generated certificate:
     // nothing for a name check to match, so only the chain can be checked.
-    let certs = TestCerts::make(&[]);
-    let server = tls_server(&certs, &[]);
-    let ca = certs.ca().display().to_string();
-    let (code, message) = refusal(&server, &[("tls", "on".into()), ("tls_ca", ca.clone())]);
-    assert_eq!(code, "IncorrectDBInstanceTls.Unverified", "{message}");
-    let (transport, wire, (tls, plain)) =
-        session(&server, &[("tls", "verify-ca".into()), ("tls_ca", ca)]).expect("verify-ca takes the chain");
-    assert!(transport.encrypted && transport.verified == "ca", "{transport:?}");
-    assert!(wire, "the wire reader serves the snapshot");
-    assert!(
-        tls >= 3 && plain == 0,
-        "server saw {tls} TLS and {plain} plaintext connections"
-    );
+    on_refuses_and_verify_ca_takes(&TestCerts::make(&[]));
 }
 
 #[test]

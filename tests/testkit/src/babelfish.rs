@@ -84,17 +84,9 @@ impl Babelfish {
     /// # Panics
     /// If the build is there but a server does not come up.
     pub fn for_test(test: &str) -> Option<(&'static Babelfish, &'static Babelfish)> {
-        if !babelfish_available() {
-            record_sqlserver_test(test, false);
-            let _ = writeln!(
-                std::io::stderr(),
-                "\n*** SKIPPED {test}: no Babelfish build in {} (the SQL Server tests need a real TDS server): \
-                 {HOW_TO_BUILD} ***\n",
-                babelfish_prefix().display()
-            );
+        if !runs(test) {
             return None;
         }
-        record_sqlserver_test(test, true);
         static PAIR: OnceLock<(&'static Babelfish, &'static Babelfish)> = OnceLock::new();
         Some(*PAIR.get_or_init(|| {
             let (a, b) = std::thread::scope(|s| {
@@ -118,17 +110,9 @@ impl Babelfish {
     /// # Panics
     /// If the build is there but the server does not come up.
     pub fn private_for_test(test: &str, settings: &[&str]) -> Option<Babelfish> {
-        if !babelfish_available() {
-            record_sqlserver_test(test, false);
-            let _ = writeln!(
-                std::io::stderr(),
-                "\n*** SKIPPED {test}: no Babelfish build in {} (the SQL Server tests need a real TDS server): \
-                 {HOW_TO_BUILD} ***\n",
-                babelfish_prefix().display()
-            );
+        if !runs(test) {
             return None;
         }
-        record_sqlserver_test(test, true);
         match Self::try_start_with(settings) {
             Ok(server) => Some(server),
             Err(error) => panic!("dbferry-testkit: cannot start a Babelfish server with {settings:?}: {error}"),
@@ -615,6 +599,23 @@ fn at_exit_registry() -> &'static Mutex<Vec<&'static Babelfish>> {
         }
         Mutex::new(Vec::new())
     })
+}
+
+/// Whether `test` can run against a real server: records it for
+/// `make test`'s closing line, and without a build prints the loud SKIPPED
+/// line that says how to get one.
+fn runs(test: &str) -> bool {
+    let available = babelfish_available();
+    record_sqlserver_test(test, available);
+    if !available {
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** SKIPPED {test}: no Babelfish build in {} (the SQL Server tests need a real TDS server): \
+             {HOW_TO_BUILD} ***\n",
+            babelfish_prefix().display()
+        );
+    }
+    available
 }
 
 /// Appends `test ran|skipped` to `target/sqlserver-tests.log`, which `make
