@@ -15,12 +15,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use dbferry_testkit::{ConfigBuilder, Files, Instance, Job, MariaDb, DEFAULT_OWNER};
+use dbferry_testkit::{on_both_flavours, ConfigBuilder, Files, Instance, Job, MariaDb, DEFAULT_OWNER};
 use serde_json::{json, Value};
 
 use crate::common::{
-    assert_same, big_table, bin_dir, closed_port, create_source, dedicated_pair, free_port, http, pair, unique, Daemon,
-    DST, SRC,
+    assert_same, big_table, bin_dir, closed_port, create_source, dedicated_pair, free_port, http, pair, pair_of,
+    unique, Daemon, DST, SRC,
 };
 
 /// The caller's key (owner: the testkit's default owner, who owns SRC and DST).
@@ -201,9 +201,10 @@ fn db_info(dbs: &[&str]) -> String {
     json!({"DBNames": dbs}).to_string()
 }
 
-#[test]
-fn the_sdks_import_poll_describe_and_cancel() {
-    let pair = pair();
+// Imports through the API go through the engine: on both flavours.
+on_both_flavours! {
+fn the_sdks_import_poll_describe_and_cancel(flavour: Flavour) {
+    let pair = pair_of(flavour);
     let (db1, db2, db3) = (unique("api_v1"), unique("api_v3"), unique("api_cancel"));
     big_table(pair.source, pair.target, &db1, 20_000);
     big_table(pair.source, pair.target, &db2, 5_000);
@@ -367,6 +368,7 @@ fn the_sdks_import_poll_describe_and_cancel() {
     let after = call(spec("v1", port, "ImportDatabaseBetweenInstances", params));
     assert_eq!(ok(&after)["ImportId"], id1, "ClientToken remembered across restarts");
 }
+}
 
 fn uuid_like(text: &str) -> bool {
     let parts: Vec<_> = text.split('-').map(str::len).collect();
@@ -490,10 +492,11 @@ fn signatures_timestamps_nonces_and_owners_are_checked() {
 /// An expected code, its HTTP status, the call, and a change to the call spec.
 type Case<'a> = (&'a str, u64, (&'a str, Value), Option<(&'a str, Value)>);
 
+// The prechecks behind the codes are the engine's: on both flavours.
+on_both_flavours! {
 /// Every code of CONTRACT §5 with its HTTP status, in JSON and XML, through both SDKs.
-#[test]
-fn every_contract_error_code_in_json_and_xml() {
-    let pair = pair();
+fn every_contract_error_code_in_json_and_xml(flavour: Flavour) {
+    let pair = pair_of(flavour);
     let (db, clash) = (unique("api_codes"), unique("api_clash"));
     create_source(
         (pair.source, pair.target),
@@ -693,6 +696,7 @@ fn every_contract_error_code_in_json_and_xml() {
     );
     let log = api.daemon.log_text();
     assert!(!log.contains(SECRET), "secrets must never be logged");
+}
 }
 
 /// A V1-signed GET URL (path and query) for `action`, signed by dbferry's

@@ -14,9 +14,9 @@
 
 use std::time::{Duration, Instant};
 
-use dbferry_testkit::{dbferry, spawn_run, ConfigBuilder, Files, Instance, Job, MariaDb};
+use dbferry_testkit::{dbferry, on_both_flavours, spawn_run, ConfigBuilder, Files, Instance, Job, Server};
 
-use crate::common::{bin, bin_dir, create_source, mysql_plugin, pair, unique, Setup, DST, SRC};
+use crate::common::{bin, bin_dir, create_source, mysql_plugin, pair, pair_of, unique, Setup, DST, SRC};
 
 fn plugins_with(dir_files: &[(&std::path::Path, &str)]) -> dbferry_testkit::Outcome {
     let files = Files::new();
@@ -71,9 +71,10 @@ fn is_uuid(s: &str) -> bool {
         && parts.iter().all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
-#[test]
-fn json_output_is_json_lines_ending_with_the_contract_object() {
-    let p = pair();
+// What `run` prints and how it exits goes through the engine: on both flavours.
+on_both_flavours! {
+fn json_output_is_json_lines_ending_with_the_contract_object(flavour: Flavour) {
+    let p = pair_of(flavour);
     let setup = Setup::new(p.source, p.target);
     let mut ids = Vec::new();
     for _ in 0..2 {
@@ -119,6 +120,7 @@ fn json_output_is_json_lines_ending_with_the_contract_object() {
         "ImportIds increase within one state directory: {ids:?}"
     );
 }
+}
 
 #[test]
 fn exit_code_2_for_a_rejection() {
@@ -134,21 +136,24 @@ fn exit_code_2_for_a_rejection() {
 }
 
 /// A database of about 6 MB, slow to copy at `max_bytes_per_sec`.
-fn slow_db(source: &MariaDb, target: &MariaDb) -> String {
+fn slow_db(source: &Server, target: &Server) -> String {
     let db = unique("cli_slow");
     create_source(
         (source, target),
         &db,
         "utf8mb4",
-        "CREATE TABLE t (id INT PRIMARY KEY, pad VARCHAR(1000));
-         INSERT INTO t SELECT seq, REPEAT('z', 1000) FROM seq_1_to_6000;",
+        &format!(
+            "CREATE TABLE t (id INT PRIMARY KEY, pad VARCHAR(1000));
+             INSERT INTO t SELECT seq, REPEAT('z', 1000) FROM {};",
+            source.flavour().seq(6000)
+        ),
     );
     db
 }
 
-#[test]
-fn exit_code_4_when_sigint_cancels_a_running_copy() {
-    let p = pair();
+on_both_flavours! {
+fn exit_code_4_when_sigint_cancels_a_running_copy(flavour: Flavour) {
+    let p = pair_of(flavour);
     let db = slow_db(p.source, p.target);
     let setup = Setup::new(p.source, p.target);
     let job = Job::mysql(DST, SRC, &[&db])
@@ -178,10 +183,9 @@ fn exit_code_4_when_sigint_cancels_a_running_copy() {
     );
 }
 
-#[test]
-fn exit_code_3_when_the_target_dies_mid_copy() {
-    let source = pair().source;
-    let target = MariaDb::start();
+fn exit_code_3_when_the_target_dies_mid_copy(flavour: Flavour) {
+    let source = pair_of(flavour).source;
+    let target = flavour.start();
     let db = slow_db(source, &target);
     let setup = Setup::with(Instance::mysql(SRC, source), Instance::mysql(DST, &target));
     // A target that never comes back is waited for `outage_timeout`, then the import fails.
@@ -218,6 +222,7 @@ fn exit_code_3_when_the_target_dies_mid_copy() {
         "and how to go on\n{}",
         out.describe()
     );
+}
 }
 
 #[test]

@@ -2,8 +2,10 @@
 //! transfer counters on `/metrics`, a real Prometheus scraping it, the
 //! native status API, hostile job files, and `kill -9` at random moments of
 //! an import with a restart each time (nothing lost, nothing duplicated).
-//! The daemon's own behaviour is tested on MariaDB; what goes through the
-//! engine (checkpoints, resume after kill -9 and SIGTERM) on both flavours.
+//! The daemon's own behaviour (hostile job files, SIGHUP, systemd, Prometheus)
+//! is tested on MariaDB; what goes through the engine (instance states and
+//! counters of a copy, cancel, checkpoints, resume after kill -9 and SIGTERM)
+//! on both flavours.
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
@@ -14,7 +16,7 @@ use std::time::{Duration, Instant};
 use dbferry_testkit::{on_both_flavours, ConfigBuilder, Files, Instance, Job, MariaDb};
 use serde_json::Value;
 
-use crate::common::{assert_same, big_table, bin, free_port, http, pair, state_of, unique, Daemon, DST, SRC};
+use crate::common::{assert_same, big_table, bin, free_port, http, pair, pair_of, state_of, unique, Daemon, DST, SRC};
 
 /// Config for the shared pair with the daemon on `port`.
 fn daemon_setup(source: &MariaDb, target: &MariaDb, port: u16) -> (Files, PathBuf, PathBuf) {
@@ -36,9 +38,10 @@ fn counter_sum(metrics: &str, name: &str) -> f64 {
         .sum()
 }
 
-#[test]
-fn a_dropped_job_moves_instance_states_and_counters_then_succeeds() {
-    let pair = pair();
+// Instance states, counters and cancel follow the engine's copy: on both flavours.
+on_both_flavours! {
+fn a_dropped_job_moves_instance_states_and_counters_then_succeeds(flavour: Flavour) {
+    let pair = pair_of(flavour);
     let db = unique("daemon_drop");
     big_table(pair.source, pair.target, &db, 200_000);
     let port = free_port();
@@ -125,6 +128,7 @@ fn a_dropped_job_moves_instance_states_and_counters_then_succeeds() {
         status.status.success() && table.contains("Success") && table.contains(SRC),
         "{table}"
     );
+}
 }
 
 #[test]
@@ -468,9 +472,9 @@ fn disjoint_imports_run_at_once_and_a_busy_instance_refuses_a_third() {
     assert_same(&source_b, &target_b, &db_b);
 }
 
-#[test]
-fn dbferry_cancel_stops_a_running_import_through_the_daemon() {
-    let pair = pair();
+on_both_flavours! {
+fn dbferry_cancel_stops_a_running_import_through_the_daemon(flavour: Flavour) {
+    let pair = pair_of(flavour);
     let db = unique("daemon_cancel");
     big_table(pair.source, pair.target, &db, 100_000);
     let port = free_port();
@@ -502,6 +506,7 @@ fn dbferry_cancel_stops_a_running_import_through_the_daemon() {
         .output()
         .expect("dbferry cancel");
     assert_eq!(again.status.code(), Some(1));
+}
 }
 
 #[test]
