@@ -1,21 +1,21 @@
 //! A cancel acted on within a second in the phases whose single statements
-//! can run for hours: here an index build of the finish phase that waits on
-//! a metadata lock which another session of the target holds (for a day,
-//! by the server's `lock_wait_timeout`). Ctrl-C must end the import
-//! `Cancelled` at once, not when the statement ends, and `resume` then
-//! finishes an exact copy. (The digests of the verify phase are stopped the
-//! same way; `plugins/mysql/tests/interrupt.rs` shows that on a digest.)
+//! can run for hours: an index build of the finish phase, and a digest of
+//! the verify phase, each waiting on a metadata lock which another session
+//! of the target holds (for a day, by the server's `lock_wait_timeout`).
+//! Ctrl-C must end the import `Cancelled` at once, not when the statement
+//! ends, and `resume` then finishes an exact copy.
 
 use std::time::{Duration, Instant};
 
 use dbferry_testkit::{ident, literal, spawn_run, Job, Server};
 
 use crate::common::{assert_same, bin, create_source, pair_of, unique, Setup, DST, SRC};
-use crate::faults::{import_id, resume};
+use crate::faults::{import_id, resume, slow_job, slow_source_of, ROWS};
 
-/// A session of `server` that holds a shared metadata lock on `db.t` (an
-/// open transaction that read it) until it is dropped; the lock lets rows
-/// be written but no `ALTER TABLE` finish.
+/// Rows of the keyless table of the verify-phase test.
+const KEYLESS_ROWS: u64 = 3_000;
+
+/// A session of `server` that holds a metadata lock until it is dropped.
 struct MetadataLock {
     server: &'static Server,
     marker: String,
@@ -23,12 +23,29 @@ struct MetadataLock {
 }
 
 impl MetadataLock {
-    fn hold(server: &'static Server, db: &str) -> Self {
+    /// A shared lock on `db.t` (an open transaction that read it): rows may
+    /// be written, but no `ALTER TABLE` finish.
+    fn shared(server: &'static Server, db: &str) -> Self {
+        Self::hold(
+            server,
+            &format!("BEGIN; SELECT COUNT(*) FROM {}.t", ident(db)),
+            "COMMIT",
+        )
+    }
+
+    /// `LOCK TABLES db.table WRITE`: no other session may read `table`.
+    fn exclusive(server: &'static Server, db: &str, table: &str) -> Self {
+        Self::hold(
+            server,
+            &format!("LOCK TABLES {}.{} WRITE", ident(db), ident(table)),
+            "UNLOCK TABLES",
+        )
+    }
+
+    /// Runs `take`, sleeps, then `release` (when the sleep is not killed).
+    fn hold(server: &'static Server, take: &str, release: &str) -> Self {
         let marker = unique("dbferry_test_lock");
-        let script = format!(
-            "BEGIN; SELECT COUNT(*) FROM {}.t; SELECT SLEEP(3600) AS {marker}; COMMIT;",
-            ident(db)
-        );
+        let script = format!("{take}; SELECT SLEEP(3600) AS {marker}; {release};");
         let holder = std::thread::spawn(move || {
             // Killed by Drop: the client then fails, which is expected.
             let _ = server.try_exec(&script);
@@ -75,23 +92,25 @@ impl Drop for MetadataLock {
     }
 }
 
-/// Waits until the target runs an `ALTER TABLE` that waits for a metadata
-/// lock: the finish phase is stuck behind [`MetadataLock`].
-fn wait_for_a_blocked_index_build(target: &Server, db: &str) {
+/// Waits until the target runs a statement starting with `statement` on
+/// `db` that waits for a metadata lock, behind a [`MetadataLock`].
+fn wait_for_a_blocked(statement: &str, target: &Server, db: &str) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let blocked = target
             .scalar(&format!(
-                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = {} AND INFO LIKE 'ALTER TABLE%' \
-                 AND STATE LIKE '%metadata lock%'",
-                literal(db)
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE (DB = {} OR INFO LIKE {}) \
+                 AND INFO LIKE {} AND STATE LIKE '%metadata lock%' AND ID <> CONNECTION_ID()",
+                literal(db),
+                literal(&format!("%{db}%")),
+                literal(&format!("{statement}%"))
             ))
             .and_then(|n| n.parse::<u64>().ok())
             .unwrap_or(0);
         if blocked > 0 {
             return;
         }
-        assert!(Instant::now() < deadline, "no index build of {db} waited for the lock");
+        assert!(Instant::now() < deadline, "no {statement} on {db} waited for the lock");
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -124,16 +143,69 @@ dbferry_testkit::on_both_flavours! {
             assert!(Instant::now() < deadline, "the schema phase created t\n{}", running.stdout_so_far());
             std::thread::sleep(Duration::from_millis(20));
         }
-        let lock = MetadataLock::hold(p.target, &db);
+        let lock = MetadataLock::shared(p.target, &db);
         assert!(
             running.wait_for_line(Duration::from_secs(120), |l| l.contains("\"phase\":\"finish\"")),
             "the import reached its finish phase\n{}",
             running.stdout_so_far()
         );
-        wait_for_a_blocked_index_build(p.target, &db);
+        wait_for_a_blocked("ALTER TABLE", p.target, &db);
 
         let first = running.interrupt_expecting_cancel(Duration::from_secs(3));
         assert!(!first.stderr.contains("error["), "{}", first.describe());
+        drop(lock);
+
+        let resumed = resume(&setup.config, import_id(&first));
+        resumed.assert_success();
+        assert_same(p.source, p.target, &db);
+    }
+
+    fn ctrl_c_while_a_digest_waits_cancels_at_once_and_resume_finishes(flavour: Flavour) {
+        let p = pair_of(flavour);
+        let db = unique("cancel_verify");
+        slow_source_of(flavour, p.source, p.target, &db);
+        // A table without a key is copied as one chunk, and the pipeline
+        // takes the largest chunks first: its 3 MB go before `a`'s 1 MiB
+        // chunks, so it is complete on the target seconds before the slowed
+        // copy of `a` ends. Locked then, it stops the verify phase and
+        // nothing before.
+        p.source.exec_in(
+            &db,
+            &format!(
+                "CREATE TABLE keyless (n INT, pad VARCHAR(1000));
+                 INSERT INTO keyless SELECT seq, REPEAT('k', 1000) FROM {};",
+                flavour.seq(KEYLESS_ROWS)
+            ),
+        );
+        let setup = Setup::new(p.source, p.target);
+        let job = slow_job(&setup.files, "cancel_verify.toml", &db, &[("verify", "\"checksum\"")]);
+        let mut running = spawn_run(&bin(), &setup.config, &job);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let keyless_copied = || {
+            p.target.tables(&db).contains(&"keyless".to_string())
+                && p.target.scalar(&format!("SELECT COUNT(*) FROM {}.keyless", ident(&db)))
+                    == Some(KEYLESS_ROWS.to_string())
+        };
+        while !keyless_copied() {
+            assert!(Instant::now() < deadline, "keyless was copied\n{}", running.stdout_so_far());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let lock = MetadataLock::exclusive(p.target, &db, "keyless");
+        assert!(
+            !running.stdout_so_far().contains("\"phase\":\"verify\""),
+            "the lock was taken while the copy still ran\n{}",
+            running.stdout_so_far()
+        );
+        assert!(
+            running.wait_for_line(Duration::from_secs(120), |l| l.contains("\"phase\":\"verify\"")),
+            "the import reached its verify phase\n{}",
+            running.stdout_so_far()
+        );
+        wait_for_a_blocked("SELECT", p.target, &db);
+
+        let first = running.interrupt_expecting_cancel(Duration::from_secs(3));
+        assert!(!first.stderr.contains("error["), "{}", first.describe());
+        assert_eq!(first.rows(), Some(ROWS + KEYLESS_ROWS), "every row was committed before the verify\n{}", first.describe());
         drop(lock);
 
         let resumed = resume(&setup.config, import_id(&first));
