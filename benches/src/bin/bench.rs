@@ -263,22 +263,6 @@ fn main() -> Result<()> {
     let mut finished = Vec::new();
     let mut any_failed = false;
     for flavour in flavours {
-        // Current mydumper, built against MariaDB's client library, dumps no
-        // rows from MySQL 9.7: say so once instead of failing every round.
-        let tools: Vec<Tool> = tools
-            .iter()
-            .copied()
-            .filter(|&tool| {
-                let skip = flavour == Flavour::MySql && tool == Tool::MydumperStream;
-                if skip {
-                    eprintln!(
-                        "note: mydumper-stream is not run on MySQL: mydumper 1.x built against MariaDB's \
-                         client library writes the schema and then no rows from MySQL 9.7"
-                    );
-                }
-                !skip
-            })
-            .collect();
         any_failed |= bench_flavour(&args, flavour, &datasets, &tools, &sweep, &dbferry, &out, &mut finished)?;
     }
     if sqlserver {
