@@ -154,8 +154,11 @@ impl Bench<'_> {
     ) -> Result<RunResult> {
         let db = dataset.database();
         self.target.recreate_database(db)?;
-        // Let the target finish dropping the previous copy's files.
+        // Let the target finish dropping the previous copy's files, and
+        // both servers write out what the last run or the load left dirty.
         std::thread::sleep(std::time::Duration::from_millis(500));
+        self.source.settle()?;
+        self.target.settle()?;
         let cpu_before = self.source.cpu_seconds()? + self.target.cpu_seconds()?;
         let (measured, commands) = match tool {
             Tool::Dbferry => self.dbferry(dataset, info, parallelism)?,
@@ -418,11 +421,8 @@ impl Bench<'_> {
     /// ignore it; the rows it copied are still counted after every run.
     fn mydumper_on_mysql_defaults(&self) -> Result<PathBuf> {
         let path = self.shm.join("mydumper-on-mysql.cnf");
-        fs::write(
-            &path,
-            "[mydumper_session_variables]\nexplain_format = TRADITIONAL\n",
-        )
-        .with_context(|| format!("writing {}", path.display()))?;
+        fs::write(&path, "[mydumper_session_variables]\nexplain_format = TRADITIONAL\n")
+            .with_context(|| format!("writing {}", path.display()))?;
         Ok(path)
     }
 
