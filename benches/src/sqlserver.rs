@@ -57,8 +57,33 @@ const TABLES: [(&str, &str, &str); 2] = [
     ),
 ];
 
+/// The long-values shape's one table: every row holds a 64 MiB value in
+/// each `(max)` type (varchar's in bytes, nvarchar's in UTF-16 as sent),
+/// filled row by row through T-SQL (see [`Rig::build`]).
+const LONG_TABLES: [(&str, &str, &str); 1] = [(
+    "blobs",
+    "id int NOT NULL PRIMARY KEY, v varchar(max) NOT NULL, n nvarchar(max) NOT NULL, b varbinary(max) NOT NULL",
+    "",
+)];
+
+/// Bytes of each long value.
+const LONG_VALUE_BYTES: u64 = 64 << 20;
+
+/// Which tables the SQL Server dataset holds.
+#[derive(Clone, Copy, Debug)]
+pub enum Shape {
+    /// [`TABLES`], 200k rows each at scale 1, against every contender.
+    Tables,
+    /// [`LONG_TABLES`] with this many rows, dbferry alone: its peak RSS
+    /// with 64 MiB values (freebcp's character files cannot carry them
+    /// into Babelfish either way).
+    LongValues(u64),
+}
+
 /// What the SQL Server bench needs from the command line.
 pub struct Options {
+    /// The tables.
+    pub shape: Shape,
     /// Multiplies the row counts.
     pub scale: f64,
     /// Runs per tool (the median is reported).
@@ -83,6 +108,9 @@ struct Rig {
     /// server user for `COPY FROM`.
     shm: tempfile::TempDir,
     rows_per_table: u64,
+    /// [`TABLES`] or [`LONG_TABLES`].
+    tables: &'static [(&'static str, &'static str, &'static str)],
+    long_values: bool,
 }
 
 /// Runs the SQL Server dataset; `None` (after a loud line) without the
@@ -96,7 +124,10 @@ pub fn run(options: &Options) -> Result<Option<DatasetResult>> {
         return Ok(None);
     }
     let started = Instant::now();
-    let rows_per_table = ((ROWS * options.scale).round() as u64).max(1);
+    let (rows_per_table, tables, long_values): (u64, &'static [_], bool) = match options.shape {
+        Shape::Tables => (((ROWS * options.scale).round() as u64).max(1), &TABLES, false),
+        Shape::LongValues(rows) => (rows.max(1), &LONG_TABLES, true),
+    };
     eprintln!("sqlserver: starting two Babelfish servers");
     let (source, target) = std::thread::scope(|s| {
         let a = s.spawn(Babelfish::try_start);
@@ -123,11 +154,13 @@ pub fn run(options: &Options) -> Result<Option<DatasetResult>> {
         scratch: tempfile::Builder::new().prefix("dbferry-bench-ss-").tempdir()?,
         shm,
         rows_per_table,
+        tables,
+        long_values,
     };
     eprintln!(
         "sqlserver: building {} rows in each of {} tables",
         rows_per_table,
-        TABLES.len()
+        tables.len()
     );
     rig.build()?;
     let build_s = started.elapsed().as_secs_f64();
@@ -151,6 +184,27 @@ pub fn run(options: &Options) -> Result<Option<DatasetResult>> {
     let mut runs: Vec<Vec<RunResult>> = vec![Vec::new(); tools.len()];
     let mut errors: Vec<Option<String>> = vec![None; tools.len()];
     for round in 0..options.runs {
+        if long_values {
+            // One contender: the point is dbferry's memory with long values.
+            match rig.dbferry(options) {
+                Ok(run) => {
+                    eprintln!(
+                        "  [sqlserver] round {} dbferry : {:>8.2} s  cpu {:>6.1} s  rss {:>7.1} MiB",
+                        round + 1,
+                        run.wall_s,
+                        run.tool_cpu_s,
+                        run.tool_max_rss_kib as f64 / 1024.0
+                    );
+                    runs[0].push(run);
+                }
+                Err(error) => {
+                    let message = format!("{error:#}");
+                    eprintln!("  [sqlserver] round {} dbferry : FAILED: {message}", round + 1);
+                    errors[0] = Some(message);
+                }
+            }
+            continue;
+        }
         // The order rotates so no tool always goes first; `copy` needs the
         // floor's files, so it always follows the floor.
         let mut order: Vec<usize> = vec![0, 1, 2];
@@ -189,20 +243,35 @@ pub fn run(options: &Options) -> Result<Option<DatasetResult>> {
         }
     }
 
-    let rows = rows_per_table * TABLES.len() as u64;
-    let logical_bytes = rig.exported_bytes();
+    let rows = rows_per_table * tables.len() as u64;
+    let (logical_bytes, variant, description) = if long_values {
+        (
+            rows * 3 * LONG_VALUE_BYTES,
+            "long".to_string(),
+            format!(
+                "SQL Server long values on Babelfish 4.3: {rows_per_table} rows, each a 64 MiB varchar(max), \
+                 nvarchar(max) and varbinary(max) value"
+            ),
+        )
+    } else {
+        (
+            rig.exported_bytes(),
+            String::new(),
+            format!(
+                "SQL Server dataset on Babelfish 4.3: {} tables of {rows_per_table} rows (int/bigint keys, nvarchar \
+                 with non-ASCII text, varchar, float, decimal, date, datetime2)",
+                tables.len()
+            ),
+        )
+    };
     let mut result = DatasetResult {
         dataset: "s".into(),
         flavour: "babelfish".into(),
-        variant: String::new(),
-        description: format!(
-            "SQL Server dataset on Babelfish 4.3: {} tables of {rows_per_table} rows (int/bigint keys, nvarchar with \
-             non-ASCII text, varchar, float, decimal, date, datetime2)",
-            TABLES.len()
-        ),
+        variant,
+        description,
         scale: options.scale,
         runs_requested: options.runs,
-        tables: TABLES.len(),
+        tables: tables.len(),
         rows,
         logical_bytes,
         stored_bytes,
@@ -212,6 +281,9 @@ pub fn run(options: &Options) -> Result<Option<DatasetResult>> {
         scaling: Vec::new(),
     };
     for (index, (key, label)) in tools.iter().enumerate() {
+        if long_values && index > 0 {
+            continue;
+        }
         result.tools.push(summary(
             key,
             label,
@@ -301,14 +373,38 @@ impl Rig {
         self.source.drop_database(DB);
         self.source.try_tsql(&format!("CREATE DATABASE {DB}"))?;
         let schema = self.source.pg_schema(DB, "dbo");
-        for (table, columns, fill) in TABLES {
+        for (table, columns, fill) in self.tables {
             self.source
                 .try_tsql(&format!("USE {DB}; CREATE TABLE dbo.{table} ({columns})"))?;
+            if self.long_values {
+                self.build_long_rows(table)?;
+                continue;
+            }
             let fill = fill.replace("$N", &self.rows_per_table.to_string());
             self.source.try_pg(
                 dbferry_testkit::BABELFISH_PG_DATABASE,
                 &format!("INSERT INTO \"{schema}\".{table} {fill}; ANALYZE \"{schema}\".{table}"),
             )?;
+        }
+        Ok(())
+    }
+
+    /// The long-values rows, one T-SQL insert each: varchar with a byte
+    /// of the code page past ASCII, nvarchar with text past the BMP's
+    /// ASCII, varbinary with every digit.
+    fn build_long_rows(&self, table: &str) -> Result<()> {
+        let bytes = LONG_VALUE_BYTES;
+        for id in 1..=self.rows_per_table {
+            self.source.try_tsql(&format!(
+                "USE {DB}; INSERT INTO dbo.{table} VALUES ({id}, \
+                 LEFT(REPLICATE(CAST('abcdé-{id}' AS varchar(max)), {}), {bytes}), \
+                 LEFT(REPLICATE(CAST(N'Zoë日本-{id}' AS nvarchar(max)), {}), {}), \
+                 CAST(LEFT(REPLICATE(CAST('0123456789' AS varchar(max)), {}), {bytes}) AS varbinary(max)))",
+                bytes / 6 + 1,
+                bytes / 12 + 1,
+                bytes / 2,
+                bytes / 10 + 1,
+            ))?;
         }
         Ok(())
     }
@@ -319,7 +415,7 @@ impl Rig {
         self.target.drop_database(DB);
         if with_tables {
             self.target.try_tsql(&format!("CREATE DATABASE {DB}"))?;
-            for (table, columns, _) in TABLES {
+            for (table, columns, _) in self.tables {
                 self.target
                     .try_tsql(&format!("USE {DB}; CREATE TABLE dbo.{table} ({columns})"))?;
             }
@@ -330,7 +426,7 @@ impl Rig {
     /// Exact row counts of every table on the target, checked against the source's.
     fn check_counts(&self) -> Result<()> {
         let schema = self.target.pg_schema(DB, "dbo");
-        for (table, _, _) in TABLES {
+        for (table, _, _) in self.tables {
             let count: u64 = self
                 .target
                 .try_pg(
@@ -482,7 +578,8 @@ impl Rig {
 
     fn freebcp(&self) -> Result<RunResult> {
         self.reset_target(true)?;
-        let steps: Vec<String> = TABLES
+        let steps: Vec<String> = self
+            .tables
             .iter()
             .map(|(t, _, _)| format!("{} && {}", self.bcp(t, "out", "source"), self.bcp(t, "in", "target")))
             .collect();
@@ -493,7 +590,8 @@ impl Rig {
 
     fn floor(&self) -> Result<RunResult> {
         self.reset_target(true)?;
-        let steps: Vec<String> = TABLES
+        let steps: Vec<String> = self
+            .tables
             .iter()
             .map(|(t, _, _)| format!("{} && {}", self.bcp(t, "out", "source"), self.copy_from(t)))
             .collect();
@@ -504,13 +602,14 @@ impl Rig {
 
     fn copy_only(&self) -> Result<RunResult> {
         self.reset_target(true)?;
-        if TABLES
+        if self
+            .tables
             .iter()
             .any(|(t, _, _)| !self.shm.path().join(format!("{t}.dat")).is_file())
         {
             bail!("no exported files: the floor's run failed");
         }
-        let steps: Vec<String> = TABLES.iter().map(|(t, _, _)| self.copy_from(t)).collect();
+        let steps: Vec<String> = self.tables.iter().map(|(t, _, _)| self.copy_from(t)).collect();
         let run = self.measure_shell(&steps)?;
         self.check_counts()?;
         Ok(run)
@@ -518,7 +617,7 @@ impl Rig {
 
     /// Bytes of the character files `freebcp` exported (what MB/s refers to).
     fn exported_bytes(&self) -> u64 {
-        TABLES
+        self.tables
             .iter()
             .filter_map(|(t, _, _)| std::fs::metadata(self.shm.path().join(format!("{t}.dat"))).ok())
             .map(|m| m.len())

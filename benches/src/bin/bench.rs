@@ -64,6 +64,11 @@ struct Args {
     /// Runs per tool (the median is reported).
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// The SQL Server dataset holds, instead of its two tables, this many
+    /// rows of 64 MiB varchar(max), nvarchar(max) and varbinary(max)
+    /// values, and runs dbferry alone (its peak RSS with long values).
+    #[arg(long, default_value_t = 0)]
+    long_values: u64,
     /// Multiplies row counts (dataset c: the number of tables).
     #[arg(long, default_value_t = 1.0)]
     scale: f64,
@@ -267,6 +272,10 @@ fn main() -> Result<()> {
     }
     if sqlserver {
         let options = dbferry_benches::sqlserver::Options {
+            shape: match args.long_values {
+                0 => dbferry_benches::sqlserver::Shape::Tables,
+                rows => dbferry_benches::sqlserver::Shape::LongValues(rows),
+            },
             scale: args.scale,
             runs: args.runs,
             dbferry: dbferry.clone(),

@@ -4,8 +4,11 @@
 //! passes batches through untouched). Little-endian throughout:
 //!
 //! ```text
-//! batch  := "DFS1" width:u16 row*          width = values per row
+//! batch  := "DFS1" width:u16 record*       width = values per row
+//! record := row | piece
 //! row    := value{width}
+//! piece  := 20 index:u16 value             a part of the row's value at
+//!                                          `index`, tagged text or bytes
 //! value  := tag:u8 payload
 //!   0  NULL            (no payload)
 //!   1  tinyint         u8
@@ -26,7 +29,11 @@
 //!   16 datetime2       days:u32 increments:u64 scale:u8
 //!   17 datetimeoffset  days:u32 increments:u64 scale:u8 offset_minutes:i16
 //!   18 xml             len:u32 UTF-8 bytes
+//!   19 pending         (no payload) the value follows in pieces
 //! ```
+//!
+//! A row with pending values is followed by their pieces, in order (see
+//! [`crate::pieces`]); a piece always belongs to the last row before it.
 //!
 //! Every value is length-prefixed or fixed-size, so a batch is parsed
 //! without any schema; the writer checks `width` against its table. Values
@@ -66,6 +73,28 @@ mod tag {
     pub const DATETIME2: u8 = 16;
     pub const DATETIMEOFFSET: u8 = 17;
     pub const XML: u8 = 18;
+    pub const PENDING: u8 = 19;
+    pub const PIECE: u8 = 20;
+}
+
+/// One record of a batch.
+#[derive(Debug)]
+pub enum Record {
+    /// A row: `width` values, those at `pending` (ascending) placeholders
+    /// for values that follow in pieces.
+    Row {
+        /// The values.
+        values: Vec<ColumnData<'static>>,
+        /// Indexes of the values that follow in pieces.
+        pending: Vec<usize>,
+    },
+    /// A piece of the last row's value at `index`.
+    Piece {
+        /// The value's index in its row.
+        index: usize,
+        /// Text or bytes to append.
+        data: ColumnData<'static>,
+    },
 }
 
 /// Starts a batch of rows `width` values wide.
@@ -169,6 +198,22 @@ pub fn put_value(buf: &mut BytesMut, value: &ColumnData<'_>) -> Result<()> {
         _ => buf.put_u8(tag::NULL),
     }
     Ok(())
+}
+
+/// Appends a placeholder for a value that follows in pieces.
+pub fn put_pending(buf: &mut BytesMut) {
+    buf.put_u8(tag::PENDING);
+}
+
+/// Appends a piece of the last row's value at `index`: text or bytes.
+pub fn put_piece(buf: &mut BytesMut, index: usize, data: &ColumnData<'_>) -> Result<()> {
+    if !matches!(data, ColumnData::String(Some(_)) | ColumnData::Binary(Some(_))) {
+        return Err(Error::Internal("a piece is text or bytes".into()));
+    }
+    let index = u16::try_from(index).map_err(|_| Error::Internal(format!("value index {index} out of range")))?;
+    buf.put_u8(tag::PIECE);
+    buf.put_u16_le(index);
+    put_value(buf, data)
 }
 
 fn put_datetime2(buf: &mut BytesMut, d: &DateTime2) {
@@ -300,16 +345,48 @@ impl Decoder {
         })
     }
 
-    /// The next row, `None` at the end.
-    pub fn row(&mut self) -> Result<Option<Vec<ColumnData<'static>>>> {
+    /// The next record, `None` at the end.
+    pub fn record(&mut self) -> Result<Option<Record>> {
         if self.is_empty() {
             return Ok(None);
         }
-        let mut row = Vec::with_capacity(self.width);
-        for _ in 0..self.width {
-            row.push(self.value()?);
+        if self.buf[0] == tag::PIECE {
+            self.need(3)?;
+            self.buf.advance(1);
+            let index = usize::from(self.buf.get_u16_le());
+            if index >= self.width {
+                return Err(Error::Invalid(format!(
+                    "a piece of value {index} in a row of {}",
+                    self.width
+                )));
+            }
+            let data = self.value()?;
+            if !matches!(data, ColumnData::String(Some(_)) | ColumnData::Binary(Some(_))) {
+                return Err(Error::Invalid("a piece is neither text nor bytes".into()));
+            }
+            return Ok(Some(Record::Piece { index, data }));
         }
-        Ok(Some(row))
+        let mut values = Vec::with_capacity(self.width);
+        let mut pending = Vec::new();
+        for index in 0..self.width {
+            if self.buf.first() == Some(&tag::PENDING) {
+                self.buf.advance(1);
+                pending.push(index);
+                values.push(ColumnData::I32(None));
+            } else {
+                values.push(self.value()?);
+            }
+        }
+        Ok(Some(Record::Row { values, pending }))
+    }
+
+    /// The next row, `None` at the end; a piece or a pending value is an error.
+    pub fn row(&mut self) -> Result<Option<Vec<ColumnData<'static>>>> {
+        match self.record()? {
+            None => Ok(None),
+            Some(Record::Row { values, pending }) if pending.is_empty() => Ok(Some(values)),
+            Some(_) => Err(Error::Invalid("a batch holds pieces where rows were expected".into())),
+        }
     }
 }
 
@@ -418,5 +495,41 @@ mod tests {
         assert!(Decoder::new(Bytes::from_static(b"XXXX\x01\x00")).is_err());
         let mut bad = Decoder::new(Bytes::from_static(b"DFS1\x01\x00\xFE")).expect("decoder");
         assert!(bad.row().is_err());
+    }
+
+    #[test]
+    fn pieces_follow_their_row_and_belong_to_a_value_of_it() {
+        let mut buf = BytesMut::new();
+        start_batch(&mut buf, 3).expect("header");
+        put_value(&mut buf, &ColumnData::I32(Some(7))).expect("key");
+        put_pending(&mut buf);
+        put_pending(&mut buf);
+        put_piece(&mut buf, 1, &ColumnData::String(Some("日本".into()))).expect("text piece");
+        put_piece(&mut buf, 2, &ColumnData::Binary(Some(vec![0, 255].into()))).expect("bytes piece");
+        assert!(put_piece(&mut buf, 2, &ColumnData::I32(Some(1))).is_err());
+        let mut decoder = Decoder::new(buf.freeze()).expect("decoder");
+        match decoder.record().expect("row") {
+            Some(Record::Row { values, pending }) => {
+                assert!(matches!(values[0], ColumnData::I32(Some(7))));
+                assert_eq!(pending, vec![1, 2]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(matches!(
+            decoder.record().expect("piece"),
+            Some(Record::Piece { index: 1, data: ColumnData::String(Some(s)) }) if s == "日本"
+        ));
+        assert!(matches!(
+            decoder.record().expect("piece"),
+            Some(Record::Piece { index: 2, data: ColumnData::Binary(Some(b)) }) if b.as_ref() == [0, 255]
+        ));
+        assert!(decoder.record().expect("end").is_none());
+        let mut stray = Decoder::new(Bytes::from_static(b"DFS1\x01\x00\x14\x05\x00\x00")).expect("decoder");
+        assert!(stray.record().is_err(), "a piece of a value past the row's width");
+        let mut rows_only = Decoder::new(Bytes::from_static(b"DFS1\x01\x00\x13")).expect("decoder");
+        assert!(
+            rows_only.row().is_err(),
+            "a pending value where whole rows were expected"
+        );
     }
 }

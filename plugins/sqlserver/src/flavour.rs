@@ -101,6 +101,34 @@ impl Flavour {
             )
     }
 
+    /// `column` (a varbinary(max)) with `value` appended. Babelfish 4.3 has
+    /// no binary concatenation: its `+` on two varbinary values adds them
+    /// as integers (0x0102 + 0x0304 is 0x0406), and `CONCAT` returns their
+    /// hex text, so the append goes through PostgreSQL's bytea.
+    pub fn append_bytes(self, column: &str, value: &str) -> String {
+        match self {
+            Flavour::SqlServer => format!("{column} + {value}"),
+            Flavour::Babelfish => {
+                format!("CAST(pg_catalog.byteacat(CAST({column} AS bytea), CAST({value} AS bytea)) AS varbinary(max))")
+            }
+        }
+    }
+
+    /// The piece of text `expr` from unit `@P1`, `@P2` units long, never
+    /// ending inside a character. SQL Server counts nvarchar in UTF-16
+    /// units, so a piece that would end on a high surrogate ends one unit
+    /// sooner; Babelfish counts characters, and the check would cost it a
+    /// second pass over the value.
+    pub fn text_piece(self, expr: &str) -> String {
+        match self {
+            Flavour::SqlServer => format!(
+                "SUBSTRING({expr}, @P1, @P2 - CASE WHEN UNICODE(SUBSTRING({expr}, @P1 + @P2 - 1, 1)) \
+                 BETWEEN 55296 AND 56319 THEN 1 ELSE 0 END)"
+            ),
+            Flavour::Babelfish => format!("SUBSTRING({expr}, @P1, @P2)"),
+        }
+    }
+
     /// What of `column` this server cannot hold, if anything (checked for
     /// every column and object of the source before anything is written).
     pub fn unsupported(self, column: &ColumnDetail) -> Option<String> {

@@ -31,6 +31,7 @@ pub mod fit;
 pub mod flavour;
 pub mod interrupt;
 pub mod long;
+pub mod pieces;
 pub mod prelogin;
 pub mod probe;
 pub mod quote;
@@ -290,7 +291,8 @@ impl Session for SqlServerSession {
     fn open_reader(&self, request: ReadRequest) -> std::result::Result<SqlServerReader, PluginError> {
         let detail = TableDetail::from_json(&request.table.detail)?;
         let isolation = self.isolation_of(&request.database)?;
-        let sql = reader::select_sql(&request, &detail, isolation)?;
+        let pieces = pieces::Piecewise::plan(&request, &detail, isolation, self.flavour);
+        let sql = reader::select_sql(&request, &detail, isolation, pieces.as_ref())?;
         let lease = runtime()?.block_on(self.pool.get())?;
         Ok(SqlServerReader::start(
             lease,
@@ -299,6 +301,7 @@ impl Session for SqlServerSession {
             detail.width(),
             request.batch_bytes,
             isolation,
+            pieces,
         )?)
     }
 

@@ -13,6 +13,7 @@
 use tiberius::{ColumnData, Query};
 
 use crate::conn::Conn;
+use crate::encode::is_null;
 use crate::error::{Context, Result};
 use crate::quote::ident;
 use crate::writer::STAGE;
@@ -41,22 +42,35 @@ pub fn has_long(row: &[ColumnData<'_>]) -> bool {
     row.iter().any(is_long)
 }
 
-/// `INSERT INTO #dbferry_stage (c0, ...) VALUES (@P1, ...)` for `width`
-/// staging columns.
-pub fn insert_sql(width: usize) -> String {
-    let columns: Vec<String> = (0..width).map(|i| ident(&format!("c{i}"))).collect();
-    let params: Vec<String> = (1..=width).map(|i| format!("@P{i}")).collect();
+/// `INSERT INTO #dbferry_stage (c0, ...) VALUES (@P1, ...)` for `row`,
+/// its NULLs written as literals: tiberius sends a NULL text or binary
+/// parameter with the untyped NULL type (0x1F), which the server refuses
+/// ("Data type 0x1F is unknown").
+pub fn insert_sql(row: &[ColumnData<'_>]) -> String {
+    let columns: Vec<String> = (0..row.len()).map(|i| ident(&format!("c{i}"))).collect();
+    let mut param = 0;
+    let values: Vec<String> = row
+        .iter()
+        .map(|value| {
+            if is_null(value) {
+                "NULL".to_string()
+            } else {
+                param += 1;
+                format!("@P{param}")
+            }
+        })
+        .collect();
     format!(
         "INSERT INTO {STAGE} ({}) VALUES ({})",
         columns.join(", "),
-        params.join(", ")
+        values.join(", ")
     )
 }
 
-/// Inserts one staged row through `sql` ([`insert_sql`]).
-pub async fn insert_row(conn: &mut Conn, sql: &str, row: Vec<ColumnData<'static>>) -> Result<()> {
-    let mut query = Query::new(sql.to_string());
-    for value in row {
+/// Inserts one staged row.
+pub async fn insert_row(conn: &mut Conn, row: Vec<ColumnData<'static>>) -> Result<()> {
+    let mut query = Query::new(insert_sql(&row));
+    for value in row.into_iter().filter(|v| !is_null(v)) {
         query.bind(value);
     }
     query
@@ -84,10 +98,14 @@ mod tests {
     }
 
     #[test]
-    fn the_insert_names_every_staging_column() {
+    fn the_insert_names_every_staging_column_and_writes_nulls_as_literals() {
         assert_eq!(
-            insert_sql(2),
-            "INSERT INTO #dbferry_stage ([c0], [c1]) VALUES (@P1, @P2)"
+            insert_sql(&[
+                ColumnData::I32(Some(1)),
+                ColumnData::String(None),
+                ColumnData::Binary(Some(vec![1].into()))
+            ]),
+            "INSERT INTO #dbferry_stage ([c0], [c1], [c2]) VALUES (@P1, NULL, @P2)"
         );
     }
 }

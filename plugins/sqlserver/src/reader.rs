@@ -2,7 +2,8 @@
 //! encodes rows into batches (see [`crate::encode`]) and hands them over a
 //! bounded channel; `next_batch` waits at most ~200 ms so the host stays
 //! responsive to cancellation. Memory stays bounded: two batches in the
-//! channel, one being filled, and the row being decoded.
+//! channel, one being filled, and the row being decoded; values too long
+//! to hold whole follow their row in pieces ([`crate::pieces`]).
 
 use bytes::{Bytes, BytesMut};
 use dbferry_plugin_abi::plugin::Reader;
@@ -12,16 +13,26 @@ use futures_util::TryStreamExt;
 
 use crate::conn::{exec, runtime, Lease};
 use crate::detail::TableDetail;
-use crate::encode::{put_value, start_batch};
+use crate::encode::{put_pending, put_piece, put_value, start_batch};
 use crate::error::{Context, Error, Result};
+use crate::pieces::{read_piece, Piecewise};
 use crate::quote::ident;
 use crate::range::predicate;
 use crate::snapshot::Isolation;
 
-/// The SELECT of one chunk.
-pub fn select_sql(request: &ReadRequest, detail: &TableDetail, isolation: Isolation) -> Result<String> {
+/// The SELECT of one chunk; with `pieces`, long values are left out and
+/// flagged ([`Piecewise::select_list`]).
+pub fn select_sql(
+    request: &ReadRequest,
+    detail: &TableDetail,
+    isolation: Isolation,
+    pieces: Option<&Piecewise>,
+) -> Result<String> {
     let table = detail.three_part(&request.database);
-    let list = detail.select_list();
+    let list = match pieces {
+        Some(plan) => plan.select_list(detail),
+        None => detail.select_list(),
+    };
     if list.is_empty() {
         return Err(Error::Unsupported(format!("{table} has no column to copy")));
     }
@@ -41,7 +52,8 @@ pub struct SqlServerReader {
 }
 
 impl SqlServerReader {
-    /// Starts reading `sql` on `lease` in `database`, `width` values per row.
+    /// Starts reading `sql` on `lease` in `database`, `width` values per row
+    /// (then `pieces`' flags, when it reads long values in pieces).
     pub fn start(
         lease: Lease,
         database: &str,
@@ -49,6 +61,7 @@ impl SqlServerReader {
         width: usize,
         batch_bytes: u64,
         isolation: Isolation,
+        pieces: Option<Piecewise>,
     ) -> Result<Self> {
         // In the source database: SNAPSHOT isolation is checked per database.
         let begin = format!("USE {}; {}", ident(database), isolation.begin());
@@ -57,7 +70,15 @@ impl SqlServerReader {
             .unwrap_or(usize::MAX)
             .clamp(4096, 256 << 20);
         let channel = BatchChannel::spawn(rt, |tx| async move {
-            match read(lease, &begin, &sql, width, batch, isolation, &tx).await {
+            let chunk = Chunk {
+                begin: &begin,
+                sql: &sql,
+                width,
+                batch,
+                isolation,
+                pieces: pieces.as_ref(),
+            };
+            match chunk.read(lease, &tx).await {
                 Ok(Some(lease)) => lease.release(),
                 Ok(None) => {}
                 Err(e) => {
@@ -69,68 +90,168 @@ impl SqlServerReader {
     }
 }
 
-/// The next batch's buffer, its header written, and the length that ends it.
-fn new_batch(sizes: &mut BatchSizes, width: usize) -> Result<(BytesMut, usize)> {
-    let (mut buf, limit) = sizes.next_buffer();
-    start_batch(&mut buf, width)?;
-    Ok((buf, limit))
+/// The batch being filled.
+struct Filler {
+    sizes: BatchSizes,
+    buf: BytesMut,
+    /// The length that ends it.
+    limit: usize,
+    width: usize,
+    /// Rows in it (pieces are not rows).
+    rows: u64,
 }
 
-/// Streams the result. Returns the lease when it is clean for reuse, `None`
-/// when the host went away mid-result (the lease is then dropped, which
-/// discards the connection with its unfinished result).
-async fn read(
-    mut lease: Lease,
-    begin: &str,
-    sql: &str,
+impl Filler {
+    fn new(batch: usize, width: usize) -> Result<Self> {
+        let mut sizes = BatchSizes::new(batch);
+        let (mut buf, limit) = sizes.next_buffer();
+        start_batch(&mut buf, width)?;
+        Ok(Self {
+            sizes,
+            buf,
+            limit,
+            width,
+            rows: 0,
+        })
+    }
+
+    /// Whether anything follows the header.
+    fn has_records(&self) -> bool {
+        self.buf.len() > crate::encode::MAGIC.len() + 2
+    }
+
+    /// Sends the batch once it is full; `false` when the host went away.
+    async fn send_if_full(&mut self, tx: &BatchSender<Error>) -> Result<bool> {
+        if self.buf.len() < self.limit {
+            return Ok(true);
+        }
+        let (mut next, limit) = self.sizes.next_buffer();
+        start_batch(&mut next, self.width)?;
+        self.limit = limit;
+        let full = std::mem::replace(&mut self.buf, next).freeze();
+        let rows = std::mem::take(&mut self.rows);
+        Ok(tx.send(Ok((full, rows))).await.is_ok())
+    }
+
+    /// Sends what is left; `false` when the host went away.
+    async fn send_rest(self, tx: &BatchSender<Error>) -> bool {
+        !self.has_records() || tx.send(Ok((self.buf.freeze(), self.rows))).await.is_ok()
+    }
+}
+
+/// A row whose long values follow once the chunk's SELECT is done.
+struct Deferred {
+    /// Its values, the long ones NULL.
+    values: Vec<tiberius::ColumnData<'static>>,
+    /// The indexes of the long ones.
+    long: Vec<usize>,
+}
+
+/// One chunk's read, as [`SqlServerReader::start`] was asked.
+struct Chunk<'a> {
+    begin: &'a str,
+    sql: &'a str,
     width: usize,
     batch: usize,
     isolation: Isolation,
-    tx: &BatchSender<Error>,
-) -> Result<Option<Lease>> {
-    let conn = lease.conn()?;
-    exec(conn, begin).await?;
-    {
-        let mut stream = conn
-            .simple_query(sql)
-            .await
-            .ctx(|| format!("running {}", crate::conn::abbreviate(sql)))?
-            .into_row_stream();
-        let mut sizes = BatchSizes::new(batch);
-        let (mut buf, mut limit) = new_batch(&mut sizes, width)?;
-        let header = buf.len();
-        let mut rows = 0u64;
-        while let Some(row) = stream
-            .try_next()
-            .await
-            .ctx(|| format!("reading rows of {}", crate::conn::abbreviate(sql)))?
+    pieces: Option<&'a Piecewise>,
+}
+
+impl Chunk<'_> {
+    /// Streams the result. Returns the lease when it is clean for reuse,
+    /// `None` when the host went away mid-result (the lease is then
+    /// dropped, which discards the connection with its unfinished result).
+    async fn read(&self, mut lease: Lease, tx: &BatchSender<Error>) -> Result<Option<Lease>> {
+        let conn = lease.conn()?;
+        exec(conn, self.begin).await?;
+        let mut filler = Filler::new(self.batch, self.width)?;
+        let flags = self.pieces.map_or(0, Piecewise::flags);
+        let mut deferred = Vec::new();
         {
-            if row.len() != width {
-                return Err(Error::Internal(format!(
-                    "the source returned {} values per row, {width} expected",
-                    row.len()
-                )));
-            }
-            for value in row {
-                put_value(&mut buf, &value)?;
-            }
-            rows += 1;
-            if buf.len() >= limit {
-                let next;
-                (next, limit) = new_batch(&mut sizes, width)?;
-                let full = std::mem::replace(&mut buf, next).freeze();
-                if tx.send(Ok((full, rows))).await.is_err() {
+            let mut stream = conn
+                .simple_query(self.sql)
+                .await
+                .ctx(|| format!("running {}", crate::conn::abbreviate(self.sql)))?
+                .into_row_stream();
+            while let Some(row) = stream
+                .try_next()
+                .await
+                .ctx(|| format!("reading rows of {}", crate::conn::abbreviate(self.sql)))?
+            {
+                if row.len() != self.width + flags {
+                    return Err(Error::Internal(format!(
+                        "the source returned {} values per row, {} expected",
+                        row.len(),
+                        self.width + flags
+                    )));
+                }
+                if let Some(plan) = self.pieces {
+                    let mut values: Vec<_> = row.into_iter().collect();
+                    let long = plan.flagged(&values.split_off(self.width));
+                    if !long.is_empty() {
+                        deferred.push(Deferred { values, long });
+                        continue;
+                    }
+                    for value in &values {
+                        put_value(&mut filler.buf, value)?;
+                    }
+                } else {
+                    for value in row {
+                        put_value(&mut filler.buf, &value)?;
+                    }
+                }
+                filler.rows += 1;
+                if !filler.send_if_full(tx).await? {
                     return Ok(None);
                 }
-                rows = 0;
             }
         }
-        if rows > 0 && buf.len() > header && tx.send(Ok((buf.freeze(), rows))).await.is_err() {
+        if let Some(plan) = self.pieces {
+            for row in deferred {
+                if !send_in_pieces(conn, plan, row, &mut filler, tx).await? {
+                    return Ok(None);
+                }
+            }
+        }
+        if !filler.send_rest(tx).await {
             return Ok(None);
         }
+        exec(conn, self.isolation.end()).await?;
+        Ok(Some(lease))
     }
-    exec(conn, isolation.end()).await?;
-    Ok(Some(lease))
+}
+
+/// Adds `row` with its long values pending, then their pieces, read by key
+/// in the chunk's snapshot; `false` when the host went away.
+async fn send_in_pieces(
+    conn: &mut crate::conn::Conn,
+    plan: &Piecewise,
+    row: Deferred,
+    filler: &mut Filler,
+    tx: &BatchSender<Error>,
+) -> Result<bool> {
+    let key = plan.key_of(&row.values)?;
+    for (index, value) in row.values.iter().enumerate() {
+        if row.long.contains(&index) {
+            put_pending(&mut filler.buf);
+        } else {
+            put_value(&mut filler.buf, value)?;
+        }
+    }
+    filler.rows += 1;
+    for index in row.long {
+        let sql = plan.piece_sql(index)?;
+        let units = plan.piece_units(index);
+        let mut from = 1i64;
+        while let Some((piece, length)) = read_piece(conn, &sql, from, units, &key).await? {
+            put_piece(&mut filler.buf, index, &piece)?;
+            from += length;
+            if !filler.send_if_full(tx).await? {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
 }
 
 impl Reader for SqlServerReader {
@@ -170,10 +291,10 @@ mod tests {
             batch_bytes: 1 << 20,
         };
         assert_eq!(
-            select_sql(&request, &detail, Isolation::Snapshot).expect("sql"),
+            select_sql(&request, &detail, Isolation::Snapshot, None).expect("sql"),
             "SELECT [id], CAST([m] AS decimal(19,4)) FROM [src].[s].[t] WHERE ([id] > 10)"
         );
-        assert!(select_sql(&request, &detail, Isolation::TableLock)
+        assert!(select_sql(&request, &detail, Isolation::TableLock, None)
             .expect("sql")
             .contains("FROM [src].[s].[t] WITH (TABLOCK) WHERE"));
         assert_eq!(detail.width(), 2);

@@ -33,7 +33,8 @@
 //! are staged as text and converted by the server
 //! ([`Flavour::stages_as_text`]). A row holding a value the bulk load
 //! cannot carry (over 65,535 bytes) is staged by a parameterised insert
-//! between runs of bulk-loaded rows ([`crate::long`]).
+//! between runs of bulk-loaded rows ([`crate::long`]); a value read in
+//! pieces is staged empty and grown piece by piece ([`crate::pieces`]).
 
 use bytes::Bytes;
 use dbferry_plugin_abi::plugin::Writer;
@@ -45,10 +46,11 @@ use tokio::task::JoinHandle;
 use crate::cell::int;
 use crate::conn::{exec, rows, runtime, Lease};
 use crate::detail::TableDetail;
-use crate::encode::{is_null, Decoder};
+use crate::encode::{is_null, Decoder, Record};
 use crate::error::{Context, Error, Result};
 use crate::flavour::Flavour;
 use crate::long;
+use crate::pieces::{self, Appender};
 use crate::quote::ident;
 use crate::range::predicate;
 use crate::types::Transport;
@@ -221,22 +223,29 @@ struct Staged {
 }
 
 impl Staged {
-    /// The next row's staging values, `None` after the last.
-    async fn next(&mut self) -> Result<Option<Vec<ColumnData<'static>>>> {
+    /// The next record, a row's values ready to stage (a pending value
+    /// empty, to be grown by its pieces), `None` after the last.
+    async fn next(&mut self) -> Result<Option<Record>> {
         loop {
             if let Some(decoder) = self.decoder.as_mut() {
-                if let Some(values) = decoder.row()? {
-                    let mut row = Vec::with_capacity(values.len());
-                    for (value, slot) in values.into_iter().zip(&self.slots) {
-                        row.push(if slot.as_text {
-                            ColumnData::String(crate::textform::text_of(&value, &slot.column)?.map(Into::into))
-                        } else if is_null(&value) {
-                            typed_null(slot.transport, slot.index)
-                        } else {
-                            value
-                        });
+                match decoder.record()? {
+                    Some(Record::Row { values, pending }) => {
+                        let mut row = Vec::with_capacity(values.len());
+                        for (index, (value, slot)) in values.into_iter().zip(&self.slots).enumerate() {
+                            row.push(if pending.contains(&index) {
+                                pieces::empty_like(matches!(slot.transport, Transport::Bytes { .. }))
+                            } else if slot.as_text {
+                                ColumnData::String(crate::textform::text_of(&value, &slot.column)?.map(Into::into))
+                            } else if is_null(&value) {
+                                typed_null(slot.transport, slot.index)
+                            } else {
+                                value
+                            });
+                        }
+                        return Ok(Some(Record::Row { values: row, pending }));
                     }
-                    return Ok(Some(row));
+                    Some(piece) => return Ok(Some(piece)),
+                    None => {}
                 }
             }
             let Some(batch) = self.rx.recv().await else {
@@ -255,41 +264,62 @@ impl Staged {
     }
 }
 
+/// Whether a record is a row the bulk load can carry.
+fn bulk_row(record: &Record) -> bool {
+    matches!(record, Record::Row { values, pending } if pending.is_empty() && !long::has_long(values))
+}
+
 /// Stages every row: runs of ordinary rows by bulk load, a row holding a
-/// value too long for it by a parameterised insert ([`crate::long`]).
-async fn load(lease: &mut Lease, rx: mpsc::Receiver<Bytes>, slots: Vec<Slot>) -> Result<u64> {
+/// value too long for it by a parameterised insert ([`crate::long`]), a
+/// value read in pieces by appending each to its staged row.
+async fn load(lease: &mut Lease, rx: mpsc::Receiver<Bytes>, slots: Vec<Slot>, appender: Appender) -> Result<u64> {
     let conn = lease.conn()?;
-    let insert = long::insert_sql(slots.len());
     let mut staged = Staged {
         rx,
         decoder: None,
         slots,
     };
     let mut sent = 0u64;
+    // The key of the last row staged with pending values: its pieces follow.
+    let mut pending_key = None;
     let mut next = staged.next().await?;
-    while let Some(row) = next.take() {
-        if long::has_long(&row) {
-            long::insert_row(conn, &insert, row).await?;
-            sent += 1;
-            next = staged.next().await?;
+    while let Some(record) = next.take() {
+        if bulk_row(&record) {
+            let mut bulk = conn.bulk_insert(STAGE).await.ctx(|| "starting a bulk load".into())?;
+            let mut record = Some(record);
+            while let Some(Record::Row { values, .. }) = record.take() {
+                let mut tokens = TokenRow::with_capacity(values.len());
+                for value in values {
+                    tokens.push(value);
+                }
+                bulk.send(tokens).await.ctx(|| "bulk-loading rows".into())?;
+                sent += 1;
+                match staged.next().await? {
+                    Some(r) if bulk_row(&r) => record = Some(r),
+                    other => next = other,
+                }
+            }
+            bulk.finalize().await.ctx(|| "ending a bulk load".into())?;
             continue;
         }
-        let mut bulk = conn.bulk_insert(STAGE).await.ctx(|| "starting a bulk load".into())?;
-        let mut row = Some(row);
-        while let Some(values) = row.take() {
-            if long::has_long(&values) {
-                next = Some(values);
-                break;
+        match record {
+            Record::Row { values, pending } => {
+                pending_key = if pending.is_empty() {
+                    None
+                } else {
+                    Some(appender.key_of(&values)?)
+                };
+                long::insert_row(conn, values).await?;
+                sent += 1;
             }
-            let mut tokens = TokenRow::with_capacity(values.len());
-            for value in values {
-                tokens.push(value);
+            Record::Piece { index, data } => {
+                let key = pending_key
+                    .as_ref()
+                    .ok_or_else(|| Error::Invalid("a piece of a long value arrived before its row".into()))?;
+                appender.append(conn, index, data, key).await?;
             }
-            bulk.send(tokens).await.ctx(|| "bulk-loading rows".into())?;
-            sent += 1;
-            row = staged.next().await?;
         }
-        bulk.finalize().await.ctx(|| "ending a bulk load".into())?;
+        next = staged.next().await?;
     }
     Ok(sent)
 }
@@ -315,8 +345,9 @@ impl SqlServerWriter {
         .await?;
         let (tx, rx) = mpsc::channel::<Bytes>(DEPTH);
         let slots = slots(detail, flavour);
+        let appender = Appender::new(detail, &request.range.columns, flavour);
         let task = tokio::spawn(async move {
-            let result = load(&mut lease, rx, slots).await;
+            let result = load(&mut lease, rx, slots, appender).await;
             (lease, result)
         });
         Ok(Self {

@@ -32,8 +32,16 @@ fn sessions(a: &Babelfish, b: &Babelfish) -> (SqlServerSession, SqlServerSession
 }
 
 /// Copies every table the way the host does (whole-table chunks), checks
-/// count and checksum digests, finishes the target.
-fn copy(source: &SqlServerSession, target: &SqlServerSession, schema: &DatabaseSchema, dst: &str, batch_bytes: u64) {
+/// count and checksum digests, finishes the target; returns the longest
+/// batch read, in bytes.
+fn copy(
+    source: &SqlServerSession,
+    target: &SqlServerSession,
+    schema: &DatabaseSchema,
+    dst: &str,
+    batch_bytes: u64,
+) -> usize {
+    let mut longest = 0;
     target
         .prepare_target(PrepareRequest {
             database: dst.into(),
@@ -66,6 +74,7 @@ fn copy(source: &SqlServerSession, target: &SqlServerSession, schema: &DatabaseS
         let mut total = 0;
         while let Some((batch, rows)) = reader.next_batch().expect("batch") {
             total += rows;
+            longest = longest.max(batch.len());
             writer
                 .write(batch, rows)
                 .unwrap_or_else(|e| panic!("write {}: {e:?}", table.name));
@@ -106,6 +115,7 @@ fn copy(source: &SqlServerSession, target: &SqlServerSession, schema: &DatabaseS
         "{:?}",
         finished.warnings
     );
+    longest
 }
 
 #[test]
@@ -245,10 +255,30 @@ fn babelfish_to_babelfish_copies_64_mib_max_values() {
     assert!(lengths.contains("5:67108864:"), "{lengths}");
     assert!(lengths.contains("6:0:33554432:0"), "{lengths}");
     assert!(lengths.contains("7:0:0:67108864"), "{lengths}");
+    // Either side of the size read in pieces (4 MiB), through PostgreSQL:
+    // text past the BMP across several pieces, and every byte value.
+    let every_byte = |n: u64| {
+        format!(
+            "(SELECT string_agg(decode(lpad(to_hex(g % 256), 2, '0'), 'hex'), ''::bytea) \
+             FROM generate_series(1, {n}) g)::sys.bbf_varbinary"
+        )
+    };
+    a.pg(&format!(
+        "INSERT INTO {schema}.big (id, n, b) VALUES (9, repeat('😀ab', 1500000), {}), \
+         (10, repeat('é', 2097152), {})",
+        every_byte((4 << 20) + 1),
+        every_byte(4 << 20),
+        schema = a.pg_schema(src, "dbo")
+    ));
     let (source, target) = sessions(a, b);
     let schema = source.describe_database(src).expect("describe");
-    copy(&source, &target, &schema, dst, 1 << 20);
+    let longest = copy(&source, &target, &schema, dst, 1 << 20);
     assert_eq!(a.row_hash(src, "dbo", "big"), b.row_hash(dst, "dbo", "big"));
+    // Whole, the 64 MiB values would make batches of 64 MiB and more.
+    assert!(
+        longest < 16 << 20,
+        "a batch of {longest} bytes: values over 4 MiB were not read in pieces"
+    );
 }
 
 /// Every type Babelfish 4.3 supports (README names the list), at its
