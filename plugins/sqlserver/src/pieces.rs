@@ -230,19 +230,9 @@ pub async fn read_piece(
     units: i64,
     key: &[ColumnData<'static>],
 ) -> Result<Option<(ColumnData<'static>, i64)>> {
-    let mut query = Query::new(sql.to_string());
-    query.bind(from);
-    query.bind(units);
-    for value in key {
-        query.bind(value.clone());
-    }
-    let row = query
-        .query(conn)
-        .await
-        .ctx(|| "reading a piece of a long value".into())?
-        .into_row()
-        .await
-        .ctx(|| "reading a piece of a long value".into())?
+    let params = [ColumnData::I64(Some(from)), ColumnData::I64(Some(units))];
+    let row = first_row(conn, sql, params, key, "reading a piece of a long value")
+        .await?
         .ok_or_else(|| Error::Data("a row with a long value was not found again by its key".into()))?;
     let length = int(&row, 1).unwrap_or(0);
     if length <= 0 {
@@ -253,6 +243,27 @@ pub async fn read_piece(
         .next()
         .ok_or_else(|| Error::Internal("a piece row without its piece".into()))?;
     Ok(Some((piece, length)))
+}
+
+/// The first row `sql` answers, its parameters `params` then `key`.
+async fn first_row<const N: usize>(
+    conn: &mut Conn,
+    sql: &str,
+    params: [ColumnData<'static>; N],
+    key: &[ColumnData<'static>],
+    doing: &'static str,
+) -> Result<Option<tiberius::Row>> {
+    let mut query = Query::new(sql.to_string());
+    for value in params.into_iter().chain(key.iter().cloned()) {
+        query.bind(value);
+    }
+    query
+        .query(conn)
+        .await
+        .ctx(|| doing.into())?
+        .into_row()
+        .await
+        .ctx(|| doing.into())
 }
 
 /// Appends pieces to the staged row they belong to.
@@ -321,18 +332,8 @@ impl Appender {
         key: &[ColumnData<'static>],
     ) -> Result<()> {
         let binary = matches!(data, ColumnData::Binary(_));
-        let mut query = Query::new(self.append_sql(index, binary)?);
-        query.bind(data);
-        for value in key {
-            query.bind(value.clone());
-        }
-        let row = query
-            .query(conn)
-            .await
-            .ctx(|| "appending a piece of a long value".into())?
-            .into_row()
-            .await
-            .ctx(|| "appending a piece of a long value".into())?;
+        let sql = self.append_sql(index, binary)?;
+        let row = first_row(conn, &sql, [data], key, "appending a piece of a long value").await?;
         match row.as_ref().and_then(|r| int(r, 0)) {
             Some(1) => Ok(()),
             touched => Err(Error::Data(format!(
