@@ -9,8 +9,9 @@ fn run_copies_a_renamed_database_exactly() {
     };
     let (src, dst) = (unique_db("bf_run_src"), unique_db("bf_run_renamed"));
     seed(a, &src, 30_000);
-    // Values over 4 MiB travel in pieces, through the host, in a table
-    // split into several chunks.
+    // Values over 4 MiB travel in pieces, through the host (batches that
+    // carry pieces and no row). SQL Server tables are never split (one
+    // snapshot per table), so the table is one chunk.
     a.tsql(&format!(
         "USE [{src}]; CREATE TABLE dbo.docs (id int NOT NULL PRIMARY KEY, body nvarchar(max) NULL, blob varbinary(max) NULL)"
     ));
