@@ -273,10 +273,27 @@ pub fn check_servers(
     saved: Option<Vec<DatabaseSchema>>,
 ) -> Result<Checked, Rejection> {
     let connections = job.options.parallelism + 2;
-    let source = connect(plugin, resolved.source, connections)?;
-    let target = connect(plugin, resolved.target, connections)?;
-    let source_info = probe(&source, resolved.source)?;
-    let target_info = probe(&target, resolved.target)?;
+    let reach = |instance: &Instance| {
+        let session = connect(plugin, instance, connections)?;
+        let info = probe(&session, instance)?;
+        Ok::<_, Rejection>((session, info))
+    };
+    // Both servers at once: a probe is a few catalog queries, and a server
+    // that meets them in a new process (Babelfish's T-SQL parser warming up)
+    // takes a second or more. The source's refusal is reported first.
+    let (source, target) = std::thread::scope(|scope| {
+        let target = scope.spawn(|| reach(resolved.target));
+        let source = reach(resolved.source);
+        let target = target.join().unwrap_or_else(|_| {
+            Err(Rejection::new(
+                ErrorCode::InternalError,
+                format!("probing instance {} panicked", resolved.target.id),
+            ))
+        });
+        (source, target)
+    });
+    let (source, source_info) = source?;
+    let (target, target_info) = target?;
     let transport = [
         InstanceTransport::new(resolved.source, "source", &source_info),
         InstanceTransport::new(resolved.target, "target", &target_info),
