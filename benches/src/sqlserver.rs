@@ -80,6 +80,16 @@ pub enum Shape {
     LongValues(u64),
 }
 
+impl Shape {
+    /// Its tables: name, columns, fill.
+    fn tables(self) -> &'static [(&'static str, &'static str, &'static str)] {
+        match self {
+            Shape::Tables => &TABLES,
+            Shape::LongValues(_) => &LONG_TABLES,
+        }
+    }
+}
+
 /// What the SQL Server bench needs from the command line.
 pub struct Options {
     /// The tables.
@@ -108,9 +118,7 @@ struct Rig {
     /// server user for `COPY FROM`.
     shm: tempfile::TempDir,
     rows_per_table: u64,
-    /// [`TABLES`] or [`LONG_TABLES`].
-    tables: &'static [(&'static str, &'static str, &'static str)],
-    long_values: bool,
+    shape: Shape,
 }
 
 /// Runs the SQL Server dataset; `None` (after a loud line) without the
@@ -124,10 +132,12 @@ pub fn run(options: &Options) -> Result<Option<DatasetResult>> {
         return Ok(None);
     }
     let started = Instant::now();
-    let (rows_per_table, tables, long_values): (u64, &'static [_], bool) = match options.shape {
-        Shape::Tables => (((ROWS * options.scale).round() as u64).max(1), &TABLES, false),
-        Shape::LongValues(rows) => (rows.max(1), &LONG_TABLES, true),
+    let rows_per_table = match options.shape {
+        Shape::Tables => ((ROWS * options.scale).round() as u64).max(1),
+        Shape::LongValues(rows) => rows.max(1),
     };
+    let tables = options.shape.tables();
+    let long_values = matches!(options.shape, Shape::LongValues(_));
     eprintln!("sqlserver: starting two Babelfish servers");
     let (source, target) = std::thread::scope(|s| {
         let a = s.spawn(Babelfish::try_start);
@@ -154,8 +164,7 @@ pub fn run(options: &Options) -> Result<Option<DatasetResult>> {
         scratch: tempfile::Builder::new().prefix("dbferry-bench-ss-").tempdir()?,
         shm,
         rows_per_table,
-        tables,
-        long_values,
+        shape: options.shape,
     };
     eprintln!(
         "sqlserver: building {} rows in each of {} tables",
@@ -184,32 +193,15 @@ pub fn run(options: &Options) -> Result<Option<DatasetResult>> {
     let mut runs: Vec<Vec<RunResult>> = vec![Vec::new(); tools.len()];
     let mut errors: Vec<Option<String>> = vec![None; tools.len()];
     for round in 0..options.runs {
-        if long_values {
-            // One contender: the point is dbferry's memory with long values.
-            match rig.dbferry(options) {
-                Ok(run) => {
-                    eprintln!(
-                        "  [sqlserver] round {} dbferry : {:>8.2} s  cpu {:>6.1} s  rss {:>7.1} MiB",
-                        round + 1,
-                        run.wall_s,
-                        run.tool_cpu_s,
-                        run.tool_max_rss_kib as f64 / 1024.0
-                    );
-                    runs[0].push(run);
-                }
-                Err(error) => {
-                    let message = format!("{error:#}");
-                    eprintln!("  [sqlserver] round {} dbferry : FAILED: {message}", round + 1);
-                    errors[0] = Some(message);
-                }
-            }
-            continue;
-        }
         // The order rotates so no tool always goes first; `copy` needs the
-        // floor's files, so it always follows the floor.
+        // floor's files, so it always follows the floor. Long values have
+        // one contender: the point is dbferry's memory.
         let mut order: Vec<usize> = vec![0, 1, 2];
         order.rotate_left(round % 3);
         order.push(3);
+        if long_values {
+            order = vec![0];
+        }
         for index in order {
             if errors[index].is_some() && index == 1 {
                 // freebcp in fails the same way every time: once is the report.
@@ -373,10 +365,10 @@ impl Rig {
         self.source.drop_database(DB);
         self.source.try_tsql(&format!("CREATE DATABASE {DB}"))?;
         let schema = self.source.pg_schema(DB, "dbo");
-        for (table, columns, fill) in self.tables {
+        for (table, columns, fill) in self.shape.tables() {
             self.source
                 .try_tsql(&format!("USE {DB}; CREATE TABLE dbo.{table} ({columns})"))?;
-            if self.long_values {
+            if matches!(self.shape, Shape::LongValues(_)) {
                 self.build_long_rows(table)?;
                 continue;
             }
@@ -415,7 +407,7 @@ impl Rig {
         self.target.drop_database(DB);
         if with_tables {
             self.target.try_tsql(&format!("CREATE DATABASE {DB}"))?;
-            for (table, columns, _) in self.tables {
+            for (table, columns, _) in self.shape.tables() {
                 self.target
                     .try_tsql(&format!("USE {DB}; CREATE TABLE dbo.{table} ({columns})"))?;
             }
@@ -426,7 +418,7 @@ impl Rig {
     /// Exact row counts of every table on the target, checked against the source's.
     fn check_counts(&self) -> Result<()> {
         let schema = self.target.pg_schema(DB, "dbo");
-        for (table, _, _) in self.tables {
+        for (table, _, _) in self.shape.tables() {
             let count: u64 = self
                 .target
                 .try_pg(
@@ -579,7 +571,8 @@ impl Rig {
     fn freebcp(&self) -> Result<RunResult> {
         self.reset_target(true)?;
         let steps: Vec<String> = self
-            .tables
+            .shape
+            .tables()
             .iter()
             .map(|(t, _, _)| format!("{} && {}", self.bcp(t, "out", "source"), self.bcp(t, "in", "target")))
             .collect();
@@ -591,7 +584,8 @@ impl Rig {
     fn floor(&self) -> Result<RunResult> {
         self.reset_target(true)?;
         let steps: Vec<String> = self
-            .tables
+            .shape
+            .tables()
             .iter()
             .map(|(t, _, _)| format!("{} && {}", self.bcp(t, "out", "source"), self.copy_from(t)))
             .collect();
@@ -603,13 +597,14 @@ impl Rig {
     fn copy_only(&self) -> Result<RunResult> {
         self.reset_target(true)?;
         if self
-            .tables
+            .shape
+            .tables()
             .iter()
             .any(|(t, _, _)| !self.shm.path().join(format!("{t}.dat")).is_file())
         {
             bail!("no exported files: the floor's run failed");
         }
-        let steps: Vec<String> = self.tables.iter().map(|(t, _, _)| self.copy_from(t)).collect();
+        let steps: Vec<String> = self.shape.tables().iter().map(|(t, _, _)| self.copy_from(t)).collect();
         let run = self.measure_shell(&steps)?;
         self.check_counts()?;
         Ok(run)
@@ -617,7 +612,8 @@ impl Rig {
 
     /// Bytes of the character files `freebcp` exported (what MB/s refers to).
     fn exported_bytes(&self) -> u64 {
-        self.tables
+        self.shape
+            .tables()
             .iter()
             .filter_map(|(t, _, _)| std::fs::metadata(self.shm.path().join(format!("{t}.dat"))).ok())
             .map(|m| m.len())

@@ -5,8 +5,9 @@
 //! memory would follow the longest value. Instead, when the chunk is read
 //! under SNAPSHOT isolation and the table has a chunk key:
 //!
-//! 1. the chunk's SELECT reads a `(max)` value over [`PIECEWISE_OVER`]
-//!    bytes as NULL, with a flag column per such column saying so;
+//! 1. the chunk's SELECT reads a `(max)` value stored in over
+//!    [`PIECEWISE_OVER`] bytes as NULL, with a flag column per such column
+//!    saying so;
 //! 2. once the SELECT is done, each flagged value is read in pieces by key,
 //!    on the same connection and in the same snapshot transaction, so the
 //!    pieces are of the same moment as the row;
@@ -38,8 +39,8 @@ use crate::snapshot::Isolation;
 use crate::types::Transport;
 use crate::writer::STAGE;
 
-/// Values longer than this, in bytes as `DATALENGTH` counts them, are read
-/// in pieces.
+/// Values stored in more bytes than this (`DATALENGTH` of the column) are
+/// read in pieces.
 pub const PIECEWISE_OVER: i64 = 4 << 20;
 /// Characters (server units) per text piece: at most 16 MiB of UTF-8, 8 MiB
 /// of UTF-16. Each piece costs Babelfish a pass over the value up to it
@@ -71,6 +72,18 @@ pub fn key_indexes(detail: &TableDetail, key: &[String]) -> Option<Vec<usize>> {
     (!found.is_empty()).then_some(found)
 }
 
+/// The values of a row at `indexes` (its key).
+fn values_at(values: &[ColumnData<'static>], indexes: impl Iterator<Item = usize>) -> Result<Vec<ColumnData<'static>>> {
+    indexes
+        .map(|i| {
+            values
+                .get(i)
+                .cloned()
+                .ok_or_else(|| Error::Invalid(format!("a row of {} values has no key value at {i}", values.len())))
+        })
+        .collect()
+}
+
 /// A column whose long values are read in pieces.
 #[derive(Clone, Debug)]
 struct LongColumn {
@@ -78,6 +91,10 @@ struct LongColumn {
     index: usize,
     /// The reader's expression for it.
     expr: String,
+    /// The quoted column, whose stored length decides: measuring `expr`
+    /// would convert every value (varchar, text, xml to nvarchar) twice
+    /// more per row only to learn its length.
+    column: String,
     /// varbinary (else nvarchar).
     binary: bool,
 }
@@ -116,6 +133,7 @@ impl Piecewise {
                 columns.push(LongColumn {
                     index,
                     expr: expr.clone(),
+                    column: ident(&column.name),
                     binary,
                 });
             }
@@ -138,7 +156,7 @@ impl Piecewise {
         let mut list: Vec<String> = detail.copied().flat_map(|c| c.read_exprs()).collect();
         let mut flags = Vec::with_capacity(self.columns.len());
         for column in &self.columns {
-            let long = format!("DATALENGTH({}) > {PIECEWISE_OVER}", column.expr);
+            let long = format!("DATALENGTH({}) > {PIECEWISE_OVER}", column.column);
             // A typed NULL: Babelfish gives `CASE ... THEN NULL ELSE
             // nvarchar END` the type varchar, which loses every character
             // outside the code page.
@@ -162,7 +180,7 @@ impl Piecewise {
     }
 
     /// The value indexes `flags` (a row's trailing values) mark as long.
-    pub fn flagged(&self, flags: &[ColumnData<'_>]) -> Vec<usize> {
+    pub fn flagged<'a>(&self, flags: impl Iterator<Item = &'a ColumnData<'static>>) -> Vec<usize> {
         self.columns
             .iter()
             .zip(flags)
@@ -173,15 +191,7 @@ impl Piecewise {
 
     /// The key of a row, from its values.
     pub fn key_of(&self, values: &[ColumnData<'static>]) -> Result<Vec<ColumnData<'static>>> {
-        self.key
-            .iter()
-            .map(|(index, _)| {
-                values
-                    .get(*index)
-                    .cloned()
-                    .ok_or_else(|| Error::Internal(format!("no key value at {index}")))
-            })
-            .collect()
+        values_at(values, self.key.iter().map(|(index, _)| *index))
     }
 
     /// The statement reading one piece of the value at `index`: `@P1` the
@@ -289,14 +299,7 @@ impl Appender {
             .key
             .as_ref()
             .ok_or_else(|| Error::Invalid("pieces of a value in a table without a key".into()))?;
-        key.iter()
-            .map(|i| {
-                values
-                    .get(*i)
-                    .cloned()
-                    .ok_or_else(|| Error::Invalid(format!("no key value at {i}")))
-            })
-            .collect()
+        values_at(values, key.iter().copied())
     }
 
     /// `UPDATE` appending `@P1` to staging column `index` of the row whose
@@ -390,7 +393,7 @@ mod tests {
             Piecewise::plan(&request(&["id"]), &detail(), Isolation::Snapshot, Flavour::SqlServer).expect("plan");
         assert_eq!(plan.flags(), 2);
         assert_eq!(
-            plan.flagged(&[ColumnData::I32(Some(0)), ColumnData::I32(Some(1))]),
+            plan.flagged([ColumnData::I32(Some(0)), ColumnData::I32(Some(1))].iter()),
             vec![3]
         );
         assert!(Piecewise::plan(&request(&[]), &detail(), Isolation::Snapshot, Flavour::SqlServer).is_none());
@@ -404,11 +407,11 @@ mod tests {
         .is_none());
         let list = plan.select_list(&detail());
         assert!(list.starts_with(
-            "[id], CASE WHEN DATALENGTH(CAST([n] AS nvarchar(max))) > 4194304 THEN CAST(NULL AS nvarchar(max)) \
+            "[id], CASE WHEN DATALENGTH([n]) > 4194304 THEN CAST(NULL AS nvarchar(max)) \
              ELSE CAST([n] AS nvarchar(max)) END, "
         ));
         assert!(list.ends_with(
-            "CASE WHEN DATALENGTH(CAST([n] AS nvarchar(max))) > 4194304 THEN 1 ELSE 0 END, \
+            "CASE WHEN DATALENGTH([n]) > 4194304 THEN 1 ELSE 0 END, \
              CASE WHEN DATALENGTH([b]) > 4194304 THEN 1 ELSE 0 END"
         ));
     }

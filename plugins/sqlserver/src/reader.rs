@@ -185,19 +185,21 @@ impl Chunk<'_> {
                         self.width + flags
                     )));
                 }
-                if let Some(plan) = self.pieces {
-                    let mut values: Vec<_> = row.into_iter().collect();
-                    let long = plan.flagged(&values.split_off(self.width));
-                    if !long.is_empty() {
+                // Only a row with a long value is collected; the others
+                // go straight into the batch, as without pieces.
+                let long = self
+                    .pieces
+                    .map(|plan| plan.flagged(row.cells().skip(self.width).map(|(_, v)| v)));
+                match long {
+                    Some(long) if !long.is_empty() => {
+                        let values = row.into_iter().take(self.width).collect();
                         deferred.push(Deferred { values, long });
                         continue;
                     }
-                    for value in &values {
-                        put_value(&mut filler.buf, value)?;
-                    }
-                } else {
-                    for value in row {
-                        put_value(&mut filler.buf, &value)?;
+                    _ => {
+                        for value in row.into_iter().take(self.width) {
+                            put_value(&mut filler.buf, &value)?;
+                        }
                     }
                 }
                 filler.rows += 1;
