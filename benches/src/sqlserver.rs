@@ -108,6 +108,15 @@ pub struct Options {
     pub verify: String,
 }
 
+/// How dbferry loads the target in a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Load {
+    /// `COPY` through the target's PostgreSQL port (`postgres_port`).
+    Copy,
+    /// TDS bulk load only, as without `postgres_port`.
+    Tds,
+}
+
 /// The two servers, scratch space, and the files the tools share.
 struct Rig {
     source: Babelfish,
@@ -184,10 +193,11 @@ pub fn run(options: &Options) -> Result<Option<DatasetResult>> {
         .unwrap_or(0);
     rig.write_freetds_conf()?;
 
-    let tools: [(&str, &str); 4] = [
-        ("dbferry", "dbferry"),
+    let tools: [(&str, &str); 5] = [
+        ("dbferry", "dbferry (COPY through the target's PostgreSQL port)"),
         ("freebcp", "freebcp out + freebcp in"),
         ("floor", "floor (freebcp out + COPY FROM)"),
+        ("dbferry-tds", "dbferry over TDS only (no postgres_port)"),
         ("copy", "COPY FROM alone"),
     ];
     let mut runs: Vec<Vec<RunResult>> = vec![Vec::new(); tools.len()];
@@ -195,12 +205,13 @@ pub fn run(options: &Options) -> Result<Option<DatasetResult>> {
     for round in 0..options.runs {
         // The order rotates so no tool always goes first; `copy` needs the
         // floor's files, so it always follows the floor. Long values have
-        // one contender: the point is dbferry's memory.
-        let mut order: Vec<usize> = vec![0, 1, 2];
-        order.rotate_left(round % 3);
-        order.push(3);
+        // dbferry's two write paths alone: the point is dbferry's memory.
+        let mut order: Vec<usize> = vec![0, 1, 2, 3];
+        order.rotate_left(round % 4);
+        order.push(4);
         if long_values {
-            order = vec![0];
+            order = vec![0, 3];
+            order.rotate_left(round % 2);
         }
         for index in order {
             if errors[index].is_some() && index == 1 {
@@ -209,7 +220,8 @@ pub fn run(options: &Options) -> Result<Option<DatasetResult>> {
             }
             let key = tools[index].0;
             let outcome = match key {
-                "dbferry" => rig.dbferry(options),
+                "dbferry" => rig.dbferry(options, Load::Copy),
+                "dbferry-tds" => rig.dbferry(options, Load::Tds),
                 "freebcp" => rig.freebcp(),
                 "floor" => rig.floor(),
                 _ => rig.copy_only(),
@@ -507,7 +519,7 @@ impl Rig {
         })
     }
 
-    fn dbferry(&self, options: &Options) -> Result<RunResult> {
+    fn dbferry(&self, options: &Options, load: Load) -> Result<RunResult> {
         self.reset_target(false)?;
         let dir = self.scratch.path();
         std::fs::write(dir.join("password"), BABELFISH_PASSWORD)?;
@@ -533,6 +545,9 @@ impl Rig {
                 server.tds_port(),
                 dir.display()
             );
+            if load == Load::Copy {
+                let _ = writeln!(config, "postgres_port = {}", server.pg_port());
+            }
         }
         std::fs::write(dir.join("dbferry.toml"), config)?;
         std::fs::write(

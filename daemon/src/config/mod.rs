@@ -138,6 +138,9 @@ pub struct Instance {
     pub tls_key: Option<PathBuf>,
     /// Directory, reachable by this server, for backup-and-restore imports.
     pub backup_path: Option<String>,
+    /// A Babelfish instance's PostgreSQL port (SQL Server engine only):
+    /// data is loaded into it through that port with `COPY`.
+    pub postgres_port: Option<u16>,
 }
 
 impl Instance {
@@ -326,6 +329,16 @@ fn instance(
     let tls = f.choice("tls", false, &TLS_MODES);
     let (tls_ca, tls_cert, tls_key) = tls_files(&mut f);
     let backup_path = f.non_empty("backup_path", false);
+    let postgres_port = f.integer("postgres_port", false, 1..65536);
+    if let (Some(port), Some(engine)) = (&postgres_port, &engine) {
+        if engine.value != "sqlserver" {
+            f.error(
+                port.span.clone(),
+                ErrorCode::InvalidParameter,
+                "`postgres_port` is for `engine = \"sqlserver\"` instances served by Babelfish for PostgreSQL",
+            );
+        }
+    }
     f.finish();
     Some(Instance {
         id: id?.value,
@@ -344,6 +357,7 @@ fn instance(
         tls_cert,
         tls_key,
         backup_path: backup_path.map(|p| p.value),
+        postgres_port: postgres_port.and_then(|p| u16::try_from(p.value).ok()),
     })
 }
 
@@ -489,6 +503,25 @@ mod tests {
             "{errors:?}"
         );
         assert!(errors.iter().any(|e| e.contains("unknown key `port2`")), "{errors:?}");
+    }
+
+    #[test]
+    fn postgres_port_is_for_sqlserver_instances_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pw = secret(dir.path(), 0o600);
+        let mysql = instance(&format!("password_file = \"{}\"", pw.display()));
+        let bad = format!("{mysql}postgres_port = 5432\n");
+        let errors = load(&bad, dir.path()).expect_err("invalid");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("`postgres_port` is for `engine = \"sqlserver\"`"),
+            "{errors:?}"
+        );
+        let out_of_range = format!("{}postgres_port = 70000\n", mysql.replace("\"mysql\"", "\"sqlserver\""));
+        assert!(load(&out_of_range, dir.path()).is_err());
+        let ok = format!("{}postgres_port = 5432\n", mysql.replace("\"mysql\"", "\"sqlserver\""));
+        let config = load(&ok, dir.path()).expect("valid");
+        assert_eq!(config.instance("rm-1").and_then(|i| i.postgres_port), Some(5432));
     }
 
     #[test]

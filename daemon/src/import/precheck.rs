@@ -168,6 +168,9 @@ pub fn connect(plugin: &Plugin, instance: &Instance, connections: u32) -> Result
     if let Some(tls) = &instance.tls {
         options.insert("tls".into(), tls.clone().into());
     }
+    if let Some(port) = instance.postgres_port {
+        options.insert("postgres_port".into(), port.into());
+    }
     for (key, path) in [
         ("tls_ca", &instance.tls_ca),
         ("tls_cert", &instance.tls_cert),
@@ -556,6 +559,7 @@ mod tests {
             tls_cert: None,
             tls_key: None,
             backup_path: None,
+            postgres_port: None,
         }
     }
 

@@ -8,22 +8,19 @@
 //! host). Nothing falls back to plaintext unless the mode is `preferred`
 //! and the server offers no TLS, which the session then reports.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
+use dbferry_plugin_sdk::tls::{self as sdk_tls, Check, TlsConfigError};
 use mysql_async::{ClientIdentity, SslOpts};
-use tokio_rustls::rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use tokio_rustls::rustls::client::WebPkiServerVerifier;
-use tokio_rustls::rustls::crypto::{ring, CryptoProvider};
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use tokio_rustls::rustls::{
-    self, CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
-};
+use tokio_rustls::rustls::crypto::ring;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::ClientConfig;
 
 use crate::error::{Error, Result};
 
 /// Debian's bundle of the system's trusted roots.
-pub const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+pub use dbferry_plugin_sdk::tls::SYSTEM_ROOTS;
 
 /// The server name mysql_async checks certificates against under
 /// `verify-ca`. mysql_async 0.37.1 skips the name check only when rustls's
@@ -154,40 +151,19 @@ impl TlsSettings {
 
     /// The rustls configuration of [`crate::wire`] connections.
     pub fn client_config(&self) -> Result<Arc<ClientConfig>> {
-        let provider = Arc::new(ring::default_provider());
         let check = match self.mode {
             TlsMode::Off | TlsMode::Preferred | TlsMode::Trust => Check::Nothing,
             TlsMode::VerifyCa => Check::Chain,
             TlsMode::On => Check::ChainAndName,
         };
-        let chain = match check {
-            Check::Nothing => None,
-            _ => {
-                let roots = Arc::new(root_store(&self.roots_file())?);
-                Some(
-                    WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-                        .build()
-                        .map_err(|e| Error::Invalid(format!("TLS roots: {e}")))?,
-                )
-            }
-        };
-        let verifier = Verifier {
-            chain,
-            check_name: check == Check::ChainAndName,
-            provider: provider.clone(),
-        };
-        let builder = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| Error::Internal(format!("TLS: {e}")))?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier));
-        let config = match &self.identity {
-            Some((cert, key)) => builder
-                .with_client_auth_cert(certificates(cert)?, private_key(key)?)
-                .map_err(|e| Error::Invalid(format!("tls_cert/tls_key: {e}")))?,
-            None => builder.with_no_client_auth(),
-        };
-        Ok(Arc::new(config))
+        let identity = self
+            .identity
+            .as_ref()
+            .map(|(cert, key)| (cert.as_path(), key.as_path()));
+        sdk_tls::client_config(check, &self.roots_file(), identity).map_err(|e| match e {
+            TlsConfigError::Invalid(m) => Error::Invalid(m),
+            TlsConfigError::Internal(m) => Error::Internal(format!("TLS: {m}")),
+        })
     }
 }
 
@@ -205,119 +181,14 @@ pub fn install_crypto_provider() {
 
 /// The server name a certificate is checked against: `host` as given.
 pub fn server_name(host: &str) -> Result<ServerName<'static>> {
-    ServerName::try_from(host.to_string()).map_err(|e| Error::Invalid(format!("host {host:?} as a TLS name: {e}")))
-}
-
-fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
-    let pem = std::fs::read(path).map_err(|e| Error::Invalid(format!("cannot read {}: {e}", path.display())))?;
-    let certs = rustls_pemfile::certs(&mut pem.as_slice())
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
-    if certs.is_empty() {
-        return Err(Error::Invalid(format!("{} holds no PEM certificate", path.display())));
-    }
-    Ok(certs)
-}
-
-fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
-    let pem = std::fs::read(path).map_err(|e| Error::Invalid(format!("cannot read {}: {e}", path.display())))?;
-    rustls_pemfile::private_key(&mut pem.as_slice())
-        .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?
-        .ok_or_else(|| Error::Invalid(format!("{} holds no PEM private key", path.display())))
-}
-
-fn root_store(path: &Path) -> Result<RootCertStore> {
-    let mut store = RootCertStore::empty();
-    let (added, _ignored) = store.add_parsable_certificates(certificates(path)?);
-    if added == 0 {
-        return Err(Error::Invalid(format!(
-            "{} holds no usable CA certificate",
-            path.display()
-        )));
-    }
-    Ok(store)
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Check {
-    Nothing,
-    Chain,
-    ChainAndName,
-}
-
-/// Checks the chain (and the name, for `on`) with webpki; `trust` and
-/// `preferred` accept any certificate but still check handshake signatures.
-#[derive(Debug)]
-struct Verifier {
-    chain: Option<Arc<WebPkiServerVerifier>>,
-    check_name: bool,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Verifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        let Some(chain) = &self.chain else {
-            return Ok(ServerCertVerified::assertion());
-        };
-        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) if !self.check_name => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
+    sdk_tls::server_name(host).map_err(|e| Error::Invalid(e.to_string()))
 }
 
 /// Why a TLS connection was refused, as the contract names it.
 pub use dbferry_plugin_abi::protocol::TlsRefusal as Refusal;
 
 /// The rustls error behind an I/O error, if any.
-pub fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
-            return Some(tls);
-        }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if let Some(inner) = io.get_ref() {
-                if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
-                    return Some(tls);
-                }
-            }
-        }
-        cur = err.source();
-    }
-    None
-}
+pub use dbferry_plugin_sdk::tls::rustls_error;
 
 #[cfg(test)]
 mod tests {
@@ -347,10 +218,12 @@ mod tests {
     fn the_verify_ca_name_puts_not_valid_for_name_in_rustls_refusal() {
         let expected = ServerName::try_from(VERIFY_CA_SERVER_NAME).map(|n| n.to_owned());
         let refusal = expected.map(|expected| {
-            tokio_rustls::rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
-                expected,
-                presented: vec!["db.example".into()],
-            })
+            tokio_rustls::rustls::Error::InvalidCertificate(
+                tokio_rustls::rustls::CertificateError::NotValidForNameContext {
+                    expected,
+                    presented: vec!["db.example".into()],
+                },
+            )
             .to_string()
         });
         assert!(

@@ -8,8 +8,10 @@
 //! - [`reader`]: a chunk reader fed by a task through a bounded channel,
 //!   which answers "idle" instead of blocking so the host can cancel.
 //! - [`range`]: the SQL predicate `lower < key <= upper` for composite keys.
+//! - [`tls`]: the rustls client configuration behind an instance's `tls` mode.
 #![deny(missing_docs)]
 
 pub mod range;
 pub mod reader;
 pub mod runtime;
+pub mod tls;

@@ -18,18 +18,7 @@ use crate::types::ColumnDetail;
 pub fn column_bytes(column: &ColumnDetail) -> String {
     let c = ident(&column.name);
     let value = match column.base.as_str() {
-        // What the copy preserves of a variant: its base type and exact value text.
-        // char, nchar and binary variants come back as varchar, nvarchar
-        // and varbinary (see `variant`), so those compare as equal.
-        "sql_variant" => {
-            let exprs = crate::variant::read_exprs(&c);
-            format!(
-                "CONVERT(varbinary(max), CASE {0} WHEN N'char' THEN N'varchar' WHEN N'nchar' THEN N'nvarchar' \
-                 WHEN N'binary' THEN N'varbinary' ELSE {0} END + N'|' + {1})",
-                exprs.first().cloned().unwrap_or_default(),
-                exprs.last().cloned().unwrap_or_default()
-            )
-        }
+        "sql_variant" => format!("CONVERT(varbinary(max), {})", variant_text(&c)),
         "text" => format!("CONVERT(varbinary(max), CAST({c} AS varchar(max)))"),
         "ntext" => format!("CONVERT(varbinary(max), CAST({c} AS nvarchar(max)))"),
         // The document as text: the server re-serialises xml identically.
@@ -40,6 +29,19 @@ pub fn column_bytes(column: &ColumnDetail) -> String {
         _ => format!("CONVERT(varbinary(max), {c})"),
     };
     format!("ISNULL(0x01 + CAST(CAST(DATALENGTH({c}) AS bigint) AS binary(8)) + {value}, 0x00)")
+}
+
+/// What the copy preserves of a variant: its base type and exact value
+/// text. char, nchar and binary variants come back as varchar, nvarchar
+/// and varbinary (see `variant`), so those compare as equal.
+fn variant_text(c: &str) -> String {
+    let exprs = crate::variant::read_exprs(c);
+    format!(
+        "CASE {0} WHEN N'char' THEN N'varchar' WHEN N'nchar' THEN N'nvarchar' \
+         WHEN N'binary' THEN N'varbinary' ELSE {0} END + N'|' + {1}",
+        exprs.first().cloned().unwrap_or_default(),
+        exprs.last().cloned().unwrap_or_default()
+    )
 }
 
 /// The text one column contributes to its row's hash on Babelfish, where
@@ -54,6 +56,13 @@ pub fn column_bytes(column: &ColumnDetail) -> String {
 /// only in padding.
 pub fn column_text(column: &ColumnDetail) -> String {
     let c = ident(&column.name);
+    if column.base == "sql_variant" {
+        // Babelfish's DATALENGTH of a variant follows how it was made (an
+        // nvarchar variant cast from a literal and from a typed value
+        // differ), so the length is the text's.
+        let t = variant_text(&c);
+        return format!("ISNULL(N'<' + CAST(DATALENGTH({t}) AS nvarchar(20)) + N'>' + {t}, N'~')");
+    }
     if matches!(column.base.as_str(), "char" | "nchar") {
         let t = format!("RTRIM(CAST({c} AS nvarchar(max)))");
         return format!("ISNULL(N'<' + CAST(DATALENGTH({t}) AS nvarchar(20)) + N'>' + {t}, N'~')");

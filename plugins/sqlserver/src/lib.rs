@@ -14,7 +14,8 @@
 //! [`detail`] (the `detail` JSON), [`types`], [`variant`], [`ddl`] (T-SQL
 //! text), [`schema`] (target steps), [`encode`], [`reader`], [`writer`],
 //! [`split`], [`range`], [`digest`], [`snapshot`], [`backup`], [`fit`] (what a
-//! target cannot hold), [`quote`],
+//! target cannot hold), [`quote`], [`pgload`] (Babelfish targets through
+//! their PostgreSQL port), [`write_path`] (which of the two a chunk takes),
 //! [`cell`], [`error`].
 #![deny(missing_docs)]
 
@@ -31,6 +32,7 @@ pub mod fit;
 pub mod flavour;
 pub mod interrupt;
 pub mod long;
+pub mod pgload;
 pub mod pieces;
 pub mod prelogin;
 pub mod probe;
@@ -44,6 +46,7 @@ pub mod textform;
 pub mod tls;
 pub mod types;
 pub mod variant;
+pub mod write_path;
 pub mod writer;
 
 use std::collections::BTreeMap;
@@ -62,9 +65,10 @@ use crate::conn::{rows, runtime, Pool};
 use crate::detail::{DatabaseDetail, TableDetail};
 use crate::error::Result;
 use crate::flavour::Flavour;
+use crate::pgload::PgPort;
 use crate::reader::SqlServerReader;
 use crate::snapshot::Isolation;
-use crate::writer::SqlServerWriter;
+use crate::write_path::ChunkWriter;
 
 /// The engine: `engine = "sqlserver"` in the config.
 pub struct SqlServerEngine;
@@ -80,6 +84,8 @@ pub struct SqlServerSession {
     backup_spid: Mutex<Option<i64>>,
     /// Stops the digests and finish statements running now.
     interrupts: interrupt::Interrupts,
+    /// A Babelfish target's PostgreSQL port, when the config names it.
+    postgres: Option<PgPort>,
 }
 
 impl Engine for SqlServerEngine {
@@ -144,11 +150,16 @@ impl SqlServerSession {
     /// Connects (one login to check the credentials and TLS).
     pub fn connect(config: &SessionConfig) -> Result<Self> {
         let pool = Pool::new(config)?;
-        let flavour = runtime()?.block_on(async {
+        let postgres_port = pgload::configured_port(config)?;
+        let (flavour, postgres) = runtime()?.block_on(async {
             let mut lease = pool.get().await?;
             let flavour = Flavour::detect(lease.conn()?).await?;
+            let postgres = match postgres_port {
+                None => None,
+                Some(port) => Some(pgload::open(config, port, flavour, lease.conn()?).await?),
+            };
             lease.release();
-            Ok::<_, error::Error>(flavour)
+            Ok::<_, error::Error>((flavour, postgres))
         })?;
         tracing::debug!(instance = %config.instance_id, ?flavour, "connected");
         Ok(Self {
@@ -162,6 +173,7 @@ impl SqlServerSession {
             isolation: Mutex::new(BTreeMap::new()),
             backup_spid: Mutex::new(None),
             interrupts: interrupt::Interrupts::default(),
+            postgres,
         })
     }
 
@@ -207,7 +219,7 @@ impl SqlServerSession {
 
 impl Session for SqlServerSession {
     type Reader = SqlServerReader;
-    type Writer = SqlServerWriter;
+    type Writer = ChunkWriter;
 
     fn probe(&self) -> std::result::Result<ServerInfo, PluginError> {
         let edition = self.edition.as_deref();
@@ -305,11 +317,11 @@ impl Session for SqlServerSession {
         )?)
     }
 
-    fn open_writer(&self, request: WriteRequest) -> std::result::Result<SqlServerWriter, PluginError> {
+    fn open_writer(&self, request: WriteRequest) -> std::result::Result<ChunkWriter, PluginError> {
         let detail = TableDetail::from_json(&request.table.detail)?;
         Ok(runtime()?.block_on(async {
             let lease = self.pool.get().await?;
-            SqlServerWriter::start(lease, &request, &detail, self.flavour).await
+            ChunkWriter::open(lease, &request, &detail, self.flavour, self.postgres.as_ref()).await
         })?)
     }
 

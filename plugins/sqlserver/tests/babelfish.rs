@@ -6,12 +6,14 @@
 
 use dbferry_plugin_abi::plugin::{Reader, Session, Writer};
 use dbferry_plugin_abi::protocol::Detail;
+use dbferry_plugin_abi::protocol::TableSchema;
 use dbferry_plugin_abi::protocol::{
     DatabaseSchema, DigestRequest, ExistingTables, FinishRequest, KeyRange, PrepareRequest, ReadRequest, VerifyMode,
     WriteRequest,
 };
 use dbferry_sqlserver::detail::{DatabaseDetail, TableDetail, XmlCollection};
 use dbferry_sqlserver::types::ColumnDetail;
+use dbferry_sqlserver::write_path::ChunkWriter;
 use dbferry_sqlserver::SqlServerSession;
 use dbferry_testkit::Babelfish;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -25,10 +27,37 @@ fn turn() -> MutexGuard<'static, ()> {
     TURN.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn sessions(a: &Babelfish, b: &Babelfish) -> (SqlServerSession, SqlServerSession) {
+/// How the target loads: TDS bulk load, or `COPY` through its PostgreSQL
+/// port (`postgres_port`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Load {
+    Bulk,
+    Copy,
+}
+
+fn sessions(a: &Babelfish, b: &Babelfish, load: Load) -> (SqlServerSession, SqlServerSession) {
     let source = SqlServerSession::connect(&a.session_config("src", 4)).expect("connect source");
-    let target = SqlServerSession::connect(&b.session_config("dst", 4)).expect("connect target");
+    let mut config = b.session_config("dst", 4);
+    if load == Load::Copy {
+        config.options.insert("postgres_port".into(), b.pg_port().into());
+    }
+    let target = SqlServerSession::connect(&config).expect("connect target");
     (source, target)
+}
+
+/// Whether a writer is the one `load` should give `table`: under `Copy`,
+/// every table without a sql_variant column (which only T-SQL rebuilds)
+/// goes by `COPY`.
+fn check_path(writer: &ChunkWriter, table: &TableSchema, load: Load) {
+    let detail = TableDetail::from_json(&table.detail).expect("detail");
+    let copyable = detail.copied().all(|c| c.base != "sql_variant");
+    let copying = matches!(writer, ChunkWriter::Copy(_));
+    assert_eq!(
+        copying,
+        load == Load::Copy && copyable,
+        "the write path of {}",
+        table.name
+    );
 }
 
 /// Copies every table the way the host does (whole-table chunks), checks
@@ -40,6 +69,7 @@ fn copy(
     schema: &DatabaseSchema,
     dst: &str,
     batch_bytes: u64,
+    load: Load,
 ) -> usize {
     let mut longest = 0;
     target
@@ -71,6 +101,7 @@ fn copy(
                 redo: false,
             })
             .expect("writer");
+        check_path(&writer, table, load);
         let mut total = 0;
         while let Some((batch, rows)) = reader.next_batch().expect("batch") {
             total += rows;
@@ -140,11 +171,18 @@ fn babelfish_to_babelfish_copies_simple_tables_renamed() {
     a.tsql(&format!(
         "USE {src}; INSERT INTO dbo.heap VALUES (1, 'a'), (1, 'a'), (NULL, NULL)"
     ));
-    let (source, target) = sessions(a, b);
-    let schema = source.describe_database(src).expect("describe");
-    copy(&source, &target, &schema, dst, 1 << 20);
-    for table in ["t", "heap"] {
-        assert_eq!(a.row_hash(src, "dbo", table), b.row_hash(dst, "dbo", table), "{table}");
+    for load in [Load::Bulk, Load::Copy] {
+        b.drop_database(dst);
+        let (source, target) = sessions(a, b, load);
+        let schema = source.describe_database(src).expect("describe");
+        copy(&source, &target, &schema, dst, 1 << 20, load);
+        for table in ["t", "heap"] {
+            assert_eq!(
+                a.row_hash(src, "dbo", table),
+                b.row_hash(dst, "dbo", table),
+                "{load:?}: {table}"
+            );
+        }
     }
 }
 
@@ -270,15 +308,18 @@ fn babelfish_to_babelfish_copies_64_mib_max_values() {
         every_byte(4 << 20),
         schema = a.pg_schema(src, "dbo")
     ));
-    let (source, target) = sessions(a, b);
-    let schema = source.describe_database(src).expect("describe");
-    let longest = copy(&source, &target, &schema, dst, 1 << 20);
-    assert_eq!(a.row_hash(src, "dbo", "big"), b.row_hash(dst, "dbo", "big"));
-    // Whole, the 64 MiB values would make batches of 64 MiB and more.
-    assert!(
-        longest < 16 << 20,
-        "a batch of {longest} bytes: values over 4 MiB were not read in pieces"
-    );
+    for load in [Load::Bulk, Load::Copy] {
+        b.drop_database(dst);
+        let (source, target) = sessions(a, b, load);
+        let schema = source.describe_database(src).expect("describe");
+        let longest = copy(&source, &target, &schema, dst, 1 << 20, load);
+        assert_eq!(a.row_hash(src, "dbo", "big"), b.row_hash(dst, "dbo", "big"), "{load:?}");
+        // Whole, the 64 MiB values would make batches of 64 MiB and more.
+        assert!(
+            longest < 16 << 20,
+            "{load:?}: a batch of {longest} bytes: values over 4 MiB were not read in pieces"
+        );
+    }
 }
 
 /// Every type Babelfish 4.3 supports (README names the list), at its
@@ -292,6 +333,13 @@ fn babelfish_to_babelfish_keeps_every_type_identity_and_module() {
         return;
     };
     let _turn = turn();
+    for load in [Load::Bulk, Load::Copy] {
+        every_type_identity_and_module(a, b, load);
+    }
+}
+
+/// One round of the test above, from a fresh source (its checks insert rows).
+fn every_type_identity_and_module(a: &Babelfish, b: &Babelfish, load: Load) {
     let (src, dst) = ("bf_types", "bf_types_copy");
     a.drop_database(src);
     b.drop_database(dst);
@@ -309,12 +357,17 @@ fn babelfish_to_babelfish_keeps_every_type_identity_and_module() {
             c_nchar nchar(5), c_nvarchar nvarchar(100), c_nvmax nvarchar(max),
             c_text text, c_ntext ntext, c_image image,
             c_bin binary(4), c_varbin varbinary(100), c_vbmax varbinary(max),
-            c_guid uniqueidentifier, c_xml xml, c_variant sql_variant,
+            c_guid uniqueidentifier, c_xml xml,
             c_def int CONSTRAINT df_all_def DEFAULT (42)
         )",
+        // sql_variant apart: only T-SQL rebuilds it, so this table is
+        // written over TDS whichever way the others go.
+        "CREATE TABLE dbo.variants (id int NOT NULL PRIMARY KEY, v sql_variant NULL)",
+        "INSERT INTO dbo.variants VALUES (1, CAST(CAST(12.50 AS decimal(10,2)) AS sql_variant)), \
+         (2, CAST(N'unicode ✓' AS sql_variant)), (3, NULL)",
         "INSERT INTO sales.all_types (c_bit, c_tiny, c_small, c_int, c_big, c_dec, c_num, c_money, c_smallmoney,
             c_real, c_float, c_date, c_time, c_time0, c_dt, c_dt2, c_dto, c_dt2_3, c_sdt, c_char, c_varchar, c_vmax,
-            c_nchar, c_nvarchar, c_nvmax, c_text, c_ntext, c_image, c_bin, c_varbin, c_vbmax, c_guid, c_xml, c_variant)
+            c_nchar, c_nvarchar, c_nvmax, c_text, c_ntext, c_image, c_bin, c_varbin, c_vbmax, c_guid, c_xml)
          VALUES
            (1, 255, -32768, -2147483648, 9223372036854775807, 1234567890123456789012345678.0123456789, -99999,
             922337203685477.5807, -214748.3648, 3.4E+38, 2.2250738585072014E-308,
@@ -322,14 +375,14 @@ fn babelfish_to_babelfish_keeps_every_type_identity_and_module() {
             '2024-02-29T12:34:56.123456-14:00', '2024-01-01T01:02:03.456', '2079-06-06T23:59:00',
             'pad', 'plain ascii', REPLICATE(CAST('x' AS varchar(max)), 30000), N'ünï', N'日本語 ] '' \"',
             REPLICATE(CAST(N'€' AS nvarchar(max)), 30000), 'legacy text', N'legacy ntext ✓', 0xDEADBEEF,
-            0x00FF, 0x, 0x0102, NEWID(), N'<r a=\"1\"><b>t</b></r>', CAST(CAST(12.50 AS decimal(10,2)) AS sql_variant)),
+            0x00FF, 0x, 0x0102, NEWID(), N'<r a=\"1\"><b>t</b></r>'),
            (0, 0, 0, 0, 0, 0, 0, 0, 0, -0.0, -1.5, '9999-12-31', '00:00:00', '00:00:00', '9999-12-31T23:59:59.997',
             '0001-01-01', '0001-01-01T00:00:00+00:00', NULL, '1900-01-01', '', '', '', N'', N'', N'', '', N'', 0x,
-            0x00000000, 0x00, 0x, '00000000-0000-0000-0000-000000000000', N'', CAST(N'unicode ✓' AS sql_variant)),
+            0x00000000, 0x00, 0x, '00000000-0000-0000-0000-000000000000', N''),
            (-1, NULL, NULL, NULL, -9223372036854775808, -0.0000000001, 99999, -922337203685477.5808, 214748.3647,
             -1.17549435E-38, 1.7976931348623157E+308, '2000-02-29', '12:00:00.000001', NULL, NULL,
             '2000-01-01T00:00:00.000001', '9999-12-31T23:59:59.999999+14:00', NULL, NULL, NULL, NULL, NULL, NULL,
-            NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
+            NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
         "INSERT INTO sales.all_types (c_int) VALUES (NULL)",
         // Gaps and a deleted tail: the values and the current value survive.
         "DELETE FROM sales.all_types WHERE c_int = 0",
@@ -355,11 +408,11 @@ fn babelfish_to_babelfish_keeps_every_type_identity_and_module() {
             batch.replace('\'', "''")
         ));
     }
-    let (source, target) = sessions(a, b);
+    let (source, target) = sessions(a, b, load);
     let schema = source.describe_database(src).expect("describe");
     let heap = schema.tables.iter().find(|t| t.name == "dbo.heap").expect("heap");
     assert_eq!(heap.key, None, "a keyless table has no chunk key");
-    copy(&source, &target, &schema, dst, 1 << 20);
+    copy(&source, &target, &schema, dst, 1 << 20, load);
 
     // Babelfish pads an nchar literal to n bytes of UTF-8 (N'ünï' stays 5
     // bytes in nchar(5)) but a converted value to n characters, as the copy
@@ -376,7 +429,7 @@ fn babelfish_to_babelfish_keeps_every_type_identity_and_module() {
     assert_eq!(
         trimmed(a, src),
         trimmed(b, dst),
-        "sales.all_types as PostgreSQL sees it"
+        "{load:?}: sales.all_types as PostgreSQL sees it"
     );
     let nchar = "SELECT string_agg(coalesce(octet_length(c_nchar), -1)::text, ',' ORDER BY id) FROM ";
     assert_eq!(
@@ -385,13 +438,18 @@ fn babelfish_to_babelfish_keeps_every_type_identity_and_module() {
             b.pg(&format!("{nchar}{}.all_types", b.pg_schema(dst, "sales")))
         ),
         ("5,-1,-1".to_string(), "7,-1,-1".to_string()),
-        "nchar padding as Babelfish stores it"
+        "{load:?}: nchar padding as Babelfish stores it"
     );
-    for (schema_name, table) in [("dbo", "neg"), ("dbo", "unused_identity"), ("dbo", "heap")] {
+    for (schema_name, table) in [
+        ("dbo", "neg"),
+        ("dbo", "unused_identity"),
+        ("dbo", "heap"),
+        ("dbo", "variants"),
+    ] {
         assert_eq!(
             a.row_hash(src, schema_name, table),
             b.row_hash(dst, schema_name, table),
-            "{schema_name}.{table} as PostgreSQL sees it"
+            "{load:?}: {schema_name}.{table} as PostgreSQL sees it"
         );
     }
     // The next identity value is the same on both sides.
@@ -410,7 +468,7 @@ fn babelfish_to_babelfish_keeps_every_type_identity_and_module() {
                 "USE {db}; {insert}; SELECT CAST(MAX(ABS({column})) AS nvarchar(40)) FROM {table}"
             ))
         };
-        assert_eq!(next(a, src), next(b, dst), "next identity of {table}");
+        assert_eq!(next(a, src), next(b, dst), "{load:?}: next identity of {table}");
     }
     // Modules exist and work: the views on views answer the same.
     let answer = |server: &Babelfish, db: &str| {
@@ -445,7 +503,7 @@ fn babelfish_target_refuses_what_it_cannot_hold_before_writing() {
     a.tsql(&format!(
         "USE {src}; CREATE TABLE dbo.places (id int NOT NULL PRIMARY KEY, name nvarchar(20) NULL)"
     ));
-    let (source, target) = sessions(a, b);
+    let (source, target) = sessions(a, b, Load::Bulk);
     let mut schema = source.describe_database(src).expect("describe");
     let table = schema
         .tables
@@ -511,7 +569,7 @@ fn babelfish_target_names_at_precheck_what_it_cannot_hold() {
     a.tsql(&format!(
         "USE {src}; CREATE TABLE dbo.plain (id int NOT NULL PRIMARY KEY, s nvarchar(10) NULL)"
     ));
-    let (source, target) = sessions(a, b);
+    let (source, target) = sessions(a, b, Load::Bulk);
     let schema = source.describe_database(src).expect("describe");
     let request = |schema: DatabaseSchema| PrepareRequest {
         database: dst.into(),

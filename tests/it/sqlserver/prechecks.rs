@@ -203,6 +203,17 @@ fn rule_5_an_unreachable_instance_is_not_running_and_a_refused_account_is_named(
         Instance::babelfish(SRC, a).port(closed_port()),
         Instance::babelfish(DST, b),
     );
+    // The target's PostgreSQL port is part of the instance: closed, the
+    // instance cannot be reached, and the message says which port.
+    let out = refuse(
+        Instance::babelfish(SRC, a),
+        Instance::babelfish(DST, b).extra("postgres_port", &closed_port().to_string()),
+    );
+    assert!(
+        out.message().is_some_and(|m| m.contains("postgres_port")),
+        "{}",
+        out.describe()
+    );
     assert!(
         started.elapsed() < std::time::Duration::from_secs(60),
         "refused promptly"

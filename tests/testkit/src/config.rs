@@ -140,7 +140,8 @@ impl Instance {
     /// A dedicated SQL Server-engine instance `id` for the Babelfish
     /// `server` (its TDS port), owned by [`DEFAULT_OWNER`], logging in as
     /// [`BABELFISH_USER`] with `tls = "trust"` (the server's certificate is
-    /// self-signed), 100 GB of storage.
+    /// self-signed), loading through its PostgreSQL port (`postgres_port`),
+    /// 100 GB of storage.
     pub fn babelfish(id: &str, server: &Babelfish) -> Self {
         Self {
             id: id.to_string(),
@@ -154,7 +155,10 @@ impl Instance {
             password: BABELFISH_PASSWORD.into(),
             lock_mode: None,
             edition: None,
-            extra: vec![("tls".into(), "\"trust\"".into())],
+            extra: vec![
+                ("tls".into(), "\"trust\"".into()),
+                ("postgres_port".into(), server.pg_port().to_string()),
+            ],
         }
     }
 
@@ -207,8 +211,9 @@ impl Instance {
         self
     }
 
-    /// Adds `key = raw` verbatim.
+    /// Sets `key = raw` verbatim, in place of an earlier value of `key`.
     pub fn extra(mut self, key: &str, raw: &str) -> Self {
+        self.extra.retain(|(k, _)| k != key);
         self.extra.push((key.into(), raw.into()));
         self
     }

@@ -1,0 +1,208 @@
+//! Loading a Babelfish target through its PostgreSQL port.
+//!
+//! Babelfish's TDS bulk load is slow on the server side (it converts every
+//! value through T-SQL's type I/O, and dbferry must stage through a temp
+//! table to keep identity values), while the same server's PostgreSQL port
+//! takes `COPY FROM STDIN` at the speed of its own storage. When the
+//! instance's config names that port (`postgres_port`), each chunk is
+//! written by one `COPY` in one transaction on its own PostgreSQL
+//! connection ([`writer`]), in the text format of Babelfish's own types
+//! ([`text`]). Everything else (schema, identity reseeding, indexes after
+//! the data, verification) still goes over TDS, so the T-SQL catalogue
+//! stays Babelfish's own.
+//!
+//! The login is the instance's own: a Babelfish login is a PostgreSQL role
+//! with the same password. The database is the one Babelfish keeps its
+//! T-SQL databases in (`babelfishpg_tsql.database_name`). TLS follows the
+//! instance's `tls` mode, as on TDS.
+//!
+//! Babelfish's binary types read a text's own bytes, not hex, so a table
+//! with binary columns is copied into a session temp table whose binary
+//! columns are `bytea`, then moved into the table by one `INSERT ...
+//! SELECT` that casts them. A table the `COPY` path cannot carry
+//! (sql_variant columns, a column whose name PostgreSQL shortened) goes
+//! over TDS as before.
+
+pub mod text;
+pub mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dbferry_plugin_abi::protocol::SessionConfig;
+use dbferry_plugin_sdk::tls::{client_config, Check, TlsConfigError, SYSTEM_ROOTS};
+use tokio_postgres::config::SslMode;
+use tokio_postgres::{Client, NoTls};
+
+use crate::conn::{rows, Conn};
+use crate::detail::TableDetail;
+use crate::error::{Error, Result};
+use crate::flavour::Flavour;
+use crate::tls::Tls;
+use crate::types::Transport;
+
+/// How long a PostgreSQL login may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The config key naming the PostgreSQL port.
+pub const PORT_OPTION: &str = "postgres_port";
+
+/// Asks a Babelfish server (over TDS) for the PostgreSQL database that
+/// holds its T-SQL databases.
+pub const DATABASE_SQL: &str = "SELECT CAST(current_setting('babelfishpg_tsql.database_name') AS nvarchar(128))";
+
+/// How to reach one Babelfish instance's PostgreSQL port.
+#[derive(Clone)]
+pub struct PgPort {
+    instance: String,
+    config: tokio_postgres::Config,
+    /// `None` under `tls = "off"`.
+    tls: Option<Arc<tokio_postgres_rustls::MakeRustlsConnect>>,
+}
+
+impl std::fmt::Debug for PgPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The config holds the password.
+        f.debug_struct("PgPort")
+            .field("instance", &self.instance)
+            .field("port", &self.config.get_ports())
+            .finish()
+    }
+}
+
+/// The port configured for `config`'s instance, if any.
+pub fn configured_port(config: &SessionConfig) -> Result<Option<u16>> {
+    let Some(value) = config.options.get(PORT_OPTION) else {
+        return Ok(None);
+    };
+    value
+        .as_u64()
+        .and_then(|p| u16::try_from(p).ok())
+        .filter(|p| *p > 0)
+        .map(Some)
+        .ok_or_else(|| Error::Invalid(format!("{PORT_OPTION} = {value} is not a TCP port")))
+}
+
+impl PgPort {
+    /// The port `port` of `config`'s host, for the PostgreSQL database
+    /// `database`, encrypted as `tls` says.
+    pub fn new(config: &SessionConfig, port: u16, database: &str, tls: &Tls) -> Result<Self> {
+        let mut pg = tokio_postgres::Config::new();
+        pg.host(&config.host)
+            .port(port)
+            .user(&config.user)
+            .password(&config.password)
+            .dbname(database)
+            .application_name("dbferry")
+            .connect_timeout(CONNECT_TIMEOUT);
+        let (mode, check, ca) = match tls {
+            Tls::Off => (SslMode::Disable, None, None),
+            Tls::Preferred => (SslMode::Prefer, Some(Check::Nothing), None),
+            Tls::Trust => (SslMode::Require, Some(Check::Nothing), None),
+            Tls::VerifyCa(ca) => (SslMode::Require, Some(Check::Chain), ca.as_deref()),
+            Tls::On(ca) => (SslMode::Require, Some(Check::ChainAndName), ca.as_deref()),
+        };
+        pg.ssl_mode(mode);
+        let tls = match check {
+            None => None,
+            Some(check) => {
+                let roots = std::path::Path::new(ca.unwrap_or(SYSTEM_ROOTS));
+                let rustls = client_config(check, roots, None).map_err(|e| match e {
+                    TlsConfigError::Invalid(m) => Error::Invalid(m),
+                    TlsConfigError::Internal(m) => Error::Internal(m),
+                })?;
+                Some(Arc::new(tokio_postgres_rustls::MakeRustlsConnect::new(
+                    (*rustls).clone(),
+                )))
+            }
+        };
+        Ok(Self {
+            instance: config.instance_id.clone(),
+            config: pg,
+            tls,
+        })
+    }
+
+    /// A new connection; its driver runs on the plugin's runtime until the
+    /// client is dropped.
+    pub async fn connect(&self) -> Result<Client> {
+        let failed = |e: tokio_postgres::Error| self.connect_error(e);
+        let client = match &self.tls {
+            None => {
+                let (client, connection) = self.config.connect(NoTls).await.map_err(failed)?;
+                tokio::spawn(connection);
+                client
+            }
+            Some(tls) => {
+                let (client, connection) = self.config.connect((**tls).clone()).await.map_err(failed)?;
+                tokio::spawn(connection);
+                client
+            }
+        };
+        Ok(client)
+    }
+
+    fn connect_error(&self, e: tokio_postgres::Error) -> Error {
+        let port = self.config.get_ports().first().copied().unwrap_or_default();
+        // SQLSTATE 28P01/28000: the login was refused.
+        let refused = e.code().is_some_and(|c| c.code().starts_with("28"));
+        let message = format!("its PostgreSQL port {port} ({PORT_OPTION}): {}", chain(&e));
+        if refused {
+            Error::LoginRefused {
+                instance: self.instance.clone(),
+                message,
+            }
+        } else {
+            Error::Connect {
+                instance: self.instance.clone(),
+                message,
+            }
+        }
+    }
+}
+
+/// An error with its sources, for messages (tokio-postgres's own text
+/// leaves out the server's message).
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        let more = inner.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cur = inner.source();
+    }
+    text
+}
+
+/// Checks `postgres_port` for a session: the server must be Babelfish, and
+/// the login must get in through that port as the `tls` mode says.
+pub async fn open(config: &SessionConfig, port: u16, flavour: Flavour, conn: &mut Conn) -> Result<PgPort> {
+    if flavour != Flavour::Babelfish {
+        return Err(Error::Invalid(format!(
+            "{PORT_OPTION} is for Babelfish instances; {} is {}",
+            config.instance_id,
+            flavour.product()
+        )));
+    }
+    let found = rows(conn, DATABASE_SQL).await?;
+    let database = found
+        .first()
+        .and_then(|r| crate::cell::text(r, 0))
+        .ok_or_else(|| Error::Internal("Babelfish named no database (babelfishpg_tsql.database_name)".into()))?;
+    let port = PgPort::new(config, port, &database, &Tls::from_options(&config.options)?)?;
+    drop(port.connect().await?);
+    Ok(port)
+}
+
+/// Whether `COPY` can carry every copied column of `detail`: not
+/// sql_variant (three values, rebuilt by T-SQL), not a type T-SQL rebuilds
+/// from its serialisation (CLR and spatial types, which Babelfish does not
+/// hold anyway).
+pub fn carries(detail: &TableDetail) -> bool {
+    detail
+        .copied()
+        .all(|c| c.transport() != Transport::Variant && (c.base == "text" || c.rebuild_expr(&["x".to_string()]) == "x"))
+}
