@@ -74,7 +74,12 @@ fn rules_1_2_3_7_are_checked_from_the_config() {
             .instance(Instance::babelfish(DST, b))
             .instance(Instance::babelfish("rm-foreign0001", b).owner("999999"))
             .instance(Instance::babelfish("rm-general0001", b).category("general"))
-            .instance(Instance::babelfish("rm-mysqlish0001", b).engine("mysql")),
+            // `postgres_port` is a SQL Server engine key.
+            .instance(
+                Instance::babelfish("rm-mysqlish0001", b)
+                    .engine("mysql")
+                    .without("postgres_port"),
+            ),
     );
     // Rule 1.
     assert_refused(

@@ -211,6 +211,12 @@ impl Instance {
         self
     }
 
+    /// Leaves out the `key` an earlier [`Instance::extra`] set.
+    pub fn without(mut self, key: &str) -> Self {
+        self.extra.retain(|(k, _)| k != key);
+        self
+    }
+
     /// Sets `key = raw` verbatim, in place of an earlier value of `key`.
     pub fn extra(mut self, key: &str, raw: &str) -> Self {
         self.extra.retain(|(k, _)| k != key);
