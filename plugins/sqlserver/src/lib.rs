@@ -16,7 +16,7 @@
 //! [`split`], [`range`], [`digest`], [`snapshot`], [`backup`], [`fit`] (what a
 //! target cannot hold), [`quote`], [`pgload`] (Babelfish targets through
 //! their PostgreSQL port), [`write_path`] (which of the two a chunk takes),
-//! [`cell`], [`error`].
+//! [`cell`], [`error`], [`feed`] (a chunk's batches to its writing task).
 #![deny(missing_docs)]
 
 pub mod backup;
@@ -28,6 +28,7 @@ pub mod detail;
 pub mod digest;
 pub mod encode;
 pub mod error;
+pub mod feed;
 pub mod fit;
 pub mod flavour;
 pub mod interrupt;

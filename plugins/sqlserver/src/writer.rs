@@ -41,13 +41,13 @@ use dbferry_plugin_abi::plugin::Writer;
 use dbferry_plugin_abi::protocol::{PluginError, WriteRequest, WriteSummary};
 use tiberius::{ColumnData, TokenRow};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use crate::cell::int;
 use crate::conn::{exec, rows, runtime, Lease};
 use crate::detail::TableDetail;
 use crate::encode::{is_null, Decoder, Record};
 use crate::error::{Context, Error, Result};
+use crate::feed::Feed;
 use crate::flavour::Flavour;
 use crate::long;
 use crate::pieces::{self, Appender};
@@ -57,8 +57,6 @@ use crate::types::Transport;
 
 /// The staging table of a writer connection.
 pub const STAGE: &str = "#dbferry_stage";
-/// Batches queued towards the loading task.
-const DEPTH: usize = 2;
 
 /// The text type of a staging column loaded as text.
 const TEXT_STAGE: &str = "nvarchar(100)";
@@ -204,14 +202,10 @@ fn slots(detail: &TableDetail, flavour: Flavour) -> Vec<Slot> {
         .collect()
 }
 
-type Loading = JoinHandle<(Lease, Result<u64>)>;
-
 /// A chunk being written.
 pub struct SqlServerWriter {
-    tx: Option<mpsc::Sender<Bytes>>,
-    task: Option<Loading>,
-    rows: u64,
-    table: String,
+    /// The loading task, which gives back its connection and the rows it staged.
+    feed: Feed<(Lease, u64)>,
     move_sql: String,
 }
 
@@ -343,57 +337,38 @@ impl SqlServerWriter {
             ),
         )
         .await?;
-        let (tx, rx) = mpsc::channel::<Bytes>(DEPTH);
         let slots = slots(detail, flavour);
         let appender = Appender::new(detail, &request.range.columns, flavour);
-        let task = tokio::spawn(async move {
-            let result = load(&mut lease, rx, slots, appender).await;
-            (lease, result)
+        let feed = Feed::start(table, |rx| async move {
+            let staged = load(&mut lease, rx, slots, appender).await?;
+            Ok((lease, staged))
         });
-        Ok(Self {
-            tx: Some(tx),
-            task: Some(task),
-            rows: 0,
-            table,
-            move_sql,
-        })
-    }
-
-    async fn finish_load(&mut self) -> Result<(Lease, Result<u64>)> {
-        self.tx.take();
-        let task = self
-            .task
-            .take()
-            .ok_or_else(|| Error::Invalid("the writer already finished".into()))?;
-        task.await
-            .map_err(|e| Error::Internal(format!("the load task of {} failed: {e}", self.table)))
+        Ok(Self { feed, move_sql })
     }
 
     async fn commit_async(mut self) -> Result<WriteSummary> {
-        let (mut lease, loaded) = self.finish_load().await?;
-        let staged = loaded?;
-        if staged != self.rows {
+        let (mut lease, staged) = self.feed.finish().await?;
+        let (table, sent) = (self.feed.table(), self.feed.rows());
+        if staged != sent {
             return Err(Error::Data(format!(
-                "{} rows of {} were staged but {} were sent",
-                staged, self.table, self.rows
+                "{staged} rows of {table} were staged but {sent} were sent"
             )));
         }
         let conn = lease.conn()?;
         let found = rows(conn, &self.move_sql).await?;
         let inserted = found.first().and_then(|r| int(r, 0)).unwrap_or(-1);
-        if inserted != i64::try_from(self.rows).unwrap_or(i64::MAX) {
+        if inserted != i64::try_from(sent).unwrap_or(i64::MAX) {
             let _ = exec(conn, "IF @@TRANCOUNT > 0 ROLLBACK").await;
             return Err(Error::Data(format!(
-                "the target inserted {inserted} rows of {} but {} were sent",
-                self.table, self.rows
+                "the target inserted {inserted} rows of {table} but {sent} were sent"
             )));
         }
         exec(conn, &format!("COMMIT; DROP TABLE {STAGE}; USE master"))
             .await
-            .map_err(|e| Error::Data(format!("committing a chunk of {}: {e}", self.table)))?;
+            .map_err(|e| Error::Data(format!("committing a chunk of {table}: {e}")))?;
         lease.release();
         Ok(WriteSummary {
-            rows: self.rows,
+            rows: sent,
             warnings: Vec::new(),
         })
     }
@@ -401,39 +376,17 @@ impl SqlServerWriter {
 
 impl Writer for SqlServerWriter {
     fn write(&mut self, batch: Bytes, rows: u64) -> std::result::Result<(), PluginError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let rt = runtime()?;
-        let Some(tx) = self.tx.clone() else {
-            return Err(Error::Invalid("the writer already finished".into()).into());
-        };
-        if rt.block_on(tx.send(batch)).is_ok() {
-            self.rows += rows;
-            return Ok(());
-        }
-        // The load stopped taking batches: it failed; report why.
-        let outcome = rt.block_on(self.finish_load());
-        Err(match outcome {
-            Ok((_, Err(e))) => e,
-            Ok((_, Ok(_))) => Error::Internal(format!("the load of {} ended early", self.table)),
-            Err(e) => e,
-        }
-        .into())
+        Ok(self.feed.send(batch, rows)?)
     }
 
     fn commit(self) -> std::result::Result<WriteSummary, PluginError> {
-        let rt = runtime()?;
-        Ok(rt.block_on(self.commit_async())?)
+        Ok(runtime()?.block_on(self.commit_async())?)
     }
 
     fn abort(mut self) {
         // The connection is discarded: its staging table and any open
         // transaction die with it; the real table was never touched.
-        self.tx.take();
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+        self.feed.abort();
     }
 }
 

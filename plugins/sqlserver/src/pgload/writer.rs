@@ -20,7 +20,6 @@ use dbferry_plugin_abi::protocol::{PluginError, WriteRequest, WriteSummary};
 use futures_util::SinkExt;
 use tiberius::ColumnData;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 
 use super::text::{push_escaped, push_hex, push_value, BYTES_PREFIX};
@@ -30,11 +29,10 @@ use crate::conn::{rows, runtime, Lease};
 use crate::detail::TableDetail;
 use crate::encode::{Decoder, Record};
 use crate::error::{Error, Result};
+use crate::feed::Feed;
 use crate::quote;
 use crate::types::Transport;
 
-/// Batches queued towards the copying task.
-const DEPTH: usize = 2;
 /// `COPY` data is sent in messages of about this many bytes.
 const MESSAGE: usize = 256 << 10;
 
@@ -384,29 +382,22 @@ async fn copy(
     Ok((client, moved))
 }
 
-type Copying = JoinHandle<Result<(Client, u64)>>;
-
 /// A chunk being copied.
 pub struct CopyWriter {
-    tx: Option<mpsc::Sender<Bytes>>,
-    task: Option<Copying>,
-    rows: u64,
-    table: String,
+    /// The copying task, which gives back its client (in the open
+    /// transaction) and the rows the table took.
+    feed: Feed<(Client, u64)>,
 }
 
 impl CopyWriter {
     /// Starts copying into `target` on `client`.
     pub fn start(client: Client, target: CopyTarget, request: &WriteRequest, detail: &TableDetail) -> Self {
-        let (tx, rx) = mpsc::channel::<Bytes>(DEPTH);
         let names = detail.copied().map(|c| c.name.clone()).collect();
         let redo = request.redo;
-        let task = tokio::spawn(copy(client, target, redo, names, rx));
-        Self {
-            tx: Some(tx),
-            task: Some(task),
-            rows: 0,
-            table: detail.three_part(&request.database),
-        }
+        let feed = Feed::start(detail.three_part(&request.database), |rx| {
+            copy(client, target, redo, names, rx)
+        });
+        Self { feed }
     }
 
     /// Opens a PostgreSQL connection and finds the chunk's table, `None`
@@ -423,31 +414,21 @@ impl CopyWriter {
             .map(|target| Self::start(client, target, request, detail)))
     }
 
-    async fn finish_copy(&mut self) -> Result<Result<(Client, u64)>> {
-        self.tx.take();
-        let task = self
-            .task
-            .take()
-            .ok_or_else(|| Error::Invalid("the writer already finished".into()))?;
-        task.await
-            .map_err(|e| Error::Internal(format!("the copy task of {} failed: {e}", self.table)))
-    }
-
     async fn commit_async(mut self) -> Result<WriteSummary> {
-        let (client, copied) = self.finish_copy().await??;
-        if copied != self.rows {
+        let (client, copied) = self.feed.finish().await?;
+        let (table, sent) = (self.feed.table(), self.feed.rows());
+        if copied != sent {
             // Dropping the client rolls the transaction back.
             return Err(Error::Data(format!(
-                "the target copied {copied} rows of {} but {} were sent",
-                self.table, self.rows
+                "the target copied {copied} rows of {table} but {sent} were sent"
             )));
         }
         client
             .batch_execute("COMMIT")
             .await
-            .map_err(|e| Error::Data(format!("committing a chunk of {}: {}", self.table, chain(&e))))?;
+            .map_err(|e| Error::Data(format!("committing a chunk of {table}: {}", chain(&e))))?;
         Ok(WriteSummary {
-            rows: self.rows,
+            rows: sent,
             warnings: Vec::new(),
         })
     }
@@ -455,23 +436,7 @@ impl CopyWriter {
 
 impl Writer for CopyWriter {
     fn write(&mut self, batch: Bytes, rows: u64) -> std::result::Result<(), PluginError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let rt = runtime()?;
-        let Some(tx) = self.tx.clone() else {
-            return Err(Error::Invalid("the writer already finished".into()).into());
-        };
-        if rt.block_on(tx.send(batch)).is_ok() {
-            self.rows += rows;
-            return Ok(());
-        }
-        // The copy stopped taking batches: it failed; report why.
-        Err(match rt.block_on(self.finish_copy()) {
-            Ok(Err(e)) | Err(e) => e,
-            Ok(Ok(_)) => Error::Internal(format!("the copy of {} ended early", self.table)),
-        }
-        .into())
+        Ok(self.feed.send(batch, rows)?)
     }
 
     fn commit(self) -> std::result::Result<WriteSummary, PluginError> {
@@ -480,10 +445,7 @@ impl Writer for CopyWriter {
 
     fn abort(mut self) {
         // The connection goes with the task: its transaction rolls back.
-        self.tx.take();
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+        self.feed.abort();
     }
 }
 
