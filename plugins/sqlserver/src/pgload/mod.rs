@@ -192,8 +192,23 @@ pub async fn open(config: &SessionConfig, port: u16, flavour: Flavour, conn: &mu
         .first()
         .and_then(|r| crate::cell::text(r, 0))
         .ok_or_else(|| Error::Internal("Babelfish named no database (babelfishpg_tsql.database_name)".into()))?;
-    let port = PgPort::new(config, port, &database, &Tls::from_options(&config.options)?)?;
-    drop(port.connect().await?);
+    let tls = Tls::from_options(&config.options)?;
+    let port = PgPort::new(config, port, &database, &tls)?;
+    let client = port.connect().await?;
+    // Under `preferred` a server without TLS on this port is taken in
+    // plaintext, as on TDS; the rows then cross unencrypted, which the
+    // DBA must hear of.
+    let encrypted = client
+        .query_one("SELECT ssl FROM pg_catalog.pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+        .await
+        .and_then(|row| row.try_get::<_, bool>(0))
+        .unwrap_or(false);
+    if !encrypted && tls != Tls::Off {
+        tracing::warn!(
+            instance = %config.instance_id,
+            "its PostgreSQL port ({PORT_OPTION}) offers no TLS: the rows loaded through it cross in plaintext"
+        );
+    }
     Ok(port)
 }
 
