@@ -85,6 +85,16 @@ pub enum Error {
         #[source]
         source: tiberius::error::Error,
     },
+    /// A statement on a Babelfish target's PostgreSQL port failed
+    /// ([`crate::pgload`]).
+    #[error("{context}: {}", crate::pgload::chain(source))]
+    Postgres {
+        /// What the plugin was doing.
+        context: String,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
     /// The target refused or would have altered data.
     #[error("{0}")]
     Data(String),
@@ -158,7 +168,33 @@ impl Error {
                 tiberius::error::Error::Io { .. } | tiberius::error::Error::Tls(_) => ErrorKind::Connect,
                 _ => ErrorKind::Query,
             },
+            Error::Postgres { source, .. } => postgres_kind(source),
         }
+    }
+}
+
+/// The class of an error on the PostgreSQL port: no server answer (a
+/// closed or broken connection) is a connection error, as an I/O error is
+/// on TDS; the server's SQLSTATE classes the rest.
+fn postgres_kind(e: &tokio_postgres::Error) -> ErrorKind {
+    let Some(db) = e.as_db_error() else {
+        return ErrorKind::Connect;
+    };
+    match db.code().code() {
+        "42501" => ErrorKind::Access,
+        "42P01" | "3D000" => ErrorKind::NotFound,
+        code if code.starts_with("08") || code.starts_with("57P") => ErrorKind::Connect,
+        code if code.starts_with("22") || code.starts_with("23") => ErrorKind::Data,
+        code if code.starts_with("28") => ErrorKind::Access,
+        _ => ErrorKind::Query,
+    }
+}
+
+impl Error {
+    /// Wraps a PostgreSQL-port error with what the plugin was doing.
+    pub fn postgres(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Error {
+        let context = context.into();
+        move |source| Error::Postgres { context, source }
     }
 }
 
@@ -209,6 +245,21 @@ mod tests {
         let e: PluginError = Error::Data("bad".into()).into();
         assert_eq!(e.kind, ErrorKind::Data);
         assert_eq!(e.code, None);
+    }
+
+    #[test]
+    fn a_lost_postgres_connection_is_a_connection_error() {
+        // No server answer at all: tokio-postgres's error for a closed
+        // connection has no SQLSTATE, like an I/O error on TDS.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let refused = crate::conn::runtime().expect("runtime").block_on(async {
+            tokio_postgres::connect(&format!("host=127.0.0.1 port={port} user=u"), tokio_postgres::NoTls).await
+        });
+        let error = refused.err().map(Error::postgres("connecting"));
+        assert_eq!(error.as_ref().map(Error::kind), Some(ErrorKind::Connect), "{error:?}");
     }
 
     #[test]

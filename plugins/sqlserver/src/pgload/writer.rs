@@ -426,7 +426,7 @@ impl CopyWriter {
         client
             .batch_execute("COMMIT")
             .await
-            .map_err(|e| Error::Data(format!("committing a chunk of {table}: {}", chain(&e))))?;
+            .map_err(Error::postgres(format!("committing a chunk of {table}")))?;
         Ok(WriteSummary {
             rows: sent,
             warnings: Vec::new(),
