@@ -369,6 +369,16 @@ impl Drop for SqlServerSession {
 
 export_plugin!(SqlServerEngine, "sqlserver");
 
+/// A port nothing listens on (bound, then released), for tests of
+/// connections that must fail.
+#[cfg(test)]
+pub(crate) fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,11 +386,7 @@ mod tests {
 
     #[test]
     fn an_unreachable_server_is_a_connect_error_without_the_password() {
-        // A port nothing listens on (bound, then released).
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
+        let port = closed_port();
         let config = SessionConfig {
             instance_id: "rm-test".into(),
             host: "127.0.0.1".into(),

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use dbferry_plugin_abi::plugin::Writer;
 use dbferry_plugin_abi::protocol::{PluginError, WriteRequest, WriteSummary};
 
-use crate::conn::Lease;
+use crate::conn::{runtime, Lease};
 use crate::detail::TableDetail;
 use crate::error::Result;
 use crate::flavour::Flavour;
@@ -51,23 +51,24 @@ impl ChunkWriter {
 
 impl Writer for ChunkWriter {
     fn write(&mut self, batch: Bytes, rows: u64) -> std::result::Result<(), PluginError> {
-        match self {
-            ChunkWriter::Bulk(w) => w.write(batch, rows),
-            ChunkWriter::Copy(w) => w.write(batch, rows),
-        }
+        Ok(match self {
+            ChunkWriter::Bulk(w) => w.feed.send(batch, rows),
+            ChunkWriter::Copy(w) => w.feed.send(batch, rows),
+        }?)
     }
 
     fn commit(self) -> std::result::Result<WriteSummary, PluginError> {
-        match self {
-            ChunkWriter::Bulk(w) => w.commit(),
-            ChunkWriter::Copy(w) => w.commit(),
-        }
+        let rt = runtime()?;
+        Ok(match self {
+            ChunkWriter::Bulk(w) => rt.block_on(w.commit()),
+            ChunkWriter::Copy(w) => rt.block_on(w.commit()),
+        }?)
     }
 
     fn abort(self) {
         match self {
-            ChunkWriter::Bulk(w) => w.abort(),
-            ChunkWriter::Copy(w) => w.abort(),
+            ChunkWriter::Bulk(mut w) => w.feed.abort(),
+            ChunkWriter::Copy(mut w) => w.feed.abort(),
         }
     }
 }

@@ -37,13 +37,12 @@
 //! pieces is staged empty and grown piece by piece ([`crate::pieces`]).
 
 use bytes::Bytes;
-use dbferry_plugin_abi::plugin::Writer;
-use dbferry_plugin_abi::protocol::{PluginError, WriteRequest, WriteSummary};
+use dbferry_plugin_abi::protocol::{WriteRequest, WriteSummary};
 use tiberius::{ColumnData, TokenRow};
 use tokio::sync::mpsc;
 
 use crate::cell::int;
-use crate::conn::{exec, rows, runtime, Lease};
+use crate::conn::{exec, rows, Lease};
 use crate::detail::TableDetail;
 use crate::encode::{is_null, Decoder, Record};
 use crate::error::{Context, Error, Result};
@@ -202,10 +201,12 @@ fn slots(detail: &TableDetail, flavour: Flavour) -> Vec<Slot> {
         .collect()
 }
 
-/// A chunk being written.
+/// A chunk being written. Aborted, its connection is discarded: the
+/// staging table and any open transaction die with it, and the real table
+/// was never touched.
 pub struct SqlServerWriter {
     /// The loading task, which gives back its connection and the rows it staged.
-    feed: Feed<(Lease, u64)>,
+    pub(crate) feed: Feed<(Lease, u64)>,
     move_sql: String,
 }
 
@@ -346,7 +347,8 @@ impl SqlServerWriter {
         Ok(Self { feed, move_sql })
     }
 
-    async fn commit_async(mut self) -> Result<WriteSummary> {
+    /// Moves the staged rows into the table and commits.
+    pub async fn commit(mut self) -> Result<WriteSummary> {
         let (mut lease, staged) = self.feed.finish().await?;
         let (table, sent) = (self.feed.table(), self.feed.rows());
         if staged != sent {
@@ -371,22 +373,6 @@ impl SqlServerWriter {
             rows: sent,
             warnings: Vec::new(),
         })
-    }
-}
-
-impl Writer for SqlServerWriter {
-    fn write(&mut self, batch: Bytes, rows: u64) -> std::result::Result<(), PluginError> {
-        Ok(self.feed.send(batch, rows)?)
-    }
-
-    fn commit(self) -> std::result::Result<WriteSummary, PluginError> {
-        Ok(runtime()?.block_on(self.commit_async())?)
-    }
-
-    fn abort(mut self) {
-        // The connection is discarded: its staging table and any open
-        // transaction die with it; the real table was never touched.
-        self.feed.abort();
     }
 }
 

@@ -199,7 +199,10 @@ pub async fn open(config: &SessionConfig, port: u16, flavour: Flavour, conn: &mu
     // plaintext, as on TDS; the rows then cross unencrypted, which the
     // DBA must hear of.
     let encrypted = client
-        .query_one("SELECT ssl FROM pg_catalog.pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+        .query_one(
+            "SELECT ssl FROM pg_catalog.pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
         .await
         .and_then(|row| row.try_get::<_, bool>(0))
         .unwrap_or(false);

@@ -15,8 +15,7 @@
 //! the last piece, so no value is ever held whole.
 
 use bytes::{Bytes, BytesMut};
-use dbferry_plugin_abi::plugin::Writer;
-use dbferry_plugin_abi::protocol::{PluginError, WriteRequest, WriteSummary};
+use dbferry_plugin_abi::protocol::{WriteRequest, WriteSummary};
 use futures_util::SinkExt;
 use tiberius::ColumnData;
 use tokio::sync::mpsc;
@@ -25,7 +24,7 @@ use tokio_postgres::Client;
 use super::text::{push_escaped, push_hex, push_value, BYTES_PREFIX};
 use super::{chain, PgPort};
 use crate::cell::int;
-use crate::conn::{rows, runtime, Lease};
+use crate::conn::{rows, Lease};
 use crate::detail::TableDetail;
 use crate::encode::{Decoder, Record};
 use crate::error::{Error, Result};
@@ -382,11 +381,12 @@ async fn copy(
     Ok((client, moved))
 }
 
-/// A chunk being copied.
+/// A chunk being copied. Aborted, its connection goes with the task and
+/// its transaction rolls back.
 pub struct CopyWriter {
     /// The copying task, which gives back its client (in the open
     /// transaction) and the rows the table took.
-    feed: Feed<(Client, u64)>,
+    pub(crate) feed: Feed<(Client, u64)>,
 }
 
 impl CopyWriter {
@@ -414,7 +414,8 @@ impl CopyWriter {
             .map(|target| Self::start(client, target, request, detail)))
     }
 
-    async fn commit_async(mut self) -> Result<WriteSummary> {
+    /// Checks the rows the table took and commits.
+    pub async fn commit(mut self) -> Result<WriteSummary> {
         let (client, copied) = self.feed.finish().await?;
         let (table, sent) = (self.feed.table(), self.feed.rows());
         if copied != sent {
@@ -431,21 +432,6 @@ impl CopyWriter {
             rows: sent,
             warnings: Vec::new(),
         })
-    }
-}
-
-impl Writer for CopyWriter {
-    fn write(&mut self, batch: Bytes, rows: u64) -> std::result::Result<(), PluginError> {
-        Ok(self.feed.send(batch, rows)?)
-    }
-
-    fn commit(self) -> std::result::Result<WriteSummary, PluginError> {
-        Ok(runtime()?.block_on(self.commit_async())?)
-    }
-
-    fn abort(mut self) {
-        // The connection goes with the task: its transaction rolls back.
-        self.feed.abort();
     }
 }
 
