@@ -281,22 +281,51 @@ pub fn check_servers(
         let info = probe(&session, instance)?;
         Ok::<_, Rejection>((session, info))
     };
+    // The source's databases are described meanwhile, on a session of
+    // their own that then serves the import (the probe's is dropped): on
+    // Babelfish every catalog query meets a new server process, and the
+    // describe was the precheck's longest step, after the probe. What it
+    // found waits for the rules below; their refusals come first.
+    let describe = || {
+        let session = connect(plugin, resolved.source, connections)?;
+        let schemas: Vec<_> = resolved
+            .mapping
+            .iter()
+            .map(|(src, _)| {
+                session.describe_database(src).map_err(|e| {
+                    Rejection::new(
+                        ErrorCode::InternalError,
+                        format!("describing database {src} on the source: {e}"),
+                    )
+                })
+            })
+            .collect();
+        Ok::<_, Rejection>((session, schemas))
+    };
     // Both servers at once: a probe is a few catalog queries, and a server
     // that meets them in a new process (Babelfish's T-SQL parser warming up)
     // takes a second or more. The source's refusal is reported first.
-    let (source, target) = std::thread::scope(|scope| {
-        let target = scope.spawn(|| reach(resolved.target));
-        let source = reach(resolved.source);
-        let target = target.join().unwrap_or_else(|_| {
-            Err(Rejection::new(
+    let (source, target, described) = std::thread::scope(|scope| {
+        let panicked = |what: &str, instance: &Instance| {
+            Rejection::new(
                 ErrorCode::InternalError,
-                format!("probing instance {} panicked", resolved.target.id),
-            ))
-        });
-        (source, target)
+                format!("{what} instance {} panicked", instance.id),
+            )
+        };
+        let target = scope.spawn(|| reach(resolved.target));
+        let described = scope.spawn(describe);
+        let source = reach(resolved.source);
+        let target = target
+            .join()
+            .unwrap_or_else(|_| Err(panicked("probing", resolved.target)));
+        let described = described
+            .join()
+            .unwrap_or_else(|_| Err(panicked("describing the databases of", resolved.source)));
+        (source, target, described)
     });
-    let (source, source_info) = source?;
+    let (_, source_info) = source?;
     let (target, target_info) = target?;
+    let (source, described) = described?;
     let transport = [
         InstanceTransport::new(resolved.source, "source", &source_info),
         InstanceTransport::new(resolved.target, "target", &target_info),
@@ -390,17 +419,12 @@ pub fn check_servers(
     }
 
     if let Some(schemas) = saved {
-        // The saved plan is what gets copied. Describing the source again
-        // refuses a resume whose source database is gone, and tells the
-        // engine which tables its snapshot may have to lock (the MySQL
+        // The saved plan is what gets copied. Having described the source
+        // again refuses a resume whose source database is gone, and tells
+        // the engine which tables its snapshot may have to lock (the MySQL
         // engine's `LOCK TABLES` step, for an account without RELOAD).
-        for (src, _) in &resolved.mapping {
-            source.describe_database(src).map_err(|e| {
-                Rejection::new(
-                    ErrorCode::InternalError,
-                    format!("describing database {src} on the source: {e}"),
-                )
-            })?;
+        for schema in described {
+            schema?;
         }
         return Ok(Checked {
             source,
@@ -432,13 +456,8 @@ pub fn check_servers(
     }
 
     let mut schemas = Vec::with_capacity(resolved.mapping.len());
-    for (src, dst) in &resolved.mapping {
-        let schema = source.describe_database(src).map_err(|e| {
-            Rejection::new(
-                ErrorCode::InternalError,
-                format!("describing database {src} on the source: {e}"),
-            )
-        })?;
+    for ((_, dst), schema) in resolved.mapping.iter().zip(described) {
+        let schema = schema?;
         if mysql && job.options.existing_tables == ExistingTables::Fail {
             let existing = target.describe_database(dst).map_err(|e| {
                 Rejection::new(
