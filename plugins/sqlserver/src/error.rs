@@ -251,7 +251,7 @@ mod tests {
     fn a_lost_postgres_connection_is_a_connection_error() {
         // No server answer at all: tokio-postgres's error for a closed
         // connection has no SQLSTATE, like an I/O error on TDS.
-        let port = crate::closed_port();
+        let port = crate::test_support::closed_port();
         let refused = crate::conn::runtime().expect("runtime").block_on(async {
             tokio_postgres::connect(&format!("host=127.0.0.1 port={port} user=u"), tokio_postgres::NoTls).await
         });

@@ -369,14 +369,17 @@ impl Drop for SqlServerSession {
 
 export_plugin!(SqlServerEngine, "sqlserver");
 
-/// A port nothing listens on (bound, then released), for tests of
-/// connections that must fail.
+/// What the unit tests of several modules share.
 #[cfg(test)]
-pub(crate) fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+pub(crate) mod test_support {
+    /// A port nothing listens on (bound, then released), for tests of
+    /// connections that must fail.
+    pub fn closed_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port")
+    }
 }
 
 #[cfg(test)]
@@ -386,7 +389,7 @@ mod tests {
 
     #[test]
     fn an_unreachable_server_is_a_connect_error_without_the_password() {
-        let port = closed_port();
+        let port = test_support::closed_port();
         let config = SessionConfig {
             instance_id: "rm-test".into(),
             host: "127.0.0.1".into(),

@@ -100,10 +100,10 @@ pub fn push_hex(out: &mut BytesMut, bytes: &[u8]) {
     }
 }
 
+/// Formats straight into the buffer: this runs for every number copied.
 fn push_display(out: &mut BytesMut, value: impl std::fmt::Display) {
-    let mut text = String::new();
-    let _ = write!(text, "{value}");
-    out.put_slice(text.as_bytes());
+    // Writing into a BytesMut cannot fail: it grows.
+    let _ = write!(out, "{value}");
 }
 
 fn day_number(days: i64, column: &str) -> Result<u32> {
