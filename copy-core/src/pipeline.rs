@@ -96,6 +96,12 @@ pub trait ProgressSink: Send + Sync {
     fn batch_written(&self, id: ChunkId, rows: u64, bytes: u64);
     /// A chunk committed and was checkpointed.
     fn chunk_committed(&self, id: ChunkId, stats: ChunkStats);
+    /// The last chunk of `table` that this copy had to copy committed: all
+    /// its rows are on the target (a table whose every chunk an earlier
+    /// attempt committed is not reported).
+    fn table_copied(&self, table: u32) {
+        let _ = table;
+    }
     /// A chunk failed and is copied again (as a redo) after `error`.
     fn chunk_retried(&self, id: ChunkId, error: &CopyError) {
         let _ = (id, error);
@@ -166,6 +172,8 @@ struct Shared<'a> {
     first_error: Mutex<Option<CopyError>>,
     /// Cleared once the source or sink says it cannot copy groups.
     grouping: AtomicBool,
+    /// Per table: its chunks this copy has still to commit.
+    unfinished: Mutex<HashMap<u32, usize>>,
 }
 
 /// What a lane copies next.
@@ -200,9 +208,11 @@ pub fn run_copy(
             pending.push(chunk);
         }
     }
-    // Largest first, so the last lanes to finish are not stuck on a big table.
-    pending.sort_by(|a, b| b.estimated_bytes.cmp(&a.estimated_bytes).then(a.id.cmp(&b.id)));
-    for work in group_small(pending, settings) {
+    let mut unfinished: HashMap<u32, usize> = HashMap::new();
+    for chunk in &pending {
+        *unfinished.entry(chunk.id.table).or_default() += 1;
+    }
+    for work in group_small(schedule(pending), settings) {
         let _ = work_tx.send(work);
     }
     drop(work_tx);
@@ -222,6 +232,7 @@ pub fn run_copy(
         }),
         first_error: Mutex::new(None),
         grouping: AtomicBool::new(true),
+        unfinished: Mutex::new(unfinished),
     };
     // Dropped when the lanes are done, which wakes the watcher at once.
     let (lanes_running, lanes_done) = crossbeam_channel::bounded::<()>(0);
@@ -286,13 +297,47 @@ pub fn run_copy(
     Ok(report)
 }
 
+/// Orders the chunks to copy: each table's chunks are dealt out in turns,
+/// one per table a turn, and within a turn the largest come first.
+///
+/// - Taking turns keeps the lanes on different tables while there are
+///   enough of them. Lanes that load one table at once contend for its
+///   B-tree latches, its auto-increment counter and the redo log buffer:
+///   on MySQL 9.7, four lanes on one sysbench table cost the target a third
+///   more CPU than four lanes on four tables (measured with `perf`).
+/// - Largest first within a turn still starts a table that could not be
+///   split before the small ones, so the last lanes to finish are not stuck
+///   on it, and leaves the small whole tables next to each other for
+///   [`group_small`].
+fn schedule(mut pending: Vec<&ChunkTask>) -> Vec<&ChunkTask> {
+    pending.sort_by_key(|c| c.id);
+    let mut turns = Vec::with_capacity(pending.len());
+    let mut previous: Option<(u32, u32)> = None;
+    for chunk in &pending {
+        let turn = match previous {
+            Some((table, turn)) if table == chunk.id.table => turn + 1,
+            _ => 0,
+        };
+        previous = Some((chunk.id.table, turn));
+        turns.push(turn);
+    }
+    let mut ordered: Vec<(u32, &ChunkTask)> = turns.into_iter().zip(pending).collect();
+    ordered.sort_by(|(turn_a, a), (turn_b, b)| {
+        turn_a
+            .cmp(turn_b)
+            .then(b.estimated_bytes.cmp(&a.estimated_bytes))
+            .then(a.id.cmp(&b.id))
+    });
+    ordered.into_iter().map(|(_, chunk)| chunk).collect()
+}
+
 /// The most bytes a group holds, by estimate when it is formed and by count
 /// when it is read, so a stale estimate cannot make it much bigger.
 fn group_max_bytes(settings: &CopySettings) -> u64 {
     settings.inline_chunk_bytes.saturating_mul(2)
 }
 
-/// Turns `pending` (largest first) into work: runs of small whole chunks
+/// Turns `pending` (as [`schedule`] orders it) into work: runs of small whole chunks
 /// become groups, the rest stay single.
 fn group_small<'c>(pending: Vec<&'c ChunkTask>, settings: &CopySettings) -> Vec<Work<'c>> {
     let limit = group_max_bytes(settings);
@@ -486,6 +531,16 @@ fn record_committed(shared: &Shared<'_>, id: ChunkId, written: ChunkStats) -> Re
             message,
         })?;
     shared.progress.chunk_committed(id, written);
+    let table_copied = {
+        let mut unfinished = shared.unfinished.lock().unwrap_or_else(PoisonError::into_inner);
+        unfinished.get_mut(&id.table).is_some_and(|left| {
+            *left = left.saturating_sub(1);
+            *left == 0
+        })
+    };
+    if table_copied {
+        shared.progress.table_copied(id.table);
+    }
     let mut report = shared.report.lock().unwrap_or_else(PoisonError::into_inner);
     report.rows += written.rows;
     report.bytes += written.bytes;
@@ -706,4 +761,59 @@ fn write_batch(
     stats.bytes += len;
     shared.progress.batch_written(id, rows, len);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::KeyRange;
+
+    fn chunk(table: u32, ordinal: u32, estimated_bytes: u64) -> ChunkTask {
+        ChunkTask {
+            id: ChunkId { table, ordinal },
+            range: KeyRange::whole(vec!["id".into()]),
+            estimated_bytes,
+        }
+    }
+
+    fn order(chunks: &[ChunkTask]) -> Vec<(u32, u32)> {
+        schedule(chunks.iter().collect())
+            .into_iter()
+            .map(|c| (c.id.table, c.id.ordinal))
+            .collect()
+    }
+
+    #[test]
+    fn tables_take_turns_so_lanes_write_different_tables() {
+        let chunks = [
+            chunk(0, 0, 100),
+            chunk(0, 1, 100),
+            chunk(0, 2, 100),
+            chunk(1, 0, 100),
+            chunk(1, 1, 100),
+            chunk(2, 0, 100),
+        ];
+        assert_eq!(order(&chunks), [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (0, 2)]);
+    }
+
+    #[test]
+    fn within_a_turn_the_largest_come_first() {
+        // Table 2 could not be split: it starts first; the small whole
+        // tables end the first turn next to each other.
+        let chunks = [
+            chunk(0, 0, 10),
+            chunk(1, 0, 100),
+            chunk(1, 1, 100),
+            chunk(2, 0, 500),
+            chunk(3, 0, 20),
+        ];
+        assert_eq!(order(&chunks), [(2, 0), (1, 0), (3, 0), (0, 0), (1, 1)]);
+    }
+
+    #[test]
+    fn committed_chunks_leave_no_gap_in_a_tables_turns() {
+        // A resumed copy: table 0's first two chunks are done.
+        let chunks = [chunk(0, 2, 100), chunk(0, 3, 100), chunk(1, 0, 100), chunk(1, 1, 100)];
+        assert_eq!(order(&chunks), [(0, 2), (1, 0), (0, 3), (1, 1)]);
+    }
 }
