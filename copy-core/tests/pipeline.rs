@@ -202,6 +202,64 @@ fn every_chunk_is_copied_once_and_checkpointed() {
         .all(|&(rows, redo)| rows == 5 && !redo));
 }
 
+/// Records, in order, the chunks committed and the tables reported copied.
+#[derive(Default)]
+struct Events(Mutex<Vec<(u32, Option<u32>)>>);
+
+impl ProgressSink for Events {
+    fn batch_written(&self, _: ChunkId, _: u64, _: u64) {}
+    fn chunk_committed(&self, id: ChunkId, _: ChunkStats) {
+        self.0.lock().expect("lock").push((id.table, Some(id.ordinal)));
+    }
+    fn table_copied(&self, table: u32) {
+        self.0.lock().expect("lock").push((table, None));
+    }
+}
+
+#[test]
+fn a_table_is_reported_copied_once_after_its_last_chunk_commits() {
+    let store = MemoryCheckpoints::default();
+    // A resumed copy: table 0 was all committed before, table 1 in part.
+    for id in [(0, 0), (0, 1), (1, 0)] {
+        let id = ChunkId {
+            table: id.0,
+            ordinal: id.1,
+        };
+        store.record(id, ChunkStats { rows: 5, bytes: 0 }).expect("record");
+    }
+    let events = Events::default();
+    run_copy(
+        &chunks(3, 2),
+        &settings(2, 1 << 20),
+        &source(5, 100),
+        &leak(Sink::default()),
+        &store,
+        &events,
+        &CancelToken::new(),
+    )
+    .expect("copy");
+    let events = events.0.into_inner().expect("lock");
+    let copied: Vec<u32> = events
+        .iter()
+        .filter(|(_, chunk)| chunk.is_none())
+        .map(|(t, _)| *t)
+        .collect();
+    let mut sorted = copied.clone();
+    sorted.sort();
+    assert_eq!(sorted, [1, 2], "each table with chunks to copy, once: {events:?}");
+    for table in copied {
+        let reported = events.iter().position(|e| *e == (table, None)).expect("reported");
+        let last_commit = events
+            .iter()
+            .rposition(|(t, c)| *t == table && c.is_some())
+            .expect("committed");
+        assert!(
+            last_commit < reported,
+            "table {table} reported before its last chunk: {events:?}"
+        );
+    }
+}
+
 /// How many batches the reader got ahead of a slow writer on one chunk.
 fn reader_lead(settings: &CopySettings) -> u64 {
     let sink = leak(Sink {

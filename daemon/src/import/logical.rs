@@ -14,6 +14,7 @@ use dbferry_plugin_abi::protocol::{
 use dbferry_plugin_host::{HostError, Session};
 
 use super::copy::{self, PlannedTable, Progress, SessionSplitter, SourceSide, TargetSide};
+use super::early_indexes::{Announcer, EarlyIndexes};
 use super::outcome::{DatabaseProgress, EventSink, ImportEvent, ImportResult};
 use super::{
     code_from_str, host_failure, interrupt, planned_tables, precheck, resume, verify, CopyTuning, ImportContext,
@@ -213,9 +214,21 @@ impl LogicalCopy<'_> {
             group_chunks: COPY_GROUP_CHUNKS,
         };
         let done = std::sync::atomic::AtomicBool::new(false);
+        let early_indexes = EarlyIndexes {
+            target: self.target(),
+            tables,
+            cancel: self.cancel,
+            copy_over: std::sync::atomic::AtomicBool::new(false),
+        };
+        let (copied, copied_tables) = std::sync::mpsc::channel();
         let report = std::thread::scope(|scope| {
             let reporter =
                 scope.spawn(|| report_progress(&progress, &done, self.import_id, &self.ctx.metrics, self.events));
+            let indexer = scope.spawn(|| early_indexes.run(copied_tables));
+            let announcer = Announcer {
+                inner: progress.as_ref(),
+                copied,
+            };
             let report = run_copy(
                 chunks,
                 &settings,
@@ -229,9 +242,14 @@ impl LogicalCopy<'_> {
                     tables,
                 },
                 self.store,
-                progress.as_ref(),
+                &announcer,
                 self.cancel,
             );
+            early_indexes.stop();
+            drop(announcer);
+            if let Ok(built) = indexer.join() {
+                tracing::debug!(tables = built, "tables given their indexes during the copy");
+            }
             done.store(true, std::sync::atomic::Ordering::SeqCst);
             let _ = reporter.join();
             report

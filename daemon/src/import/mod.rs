@@ -3,6 +3,7 @@
 
 mod backup;
 mod copy;
+mod early_indexes;
 mod interrupt;
 mod logical;
 pub mod outage;

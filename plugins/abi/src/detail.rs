@@ -17,7 +17,8 @@ use serde_json::value::RawValue;
 
 use crate::protocol::{
     DatabaseSchema, DigestRequest, DigestsRequest, ErrorKind, FinishRequest, PluginError, PrepareRequest,
-    RangeDigestsRequest, ReadGroupRequest, ReadRequest, Request, SplitRequest, WriteGroupRequest, WriteRequest,
+    RangeDigestsRequest, ReadGroupRequest, ReadRequest, Request, SplitRequest, TableIndexesRequest, WriteGroupRequest,
+    WriteRequest,
 };
 
 /// Engine-private JSON that the host carries without looking inside: a JSON
@@ -164,6 +165,12 @@ impl CarriesDetails for FinishRequest {
     }
 }
 
+impl CarriesDetails for TableIndexesRequest {
+    fn details_mut(&mut self) -> Vec<&mut Detail> {
+        vec![&mut self.table.detail]
+    }
+}
+
 impl CarriesDetails for ReadGroupRequest {
     fn details_mut(&mut self) -> Vec<&mut Detail> {
         self.chunks.iter_mut().map(|c| &mut c.table.detail).collect()
@@ -182,6 +189,7 @@ impl CarriesDetails for Request {
             Request::SplitPoints(r) => r.details_mut(),
             Request::PrepareTarget(r) | Request::CheckTarget(r) => r.details_mut(),
             Request::FinishTarget(r) => r.details_mut(),
+            Request::AddTableIndexes(r) => r.details_mut(),
             Request::TableDigest(r) => r.details_mut(),
             Request::TableDigests(r) => r.details_mut(),
             Request::RangeDigests(r) => r.details_mut(),

@@ -18,8 +18,9 @@ pub const ABI_MAJOR: u16 = 2;
 /// [`crate::protocol::Request`]) bump the minor: the host refuses a plugin
 /// built for an older minor rather than meet an unknown request mid-import.
 /// 2.1 added `TableDigests`; 2.2 `session_read_group` and `session_write_group`;
-/// 2.3 `KeepDetails`; 2.4 `RangeDigests`; 2.5 `CheckTarget`; 2.6 `Interrupt`.
-pub const ABI_MINOR: u16 = 6;
+/// 2.3 `KeepDetails`; 2.4 `RangeDigests`; 2.5 `CheckTarget`; 2.6 `Interrupt`;
+/// 2.7 `AddTableIndexes`.
+pub const ABI_MINOR: u16 = 7;
 
 /// `extern "C" fn() -> AbiVersion`.
 pub const ABI_SYMBOL: &[u8] = b"dbferry_plugin_abi\0";

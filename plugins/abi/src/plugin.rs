@@ -21,7 +21,7 @@ use crate::protocol::{
     BackupProgress, BackupRestoreRequest, DatabaseSchema, Digest, DigestRequest, DigestsRequest, ErrorKind,
     FinishRequest, GroupRead, GroupWritten, KeyTuple, PluginError, PrepareRequest, RangeDigestsRequest,
     ReadGroupRequest, ReadRequest, Request, SchemaOutcome, ServerInfo, SessionConfig, SnapshotInfo, SplitRequest,
-    WriteGroupRequest, WriteRequest, WriteSummary,
+    TableIndexesRequest, WriteGroupRequest, WriteRequest, WriteSummary,
 };
 
 /// An engine: knows how to connect.
@@ -59,6 +59,15 @@ pub trait Session: Send + Sync + 'static {
     }
     /// See [`Request::FinishTarget`].
     fn finish_target(&self, request: FinishRequest) -> Result<SchemaOutcome, PluginError>;
+    /// See [`Request::AddTableIndexes`]. Optional: the default says
+    /// `Unsupported`, and [`Session::finish_target`] adds every index.
+    fn add_table_indexes(&self, request: TableIndexesRequest) -> Result<(), PluginError> {
+        let _ = request;
+        Err(PluginError::new(
+            ErrorKind::Unsupported,
+            "this engine adds indexes when the whole copy is done",
+        ))
+    }
     /// See [`Request::Interrupt`]. The default does nothing: calls end
     /// when their statements do.
     fn interrupt(&self) -> Result<(), PluginError> {
@@ -351,6 +360,7 @@ unsafe extern "C" fn session_call<E: Engine>(session: Handle, request: FfiStr, o
             Request::EndSnapshot => encode(&session.end_snapshot()?)?,
             Request::PrepareTarget(r) => encode(&session.prepare_target(r)?)?,
             Request::FinishTarget(r) => encode(&session.finish_target(r)?)?,
+            Request::AddTableIndexes(r) => encode(&session.add_table_indexes(r)?)?,
             Request::CheckTarget(r) => encode(&session.check_target(r)?)?,
             Request::Interrupt => encode(&session.interrupt()?)?,
             Request::TableDigest(r) => encode(&session.table_digest(r)?)?,

@@ -88,6 +88,14 @@ pub enum Request {
     /// After the data: deferred indexes and constraints, then views,
     /// routines, triggers and events. Answer: [`SchemaOutcome`].
     FinishTarget(FinishRequest),
+    /// While the copy goes on: add the deferred indexes of one table whose
+    /// rows are all on the target, so that its index builds overlap the copy
+    /// of the other tables (as myloader's per-table key building does).
+    /// Foreign keys and everything else wait for [`Request::FinishTarget`],
+    /// which skips the indexes that exist. Optional: engines without it
+    /// answer [`ErrorKind::Unsupported`], and their indexes are all built by
+    /// [`Request::FinishTarget`]. Answer: `null`.
+    AddTableIndexes(TableIndexesRequest),
     /// Row count, and with `Checksum` an engine-computed content hash,
     /// identical for identical tables on source and target. Answer: [`Digest`].
     TableDigest(DigestRequest),
@@ -372,6 +380,15 @@ pub struct FinishRequest {
     /// means one.
     #[serde(default)]
     pub parallelism: u32,
+}
+
+/// Adds one table's deferred indexes; see [`Request::AddTableIndexes`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TableIndexesRequest {
+    /// The target database.
+    pub database: String,
+    /// The source's schema of the table.
+    pub table: TableSchema,
 }
 
 /// What a schema step did.

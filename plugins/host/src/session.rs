@@ -13,7 +13,7 @@ use dbferry_plugin_abi::protocol::{
     BackupProgress, BackupRestoreRequest, DatabaseSchema, Digest, DigestRequest, DigestsRequest, ErrorKind,
     FinishRequest, GroupRead, GroupWritten, KeyTuple, PluginError, PrepareRequest, RangeDigestsRequest,
     ReadGroupRequest, ReadRequest, Request, SchemaOutcome, ServerInfo, SessionConfig, SnapshotInfo, SplitRequest,
-    WriteGroupRequest, WriteRequest, WriteSummary,
+    TableIndexesRequest, WriteGroupRequest, WriteRequest, WriteSummary,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -219,6 +219,11 @@ impl Session {
     /// See `Request::FinishTarget`.
     pub fn finish_target(&self, request: FinishRequest) -> Result<SchemaOutcome, HostError> {
         self.call(Request::FinishTarget(request))
+    }
+
+    /// See `Request::AddTableIndexes` (engines without it answer `Unsupported`).
+    pub fn add_table_indexes(&self, request: TableIndexesRequest) -> Result<(), HostError> {
+        self.call(Request::AddTableIndexes(request))
     }
 
     /// See `Request::BackupRestore` (engines without it answer `Unsupported`).

@@ -28,6 +28,7 @@ pub mod fanout;
 pub mod fit;
 pub mod grants;
 pub mod group;
+pub mod indexes;
 pub mod interrupt;
 pub mod lost;
 pub mod probe;
@@ -50,7 +51,7 @@ use dbferry_plugin_abi::plugin::{Engine, Session};
 use dbferry_plugin_abi::protocol::{
     DatabaseSchema, Digest, DigestRequest, DigestsRequest, FinishRequest, GroupRead, GroupWritten, KeyTuple,
     PluginError, PrepareRequest, RangeDigestsRequest, ReadGroupRequest, ReadRequest, SchemaOutcome, ServerInfo,
-    SessionConfig, SnapshotInfo, SplitRequest, WriteGroupRequest, WriteRequest,
+    SessionConfig, SnapshotInfo, SplitRequest, TableIndexesRequest, WriteGroupRequest, WriteRequest,
 };
 
 use crate::conn::{runtime, Pool, Role, ServerFacts};
@@ -254,6 +255,13 @@ impl Session for MysqlSession {
         Ok(with_conn!(self, Role::Control, |c| async {
             let _running = self.interruptible.enter(c.id());
             schema::finish(c, &self.pool, &self.details, &self.interruptible, &request).await
+        })?)
+    }
+
+    fn add_table_indexes(&self, request: TableIndexesRequest) -> std::result::Result<(), PluginError> {
+        Ok(with_conn!(self, Role::Control, |c| async {
+            let _running = self.interruptible.enter(c.id());
+            indexes::add_table_indexes(c, &self.details, &request).await
         })?)
     }
 

@@ -18,6 +18,7 @@ use crate::describe::database_exists;
 use crate::detail::{DatabaseDetail, DdlKind, DetailCache, ObjectDdl, TableDetail};
 use crate::error::{Context, Error, Result};
 use crate::fanout::{self, Extra, Task, Trips};
+use crate::indexes::index_task;
 use crate::interrupt::Interruptible;
 use crate::quote::{hex_str, ident, is_word, qualified, string};
 
@@ -455,30 +456,6 @@ pub async fn finish(
         create_fresh(conn, database, &existing, object, &mut outcome).await?;
     }
     Ok(outcome)
-}
-
-/// The statements that add `table`'s deferred indexes not in `have`: one
-/// ALTER with every plain index, then one per FULLTEXT index (InnoDB builds
-/// one FULLTEXT index per statement). `None` when nothing is missing.
-fn index_task(database: &str, table: &str, detail: &TableDetail, have: &HashSet<(String, String)>) -> Option<Task> {
-    let pending = detail
-        .deferred_indexes
-        .iter()
-        .filter(|i| !have.contains(&(table.to_string(), i.name.clone())));
-    let (fulltext, plain): (Vec<_>, Vec<_>) = pending.partition(|i| i.fulltext);
-    let name = qualified(database, table);
-    let mut statements = Vec::new();
-    if !plain.is_empty() {
-        let adds: Vec<String> = plain.iter().map(|i| format!("ADD {}", i.definition)).collect();
-        statements.push(format!("ALTER TABLE {name} {}", adds.join(", ")));
-    }
-    for i in fulltext {
-        statements.push(format!("ALTER TABLE {name} ADD {}", i.definition));
-    }
-    (!statements.is_empty()).then(|| Task {
-        context: format!("adding indexes to {name}"),
-        statements,
-    })
 }
 
 fn object_kind(kind: DdlKind) -> ObjectKind {

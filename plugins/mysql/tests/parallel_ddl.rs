@@ -1,8 +1,8 @@
 //! Target DDL on several connections at once, against real MariaDB
 //! and MySQL servers (started by `dbferry-testkit`): tables are created in parallel
 //! but reported in schema order, the earliest failure is the one reported,
-//! indexes are added in parallel, and every extra connection goes back to
-//! the pool with a neutral session.
+//! indexes are added in parallel (or one table's while the copy goes on),
+//! and every extra connection goes back to the pool with a neutral session.
 
 use dbferry_mysql::conn::{runtime, Pool, Role, PLAIN_SQL_MODE};
 use dbferry_mysql::fanout::{self, Extra, Task, Trips};
@@ -10,7 +10,7 @@ use dbferry_mysql::MysqlSession;
 use dbferry_plugin_abi::plugin::Session;
 use dbferry_plugin_abi::protocol::{
     DatabaseSchema, Detail, ErrorKind, ExistingTables, FinishRequest, ObjectKind, PluginError, PrepareRequest,
-    SchemaOutcome, SessionConfig,
+    SchemaOutcome, SessionConfig, TableIndexesRequest,
 };
 use dbferry_testkit::{Flavour, Server};
 use mysql_async::prelude::Queryable;
@@ -88,6 +88,50 @@ fn tables_are_reported_in_schema_order_and_get_every_index(flavour: Flavour) {
         assert_eq!(
             index_names(flavour, "order_dst", &table.name),
             index_names(flavour, "order_src", &table.name),
+            "{}",
+            table.name
+        );
+    }
+}
+
+fn a_tables_indexes_added_during_the_copy_are_kept_by_the_finish(flavour: Flavour) {
+    let (session, schema) = setup(flavour, "early");
+    prepare(&session, "early_dst", &schema).expect("prepare");
+    // t00 has a FULLTEXT index besides k_1 and k_2: one statement each.
+    for table in &schema.tables[..2] {
+        session
+            .add_table_indexes(TableIndexesRequest {
+                database: "early_dst".into(),
+                table: table.clone(),
+            })
+            .expect("add the table's indexes");
+        assert_eq!(
+            index_names(flavour, "early_dst", &table.name),
+            index_names(flavour, "early_src", &table.name),
+            "{}",
+            table.name
+        );
+    }
+    assert_eq!(index_names(flavour, "early_dst", "t02"), ["PRIMARY"], "only the tables named");
+    // Asked again (a retried call), nothing is added twice.
+    session
+        .add_table_indexes(TableIndexesRequest {
+            database: "early_dst".into(),
+            table: schema.tables[0].clone(),
+        })
+        .expect("adding what exists is a no-op");
+    session
+        .finish_target(FinishRequest {
+            database: "early_dst".into(),
+            schema: schema.clone(),
+            resume: false,
+            parallelism: 4,
+        })
+        .expect("the finish skips the indexes that exist");
+    for table in &schema.tables {
+        assert_eq!(
+            index_names(flavour, "early_dst", &table.name),
+            index_names(flavour, "early_src", &table.name),
             "{}",
             table.name
         );
