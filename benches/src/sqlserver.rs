@@ -28,7 +28,7 @@ use dbferry_testkit::{babelfish_available, babelfish_prefix, Babelfish, BABELFIS
 
 use crate::measure::{median, run_pipeline};
 use crate::report::{DatasetResult, ToolSummary};
-use crate::tools::RunResult;
+use crate::tools::{render, RunResult};
 
 /// The database copied.
 const DB: &str = "bench_sqlserver";
@@ -106,6 +106,9 @@ pub struct Options {
     pub threads: usize,
     /// dbferry's `verify`.
     pub verify: String,
+    /// Build the dataset, print how to run dbferry against it by hand, and
+    /// keep both servers up until standard input closes.
+    pub hold: bool,
 }
 
 /// How dbferry loads the target in a run.
@@ -192,6 +195,10 @@ pub fn run(options: &Options) -> Result<Option<DatasetResult>> {
         .parse()
         .unwrap_or(0);
     rig.write_freetds_conf()?;
+    if options.hold {
+        rig.hold(options)?;
+        return Ok(None);
+    }
 
     let tools: [(&str, &str); 5] = [
         ("dbferry", "dbferry (COPY through the target's PostgreSQL port)"),
@@ -519,8 +526,52 @@ impl Rig {
         })
     }
 
+    /// `--hold`: dbferry's files and a script that empties the target,
+    /// printed; both servers up until standard input closes.
+    fn hold(&self, options: &Options) -> Result<()> {
+        let command = self.dbferry_files(options, Load::Copy)?;
+        let reset = self.scratch.path().join("reset-target.sh");
+        std::fs::write(
+            &reset,
+            format!(
+                "#!/bin/sh\nprintf \"IF DB_ID(N'{DB}') IS NOT NULL DROP DATABASE [{DB}]\\ngo\\n\" | \
+                 FREETDSCONF={conf} tsql -S target -U {BABELFISH_USER} -P {BABELFISH_PASSWORD} -o q\n",
+                conf = self.scratch.path().join("freetds.conf").display()
+            ),
+        )?;
+        println!("reset the target:  sh {}", reset.display());
+        println!("run dbferry:       {}", render(&command));
+        println!(
+            "PostgreSQL ports:  source {}, target {} (user postgres, database {})",
+            self.source.pg_port(),
+            self.target.pg_port(),
+            dbferry_testkit::BABELFISH_PG_DATABASE
+        );
+        println!("holding; close standard input (Ctrl-D) to stop the servers");
+        std::io::copy(&mut std::io::stdin(), &mut std::io::sink())?;
+        Ok(())
+    }
+
     fn dbferry(&self, options: &Options, load: Load) -> Result<RunResult> {
         self.reset_target(false)?;
+        let command = self.dbferry_files(options, load)?;
+        let rendered = render(&command);
+        let measured = run_pipeline(vec![("dbferry", command)], None)?;
+        measured.check()?;
+        self.check_counts()?;
+        let proc = measured.procs.first().cloned().unwrap_or_default();
+        Ok(RunResult {
+            wall_s: measured.wall_s,
+            tool_cpu_s: proc.cpu_s(),
+            tool_max_rss_kib: proc.max_rss_kib,
+            server_cpu_s: 0.0,
+            procs: measured.procs,
+            commands: vec![rendered],
+        })
+    }
+
+    /// Writes dbferry's config and job for `load`; the command that runs them.
+    fn dbferry_files(&self, options: &Options, load: Load) -> Result<Command> {
         let dir = self.scratch.path();
         std::fs::write(dir.join("password"), BABELFISH_PASSWORD)?;
         std::fs::set_permissions(
@@ -563,24 +614,7 @@ impl Rig {
             .args(["run", "--json", "--config"])
             .arg(dir.join("dbferry.toml"))
             .arg(dir.join("job.toml"));
-        let rendered = format!(
-            "{} run --json --config {} {}",
-            options.dbferry.display(),
-            dir.join("dbferry.toml").display(),
-            dir.join("job.toml").display()
-        );
-        let measured = run_pipeline(vec![("dbferry", command)], None)?;
-        measured.check()?;
-        self.check_counts()?;
-        let proc = measured.procs.first().cloned().unwrap_or_default();
-        Ok(RunResult {
-            wall_s: measured.wall_s,
-            tool_cpu_s: proc.cpu_s(),
-            tool_max_rss_kib: proc.max_rss_kib,
-            server_cpu_s: 0.0,
-            procs: measured.procs,
-            commands: vec![rendered],
-        })
+        Ok(command)
     }
 
     fn freebcp(&self) -> Result<RunResult> {

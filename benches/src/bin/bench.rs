@@ -102,9 +102,9 @@ struct Args {
     /// Only redraw OUT/chart.png and reprint the table from OUT/*.json.
     #[arg(long)]
     chart_only: bool,
-    /// Build the first dataset, print how to run dbferry against it by hand
-    /// (for `perf record` or callgrind), and keep both servers up until
-    /// standard input closes.
+    /// Build the first dataset (with `--flavour babelfish`, the SQL Server
+    /// one), print how to run dbferry against it by hand (for `perf record`
+    /// or callgrind), and keep both servers up until standard input closes.
     #[arg(long)]
     hold: bool,
 }
@@ -282,6 +282,7 @@ fn main() -> Result<()> {
             plugin_dir: args.plugin_dir.clone(),
             threads: args.threads,
             verify: args.verify.clone(),
+            hold: args.hold,
         };
         if let Some(result) = dbferry_benches::sqlserver::run(&options)? {
             // freebcp in failing into Babelfish is a finding, not a failed bench.
