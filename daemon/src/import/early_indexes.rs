@@ -54,18 +54,30 @@ impl ProgressSink for Announcer<'_> {
 /// Adds copied tables' deferred indexes, one table at a time, until the
 /// copy is over.
 pub(super) struct EarlyIndexes<'a> {
-    /// The target.
-    pub target: &'a Session,
+    target: &'a Session,
     /// The plan's tables, by index.
-    pub tables: &'a [PlannedTable],
+    tables: &'a [PlannedTable],
     /// The import's cancel: a build in progress is interrupted.
-    pub cancel: &'a CancelToken,
+    cancel: &'a CancelToken,
     /// Set when the copy is over: the tables not started by then are the
     /// finish phase's, which builds several at once.
-    pub copy_over: AtomicBool,
+    copy_over: AtomicBool,
+    /// A build is running now.
+    building: AtomicBool,
 }
 
-impl EarlyIndexes<'_> {
+impl<'a> EarlyIndexes<'a> {
+    /// A builder for `tables` on `target`.
+    pub fn new(target: &'a Session, tables: &'a [PlannedTable], cancel: &'a CancelToken) -> Self {
+        Self {
+            target,
+            tables,
+            cancel,
+            copy_over: AtomicBool::new(false),
+            building: AtomicBool::new(false),
+        }
+    }
+
     /// Builds as `copied` names tables; returns how many tables it did.
     pub fn run(&self, copied: Receiver<u32>) -> usize {
         let mut built = 0;
@@ -80,9 +92,11 @@ impl EarlyIndexes<'_> {
                 database: planned.target_database.clone(),
                 table: planned.schema.clone(),
             };
+            self.building.store(true, Ordering::SeqCst);
             let added = interrupt::interruptible(self.cancel, &[self.target], || {
                 Ok(self.target.add_table_indexes(request))
             });
+            self.building.store(false, Ordering::SeqCst);
             match added {
                 Ok(Ok(())) => built += 1,
                 Ok(Err(error)) if error.plugin_error().is_some_and(|e| e.kind == ErrorKind::Unsupported) => break,
@@ -102,5 +116,16 @@ impl EarlyIndexes<'_> {
     /// The copy is over: start no other table.
     pub fn stop(&self) {
         self.copy_over.store(true, Ordering::SeqCst);
+    }
+
+    /// The import stops: start no other table, and interrupt the build in
+    /// progress rather than wait for it (a lock may hold it for long).
+    pub fn abandon(&self) {
+        self.stop();
+        if self.building.load(Ordering::SeqCst) {
+            if let Err(error) = self.target.interrupt() {
+                tracing::debug!(%error, "could not interrupt the index build of the stopped copy");
+            }
+        }
     }
 }

@@ -179,7 +179,8 @@ impl LogicalCopy<'_> {
         Ok(chunks)
     }
 
-    /// Copies every chunk not committed before, reporting progress; the
+    /// Copies every chunk not committed before, reporting progress, while
+    /// [`EarlyIndexes`] adds the deferred indexes of each table copied; the
     /// result then counts what is committed.
     fn copy(&self, tables: &[PlannedTable], chunks: &[ChunkTask], result: &mut ImportResult) -> Result<(), Stop> {
         let totals = self.totals(tables);
@@ -214,20 +215,15 @@ impl LogicalCopy<'_> {
             group_chunks: COPY_GROUP_CHUNKS,
         };
         let done = std::sync::atomic::AtomicBool::new(false);
-        let early_indexes = EarlyIndexes {
-            target: self.target(),
-            tables,
-            cancel: self.cancel,
-            copy_over: std::sync::atomic::AtomicBool::new(false),
-        };
-        let (copied, copied_tables) = std::sync::mpsc::channel();
+        let early_indexes = EarlyIndexes::new(self.target(), tables, self.cancel);
+        let (announce, copied) = std::sync::mpsc::channel();
         let report = std::thread::scope(|scope| {
             let reporter =
                 scope.spawn(|| report_progress(&progress, &done, self.import_id, &self.ctx.metrics, self.events));
-            let indexer = scope.spawn(|| early_indexes.run(copied_tables));
+            let builder = scope.spawn(|| early_indexes.run(copied));
             let announcer = Announcer {
                 inner: progress.as_ref(),
-                copied,
+                copied: announce,
             };
             let report = run_copy(
                 chunks,
@@ -245,10 +241,17 @@ impl LogicalCopy<'_> {
                 &announcer,
                 self.cancel,
             );
-            early_indexes.stop();
+            // The verification waits for the build in progress: its reads
+            // would queue behind the build's metadata lock anyway.
+            if report.is_ok() {
+                early_indexes.stop();
+            } else {
+                early_indexes.abandon();
+            }
             drop(announcer);
-            if let Ok(built) = indexer.join() {
-                tracing::debug!(tables = built, "tables given their indexes during the copy");
+            match builder.join() {
+                Ok(built) => tracing::debug!(tables = built, "tables given their indexes during the copy"),
+                Err(_) => tracing::warn!("the early index builder panicked; the finish adds every index"),
             }
             done.store(true, std::sync::atomic::Ordering::SeqCst);
             let _ = reporter.join();
