@@ -26,7 +26,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use dbferry_testkit::{babelfish_available, babelfish_prefix, Babelfish, BABELFISH_PASSWORD, BABELFISH_USER};
 
-use crate::measure::{median, run_pipeline};
+use crate::measure::{median, run_pipeline, Measured};
 use crate::report::{DatasetResult, ToolSummary};
 use crate::tools::{render, RunResult};
 
@@ -515,15 +515,7 @@ impl Rig {
             .env("FREETDSCONF", self.scratch.path().join("freetds.conf"));
         let measured = run_pipeline(vec![("sh", shell)], None)?;
         measured.check()?;
-        let proc = measured.procs.first().cloned().unwrap_or_default();
-        Ok(RunResult {
-            wall_s: measured.wall_s,
-            tool_cpu_s: proc.cpu_s(),
-            tool_max_rss_kib: proc.max_rss_kib,
-            server_cpu_s: 0.0,
-            procs: measured.procs,
-            commands: steps.to_vec(),
-        })
+        Ok(one_process_result(measured, steps.to_vec()))
     }
 
     /// `--hold`: dbferry's files and a script that empties the target,
@@ -559,15 +551,7 @@ impl Rig {
         let measured = run_pipeline(vec![("dbferry", command)], None)?;
         measured.check()?;
         self.check_counts()?;
-        let proc = measured.procs.first().cloned().unwrap_or_default();
-        Ok(RunResult {
-            wall_s: measured.wall_s,
-            tool_cpu_s: proc.cpu_s(),
-            tool_max_rss_kib: proc.max_rss_kib,
-            server_cpu_s: 0.0,
-            procs: measured.procs,
-            commands: vec![rendered],
-        })
+        Ok(one_process_result(measured, vec![rendered]))
     }
 
     /// Writes dbferry's config and job for `load`; the command that runs them.
@@ -667,5 +651,19 @@ impl Rig {
             .filter_map(|(t, _, _)| std::fs::metadata(self.shm.path().join(format!("{t}.dat"))).ok())
             .map(|m| m.len())
             .sum()
+    }
+}
+
+/// A run measured as one process tree (the tool, or the shell running the
+/// tools): its time, CPU and peak RSS; the servers' CPU is not measured here.
+fn one_process_result(measured: Measured, commands: Vec<String>) -> RunResult {
+    let proc = measured.procs.first().cloned().unwrap_or_default();
+    RunResult {
+        wall_s: measured.wall_s,
+        tool_cpu_s: proc.cpu_s(),
+        tool_max_rss_kib: proc.max_rss_kib,
+        server_cpu_s: 0.0,
+        procs: measured.procs,
+        commands,
     }
 }

@@ -23,14 +23,14 @@ pub async fn add_table_indexes(conn: &mut Conn, details: &DetailCache, request: 
         hex_str(database),
         hex_str(table)
     );
-    let have: HashSet<(String, String)> = conn
+    let have: HashSet<String> = conn
         .query::<mysql_async::Row, _>(sql.as_str())
         .await
         .ctx(|| format!("listing the indexes of {}", qualified(database, table)))?
         .iter()
-        .map(|r| (table.to_string(), cell::string(r, 0)))
+        .map(|r| cell::string(r, 0))
         .collect();
-    let Some(task) = index_task(database, table, &detail, &have) else {
+    let Some(task) = index_task(database, table, &detail, |index| have.contains(index)) else {
         return Ok(());
     };
     for statement in &task.statements {
@@ -39,14 +39,12 @@ pub async fn add_table_indexes(conn: &mut Conn, details: &DetailCache, request: 
     Ok(())
 }
 
-/// The statements that add `table`'s deferred indexes not in `have`: one
-/// ALTER with every plain index, then one per FULLTEXT index (InnoDB builds
-/// one FULLTEXT index per statement). `None` when nothing is missing.
-pub fn index_task(database: &str, table: &str, detail: &TableDetail, have: &HashSet<(String, String)>) -> Option<Task> {
-    let pending = detail
-        .deferred_indexes
-        .iter()
-        .filter(|i| !have.contains(&(table.to_string(), i.name.clone())));
+/// The statements that add `table`'s deferred indexes that it does not
+/// `have` (by name): one ALTER with every plain index, then one per
+/// FULLTEXT index (InnoDB builds one FULLTEXT index per statement). `None`
+/// when nothing is missing.
+pub fn index_task(database: &str, table: &str, detail: &TableDetail, have: impl Fn(&str) -> bool) -> Option<Task> {
+    let pending = detail.deferred_indexes.iter().filter(|i| !have(&i.name));
     let (fulltext, plain): (Vec<_>, Vec<_>) = pending.partition(|i| i.fulltext);
     let name = qualified(database, table);
     let mut statements = Vec::new();

@@ -404,7 +404,11 @@ pub async fn finish(
         .collect::<Result<Vec<_>>>()?;
     let tasks: Vec<Task> = details
         .iter()
-        .filter_map(|(table, d)| index_task(database, table, d, &have))
+        .filter_map(|(table, d)| {
+            index_task(database, table, d, |index| {
+                have.contains(&(table.to_string(), index.to_string()))
+            })
+        })
         .collect();
     let extra = Extra {
         pool,

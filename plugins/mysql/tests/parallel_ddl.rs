@@ -10,7 +10,7 @@ use dbferry_mysql::MysqlSession;
 use dbferry_plugin_abi::plugin::Session;
 use dbferry_plugin_abi::protocol::{
     DatabaseSchema, Detail, ErrorKind, ExistingTables, FinishRequest, ObjectKind, PluginError, PrepareRequest,
-    SchemaOutcome, SessionConfig, TableIndexesRequest,
+    SchemaOutcome, SessionConfig, TableIndexesRequest, TableSchema,
 };
 use dbferry_testkit::{Flavour, Server};
 use mysql_async::prelude::Queryable;
@@ -65,6 +65,28 @@ fn index_names(flavour: Flavour, db: &str, table: &str) -> Vec<String> {
         .collect()
 }
 
+fn finish(session: &MysqlSession, dst: &str, schema: &DatabaseSchema) -> Result<SchemaOutcome, PluginError> {
+    session.finish_target(FinishRequest {
+        database: dst.into(),
+        schema: schema.clone(),
+        resume: false,
+        parallelism: 4,
+    })
+}
+
+/// Every one of `tables` has the same indexes in `{prefix}_dst` as in `{prefix}_src`.
+fn assert_same_indexes(flavour: Flavour, prefix: &str, tables: &[TableSchema]) {
+    let (src, dst) = (format!("{prefix}_src"), format!("{prefix}_dst"));
+    for table in tables {
+        assert_eq!(
+            index_names(flavour, &dst, &table.name),
+            index_names(flavour, &src, &table.name),
+            "{}",
+            table.name
+        );
+    }
+}
+
 dbferry_testkit::on_both_flavours! {
 fn tables_are_reported_in_schema_order_and_get_every_index(flavour: Flavour) {
     let (session, schema) = setup(flavour, "order");
@@ -76,22 +98,8 @@ fn tables_are_reported_in_schema_order_and_get_every_index(flavour: Flavour) {
     // Every index was deferred (inline_index_max_bytes = 0).
     assert_eq!(index_names(flavour, "order_dst", "t00"), ["PRIMARY"]);
 
-    session
-        .finish_target(FinishRequest {
-            database: "order_dst".into(),
-            schema: schema.clone(),
-            resume: false,
-            parallelism: 4,
-        })
-        .expect("finish");
-    for table in &schema.tables {
-        assert_eq!(
-            index_names(flavour, "order_dst", &table.name),
-            index_names(flavour, "order_src", &table.name),
-            "{}",
-            table.name
-        );
-    }
+    finish(&session, "order_dst", &schema).expect("finish");
+    assert_same_indexes(flavour, "order", &schema.tables);
 }
 
 fn a_tables_indexes_added_during_the_copy_are_kept_by_the_finish(flavour: Flavour) {
@@ -105,13 +113,8 @@ fn a_tables_indexes_added_during_the_copy_are_kept_by_the_finish(flavour: Flavou
                 table: table.clone(),
             })
             .expect("add the table's indexes");
-        assert_eq!(
-            index_names(flavour, "early_dst", &table.name),
-            index_names(flavour, "early_src", &table.name),
-            "{}",
-            table.name
-        );
     }
+    assert_same_indexes(flavour, "early", &schema.tables[..2]);
     assert_eq!(index_names(flavour, "early_dst", "t02"), ["PRIMARY"], "only the tables named");
     // Asked again (a retried call), nothing is added twice.
     session
@@ -120,22 +123,8 @@ fn a_tables_indexes_added_during_the_copy_are_kept_by_the_finish(flavour: Flavou
             table: schema.tables[0].clone(),
         })
         .expect("adding what exists is a no-op");
-    session
-        .finish_target(FinishRequest {
-            database: "early_dst".into(),
-            schema: schema.clone(),
-            resume: false,
-            parallelism: 4,
-        })
-        .expect("the finish skips the indexes that exist");
-    for table in &schema.tables {
-        assert_eq!(
-            index_names(flavour, "early_dst", &table.name),
-            index_names(flavour, "early_src", &table.name),
-            "{}",
-            table.name
-        );
-    }
+    finish(&session, "early_dst", &schema).expect("the finish skips the indexes that exist");
+    assert_same_indexes(flavour, "early", &schema.tables);
 }
 
 fn the_earliest_failing_create_is_reported_by_name_and_nothing_succeeds(flavour: Flavour) {
