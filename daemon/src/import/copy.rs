@@ -68,6 +68,8 @@ pub struct SourceSide<'a> {
     pub tables: &'a [PlannedTable],
     /// Bytes per batch ([`batch_bytes`]).
     pub batch_bytes: u64,
+    /// The batch formats the target's writers take besides the engine's own.
+    pub formats: &'a [String],
 }
 
 impl SourceSide<'_> {
@@ -78,6 +80,7 @@ impl SourceSide<'_> {
             table: table.schema.clone(),
             range: chunk.range.clone(),
             batch_bytes: self.batch_bytes,
+            formats: self.formats.to_vec(),
         })
     }
 }

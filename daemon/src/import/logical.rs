@@ -232,6 +232,7 @@ impl LogicalCopy<'_> {
                     session: self.source(),
                     tables,
                     batch_bytes: copy::batch_bytes(settings.lanes),
+                    formats: &self.checked.batch_formats,
                 },
                 &TargetSide {
                     session: self.target(),

@@ -112,6 +112,10 @@ pub struct Checked {
     pub schemas: Vec<DatabaseSchema>,
     /// How each session's connections travel: source, then target.
     pub transport: [InstanceTransport; 2],
+    /// The batch formats the source's readers may send the target's writers
+    /// besides the engine's own ([`ServerInfo::batch_formats`]): the
+    /// target's, when both are the same engine.
+    pub batch_formats: Vec<String>,
 }
 
 /// How one instance's connections travel, for the result and `status`.
@@ -330,6 +334,11 @@ pub fn check_servers(
         InstanceTransport::new(resolved.source, "source", &source_info),
         InstanceTransport::new(resolved.target, "target", &target_info),
     ];
+    let batch_formats = if resolved.source.engine == resolved.target.engine {
+        target_info.batch_formats.clone()
+    } else {
+        Vec::new()
+    };
 
     for (info, instance) in [(&source_info, resolved.source), (&target_info, resolved.target)] {
         if is_sql_server_2017_cluster(info, instance) {
@@ -431,6 +440,7 @@ pub fn check_servers(
             target,
             schemas,
             transport,
+            batch_formats,
         });
     }
 
@@ -484,6 +494,7 @@ pub fn check_servers(
         target,
         schemas,
         transport,
+        batch_formats,
     })
 }
 

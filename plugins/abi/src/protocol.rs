@@ -161,6 +161,13 @@ pub struct ServerInfo {
     /// cannot tell for certain; the precheck refuses on what is listed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing_privileges: Vec<MissingPrivileges>,
+    /// Batch formats this session's writers take besides the engine's own,
+    /// which a reader of the same engine may produce instead for chunks it
+    /// can (see [`ReadRequest::formats`]). For example, a Babelfish target
+    /// loading through its PostgreSQL port takes `COPY` text rows as they
+    /// are, which a Babelfish source can send without decoding them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batch_formats: Vec<String>,
 }
 
 /// What the login lacks on one database (see [`ServerInfo::missing_privileges`]).
@@ -489,6 +496,12 @@ pub struct ReadRequest {
     pub range: KeyRange,
     /// Target size of one batch, bytes; a single wider row makes a wider batch.
     pub batch_bytes: u64,
+    /// The batch formats the chunk's writer takes besides the engine's own:
+    /// the target's [`ServerInfo::batch_formats`] when source and target are
+    /// the same engine, else none. The reader may produce one of them; the
+    /// writer tells them apart by each batch's header.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub formats: Vec<String>,
 }
 
 /// Opens a writer for one chunk.

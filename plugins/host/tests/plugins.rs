@@ -253,6 +253,7 @@ fn panics_in_connect_reader_writer_and_commit_are_caught() {
         table: table.clone(),
         range: dbferry_copy_core::KeyRange::whole(vec!["id".into()]),
         batch_bytes: 1 << 16,
+        formats: Vec::new(),
     };
     let source = plugin
         .connect(&config(
@@ -395,6 +396,7 @@ impl ChunkSource for Source {
             table: self.table.clone(),
             range: chunk.range.clone(),
             batch_bytes: 1 << 16,
+            formats: Vec::new(),
         })?;
         Ok(Box::new(reader))
     }

@@ -47,6 +47,7 @@ fn copy_chunk(
         table: table.clone(),
         range,
         batch_bytes,
+        formats: Vec::new(),
     })?;
     let (mut rows, mut bytes) = (0, 0);
     loop {
@@ -251,6 +252,7 @@ fn cancel_paths(
             table: table.clone(),
             range: range.clone(),
             batch_bytes: 64 << 10,
+            formats: Vec::new(),
         })?;
         let mut writer = target.open_writer(WriteRequest {
             database: database.into(),

@@ -131,5 +131,6 @@ pub async fn probe(conn: &mut Conn, facts: &ServerFacts, mode: TlsMode) -> Resul
         databases,
         write_blockers,
         transport: Some(transport(conn, mode).await?),
+        batch_formats: Vec::new(),
     })
 }

@@ -60,6 +60,7 @@ fn read_request(prefix: &str, tables: &[TableSchema], max_bytes: u64) -> ReadGro
                 range: KeyRange::whole(table.key.clone().unwrap_or_default()),
                 table: table.clone(),
                 batch_bytes: 1 << 20,
+                formats: Vec::new(),
             })
             .collect(),
         max_bytes,

@@ -44,6 +44,7 @@ fn setup(flavour: Flavour, prefix: &str) -> Result<(MysqlSession, TableSchema, B
         range: KeyRange::whole(table.key.clone().unwrap_or_default()),
         table: table.clone(),
         batch_bytes: 1 << 20,
+        formats: Vec::new(),
     })?;
     let (batch, rows) = reader.next_batch()?.ok_or("no batch read")?;
     assert_eq!(rows, 3);

@@ -40,6 +40,7 @@ fn read_all(server: &MariaDb, prefer_socket: bool) -> Result<(bool, u64, Vec<u8>
         range: KeyRange::whole(vec!["id".into()]),
         table,
         batch_bytes: 1 << 20,
+        formats: Vec::new(),
     })?;
     let (mut rows, mut bytes) = (0, Vec::new());
     while let Some((batch, n)) = reader.next_batch()? {

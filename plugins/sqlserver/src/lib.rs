@@ -85,7 +85,8 @@ pub struct SqlServerSession {
     backup_spid: Mutex<Option<i64>>,
     /// Stops the digests and finish statements running now.
     interrupts: interrupt::Interrupts,
-    /// A Babelfish target's PostgreSQL port, when the config names it.
+    /// A Babelfish instance's PostgreSQL port, when the config names it:
+    /// targets load through it, sources read out through it for them.
     postgres: Option<PgPort>,
 }
 
@@ -183,6 +184,24 @@ impl SqlServerSession {
         self.flavour
     }
 
+    /// A reader of the chunk by `COPY` through a Babelfish source's
+    /// PostgreSQL port, when the target takes its text
+    /// ([`pgload::reader`]); `None` to read it over TDS.
+    fn copy_reader(&self, request: &ReadRequest, detail: &TableDetail) -> Result<Option<SqlServerReader>> {
+        let Some(port) = self.postgres.as_ref() else {
+            return Ok(None);
+        };
+        if !pgload::reader::applies(request, detail)? {
+            return Ok(None);
+        }
+        runtime()?.block_on(async {
+            let mut lease = self.pool.get().await?;
+            let reader = pgload::reader::open(port, &mut lease, request, detail).await?;
+            lease.release();
+            Ok(reader)
+        })
+    }
+
     /// How `database` is read: remembered from its description, else asked.
     fn isolation_of(&self, database: &str) -> Result<Isolation> {
         if let Some(i) = self
@@ -231,6 +250,9 @@ impl Session for SqlServerSession {
                 let version = with_conn!(self, |c| conn::rows(c, sql))?;
                 transport.tls_version = version.first().and_then(|r| cell::text(r, 0));
             }
+        }
+        if self.postgres.is_some() {
+            info.batch_formats.push(pgload::reader::COPY_TEXT.into());
         }
         Ok(info)
     }
@@ -303,6 +325,9 @@ impl Session for SqlServerSession {
 
     fn open_reader(&self, request: ReadRequest) -> std::result::Result<SqlServerReader, PluginError> {
         let detail = TableDetail::from_json(&request.table.detail)?;
+        if let Some(reader) = self.copy_reader(&request, &detail)? {
+            return Ok(reader);
+        }
         let isolation = self.isolation_of(&request.database)?;
         let pieces = pieces::Piecewise::plan(&request, &detail, isolation, self.flavour);
         let sql = reader::select_sql(&request, &detail, isolation, pieces.as_ref())?;

@@ -384,6 +384,7 @@ mod tests {
             table: TableSchema::default(),
             range: KeyRange::whole(key.iter().map(|k| k.to_string()).collect()),
             batch_bytes: 1 << 20,
+            formats: Vec::new(),
         }
     }
 

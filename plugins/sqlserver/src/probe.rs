@@ -110,6 +110,7 @@ pub async fn probe(conn: &mut Conn, configured_edition: Option<&str>, flavour: F
         write_blockers: Vec::new(),
         transport: None,
         missing_privileges,
+        batch_formats: Vec::new(),
     })
 }
 

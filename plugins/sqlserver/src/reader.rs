@@ -52,6 +52,12 @@ pub struct SqlServerReader {
 }
 
 impl SqlServerReader {
+    /// A reader of the batches another task sends on `channel` (a read
+    /// through Babelfish's PostgreSQL port, [`crate::pgload::reader`]).
+    pub fn from_channel(channel: BatchChannel<Error>) -> Self {
+        Self { channel }
+    }
+
     /// Starts reading `sql` on `lease` in `database`, `width` values per row
     /// (then `pieces`' flags, when it reads long values in pieces).
     pub fn start(
@@ -291,6 +297,7 @@ mod tests {
                 upper: None,
             },
             batch_bytes: 1 << 20,
+            formats: Vec::new(),
         };
         assert_eq!(
             select_sql(&request, &detail, Isolation::Snapshot, None).expect("sql"),

@@ -27,22 +27,58 @@ fn turn() -> MutexGuard<'static, ()> {
     TURN.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// How the target loads: TDS bulk load, or `COPY` through its PostgreSQL
-/// port (`postgres_port`).
+/// How rows travel: read over TDS and written by TDS bulk load; read over
+/// TDS and written by `COPY` through the target's PostgreSQL port
+/// (`postgres_port`); or, both ports named, read out by `COPY` as well and
+/// passed on as text (`ReadRequest::formats`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Load {
     Bulk,
     Copy,
+    CopyBoth,
 }
 
+const EVERY_LOAD: [Load; 3] = [Load::Bulk, Load::Copy, Load::CopyBoth];
+
 fn sessions(a: &Babelfish, b: &Babelfish, load: Load) -> (SqlServerSession, SqlServerSession) {
-    let source = SqlServerSession::connect(&a.session_config("src", 4)).expect("connect source");
+    let mut source_config = a.session_config("src", 4);
+    if load == Load::CopyBoth {
+        source_config.options.insert("postgres_port".into(), a.pg_port().into());
+    }
+    let source = SqlServerSession::connect(&source_config).expect("connect source");
     let mut config = b.session_config("dst", 4);
-    if load == Load::Copy {
+    if load != Load::Bulk {
         config.options.insert("postgres_port".into(), b.pg_port().into());
     }
     let target = SqlServerSession::connect(&config).expect("connect target");
     (source, target)
+}
+
+/// What the host passes readers: the target's extra batch formats.
+fn formats(target: &SqlServerSession, load: Load) -> Vec<String> {
+    let formats = target.probe().expect("probe").batch_formats;
+    assert_eq!(formats.is_empty(), load == Load::Bulk, "{load:?}: {formats:?}");
+    if load == Load::CopyBoth {
+        formats
+    } else {
+        Vec::new()
+    }
+}
+
+/// Whether a chunk's first batch came the way `load` should bring it: by
+/// `COPY` text under `CopyBoth` for every table `COPY` carries whose values
+/// are bounded, else in the plugin's own format.
+fn check_read_path(batch: &[u8], table: &TableSchema, load: Load) {
+    let detail = TableDetail::from_json(&table.detail).expect("detail");
+    let bounded = detail.copied().all(|c| {
+        c.base != "sql_variant" && c.max_length >= 0 && !matches!(c.base.as_str(), "text" | "ntext" | "image" | "xml")
+    });
+    assert_eq!(
+        batch.starts_with(b"DFP1"),
+        load == Load::CopyBoth && bounded,
+        "the read path of {}",
+        table.name
+    );
 }
 
 /// Whether a writer is the one `load` should give `table`: under `Copy`,
@@ -54,7 +90,7 @@ fn check_path(writer: &ChunkWriter, table: &TableSchema, load: Load) {
     let copying = matches!(writer, ChunkWriter::Copy(_));
     assert_eq!(
         copying,
-        load == Load::Copy && copyable,
+        load != Load::Bulk && copyable,
         "the write path of {}",
         table.name
     );
@@ -72,6 +108,7 @@ fn copy(
     load: Load,
 ) -> usize {
     let mut longest = 0;
+    let formats = formats(target, load);
     target
         .prepare_target(PrepareRequest {
             database: dst.into(),
@@ -91,6 +128,7 @@ fn copy(
                 table: table.clone(),
                 range: KeyRange::whole(key.clone()),
                 batch_bytes,
+                formats: formats.clone(),
             })
             .expect("reader");
         let mut writer = target
@@ -104,6 +142,9 @@ fn copy(
         check_path(&writer, table, load);
         let mut total = 0;
         while let Some((batch, rows)) = reader.next_batch().expect("batch") {
+            if total == 0 {
+                check_read_path(&batch, table, load);
+            }
             total += rows;
             longest = longest.max(batch.len());
             writer
@@ -171,7 +212,7 @@ fn babelfish_to_babelfish_copies_simple_tables_renamed() {
     a.tsql(&format!(
         "USE {src}; INSERT INTO dbo.heap VALUES (1, 'a'), (1, 'a'), (NULL, NULL)"
     ));
-    for load in [Load::Bulk, Load::Copy] {
+    for load in EVERY_LOAD {
         b.drop_database(dst);
         let (source, target) = sessions(a, b, load);
         let schema = source.describe_database(src).expect("describe");
@@ -308,7 +349,7 @@ fn babelfish_to_babelfish_copies_64_mib_max_values() {
         every_byte(4 << 20),
         schema = a.pg_schema(src, "dbo")
     ));
-    for load in [Load::Bulk, Load::Copy] {
+    for load in EVERY_LOAD {
         b.drop_database(dst);
         let (source, target) = sessions(a, b, load);
         let schema = source.describe_database(src).expect("describe");
@@ -333,7 +374,7 @@ fn babelfish_to_babelfish_keeps_every_type_identity_and_module() {
         return;
     };
     let _turn = turn();
-    for load in [Load::Bulk, Load::Copy] {
+    for load in EVERY_LOAD {
         every_type_identity_and_module(a, b, load);
     }
 }

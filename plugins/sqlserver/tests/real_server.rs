@@ -267,6 +267,7 @@ fn logical_copy(source: &SqlServerSession, target: &SqlServerSession, schema: &D
                 table: table.clone(),
                 range: KeyRange::whole(key.clone()),
                 batch_bytes: 1 << 20,
+                formats: Vec::new(),
             })
             .expect("reader");
         let mut writer = target
@@ -564,6 +565,7 @@ fn redo_replaces_a_key_range_and_64_mib_values_pass() {
             table: table.clone(),
             range: range.clone(),
             batch_bytes: 4096,
+            formats: Vec::new(),
         })
         .expect("reader");
     let mut writer = target

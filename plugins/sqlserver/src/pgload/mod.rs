@@ -23,6 +23,8 @@
 //! (sql_variant columns, a column whose name PostgreSQL shortened) goes
 //! over TDS as before.
 
+pub mod reader;
+pub mod table;
 pub mod text;
 pub mod writer;
 

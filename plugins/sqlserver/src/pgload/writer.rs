@@ -13,6 +13,9 @@
 //! its pieces arrive: the row's text is written up to the value, each
 //! piece is appended (escaped, or as hex), and the rest of the row follows
 //! the last piece, so no value is ever held whole.
+//!
+//! Rows a Babelfish source read out by `COPY` ([`super::reader`]) arrive
+//! as `COPY` text already, and are sent on untouched.
 
 use bytes::{Bytes, BytesMut};
 use dbferry_plugin_abi::protocol::{WriteRequest, WriteSummary};
@@ -21,172 +24,18 @@ use tiberius::ColumnData;
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
+use super::reader::copy_text_rows;
+use super::table::{resolve, PgTable};
 use super::text::{push_escaped, push_hex, push_value, BYTES_PREFIX};
 use super::{chain, PgPort};
-use crate::cell::int;
-use crate::conn::{rows, Lease};
+use crate::conn::Lease;
 use crate::detail::TableDetail;
 use crate::encode::{Decoder, Record};
 use crate::error::{Error, Result};
 use crate::feed::Feed;
-use crate::quote;
-use crate::types::Transport;
 
 /// `COPY` data is sent in messages of about this many bytes.
 const MESSAGE: usize = 256 << 10;
-
-/// The session temp table a chunk with binary columns is copied into.
-const STAGE: &str = "dbferry_copy_stage";
-
-/// One copied column of the target table.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CopyColumn {
-    /// Its name, quoted.
-    pub name: String,
-    /// Its type as PostgreSQL spells it (`format_type`).
-    pub ty: String,
-    /// Binary (`varbinary`, `binary`, `image`): Babelfish's input function
-    /// takes a text's own bytes, not hex, so such a column is copied as
-    /// `bytea` into a staging table and cast on the server.
-    pub bytes: bool,
-}
-
-/// Where a chunk is copied to: the table and its copied columns, as
-/// PostgreSQL names them (quoted).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CopyTarget {
-    /// `"schema"."table"`.
-    pub relation: String,
-    /// The copied columns, in the batch's order.
-    pub columns: Vec<CopyColumn>,
-}
-
-impl CopyTarget {
-    /// Whether rows go through a staging table first (see [`CopyColumn::bytes`]).
-    pub fn staged(&self) -> bool {
-        self.columns.iter().any(|c| c.bytes)
-    }
-
-    fn names(&self) -> String {
-        self.columns
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    /// The staging table, dropped at commit: the target's own types, but
-    /// `bytea` for binary columns.
-    pub fn stage_sql(&self) -> String {
-        let columns: Vec<String> = self
-            .columns
-            .iter()
-            .map(|c| format!("{} {}", c.name, if c.bytes { "bytea" } else { c.ty.as_str() }))
-            .collect();
-        format!("CREATE TEMP TABLE {STAGE} ({}) ON COMMIT DROP", columns.join(", "))
-    }
-
-    /// The `COPY` statement, into the staging table when [`Self::staged`].
-    pub fn copy_sql(&self) -> String {
-        let into = if self.staged() { STAGE } else { &self.relation };
-        format!("COPY {into} ({}) FROM STDIN", self.names())
-    }
-
-    /// Moves the staged rows into the table, identity values as they are.
-    pub fn move_sql(&self) -> String {
-        let values: Vec<String> = self
-            .columns
-            .iter()
-            .map(|c| {
-                if c.bytes {
-                    format!("{}::sys.bbf_varbinary::{}", c.name, c.ty)
-                } else {
-                    c.name.clone()
-                }
-            })
-            .collect();
-        format!(
-            "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {STAGE}",
-            self.relation,
-            self.names(),
-            values.join(", ")
-        )
-    }
-}
-
-/// Finds `detail`'s table of `database` in PostgreSQL's catalogue: its oid
-/// from T-SQL's `OBJECT_ID` (Babelfish's object ids are oids), its columns
-/// by position. `None` when a column's name differs from T-SQL's beyond
-/// case (PostgreSQL shortens names over 63 bytes), or the columns do not
-/// line up: the chunk then goes over TDS.
-pub async fn resolve(
-    lease: &mut Lease,
-    client: &Client,
-    database: &str,
-    detail: &TableDetail,
-) -> Result<Option<CopyTarget>> {
-    let sql = format!("SELECT OBJECT_ID({})", quote::string(&detail.three_part(database)));
-    let found = rows(lease.conn()?, &sql).await?;
-    let Some(id) = found.first().and_then(|r| int(r, 0)) else {
-        return Err(Error::NotFound(format!(
-            "{} does not exist",
-            detail.three_part(database)
-        )));
-    };
-    // T-SQL shows oids above 2^31 as negative ints.
-    let oid = id & 0xffff_ffff;
-    let pg =
-        |e: tokio_postgres::Error| Error::Data(format!("finding {} in PostgreSQL: {}", detail.two_part(), chain(&e)));
-    let relation = client
-        .query_one(
-            &format!(
-                "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) \
-                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE c.oid = {oid}"
-            ),
-            &[],
-        )
-        .await
-        .map_err(pg)?
-        .try_get::<_, String>(0)
-        .map_err(pg)?;
-    let attributes: Vec<(String, String)> = client
-        .query(
-            &format!(
-                "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute \
-                 WHERE attrelid = {oid} AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
-            ),
-            &[],
-        )
-        .await
-        .map_err(pg)?
-        .iter()
-        .map(|r| Ok((r.try_get::<_, String>(0)?, r.try_get::<_, String>(1)?)))
-        .collect::<std::result::Result<_, tokio_postgres::Error>>()
-        .map_err(pg)?;
-    if attributes.len() != detail.columns.len() {
-        return Ok(None);
-    }
-    let mut columns = Vec::new();
-    for (column, (attribute, ty)) in detail.columns.iter().zip(&attributes) {
-        if column.name.to_lowercase() != attribute.to_lowercase() {
-            return Ok(None);
-        }
-        if column.copied() {
-            columns.push(CopyColumn {
-                name: quote_ident(attribute),
-                ty: ty.clone(),
-                bytes: matches!(column.transport(), Transport::Bytes { .. }),
-            });
-        }
-    }
-    Ok(Some(CopyTarget { relation, columns }))
-}
-
-/// A PostgreSQL identifier, quoted.
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
 
 /// A row whose text is being written, up to a value that follows in pieces.
 struct OpenRow {
@@ -310,7 +159,7 @@ fn separate(index: usize, out: &mut BytesMut) {
 /// table took.
 async fn copy(
     client: Client,
-    target: CopyTarget,
+    target: PgTable,
     redo: bool,
     names: Vec<String>,
     mut rx: mpsc::Receiver<Bytes>,
@@ -342,6 +191,18 @@ async fn copy(
     let mut text = RowText { names, open: None };
     let mut out = BytesMut::with_capacity(MESSAGE * 2);
     while let Some(batch) = rx.recv().await {
+        // Rows a Babelfish source sent as its own `COPY` text go on as
+        // they are.
+        if let Some(rows) = copy_text_rows(&batch) {
+            text.close(&mut out)?;
+            if !out.is_empty() {
+                sink.send(out.split().freeze())
+                    .await
+                    .map_err(|e| failed("copying into", e))?;
+            }
+            sink.send(rows).await.map_err(|e| failed("copying into", e))?;
+            continue;
+        }
         let mut decoder = Decoder::new(batch)?;
         if decoder.width() != width {
             return Err(Error::Invalid(format!(
@@ -391,7 +252,7 @@ pub struct CopyWriter {
 
 impl CopyWriter {
     /// Starts copying into `target` on `client`.
-    pub fn start(client: Client, target: CopyTarget, request: &WriteRequest, detail: &TableDetail) -> Self {
+    pub fn start(client: Client, target: PgTable, request: &WriteRequest, detail: &TableDetail) -> Self {
         let names = detail.copied().map(|c| c.name.clone()).collect();
         let redo = request.redo;
         let feed = Feed::start(detail.three_part(&request.database), |rx| {
@@ -534,49 +395,6 @@ mod tests {
         assert_eq!(
             text(vec![pending(), piece(0), piece(1)], 2).ok().as_deref(),
             Some("x\tx\n")
-        );
-    }
-
-    fn column(name: &str, ty: &str, bytes: bool) -> CopyColumn {
-        CopyColumn {
-            name: quote_ident(name),
-            ty: ty.into(),
-            bytes,
-        }
-    }
-
-    #[test]
-    fn the_copy_names_its_columns() {
-        let target = CopyTarget {
-            relation: "\"d_dbo\".\"t\"".into(),
-            columns: vec![
-                column("id", "integer", false),
-                column("a\"b", "sys.\"varchar\"(20)", false),
-            ],
-        };
-        assert!(!target.staged());
-        assert_eq!(
-            target.copy_sql(),
-            "COPY \"d_dbo\".\"t\" (\"id\", \"a\"\"b\") FROM STDIN"
-        );
-    }
-
-    #[test]
-    fn binary_columns_are_staged_as_bytea_and_cast_by_the_server() {
-        let target = CopyTarget {
-            relation: "\"d_dbo\".\"t\"".into(),
-            columns: vec![column("id", "integer", false), column("b", "sys.\"binary\"(4)", true)],
-        };
-        assert!(target.staged());
-        assert_eq!(
-            target.stage_sql(),
-            "CREATE TEMP TABLE dbferry_copy_stage (\"id\" integer, \"b\" bytea) ON COMMIT DROP"
-        );
-        assert_eq!(target.copy_sql(), "COPY dbferry_copy_stage (\"id\", \"b\") FROM STDIN");
-        assert_eq!(
-            target.move_sql(),
-            "INSERT INTO \"d_dbo\".\"t\" (\"id\", \"b\") OVERRIDING SYSTEM VALUE \
-             SELECT \"id\", \"b\"::sys.bbf_varbinary::sys.\"binary\"(4) FROM dbferry_copy_stage"
         );
     }
 }
