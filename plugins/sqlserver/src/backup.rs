@@ -127,7 +127,7 @@ pub async fn restore(conn: &mut Conn, database: &str, path: &str) -> Result<Sche
         // The host admits an existing destination only when it is empty.
         let objects = rows(
             conn,
-            &crate::probe::objects_sql(database, crate::flavour::Flavour::SqlServer),
+            &crate::probe::objects_sql(Some(database), crate::flavour::Flavour::SqlServer),
         )
         .await?;
         if objects.first().and_then(|r| int(r, 0)).unwrap_or(1) > 0 {

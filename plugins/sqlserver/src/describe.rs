@@ -3,10 +3,9 @@
 use std::collections::HashMap;
 
 use dbferry_plugin_abi::protocol::{DatabaseSchema, Detail, ObjectKind, ObjectRef, TableSchema};
-use tiberius::Row;
 
-use crate::cell::{flag, int, string, text, u64};
-use crate::conn::{exec, rows, Conn};
+use crate::catalog_source::CatalogSource;
+use crate::cell::{flag, int, string, text, u64, Cells};
 use crate::ddl::dependency_order;
 use crate::detail::{
     AliasType, CheckDetail, DatabaseDetail, ForeignKeyDetail, IndexConstraint, IndexDetail, IndexKind, ModuleDetail,
@@ -77,7 +76,7 @@ pub fn database_sql(database: &str) -> String {
 }
 
 /// A column from a row of a [`crate::flavour::Catalog`]'s columns query.
-pub fn column_from_row(r: &Row) -> ColumnDetail {
+pub fn column_from_row(r: &impl Cells) -> ColumnDetail {
     let identity = flag(r, 23).then(|| Identity {
         seed: text(r, 10).unwrap_or_else(|| "1".into()),
         increment: text(r, 11).unwrap_or_else(|| "1".into()),
@@ -149,11 +148,11 @@ pub fn chunk_key(detail: &TableDetail) -> Option<Vec<String>> {
     Some(pick.columns.iter().map(|(c, _)| c.clone()).collect())
 }
 
-/// Describes `database` (the connection switches to it) from `flavour`'s
-/// catalogues.
-pub async fn describe(conn: &mut Conn, database: &str, flavour: Flavour) -> Result<DatabaseSchema> {
+/// Describes `database` (the connection switches to it, and back) from
+/// `flavour`'s catalogues.
+pub async fn describe(conn: &mut impl CatalogSource, database: &str, flavour: Flavour) -> Result<DatabaseSchema> {
     let catalog = flavour.catalog();
-    let facts = rows(conn, &database_sql(database)).await?;
+    let facts = conn.rows(&database_sql(database)).await?;
     let Some(fact) = facts.first() else {
         return Err(Error::NotFound(format!("database {} does not exist", ident(database))));
     };
@@ -171,9 +170,10 @@ pub async fn describe(conn: &mut Conn, database: &str, flavour: Flavour) -> Resu
         server: string(fact, 3),
         ..DatabaseDetail::default()
     };
-    exec(conn, &format!("USE {}", ident(database))).await?;
+    conn.enter(database).await?;
 
-    let mut tables: Vec<(i64, TableDetail, u64, u64)> = rows(conn, catalog.tables)
+    let mut tables: Vec<(i64, TableDetail, u64, u64)> = conn
+        .rows(catalog.tables)
         .await?
         .iter()
         .map(|r| {
@@ -186,13 +186,13 @@ pub async fn describe(conn: &mut Conn, database: &str, flavour: Flavour) -> Resu
         })
         .collect();
     let index_of: HashMap<i64, usize> = tables.iter().enumerate().map(|(i, t)| (t.0, i)).collect();
-    for r in rows(conn, catalog.columns).await? {
+    for r in conn.rows(catalog.columns).await? {
         if let Some(&i) = index_of.get(&int(&r, 0).unwrap_or(0)) {
             tables[i].1.columns.push(column_from_row(&r));
         }
     }
     let mut indexes: HashMap<(i64, i64), (usize, usize)> = HashMap::new();
-    for r in rows(conn, INDEXES_SQL).await? {
+    for r in conn.rows(INDEXES_SQL).await? {
         let (object, index) = (int(&r, 0).unwrap_or(0), int(&r, 1).unwrap_or(0));
         let Some(&t) = index_of.get(&object) else { continue };
         let constraint = if flag(&r, 5) {
@@ -220,7 +220,7 @@ pub async fn describe(conn: &mut Conn, database: &str, flavour: Flavour) -> Resu
             disabled: flag(&r, 13),
         });
     }
-    for r in rows(conn, INDEX_COLUMNS_SQL).await? {
+    for r in conn.rows(INDEX_COLUMNS_SQL).await? {
         let key = (int(&r, 0).unwrap_or(0), int(&r, 1).unwrap_or(0));
         let Some(&(t, i)) = indexes.get(&key) else { continue };
         let index = &mut tables[t].1.indexes[i];
@@ -232,7 +232,7 @@ pub async fn describe(conn: &mut Conn, database: &str, flavour: Flavour) -> Resu
             index.columns.push((name, flag(&r, 3)));
         }
     }
-    for r in rows(conn, CHECKS_SQL).await? {
+    for r in conn.rows(CHECKS_SQL).await? {
         let Some(&t) = index_of.get(&int(&r, 0).unwrap_or(0)) else {
             continue;
         };
@@ -245,7 +245,7 @@ pub async fn describe(conn: &mut Conn, database: &str, flavour: Flavour) -> Resu
         });
     }
     let mut last_fk: Option<(usize, i64)> = None;
-    for r in rows(conn, FOREIGN_KEYS_SQL).await? {
+    for r in conn.rows(FOREIGN_KEYS_SQL).await? {
         let Some(&t) = index_of.get(&int(&r, 0).unwrap_or(0)) else {
             continue;
         };
@@ -271,12 +271,14 @@ pub async fn describe(conn: &mut Conn, database: &str, flavour: Flavour) -> Resu
         }
     }
 
-    detail.schemas = rows(conn, &schemas_sql(flavour))
+    detail.schemas = conn
+        .rows(&schemas_sql(flavour))
         .await?
         .iter()
         .map(|r| string(r, 0))
         .collect();
-    detail.alias_types = rows(conn, ALIAS_TYPES_SQL)
+    detail.alias_types = conn
+        .rows(ALIAS_TYPES_SQL)
         .await?
         .iter()
         .map(|r| {
@@ -297,7 +299,7 @@ pub async fn describe(conn: &mut Conn, database: &str, flavour: Flavour) -> Resu
         })
         .collect();
     let xml_collections = match catalog.xml_collections {
-        Some(sql) => rows(conn, sql).await?,
+        Some(sql) => conn.rows(sql).await?,
         None => Vec::new(),
     };
     detail.xml_collections = xml_collections
@@ -308,7 +310,8 @@ pub async fn describe(conn: &mut Conn, database: &str, flavour: Flavour) -> Resu
             definition: string(r, 2),
         })
         .collect();
-    detail.sequences = rows(conn, SEQUENCES_SQL)
+    detail.sequences = conn
+        .rows(SEQUENCES_SQL)
         .await?
         .iter()
         .map(|r| {
@@ -335,7 +338,7 @@ pub async fn describe(conn: &mut Conn, database: &str, flavour: Flavour) -> Resu
         .collect();
 
     // Modules in dependency order.
-    let module_rows = rows(conn, catalog.modules).await?;
+    let module_rows = conn.rows(catalog.modules).await?;
     let mut ids = Vec::new();
     let mut modules = Vec::new();
     for r in &module_rows {
@@ -362,7 +365,8 @@ pub async fn describe(conn: &mut Conn, database: &str, flavour: Flavour) -> Resu
         });
     }
     let position: HashMap<i64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-    let edges: Vec<(usize, usize)> = rows(conn, catalog.dependencies)
+    let edges: Vec<(usize, usize)> = conn
+        .rows(catalog.dependencies)
         .await?
         .iter()
         .filter_map(|r| {
@@ -373,12 +377,8 @@ pub async fn describe(conn: &mut Conn, database: &str, flavour: Flavour) -> Resu
         .collect();
     let order = dependency_order(modules.len(), &edges);
     detail.modules = order.into_iter().filter_map(|i| modules.get(i).cloned()).collect();
-    detail.skipped = rows(conn, catalog.skipped)
-        .await?
-        .iter()
-        .map(|r| string(r, 0))
-        .collect();
-    exec(conn, "USE master").await?;
+    detail.skipped = conn.rows(catalog.skipped).await?.iter().map(|r| string(r, 0)).collect();
+    conn.leave().await?;
 
     let mut objects = Vec::new();
     for schema in &detail.schemas {

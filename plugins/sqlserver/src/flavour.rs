@@ -419,9 +419,11 @@ const BABELFISH: Catalog = Catalog {
      JOIN sys.views v ON v.object_id = CAST(r.ev_class AS int) WHERE d.refobjid <> r.ev_class",
     // Babelfish cannot create XML schema collections, so it has none.
     xml_collections: None,
-    skipped: "SELECT o.type_desc + N' ' + SCHEMA_NAME(o.schema_id) + N'.' + o.name FROM sys.objects o \
+    // CONCAT, not `+`: the query also runs through the PostgreSQL port
+    // ([`crate::catalog_source`]), where `+` on strings is ambiguous.
+    skipped: "SELECT CONCAT(o.type_desc, N' ', SCHEMA_NAME(o.schema_id), N'.', o.name) FROM sys.objects o \
      WHERE o.is_ms_shipped = 0 AND o.type IN ('SN', 'PC', 'FS', 'FT', 'TA') \
-     UNION ALL SELECT N'table type ' + SCHEMA_NAME(t.schema_id) + N'.' + t.name FROM sys.table_types t",
+     UNION ALL SELECT CONCAT(N'table type ', SCHEMA_NAME(t.schema_id), N'.', t.name) FROM sys.table_types t",
     server: "SELECT CAST(SERVERPROPERTY('ProductVersion') AS nvarchar(128)), \
      CAST(SERVERPROPERTY('Edition') AS nvarchar(128)), 0, \
      HAS_PERMS_BY_NAME(NULL, NULL, 'CREATE ANY DATABASE'), \

@@ -20,6 +20,7 @@
 #![deny(missing_docs)]
 
 pub mod backup;
+pub mod catalog_source;
 pub mod cell;
 pub mod conn;
 pub mod ddl;
@@ -61,6 +62,7 @@ use dbferry_plugin_abi::protocol::{
     WriteRequest,
 };
 
+use crate::catalog_source::PgCatalog;
 use crate::cell::{flag, int};
 use crate::conn::{rows, runtime, Pool};
 use crate::detail::{DatabaseDetail, TableDetail};
@@ -243,7 +245,13 @@ impl Session for SqlServerSession {
 
     fn probe(&self) -> std::result::Result<ServerInfo, PluginError> {
         let edition = self.edition.as_deref();
-        let mut info = with_conn!(self, |c| probe::probe(c, edition, self.flavour))?;
+        let mut info = match self.postgres.as_ref() {
+            Some(port) => runtime()?.block_on(async {
+                let mut catalog = PgCatalog::open(port.connect().await?).await?;
+                probe::probe(&mut catalog, edition, self.flavour).await
+            })?,
+            None => with_conn!(self, |c| probe::probe(c, edition, self.flavour))?,
+        };
         info.transport = self.pool.transport();
         if let (Some(transport), Some(sql)) = (info.transport.as_mut(), self.flavour.tls_version_sql()) {
             if transport.encrypted {
@@ -258,7 +266,14 @@ impl Session for SqlServerSession {
     }
 
     fn describe_database(&self, database: &str) -> std::result::Result<DatabaseSchema, PluginError> {
-        match with_conn!(self, |c| describe::describe(c, database, self.flavour)) {
+        let described = match self.postgres.as_ref() {
+            Some(port) => runtime()?.block_on(async {
+                let mut catalog = PgCatalog::open(port.connect().await?).await?;
+                describe::describe(&mut catalog, database, self.flavour).await
+            }),
+            None => with_conn!(self, |c| describe::describe(c, database, self.flavour)),
+        };
+        match described {
             Err(e @ error::Error::NotFound(_)) => Err(PluginError::from(e).with_code("InvalidDBName.NotFound")),
             Err(e) => Err(e.into()),
             Ok(schema) => {

@@ -3,20 +3,21 @@
 
 use dbferry_plugin_abi::protocol::{DatabaseInfo, MissingPrivileges, ServerInfo};
 
+use crate::catalog_source::CatalogSource;
 use crate::cell::{flag, int, string, text, u64};
-use crate::conn::{rows, Conn};
 use crate::error::Result;
 use crate::flavour::Flavour;
 use crate::quote::ident;
 
-/// Counts a database's user objects (tables, views, routines, constraints, sequences, types).
-pub fn objects_sql(database: &str, flavour: Flavour) -> String {
-    let db = ident(database);
+/// Counts a database's user objects (tables, views, routines, constraints,
+/// sequences, types): `database`'s, or with `None` the current one's.
+pub fn objects_sql(database: Option<&str>, flavour: Flavour) -> String {
+    let db = database.map(|d| format!("{}.", ident(d))).unwrap_or_default();
     let schemas = flavour.catalog().user_schemas;
     format!(
-        "SELECT (SELECT COUNT_BIG(*) FROM {db}.sys.objects WHERE is_ms_shipped = 0) + \
-         (SELECT COUNT_BIG(*) FROM {db}.sys.types WHERE is_user_defined = 1) + \
-         (SELECT COUNT_BIG(*) FROM {db}.sys.schemas s WHERE {schemas})"
+        "SELECT (SELECT COUNT_BIG(*) FROM {db}sys.objects WHERE is_ms_shipped = 0) + \
+         (SELECT COUNT_BIG(*) FROM {db}sys.types WHERE is_user_defined = 1) + \
+         (SELECT COUNT_BIG(*) FROM {db}sys.schemas s WHERE {schemas})"
     )
 }
 
@@ -60,24 +61,25 @@ pub fn reported_edition(
 
 /// Probes the server, through `flavour`'s catalogues: version, edition,
 /// HADR, whether the login may create databases, sizes.
-pub async fn probe(conn: &mut Conn, configured_edition: Option<&str>, flavour: Flavour) -> Result<ServerInfo> {
+pub async fn probe(
+    conn: &mut impl CatalogSource,
+    configured_edition: Option<&str>,
+    flavour: Flavour,
+) -> Result<ServerInfo> {
     let catalog = flavour.catalog();
-    let server = rows(conn, catalog.server).await?;
+    let server = conn.rows(catalog.server).await?;
     let (version, edition, hadr, can_create, used) = match server.first() {
         Some(r) => (string(r, 0), text(r, 1), flag(r, 2), int(r, 3) == Some(1), u64(r, 4)),
         None => (String::new(), None, false, false, 0),
     };
     let mut databases = Vec::new();
-    for r in rows(conn, catalog.databases).await? {
+    for r in conn.rows(catalog.databases).await? {
         let name = string(&r, 0);
         let online = string(&r, 1) == "ONLINE";
         // Objects are counted only where the database can be opened; an
         // offline or inaccessible one counts as not empty.
         let has_objects = if online {
-            match rows(conn, &objects_sql(&name, flavour)).await {
-                Ok(count) => count.first().is_none_or(|c| u64(c, 0) > 0),
-                Err(_) => true,
-            }
+            conn.count_objects(&name, flavour).await.is_none_or(|count| count > 0)
         } else {
             true
         };
@@ -160,7 +162,8 @@ mod tests {
     }
 
     #[test]
-    fn object_counts_are_database_qualified() {
-        assert!(objects_sql("a]b", crate::flavour::Flavour::SqlServer).contains("FROM [a]]b].sys.objects"));
+    fn object_counts_are_database_qualified_or_of_the_current_one() {
+        assert!(objects_sql(Some("a]b"), crate::flavour::Flavour::SqlServer).contains("FROM [a]]b].sys.objects"));
+        assert!(objects_sql(None, crate::flavour::Flavour::Babelfish).contains("FROM sys.objects"));
     }
 }

@@ -65,14 +65,16 @@ impl PgTable {
     }
 
     /// The `COPY` that reads the table out, binary columns as `bytea`, in
-    /// the text the target's [`Self::copy_sql`] takes.
+    /// the text the target's [`Self::copy_sql`] takes. `binary` has no cast
+    /// to `bytea` of its own; all three binary types cast to
+    /// `bbf_varbinary` as they are, and that to `bytea`.
     pub fn copy_out_sql(&self) -> String {
         let values: Vec<String> = self
             .columns
             .iter()
             .map(|c| {
                 if c.bytes {
-                    format!("{}::bytea", c.name)
+                    format!("{}::sys.bbf_varbinary::bytea", c.name)
                 } else {
                     c.name.clone()
                 }
@@ -225,7 +227,7 @@ mod tests {
         assert_eq!(target.copy_sql(), "COPY dbferry_copy_stage (\"id\", \"b\") FROM STDIN");
         assert_eq!(
             target.copy_out_sql(),
-            "COPY (SELECT \"id\", \"b\"::bytea FROM \"d_dbo\".\"t\") TO STDOUT"
+            "COPY (SELECT \"id\", \"b\"::sys.bbf_varbinary::bytea FROM \"d_dbo\".\"t\") TO STDOUT"
         );
         assert_eq!(
             target.move_sql(),
