@@ -10,13 +10,19 @@
 //! identity values, then views, functions, procedures and triggers in
 //! dependency order. Optional copy by backup and restore: [`backup`].
 //!
+//! On Babelfish with `postgres_port`, the catalogue queries (probe and
+//! describe) run through the PostgreSQL port ([`catalog_source`]), the
+//! target loads by `COPY` ([`pgload`]), and a Babelfish source whose target
+//! loads that way reads its tables out by `COPY` too ([`pgload::reader`]).
+//!
 //! Modules: [`conn`] (runtime, TLS, pool), [`probe`], [`describe`],
+//! [`catalog_source`] (where catalogue queries run), [`cell`] (their rows),
 //! [`detail`] (the `detail` JSON), [`types`], [`variant`], [`ddl`] (T-SQL
 //! text), [`schema`] (target steps), [`encode`], [`reader`], [`writer`],
 //! [`split`], [`range`], [`digest`], [`snapshot`], [`backup`], [`fit`] (what a
 //! target cannot hold), [`quote`], [`pgload`] (Babelfish targets through
 //! their PostgreSQL port), [`write_path`] (which of the two a chunk takes),
-//! [`cell`], [`error`], [`feed`] (a chunk's batches to its writing task).
+//! [`error`], [`feed`] (a chunk's batches to its writing task).
 #![deny(missing_docs)]
 
 pub mod backup;
@@ -196,12 +202,7 @@ impl SqlServerSession {
         if !pgload::reader::applies(request, detail)? {
             return Ok(None);
         }
-        runtime()?.block_on(async {
-            let mut lease = self.pool.get().await?;
-            let reader = pgload::reader::open(port, &mut lease, request, detail).await?;
-            lease.release();
-            Ok(reader)
-        })
+        runtime()?.block_on(pgload::reader::open(port, request, detail))
     }
 
     /// How `database` is read: remembered from its description, else asked.
@@ -360,10 +361,13 @@ impl Session for SqlServerSession {
 
     fn open_writer(&self, request: WriteRequest) -> std::result::Result<ChunkWriter, PluginError> {
         let detail = TableDetail::from_json(&request.table.detail)?;
-        Ok(runtime()?.block_on(async {
-            let lease = self.pool.get().await?;
-            ChunkWriter::open(lease, &request, &detail, self.flavour, self.postgres.as_ref()).await
-        })?)
+        Ok(runtime()?.block_on(ChunkWriter::open(
+            &self.pool,
+            &request,
+            &detail,
+            self.flavour,
+            self.postgres.as_ref(),
+        ))?)
     }
 
     fn backup_restore(&self, request: BackupRestoreRequest) -> std::result::Result<SchemaOutcome, PluginError> {

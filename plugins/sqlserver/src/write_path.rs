@@ -2,11 +2,13 @@
 //! ([`crate::writer`]), or, into a Babelfish target whose PostgreSQL port
 //! the config names, `COPY` ([`crate::pgload`]).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use dbferry_plugin_abi::plugin::Writer;
 use dbferry_plugin_abi::protocol::{PluginError, WriteRequest, WriteSummary};
 
-use crate::conn::{runtime, Lease};
+use crate::conn::{runtime, Pool};
 use crate::detail::TableDetail;
 use crate::error::Result;
 use crate::flavour::Flavour;
@@ -26,9 +28,10 @@ pub enum ChunkWriter {
 impl ChunkWriter {
     /// Starts writing the chunk `request` names: by `COPY` when `postgres`
     /// is set, the table's columns all travel as text `COPY` reads, and the
-    /// chunk is the whole table (a redo clears it whole); else over TDS.
+    /// chunk is the whole table (a redo clears it whole); else over TDS, on
+    /// a connection of `pool` (only then taken).
     pub async fn open(
-        mut lease: Lease,
+        pool: &Arc<Pool>,
         request: &WriteRequest,
         detail: &TableDetail,
         flavour: Flavour,
@@ -36,13 +39,13 @@ impl ChunkWriter {
     ) -> Result<Self> {
         if let Some(port) = postgres {
             if pgload::carries(detail) && predicate(detail, &request.range)?.is_none() {
-                if let Some(writer) = CopyWriter::open(port, &mut lease, request, detail).await? {
-                    lease.release();
+                if let Some(writer) = CopyWriter::open(port, request, detail).await? {
                     return Ok(ChunkWriter::Copy(writer));
                 }
             }
             tracing::info!(table = %detail.two_part(), "written over TDS: COPY cannot carry it");
         }
+        let lease = pool.get().await?;
         Ok(ChunkWriter::Bulk(
             SqlServerWriter::start(lease, request, detail, flavour).await?,
         ))

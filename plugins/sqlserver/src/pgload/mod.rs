@@ -7,9 +7,11 @@
 //! instance's config names that port (`postgres_port`), each chunk is
 //! written by one `COPY` in one transaction on its own PostgreSQL
 //! connection ([`writer`]), in the text format of Babelfish's own types
-//! ([`text`]). Everything else (schema, identity reseeding, indexes after
-//! the data, verification) still goes over TDS, so the T-SQL catalogue
-//! stays Babelfish's own.
+//! ([`text`]). A Babelfish source with the port reads tables out by `COPY`
+//! for such a target ([`reader`]); both look tables up alike ([`table`]).
+//! Everything else (schema, identity reseeding, indexes after the data,
+//! verification) still goes over TDS, so the T-SQL catalogue stays
+//! Babelfish's own.
 //!
 //! The login is the instance's own: a Babelfish login is a PostgreSQL role
 //! with the same password. The database is the one Babelfish keeps its

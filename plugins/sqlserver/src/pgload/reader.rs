@@ -25,7 +25,7 @@ use tokio_postgres::Client;
 
 use super::table::{resolve, PgTable};
 use super::{carries, PgPort};
-use crate::conn::{runtime, Lease};
+use crate::conn::runtime;
 use crate::detail::TableDetail;
 use crate::error::{Error, Result};
 use crate::range::predicate;
@@ -59,14 +59,9 @@ pub fn applies(request: &ReadRequest, detail: &TableDetail) -> Result<bool> {
 /// Starts reading the chunk by `COPY`, `None` when the table cannot be
 /// (its columns do not line up with PostgreSQL's, or the login may not
 /// read it through this port): it is then read over TDS.
-pub async fn open(
-    port: &PgPort,
-    lease: &mut Lease,
-    request: &ReadRequest,
-    detail: &TableDetail,
-) -> Result<Option<SqlServerReader>> {
+pub async fn open(port: &PgPort, request: &ReadRequest, detail: &TableDetail) -> Result<Option<SqlServerReader>> {
     let client = port.connect().await?;
-    let Some(table) = resolve(lease, &client, &request.database, detail).await? else {
+    let Some(table) = resolve(&client, &request.database, detail).await? else {
         return Ok(None);
     };
     let readable = client

@@ -6,11 +6,8 @@
 use tokio_postgres::Client;
 
 use super::chain;
-use crate::cell::int;
-use crate::conn::{rows, Lease};
 use crate::detail::TableDetail;
 use crate::error::{Error, Result};
-use crate::quote;
 use crate::types::Transport;
 
 /// The session temp table a chunk with binary columns is copied into.
@@ -112,28 +109,27 @@ impl PgTable {
 }
 
 /// Finds `detail`'s table of `database` in PostgreSQL's catalogue: its oid
-/// from T-SQL's `OBJECT_ID` (Babelfish's object ids are oids), its columns
-/// by position. `None` when a column's name differs from T-SQL's beyond
-/// case (PostgreSQL shortens names over 63 bytes), or the columns do not
-/// line up: the chunk then goes over TDS.
-pub async fn resolve(
-    lease: &mut Lease,
-    client: &Client,
-    database: &str,
-    detail: &TableDetail,
-) -> Result<Option<PgTable>> {
-    let sql = format!("SELECT OBJECT_ID({})", quote::string(&detail.three_part(database)));
-    let found = rows(lease.conn()?, &sql).await?;
-    let Some(id) = found.first().and_then(|r| int(r, 0)) else {
-        return Err(Error::NotFound(format!(
-            "{} does not exist",
-            detail.three_part(database)
-        )));
-    };
-    // T-SQL shows oids above 2^31 as negative ints.
-    let oid = id & 0xffff_ffff;
+/// from T-SQL's `OBJECT_ID` (Babelfish's object ids are oids), asked on the
+/// same PostgreSQL connection (`sys.object_id` takes a three-part name
+/// there, and costs no T-SQL parse on a new TDS connection), its columns by
+/// position. `None` when a column's name differs from T-SQL's beyond case
+/// (PostgreSQL shortens names over 63 bytes), or the columns do not line
+/// up: the chunk then goes over TDS.
+pub async fn resolve(client: &Client, database: &str, detail: &TableDetail) -> Result<Option<PgTable>> {
+    let name = detail.three_part(database);
     let pg =
         |e: tokio_postgres::Error| Error::Data(format!("finding {} in PostgreSQL: {}", detail.two_part(), chain(&e)));
+    let id: Option<i32> = client
+        .query_one("SELECT sys.object_id($1::text)", &[&name])
+        .await
+        .map_err(pg)?
+        .try_get(0)
+        .map_err(pg)?;
+    let Some(id) = id else {
+        return Err(Error::NotFound(format!("{name} does not exist")));
+    };
+    // T-SQL shows oids above 2^31 as negative ints.
+    let oid = i64::from(id) & 0xffff_ffff;
     let relation = client
         .query_one(
             &format!(

@@ -28,7 +28,6 @@ use super::reader::copy_text_rows;
 use super::table::{resolve, PgTable};
 use super::text::{push_escaped, push_hex, push_value, BYTES_PREFIX};
 use super::{chain, PgPort};
-use crate::conn::Lease;
 use crate::detail::TableDetail;
 use crate::encode::{Decoder, Record};
 use crate::error::{Error, Result};
@@ -263,14 +262,9 @@ impl CopyWriter {
 
     /// Opens a PostgreSQL connection and finds the chunk's table, `None`
     /// when the table must go over TDS.
-    pub async fn open(
-        port: &PgPort,
-        lease: &mut Lease,
-        request: &WriteRequest,
-        detail: &TableDetail,
-    ) -> Result<Option<Self>> {
+    pub async fn open(port: &PgPort, request: &WriteRequest, detail: &TableDetail) -> Result<Option<Self>> {
         let client = port.connect().await?;
-        Ok(resolve(lease, &client, &request.database, detail)
+        Ok(resolve(&client, &request.database, detail)
             .await?
             .map(|target| Self::start(client, target, request, detail)))
     }
