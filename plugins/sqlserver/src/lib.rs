@@ -65,7 +65,7 @@ use dbferry_plugin_abi::plugin::{Engine, Session};
 use dbferry_plugin_abi::protocol::{
     BackupProgress, BackupRestoreRequest, BackupStep, DatabaseSchema, Digest, DigestRequest, FinishRequest, KeyTuple,
     PluginError, PrepareRequest, ReadRequest, SchemaOutcome, ServerInfo, SessionConfig, SnapshotInfo, SplitRequest,
-    WriteRequest,
+    VerifyMode, WriteRequest,
 };
 
 use crate::catalog_source::PgCatalog;
@@ -327,6 +327,12 @@ impl Session for SqlServerSession {
 
     fn table_digest(&self, request: DigestRequest) -> std::result::Result<Digest, PluginError> {
         let doing = format!("the digest of {}.{}", request.database, request.table.name);
+        if let (VerifyMode::Count, Some(port)) = (request.mode, self.postgres.as_ref()) {
+            let detail = TableDetail::from_json(&request.table.detail)?;
+            let mut interrupted = self.interrupts.watch();
+            let rows = runtime()?.block_on(port.count_rows(&request.database, &detail, &mut interrupted, doing))?;
+            return Ok(Digest { rows, checksum: None });
+        }
         Ok(with_interruptible_conn!(self, doing, |c| digest::digest(
             c,
             &request,

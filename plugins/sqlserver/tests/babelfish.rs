@@ -812,7 +812,21 @@ fn a_digest_waiting_on_a_lock_ends_when_interrupted_and_the_server_stops_it() {
         "USE {db}; CREATE TABLE dbo.t (id int NOT NULL PRIMARY KEY, v nvarchar(10) NULL); \
          INSERT INTO dbo.t VALUES (1, N'a'), (2, NULL)"
     ));
-    let session = SqlServerSession::connect(&a.session_config("src", 4)).expect("connect");
+    // A checksum runs over TDS; with `postgres_port`, a count runs through
+    // the PostgreSQL port and is cancelled there.
+    for (port, mode) in [(false, VerifyMode::Checksum), (true, VerifyMode::Count)] {
+        interrupted_digest(a, db, port, mode);
+    }
+}
+
+/// One round of the test above: a digest in `mode` waits on a lock until
+/// it is interrupted.
+fn interrupted_digest(a: &Babelfish, db: &str, port: bool, mode: VerifyMode) {
+    let mut config = a.session_config("src", 4);
+    if port {
+        config.options.insert("postgres_port".into(), a.pg_port().into());
+    }
+    let session = SqlServerSession::connect(&config).expect("connect");
     let table = session.describe_database(db).expect("describe").tables.remove(0);
     let relation = format!("{}.t", a.pg_schema(db, "dbo"));
     let waiting_on_the_lock = || {
@@ -842,7 +856,7 @@ fn a_digest_waiting_on_a_lock_ends_when_interrupted_and_the_server_stops_it() {
             session.table_digest(DigestRequest {
                 database: db.into(),
                 table: table.clone(),
-                mode: VerifyMode::Checksum,
+                mode,
                 in_snapshot: false,
             })
         });
@@ -856,7 +870,7 @@ fn a_digest_waiting_on_a_lock_ends_when_interrupted_and_the_server_stops_it() {
         let outcome = digest.join().expect("digest thread");
         let took = interrupted.elapsed();
         let error = outcome.expect_err("an interrupted digest fails");
-        assert!(error.message.contains("interrupted"), "{error:?}");
+        assert!(error.message.contains("interrupted"), "{mode:?}: {error:?}");
         assert!(
             took < Duration::from_secs(3),
             "the digest ended {took:?} after the interrupt"
@@ -877,5 +891,5 @@ fn a_digest_waiting_on_a_lock_ends_when_interrupted_and_the_server_stops_it() {
             in_snapshot: false,
         })
         .expect("a digest after the interrupt");
-    assert_eq!(digest.rows, 2);
+    assert_eq!(digest.rows, 2, "{mode:?}");
 }

@@ -108,29 +108,28 @@ impl PgTable {
     }
 }
 
-/// Finds `detail`'s table of `database` in PostgreSQL's catalogue: its oid
-/// from T-SQL's `OBJECT_ID` (Babelfish's object ids are oids), asked on the
-/// same PostgreSQL connection (`sys.object_id` takes a three-part name
-/// there, and costs no T-SQL parse on a new TDS connection), its columns by
-/// position. `None` when a column's name differs from T-SQL's beyond case
-/// (PostgreSQL shortens names over 63 bytes), or the columns do not line
-/// up: the chunk then goes over TDS.
-pub async fn resolve(client: &Client, database: &str, detail: &TableDetail) -> Result<Option<PgTable>> {
+/// The oid of `detail`'s table of `database`: T-SQL's `OBJECT_ID`
+/// (Babelfish's object ids are oids), asked through the PostgreSQL port,
+/// where `sys.object_id` takes a three-part name and costs no T-SQL parse
+/// on a new TDS connection.
+pub async fn oid(client: &Client, database: &str, detail: &TableDetail) -> Result<i64> {
     let name = detail.three_part(database);
-    let pg =
-        |e: tokio_postgres::Error| Error::Data(format!("finding {} in PostgreSQL: {}", detail.two_part(), chain(&e)));
     let id: Option<i32> = client
         .query_one("SELECT sys.object_id($1::text)", &[&name])
         .await
-        .map_err(pg)?
+        .map_err(finding(detail))?
         .try_get(0)
-        .map_err(pg)?;
+        .map_err(finding(detail))?;
     let Some(id) = id else {
         return Err(Error::NotFound(format!("{name} does not exist")));
     };
     // T-SQL shows oids above 2^31 as negative ints.
-    let oid = i64::from(id) & 0xffff_ffff;
-    let relation = client
+    Ok(i64::from(id) & 0xffff_ffff)
+}
+
+/// The relation of oid `oid` (`detail`'s table), quoted: `"schema"."table"`.
+pub async fn relation(client: &Client, oid: i64, detail: &TableDetail) -> Result<String> {
+    client
         .query_one(
             &format!(
                 "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) \
@@ -140,9 +139,23 @@ pub async fn resolve(client: &Client, database: &str, detail: &TableDetail) -> R
             &[],
         )
         .await
-        .map_err(pg)?
+        .map_err(finding(detail))?
         .try_get::<_, String>(0)
-        .map_err(pg)?;
+        .map_err(finding(detail))
+}
+
+fn finding(detail: &TableDetail) -> impl Fn(tokio_postgres::Error) -> Error + '_ {
+    move |e| Error::Data(format!("finding {} in PostgreSQL: {}", detail.two_part(), chain(&e)))
+}
+
+/// Finds `detail`'s table of `database` in PostgreSQL's catalogue: its oid
+/// ([`oid`]), its columns by position. `None` when a column's name differs
+/// from T-SQL's beyond case (PostgreSQL shortens names over 63 bytes), or
+/// the columns do not line up: the chunk then goes over TDS.
+pub async fn resolve(client: &Client, database: &str, detail: &TableDetail) -> Result<Option<PgTable>> {
+    let oid = oid(client, database, detail).await?;
+    let relation = relation(client, oid, detail).await?;
+    let pg = finding(detail);
     let attributes: Vec<(String, String)> = client
         .query(
             &format!(
@@ -152,11 +165,11 @@ pub async fn resolve(client: &Client, database: &str, detail: &TableDetail) -> R
             &[],
         )
         .await
-        .map_err(pg)?
+        .map_err(&pg)?
         .iter()
         .map(|r| Ok((r.try_get::<_, String>(0)?, r.try_get::<_, String>(1)?)))
         .collect::<std::result::Result<_, tokio_postgres::Error>>()
-        .map_err(pg)?;
+        .map_err(&pg)?;
     if attributes.len() != detail.columns.len() {
         return Ok(None);
     }
