@@ -5,7 +5,7 @@
 //! (`Request::Interrupt`), and the call that fails for it ends the import
 //! `Cancelled`, not `Failed`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 
 use dbferry_copy_core::cancel::POLL_INTERVAL;
 use dbferry_copy_core::CancelToken;
@@ -24,11 +24,14 @@ pub(super) fn interruptible<T>(
     if cancel.is_cancelled() {
         return Err(Stop::Cancelled);
     }
-    let done = AtomicBool::new(false);
+    // Dropped when the work ends, which wakes the watcher at once: a
+    // watcher asleep until its next look at the token held every phase up
+    // by as much as a poll interval.
+    let (working, done) = mpsc::channel::<()>();
     let outcome = std::thread::scope(|scope| {
-        scope.spawn(|| watch(cancel, sessions, &done));
+        scope.spawn(move || watch(cancel, sessions, &done));
         let outcome = work();
-        done.store(true, Ordering::SeqCst);
+        drop(working);
         outcome
     });
     match outcome {
@@ -42,8 +45,8 @@ pub(super) fn interruptible<T>(
 
 /// Waits for the cancel or the end of the work, and on a cancel asks each
 /// session once to interrupt its statements.
-fn watch(cancel: &CancelToken, sessions: &[&Session], done: &AtomicBool) {
-    while !done.load(Ordering::SeqCst) {
+fn watch(cancel: &CancelToken, sessions: &[&Session], done: &mpsc::Receiver<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = done.recv_timeout(POLL_INTERVAL) {
         if cancel.is_cancelled() {
             for session in sessions {
                 match session.interrupt() {
@@ -57,6 +60,5 @@ fn watch(cancel: &CancelToken, sessions: &[&Session], done: &AtomicBool) {
             }
             return;
         }
-        std::thread::sleep(POLL_INTERVAL);
     }
 }

@@ -214,12 +214,15 @@ impl LogicalCopy<'_> {
             inline_chunk_bytes: copy::batch_bytes(lanes),
             group_chunks: COPY_GROUP_CHUNKS,
         };
-        let done = std::sync::atomic::AtomicBool::new(false);
+        // Dropped when the copy is over, which wakes the reporter at once.
+        let (copy_running, done) = std::sync::mpsc::channel::<()>();
         let early_indexes = EarlyIndexes::new(self.target(), tables, self.cancel);
         let (announce, copied) = std::sync::mpsc::channel();
         let report = std::thread::scope(|scope| {
-            let reporter =
-                scope.spawn(|| report_progress(&progress, &done, self.import_id, &self.ctx.metrics, self.events));
+            let reporter = {
+                let progress = &progress;
+                scope.spawn(move || report_progress(progress, done, self.import_id, &self.ctx.metrics, self.events))
+            };
             let builder = scope.spawn(|| early_indexes.run(copied));
             let announcer = Announcer {
                 inner: progress.as_ref(),
@@ -254,7 +257,7 @@ impl LogicalCopy<'_> {
                 Ok(built) => tracing::debug!(tables = built, "tables given their indexes during the copy"),
                 Err(_) => tracing::warn!("the early index builder panicked; the finish adds every index"),
             }
-            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            drop(copy_running);
             let _ = reporter.join();
             report
         });
@@ -404,15 +407,15 @@ fn copy_failure(error: CopyError) -> Stop {
 
 fn report_progress(
     progress: &Progress,
-    done: &std::sync::atomic::AtomicBool,
+    done: std::sync::mpsc::Receiver<()>,
     import_id: u64,
     metrics: &Metrics,
     events: &dyn EventSink,
 ) {
     let label = import_id.to_string();
     let mut last = Instant::now() - Duration::from_secs(1);
+    let mut finished = false;
     loop {
-        let finished = done.load(std::sync::atomic::Ordering::SeqCst);
         if finished || last.elapsed() >= Duration::from_millis(500) {
             last = Instant::now();
             let databases = progress.snapshot();
@@ -437,6 +440,10 @@ fn report_progress(
         if finished {
             return;
         }
-        std::thread::sleep(Duration::from_millis(100));
+        // Its sender is dropped when the copy ends: one last report, now.
+        finished = !matches!(
+            done.recv_timeout(Duration::from_millis(100)),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+        );
     }
 }
