@@ -66,18 +66,17 @@ impl PgTable {
     /// to `bytea` of its own; all three binary types cast to
     /// `bbf_varbinary` as they are, and that to `bytea`.
     pub fn copy_out_sql(&self) -> String {
-        let values: Vec<String> = self
-            .columns
+        let values = self.values(|c| format!("{}::sys.bbf_varbinary::bytea", c.name));
+        format!("COPY (SELECT {values} FROM {}) TO STDOUT", self.relation)
+    }
+
+    /// The copied columns, each binary one as `cast` writes it.
+    fn values(&self, cast: impl Fn(&PgColumn) -> String) -> String {
+        self.columns
             .iter()
-            .map(|c| {
-                if c.bytes {
-                    format!("{}::sys.bbf_varbinary::bytea", c.name)
-                } else {
-                    c.name.clone()
-                }
-            })
-            .collect();
-        format!("COPY (SELECT {} FROM {}) TO STDOUT", values.join(", "), self.relation)
+            .map(|c| if c.bytes { cast(c) } else { c.name.clone() })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// The `COPY` statement, into the staging table when [`Self::staged`].
@@ -88,22 +87,11 @@ impl PgTable {
 
     /// Moves the staged rows into the table, identity values as they are.
     pub fn move_sql(&self) -> String {
-        let values: Vec<String> = self
-            .columns
-            .iter()
-            .map(|c| {
-                if c.bytes {
-                    format!("{}::sys.bbf_varbinary::{}", c.name, c.ty)
-                } else {
-                    c.name.clone()
-                }
-            })
-            .collect();
+        let values = self.values(|c| format!("{}::sys.bbf_varbinary::{}", c.name, c.ty));
         format!(
-            "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {STAGE}",
+            "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {values} FROM {STAGE}",
             self.relation,
             self.names(),
-            values.join(", ")
         )
     }
 }
