@@ -15,6 +15,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 use crate::error::{code, Context, Error, Result};
+use crate::flavour::Flavour;
 use crate::prelogin;
 use crate::tls::{Settled, Tls};
 
@@ -82,6 +83,12 @@ pub async fn rows(conn: &mut Conn, sql: &str) -> Result<Vec<tiberius::Row>> {
 /// PostgreSQL backend's process id).
 const SESSION_ID: &str = "SELECT CAST(@@SPID AS int)";
 
+/// Asked of every new connection with its settings, in the same round trip
+/// (on Babelfish each statement a new connection meets costs a parse by a
+/// cold T-SQL parser): its session id, and what the server is
+/// ([`crate::flavour::DETECT_SQL`]'s answer).
+const OPENING_SQL: &str = "SELECT CAST(@@SPID AS int), CAST(SERVERPROPERTY('babelfish') AS int)";
+
 /// This connection's session id (see [`Lease::session_id`], which knows it
 /// without asking).
 pub async fn session_id(conn: &mut Conn) -> Result<i64> {
@@ -118,6 +125,8 @@ pub struct Pool {
     tls: Tls,
     /// Settled from the server's PRELOGIN answer by the first connection.
     settled: tokio::sync::OnceCell<Settled>,
+    /// What the server is, as its first connection found.
+    flavour: std::sync::OnceLock<Flavour>,
     instance: String,
     idle: Mutex<Vec<Idle>>,
     permits: Arc<Semaphore>,
@@ -182,6 +191,7 @@ impl Pool {
             config: client_config(config)?,
             tls: Tls::from_options(&config.options)?,
             settled: tokio::sync::OnceCell::new(),
+            flavour: std::sync::OnceLock::new(),
             instance: config.instance_id.clone(),
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(config.max_connections.max(2) as usize)),
@@ -201,6 +211,11 @@ impl Pool {
 
     fn take_idle(&self) -> Option<Idle> {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop()
+    }
+
+    /// What the server is, once a connection has logged in.
+    pub fn flavour(&self) -> Option<Flavour> {
+        self.flavour.get().copied()
     }
 
     /// How this instance's connections travel, once one has logged in.
@@ -278,7 +293,10 @@ impl Pool {
                 message: format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
             })??;
         // One round trip for both: the settings make no result set.
-        let session_id = session_id_of(&rows(&mut conn, &format!("{SESSION_SETUP}; {SESSION_ID}")).await?)?;
+        let opened = rows(&mut conn, &format!("{SESSION_SETUP}; {OPENING_SQL}")).await?;
+        let session_id = session_id_of(&opened)?;
+        let babelfish = opened.first().and_then(|r| crate::cell::int(r, 1));
+        let _ = self.flavour.set(Flavour::from_babelfish_property(babelfish));
         Ok((conn, session_id))
     }
 

@@ -13,10 +13,7 @@
 //!   columns are staged as text and converted by the server;
 //! - what a target can hold ([`Flavour::unsupported`]).
 
-use crate::cell::int;
-use crate::conn::{rows, Conn};
 use crate::detail::{DatabaseDetail, TableDetail};
-use crate::error::Result;
 use crate::quote::{ident, object_literal};
 use crate::types::{ColumnDetail, Transport};
 
@@ -60,13 +57,13 @@ pub struct Catalog {
 }
 
 impl Flavour {
-    /// Asks the server what it is.
-    pub async fn detect(conn: &mut Conn) -> Result<Self> {
-        let found = rows(conn, DETECT_SQL).await?;
-        Ok(match found.first().and_then(|r| int(r, 0)) {
+    /// What a server is that answered `value` to [`DETECT_SQL`] (every
+    /// new connection asks: see [`crate::conn::Pool::flavour`]).
+    pub fn from_babelfish_property(value: Option<i64>) -> Self {
+        match value {
             Some(1) => Flavour::Babelfish,
             _ => Flavour::SqlServer,
-        })
+        }
     }
 
     /// The product name reported to the host.

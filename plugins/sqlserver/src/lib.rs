@@ -163,7 +163,9 @@ impl SqlServerSession {
         let postgres_port = pgload::configured_port(config)?;
         let (flavour, postgres) = runtime()?.block_on(async {
             let mut lease = pool.get().await?;
-            let flavour = Flavour::detect(lease.conn()?).await?;
+            let flavour = pool
+                .flavour()
+                .ok_or_else(|| error::Error::Internal("a connection logged in without learning the server".into()))?;
             let postgres = match postgres_port {
                 None => None,
                 Some(port) => Some(pgload::open(config, port, flavour, lease.conn()?).await?),
