@@ -250,7 +250,7 @@ impl Session for SqlServerSession {
         let edition = self.edition.as_deref();
         let mut info = match self.postgres.as_ref() {
             Some(port) => runtime()?.block_on(async {
-                let mut catalog = PgCatalog::open(port.connect().await?).await?;
+                let mut catalog = PgCatalog::open(port.client().await?).await?;
                 probe::probe(&mut catalog, edition, self.flavour).await
             })?,
             None => with_conn!(self, |c| probe::probe(c, edition, self.flavour))?,
@@ -271,7 +271,7 @@ impl Session for SqlServerSession {
     fn describe_database(&self, database: &str) -> std::result::Result<DatabaseSchema, PluginError> {
         let described = match self.postgres.as_ref() {
             Some(port) => runtime()?.block_on(async {
-                let mut catalog = PgCatalog::open(port.connect().await?).await?;
+                let mut catalog = PgCatalog::open(port.client().await?).await?;
                 describe::describe(&mut catalog, database, self.flavour).await
             }),
             None => with_conn!(self, |c| describe::describe(c, database, self.flavour)),

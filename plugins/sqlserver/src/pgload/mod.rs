@@ -9,9 +9,11 @@
 //! connection ([`writer`]), in the text format of Babelfish's own types
 //! ([`text`]). A Babelfish source with the port reads tables out by `COPY`
 //! for such a target ([`reader`]); both look tables up alike ([`table`]).
-//! Everything else (schema, identity reseeding, indexes after the data,
-//! verification) still goes over TDS, so the T-SQL catalogue stays
-//! Babelfish's own.
+//! Catalogue queries and row counts go through the port too
+//! ([`crate::catalog_source`], [`PgPort::count_rows`]); everything that
+//! changes the T-SQL catalogue (schema, identity reseeding, indexes after
+//! the data) still goes over TDS, so it stays Babelfish's own. Warm
+//! connections are kept for reuse ([`PgPort::give_back`]).
 //!
 //! The login is the instance's own: a Babelfish login is a PostgreSQL role
 //! with the same password. The database is the one Babelfish keeps its
@@ -30,8 +32,8 @@ pub mod table;
 pub mod text;
 pub mod writer;
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use dbferry_plugin_abi::protocol::SessionConfig;
 use dbferry_plugin_sdk::tls::{client_config, Check, TlsConfigError, SYSTEM_ROOTS};
@@ -47,6 +49,11 @@ use crate::types::Transport;
 
 /// How long a PostgreSQL login may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Idle connections kept for reuse, at most.
+const IDLE_MAX: usize = 8;
+/// Idle connections older than this are closed rather than reused: the
+/// server may have ended them meanwhile.
+const IDLE_FOR_AT_MOST: Duration = Duration::from_secs(30);
 
 /// The config key naming the PostgreSQL port.
 pub const PORT_OPTION: &str = "postgres_port";
@@ -59,9 +66,14 @@ pub const DATABASE_SQL: &str = "SELECT CAST(current_setting('babelfishpg_tsql.da
 #[derive(Clone)]
 pub struct PgPort {
     instance: String,
-    config: tokio_postgres::Config,
+    config: Arc<tokio_postgres::Config>,
     /// `None` under `tls = "off"`.
     tls: Option<Arc<tokio_postgres_rustls::MakeRustlsConnect>>,
+    /// Connections given back with no transaction open and no session
+    /// state changed, with when: a Babelfish backend's first statements
+    /// load its caches (tens of milliseconds), so a warm one is worth
+    /// keeping between a chunk and the next, or a copy and its count.
+    idle: Arc<Mutex<Vec<(Client, Instant)>>>,
 }
 
 impl std::fmt::Debug for PgPort {
@@ -122,9 +134,34 @@ impl PgPort {
         };
         Ok(Self {
             instance: config.instance_id.clone(),
-            config: pg,
+            config: Arc::new(pg),
             tls,
+            idle: Arc::default(),
         })
+    }
+
+    /// A connection: a recent idle one ([`Self::give_back`]), else a new one.
+    pub async fn client(&self) -> Result<Client> {
+        loop {
+            let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+            match idle {
+                Some((client, since)) if !client.is_closed() && since.elapsed() <= IDLE_FOR_AT_MOST => {
+                    return Ok(client)
+                }
+                Some(_) => continue,
+                None => return self.connect().await,
+            }
+        }
+    }
+
+    /// Keeps `client` for the next [`Self::client`]. Only for a client
+    /// with no transaction open whose session settings are as
+    /// [`Self::connect`] left them (no `USE`, no session `SET`).
+    pub fn give_back(&self, client: Client) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < IDLE_MAX && !client.is_closed() {
+            idle.push((client, Instant::now()));
+        }
     }
 
     /// A new connection; its driver runs on the plugin's runtime until the
@@ -158,7 +195,7 @@ impl PgPort {
         interrupted: &mut tokio::sync::watch::Receiver<u64>,
         doing: String,
     ) -> Result<u64> {
-        let client = self.connect().await?;
+        let client = self.client().await?;
         let oid = table::oid(&client, database, detail).await?;
         let relation = table::relation(&client, oid, detail).await?;
         let sql = format!("SELECT count(*) FROM {relation}");
@@ -179,6 +216,7 @@ impl PgPort {
         let count: i64 = counted
             .and_then(|row| row.try_get(0))
             .map_err(Error::postgres(format!("counting the rows of {relation}")))?;
+        self.give_back(client);
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
@@ -252,6 +290,7 @@ pub async fn open(config: &SessionConfig, port: u16, flavour: Flavour, conn: &mu
             "its PostgreSQL port ({PORT_OPTION}) offers no TLS: the rows loaded through it cross in plaintext"
         );
     }
+    port.give_back(client);
     Ok(port)
 }
 

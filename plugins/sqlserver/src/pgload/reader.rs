@@ -60,8 +60,9 @@ pub fn applies(request: &ReadRequest, detail: &TableDetail) -> Result<bool> {
 /// (its columns do not line up with PostgreSQL's, or the login may not
 /// read it through this port): it is then read over TDS.
 pub async fn open(port: &PgPort, request: &ReadRequest, detail: &TableDetail) -> Result<Option<SqlServerReader>> {
-    let client = port.connect().await?;
+    let client = port.client().await?;
     let Some(table) = resolve(&client, &request.database, detail).await? else {
+        port.give_back(client);
         return Ok(None);
     };
     let readable = client
@@ -71,23 +72,36 @@ pub async fn open(port: &PgPort, request: &ReadRequest, detail: &TableDetail) ->
         .unwrap_or(false);
     if !readable {
         tracing::info!(table = %detail.two_part(), "read over TDS: the login may not read it through the PostgreSQL port");
+        port.give_back(client);
         return Ok(None);
     }
     let name = detail.three_part(&request.database);
     let batch = usize::try_from(request.batch_bytes)
         .unwrap_or(usize::MAX)
         .clamp(4096, 256 << 20);
+    let port = port.clone();
     let channel = BatchChannel::spawn(runtime()?, move |tx| async move {
-        if let Err(e) = copy_out(client, &table, &name, batch, &tx).await {
-            let _ = tx.send(Err(e)).await;
+        match copy_out(client, &table, &name, batch, &tx).await {
+            Ok(Some(client)) => port.give_back(client),
+            Ok(None) => {}
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+            }
         }
     });
     Ok(Some(SqlServerReader::from_channel(channel)))
 }
 
 /// Streams the table's rows into batches of about `batch` bytes, whole
-/// rows each; ends early, quietly, when the host went away.
-async fn copy_out(client: Client, table: &PgTable, name: &str, batch: usize, tx: &BatchSender<Error>) -> Result<()> {
+/// rows each; ends early, quietly, when the host went away. Gives the
+/// client back when it read to the end and committed.
+async fn copy_out(
+    client: Client,
+    table: &PgTable,
+    name: &str,
+    batch: usize,
+    tx: &BatchSender<Error>,
+) -> Result<Option<Client>> {
     client
         .batch_execute(
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
@@ -119,18 +133,18 @@ async fn copy_out(client: Client, table: &PgTable, name: &str, batch: usize, tx:
             limit = next_limit;
             buf.put_slice(MAGIC);
             if tx.send(Ok((full.freeze(), std::mem::take(&mut rows)))).await.is_err() {
-                return Ok(());
+                return Ok(None);
             }
         }
     }
-    if buf.len() > MAGIC.len() {
-        let _ = tx.send(Ok((buf.freeze(), rows))).await;
+    if buf.len() > MAGIC.len() && tx.send(Ok((buf.freeze(), rows))).await.is_err() {
+        return Ok(None);
     }
     client
         .batch_execute("COMMIT")
         .await
         .map_err(Error::postgres(format!("ending the read of {name}")))?;
-    Ok(())
+    Ok(Some(client))
 }
 
 /// Newlines in `data`.

@@ -247,26 +247,35 @@ pub struct CopyWriter {
     /// The copying task, which gives back its client (in the open
     /// transaction) and the rows the table took.
     pub(crate) feed: Feed<(Client, u64)>,
+    /// Where the client goes once committed.
+    port: PgPort,
 }
 
 impl CopyWriter {
-    /// Starts copying into `target` on `client`.
-    pub fn start(client: Client, target: PgTable, request: &WriteRequest, detail: &TableDetail) -> Self {
+    /// Starts copying into `target` on `client`, a connection of `port`.
+    pub fn start(port: &PgPort, client: Client, target: PgTable, request: &WriteRequest, detail: &TableDetail) -> Self {
         let names = detail.copied().map(|c| c.name.clone()).collect();
         let redo = request.redo;
         let feed = Feed::start(detail.three_part(&request.database), |rx| {
             copy(client, target, redo, names, rx)
         });
-        Self { feed }
+        Self {
+            feed,
+            port: port.clone(),
+        }
     }
 
-    /// Opens a PostgreSQL connection and finds the chunk's table, `None`
+    /// Takes a PostgreSQL connection and finds the chunk's table, `None`
     /// when the table must go over TDS.
     pub async fn open(port: &PgPort, request: &WriteRequest, detail: &TableDetail) -> Result<Option<Self>> {
-        let client = port.connect().await?;
-        Ok(resolve(&client, &request.database, detail)
-            .await?
-            .map(|target| Self::start(client, target, request, detail)))
+        let client = port.client().await?;
+        match resolve(&client, &request.database, detail).await? {
+            Some(target) => Ok(Some(Self::start(port, client, target, request, detail))),
+            None => {
+                port.give_back(client);
+                Ok(None)
+            }
+        }
     }
 
     /// Checks the rows the table took and commits.
@@ -283,6 +292,7 @@ impl CopyWriter {
             .batch_execute("COMMIT")
             .await
             .map_err(Error::postgres(format!("committing a chunk of {table}")))?;
+        self.port.give_back(client);
         Ok(WriteSummary {
             rows: sent,
             warnings: Vec::new(),
