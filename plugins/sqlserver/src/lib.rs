@@ -65,7 +65,7 @@ use dbferry_plugin_abi::plugin::{Engine, Session};
 use dbferry_plugin_abi::protocol::{
     BackupProgress, BackupRestoreRequest, BackupStep, DatabaseSchema, Digest, DigestRequest, FinishRequest, KeyTuple,
     PluginError, PrepareRequest, ReadRequest, SchemaOutcome, ServerInfo, SessionConfig, SnapshotInfo, SplitRequest,
-    VerifyMode, WriteRequest,
+    TableIndexesRequest, VerifyMode, WriteRequest,
 };
 
 use crate::catalog_source::PgCatalog;
@@ -324,6 +324,13 @@ impl Session for SqlServerSession {
             c,
             &request,
             self.flavour
+        ))?)
+    }
+
+    fn add_table_indexes(&self, request: TableIndexesRequest) -> std::result::Result<(), PluginError> {
+        let doing = format!("adding the indexes of {}.{}", request.database, request.table.name);
+        Ok(with_interruptible_conn!(self, doing, |c| schema::add_table_indexes(
+            c, &request
         ))?)
     }
 

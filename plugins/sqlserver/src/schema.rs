@@ -3,9 +3,11 @@
 //! without keys or indexes; `FinishTarget` adds, after the data, clustered
 //! then nonclustered indexes and keys, checks, foreign keys, identity
 //! values, and views/functions/procedures/triggers in dependency order.
+//! `AddTableIndexes` adds one copied table's indexes before that, while the
+//! others are still being copied; the finish then skips them.
 
 use dbferry_plugin_abi::protocol::{
-    ExistingTables, FinishRequest, ObjectKind, ObjectRef, PrepareRequest, SchemaOutcome,
+    ExistingTables, FinishRequest, ObjectKind, ObjectRef, PrepareRequest, SchemaOutcome, TableIndexesRequest,
 };
 
 use crate::cell::{flag, string, text, u64};
@@ -249,17 +251,7 @@ async fn finish_inside(
     // Clustered indexes of every table first, then the rest.
     for clustered in [true, false] {
         for t in &tables {
-            for index in ddl::index_order(t)
-                .into_iter()
-                .filter(|i| i.kind.is_clustered() == clustered)
-            {
-                if count(conn, &index_exists_sql(t, &index.name)).await? > 0 {
-                    continue;
-                }
-                for sql in ddl::create_index(t, index) {
-                    exec(conn, &sql).await?;
-                }
-            }
+            add_indexes(conn, t, clustered).await?;
         }
     }
     for t in &tables {
@@ -348,6 +340,40 @@ async fn finish_inside(
         outcome
             .warnings
             .push(format!("not copied (unsupported object kind): {skipped}"));
+    }
+    Ok(())
+}
+
+/// Adds the indexes of `request.table` that the target table lacks, the
+/// clustered one first, while the other tables are still being copied (see
+/// `Request::AddTableIndexes`). `USE`s the database; switches back to master.
+pub async fn add_table_indexes(conn: &mut Conn, request: &TableIndexesRequest) -> Result<()> {
+    let table = TableDetail::from_json(&request.table.detail)?;
+    exec(conn, &format!("USE {}", ident(&request.database))).await?;
+    let mut result = Ok(());
+    for clustered in [true, false] {
+        result = add_indexes(conn, &table, clustered).await;
+        if result.is_err() {
+            break;
+        }
+    }
+    let _ = exec(conn, "USE master").await;
+    result
+}
+
+/// Adds `table`'s clustered (or else its other) indexes that it lacks, by
+/// name: the early build may have added some, an interrupted finish others.
+async fn add_indexes(conn: &mut Conn, table: &TableDetail, clustered: bool) -> Result<()> {
+    for index in ddl::index_order(table)
+        .into_iter()
+        .filter(|i| i.kind.is_clustered() == clustered)
+    {
+        if count(conn, &index_exists_sql(table, &index.name)).await? > 0 {
+            continue;
+        }
+        for sql in ddl::create_index(table, index) {
+            exec(conn, &sql).await?;
+        }
     }
     Ok(())
 }

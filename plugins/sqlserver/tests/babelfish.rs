@@ -8,8 +8,8 @@ use dbferry_plugin_abi::plugin::{Reader, Session, Writer};
 use dbferry_plugin_abi::protocol::Detail;
 use dbferry_plugin_abi::protocol::TableSchema;
 use dbferry_plugin_abi::protocol::{
-    DatabaseSchema, DigestRequest, ExistingTables, FinishRequest, KeyRange, PrepareRequest, ReadRequest, VerifyMode,
-    WriteRequest,
+    DatabaseSchema, DigestRequest, ExistingTables, FinishRequest, KeyRange, PrepareRequest, ReadRequest,
+    TableIndexesRequest, VerifyMode, WriteRequest,
 };
 use dbferry_sqlserver::detail::{DatabaseDetail, TableDetail, XmlCollection};
 use dbferry_sqlserver::types::ColumnDetail;
@@ -120,7 +120,7 @@ fn copy(
         })
         .expect("prepare");
     source.begin_snapshot(2).expect("snapshot");
-    for table in &schema.tables {
+    for (position, table) in schema.tables.iter().enumerate() {
         let key = table.key.clone().unwrap_or_default();
         let mut reader = source
             .open_reader(ReadRequest {
@@ -155,6 +155,16 @@ fn copy(
             .commit()
             .unwrap_or_else(|e| panic!("commit {}: {e:?}", table.name));
         assert_eq!(summary.rows, total, "{}", table.name);
+        // Every other table gets its indexes as soon as it is copied, as
+        // the host asks during the copy; the finish adds the rest.
+        if position % 2 == 0 {
+            target
+                .add_table_indexes(TableIndexesRequest {
+                    database: dst.into(),
+                    table: table.clone(),
+                })
+                .unwrap_or_else(|e| panic!("indexes of {}: {e:?}", table.name));
+        }
         for mode in [VerifyMode::Count, VerifyMode::Checksum] {
             let digest = |s: &SqlServerSession, db: &str| {
                 s.table_digest(DigestRequest {
@@ -443,6 +453,8 @@ fn every_type_identity_and_module(a: &Babelfish, b: &Babelfish, load: Load) {
             c_smallmoney, c_real, c_float, c_date, c_time, c_time0, c_dt, c_dt2, c_dto, c_dt2_3, c_sdt,
             c_char, c_varchar, c_nchar, c_nvarchar, c_bin, c_varbin, c_guid, c_def FROM sales.all_types",
         "CREATE TABLE dbo.neg (id bigint IDENTITY(-1, -1) NOT NULL PRIMARY KEY, v nvarchar(10) NULL)",
+        "CREATE INDEX ix_bounded_date ON sales.bounded_types (c_date DESC, c_int)",
+        "CREATE UNIQUE INDEX ux_neg_v ON dbo.neg (v)",
         "INSERT INTO dbo.neg (v) VALUES (N'a'), (N'b'), (N'c')",
         "DELETE FROM dbo.neg WHERE v = N'c'",
         "CREATE TABLE dbo.unused_identity (id int IDENTITY(5, 5) NOT NULL PRIMARY KEY, v int NULL)",
@@ -534,6 +546,34 @@ fn every_type_identity_and_module(a: &Babelfish, b: &Babelfish, load: Load) {
             b.row_hash(dst, schema_name, table),
             "{load:?}: {schema_name}.{table} as PostgreSQL sees it"
         );
+    }
+    // Keys and indexes, as PostgreSQL defines them, are the same on both
+    // sides, whether added during the copy or by the finish (Babelfish
+    // names a T-SQL index in PostgreSQL after it, its table and a hash
+    // that differs between databases: the hash is left out).
+    let indexes = |server: &Babelfish, db: &str| {
+        ["sales", "dbo"]
+            .iter()
+            .map(|schema_name| {
+                let pg_schema = server.pg_schema(db, schema_name);
+                server
+                    .pg(&format!(
+                        "SELECT string_agg(regexp_replace(replace(indexdef, '{pg_schema}.', ''), '[0-9a-f]{{32,}} ON ', ' ON '), \
+                         E'\\n' ORDER BY indexname) \
+                         FROM pg_catalog.pg_indexes WHERE schemaname = '{pg_schema}'"
+                    ))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let on_target = indexes(b, dst);
+    assert_eq!(
+        indexes(a, src),
+        on_target,
+        "{load:?}: indexes as PostgreSQL defines them"
+    );
+    for name in ["pk_all_types", "ix_bounded_date", "ux_neg_v"] {
+        assert!(on_target.contains(name), "{load:?}: {name} in {on_target}");
     }
     // The next identity value is the same on both sides.
     for (table, column) in [
