@@ -12,8 +12,9 @@
 //! the performance issue on the source ([`datasets`]), then copies it to the
 //! target with every tool ([`tools`]): dbferry, `mariadb-dump | mariadb`,
 //! `mydumper` + `myloader`, and the `LOAD DATA INFILE` floor ([`floor`]).
-//! Tools alternate within each round; every run starts from an empty target
-//! database and is checked by exact row counts afterwards. The medians go to a
+//! Tools alternate within each round, after one unmeasured warm-up load
+//! into the fresh target; every run starts from an empty target database
+//! and is checked by exact row counts afterwards. The medians go to a
 //! table on stdout, `benches/results/<dataset>.json` and
 //! `benches/results/chart.png` ([`report`]). For dataset (d) it also sweeps
 //! dbferry's `parallelism` (and the floor's sessions) over 1, 2, 4 and 8.
