@@ -350,12 +350,9 @@ async fn finish_inside(
 pub async fn add_table_indexes(conn: &mut Conn, request: &TableIndexesRequest) -> Result<()> {
     let table = TableDetail::from_json(&request.table.detail)?;
     exec(conn, &format!("USE {}", ident(&request.database))).await?;
-    let mut result = Ok(());
-    for clustered in [true, false] {
-        result = add_indexes(conn, &table, clustered).await;
-        if result.is_err() {
-            break;
-        }
+    let mut result = add_indexes(conn, &table, true).await;
+    if result.is_ok() {
+        result = add_indexes(conn, &table, false).await;
     }
     let _ = exec(conn, "USE master").await;
     result

@@ -102,6 +102,7 @@ fn check_path(writer: &ChunkWriter, table: &TableSchema, load: Load) {
 fn copy(
     source: &SqlServerSession,
     target: &SqlServerSession,
+    target_server: &Babelfish,
     schema: &DatabaseSchema,
     dst: &str,
     batch_bytes: u64,
@@ -156,14 +157,27 @@ fn copy(
             .unwrap_or_else(|e| panic!("commit {}: {e:?}", table.name));
         assert_eq!(summary.rows, total, "{}", table.name);
         // Every other table gets its indexes as soon as it is copied, as
-        // the host asks during the copy; the finish adds the rest.
+        // the host asks during the copy; the finish adds the rest. A keyed
+        // table has none before (the target's tables are created bare) and
+        // its key after.
         if position % 2 == 0 {
+            let indexes = || {
+                let (schema_name, name) = table.name.split_once('.').unwrap_or(("dbo", &table.name));
+                target_server.pg(&format!(
+                    "SELECT count(*) FROM pg_catalog.pg_indexes WHERE schemaname = '{}' AND lower(tablename) = lower('{name}')",
+                    target_server.pg_schema(dst, schema_name)
+                ))
+            };
+            assert_eq!(indexes(), "0", "{} before its indexes are added", table.name);
             target
                 .add_table_indexes(TableIndexesRequest {
                     database: dst.into(),
                     table: table.clone(),
                 })
                 .unwrap_or_else(|e| panic!("indexes of {}: {e:?}", table.name));
+            if table.key.is_some() {
+                assert_ne!(indexes(), "0", "{} after its indexes are added", table.name);
+            }
         }
         for mode in [VerifyMode::Count, VerifyMode::Checksum] {
             let digest = |s: &SqlServerSession, db: &str| {
@@ -226,7 +240,7 @@ fn babelfish_to_babelfish_copies_simple_tables_renamed() {
         b.drop_database(dst);
         let (source, target) = sessions(a, b, load);
         let schema = source.describe_database(src).expect("describe");
-        copy(&source, &target, &schema, dst, 1 << 20, load);
+        copy(&source, &target, b, &schema, dst, 1 << 20, load);
         for table in ["t", "heap"] {
             assert_eq!(
                 a.row_hash(src, "dbo", table),
@@ -363,7 +377,7 @@ fn babelfish_to_babelfish_copies_64_mib_max_values() {
         b.drop_database(dst);
         let (source, target) = sessions(a, b, load);
         let schema = source.describe_database(src).expect("describe");
-        let longest = copy(&source, &target, &schema, dst, 1 << 20, load);
+        let longest = copy(&source, &target, b, &schema, dst, 1 << 20, load);
         assert_eq!(a.row_hash(src, "dbo", "big"), b.row_hash(dst, "dbo", "big"), "{load:?}");
         // Whole, the 64 MiB values would make batches of 64 MiB and more.
         assert!(
@@ -505,7 +519,7 @@ fn every_type_identity_and_module(a: &Babelfish, b: &Babelfish, load: Load) {
     }
     let heap = schema.tables.iter().find(|t| t.name == "dbo.heap").expect("heap");
     assert_eq!(heap.key, None, "a keyless table has no chunk key");
-    copy(&source, &target, &schema, dst, 1 << 20, load);
+    copy(&source, &target, b, &schema, dst, 1 << 20, load);
 
     // Babelfish pads an nchar literal to n bytes of UTF-8 (N'ünï' stays 5
     // bytes in nchar(5)) but a converted value to n characters, as the copy
