@@ -23,6 +23,7 @@ use crate::cell::{u64, Cells};
 use crate::conn::{exec, rows, Conn};
 use crate::error::{Error, Result};
 use crate::flavour::Flavour;
+use crate::pgload::PgPort;
 use crate::probe::objects_sql;
 use crate::quote::ident;
 
@@ -69,8 +70,9 @@ impl CatalogSource for Conn {
 }
 
 /// A connection to a Babelfish server's PostgreSQL port, for catalogue
-/// queries (see the module doc). It is dropped afterwards, so it leaves
-/// nothing behind.
+/// queries (see the module doc). Taken from and given back to its port's
+/// catalogue connections ([`PgPort::catalog_client`]), never to the
+/// connections that load and read rows, as it `USE`s databases.
 pub struct PgCatalog {
     client: Client,
 }
@@ -85,10 +87,18 @@ impl PgCatalog {
     /// database user (`HAS_PERMS_BY_NAME`) answer 0 without one. Entering
     /// a database also puts T-SQL's types and functions (`nvarchar`,
     /// `SCHEMA_NAME`) on the search path, before PostgreSQL's.
-    pub async fn open(client: Client) -> Result<Self> {
-        let mut catalog = Self { client };
+    pub async fn open(port: &PgPort) -> Result<Self> {
+        let mut catalog = Self {
+            client: port.catalog_client().await?,
+        };
         catalog.enter("master").await?;
         Ok(catalog)
+    }
+
+    /// Gives the connection back to `port` for the next [`Self::open`],
+    /// which enters master again. Only after every query answered.
+    pub fn close(self, port: &PgPort) {
+        port.give_back_catalog(self.client);
     }
 
     /// The statement that makes `database` current, `None` for a name that

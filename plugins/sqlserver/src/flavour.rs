@@ -14,7 +14,7 @@
 //! - what a target can hold ([`Flavour::unsupported`]).
 
 use crate::detail::{DatabaseDetail, TableDetail};
-use crate::quote::{ident, object_literal};
+use crate::quote::{ident, object_argument, object_literal};
 use crate::types::{ColumnDetail, Transport};
 
 /// The server behind a session.
@@ -279,7 +279,7 @@ impl Flavour {
     /// The identity's `last_value` on this server (NULL when no value was
     /// ever drawn), in the current database.
     pub fn identity_last_value_sql(self, schema: &str, name: &str) -> String {
-        let object = object_literal(schema, name);
+        let object = object_argument(schema, name);
         match self {
             Flavour::SqlServer => format!(
                 "SELECT CAST(last_value AS nvarchar(40)) FROM sys.identity_columns WHERE object_id = OBJECT_ID({object})"

@@ -76,6 +76,7 @@ use crate::error::Result;
 use crate::flavour::Flavour;
 use crate::pgload::PgPort;
 use crate::reader::SqlServerReader;
+use crate::schema::Steps;
 use crate::snapshot::Isolation;
 use crate::write_path::ChunkWriter;
 
@@ -168,7 +169,10 @@ impl SqlServerSession {
                 .ok_or_else(|| error::Error::Internal("a connection logged in without learning the server".into()))?;
             let postgres = match postgres_port {
                 None => None,
-                Some(port) => Some(pgload::open(config, port, flavour, lease.conn()?).await?),
+                Some(port) => {
+                    let tds_session = lease.session_id();
+                    Some(pgload::open(config, port, flavour, lease.conn()?, tds_session).await?)
+                }
             };
             lease.release();
             Ok::<_, error::Error>((flavour, postgres))
@@ -205,6 +209,22 @@ impl SqlServerSession {
             return Ok(None);
         }
         runtime()?.block_on(pgload::reader::open(port, request, detail))
+    }
+
+    /// A catalogue connection for a schema step's existence checks, on
+    /// Babelfish with `postgres_port` ([`schema::Steps`]).
+    fn catalog(&self) -> Result<Option<PgCatalog>> {
+        match self.postgres.as_ref() {
+            None => Ok(None),
+            Some(port) => Ok(Some(runtime()?.block_on(PgCatalog::open(port))?)),
+        }
+    }
+
+    /// Gives back the catalogue connection of a step that succeeded.
+    fn close_catalog(&self, catalog: Option<PgCatalog>) {
+        if let (Some(catalog), Some(port)) = (catalog, self.postgres.as_ref()) {
+            catalog.close(port);
+        }
     }
 
     /// How `database` is read: remembered from its description, else asked.
@@ -250,16 +270,23 @@ impl Session for SqlServerSession {
         let edition = self.edition.as_deref();
         let mut info = match self.postgres.as_ref() {
             Some(port) => runtime()?.block_on(async {
-                let mut catalog = PgCatalog::open(port.client().await?).await?;
-                probe::probe(&mut catalog, edition, self.flavour).await
+                let mut catalog = PgCatalog::open(port).await?;
+                let info = probe::probe(&mut catalog, edition, self.flavour).await?;
+                catalog.close(port);
+                Ok::<_, error::Error>(info)
             })?,
             None => with_conn!(self, |c| probe::probe(c, edition, self.flavour))?,
         };
         info.transport = self.pool.transport();
         if let (Some(transport), Some(sql)) = (info.transport.as_mut(), self.flavour.tls_version_sql()) {
             if transport.encrypted {
-                let version = with_conn!(self, |c| conn::rows(c, sql))?;
-                transport.tls_version = version.first().and_then(|r| cell::text(r, 0));
+                transport.tls_version = match self.postgres.as_ref().and_then(PgPort::tds_tls_version) {
+                    Some(seen) => Some(seen.to_string()),
+                    None => {
+                        let version = with_conn!(self, |c| conn::rows(c, sql))?;
+                        version.first().and_then(|r| cell::text(r, 0))
+                    }
+                };
             }
         }
         if self.postgres.is_some() {
@@ -271,8 +298,10 @@ impl Session for SqlServerSession {
     fn describe_database(&self, database: &str) -> std::result::Result<DatabaseSchema, PluginError> {
         let described = match self.postgres.as_ref() {
             Some(port) => runtime()?.block_on(async {
-                let mut catalog = PgCatalog::open(port.client().await?).await?;
-                describe::describe(&mut catalog, database, self.flavour).await
+                let mut catalog = PgCatalog::open(port).await?;
+                let schema = describe::describe(&mut catalog, database, self.flavour).await?;
+                catalog.close(port);
+                Ok(schema)
             }),
             None => with_conn!(self, |c| describe::describe(c, database, self.flavour)),
         };
@@ -311,7 +340,14 @@ impl Session for SqlServerSession {
     }
 
     fn prepare_target(&self, request: PrepareRequest) -> std::result::Result<SchemaOutcome, PluginError> {
-        Ok(with_conn!(self, |c| schema::prepare(c, &request, self.flavour))?)
+        let mut catalog = self.catalog()?;
+        let outcome = with_conn!(self, |c| schema::prepare(
+            Steps::new(c, catalog.as_mut()),
+            &request,
+            self.flavour
+        ))?;
+        self.close_catalog(catalog);
+        Ok(outcome)
     }
 
     fn check_target(&self, request: PrepareRequest) -> std::result::Result<Vec<String>, PluginError> {
@@ -320,18 +356,25 @@ impl Session for SqlServerSession {
 
     fn finish_target(&self, request: FinishRequest) -> std::result::Result<SchemaOutcome, PluginError> {
         let doing = format!("finishing {}", request.database);
-        Ok(with_interruptible_conn!(self, doing, |c| schema::finish(
-            c,
+        let mut catalog = self.catalog()?;
+        let outcome = with_interruptible_conn!(self, doing, |c| schema::finish(
+            Steps::new(c, catalog.as_mut()),
             &request,
             self.flavour
-        ))?)
+        ))?;
+        self.close_catalog(catalog);
+        Ok(outcome)
     }
 
     fn add_table_indexes(&self, request: TableIndexesRequest) -> std::result::Result<(), PluginError> {
         let doing = format!("adding the indexes of {}.{}", request.database, request.table.name);
-        Ok(with_interruptible_conn!(self, doing, |c| schema::add_table_indexes(
-            c, &request
-        ))?)
+        let mut catalog = self.catalog()?;
+        with_interruptible_conn!(self, doing, |c| schema::add_table_indexes(
+            Steps::new(c, catalog.as_mut()),
+            &request
+        ))?;
+        self.close_catalog(catalog);
+        Ok(())
     }
 
     fn table_digest(&self, request: DigestRequest) -> std::result::Result<Digest, PluginError> {

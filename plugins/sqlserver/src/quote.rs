@@ -42,6 +42,19 @@ pub fn object_literal(schema: &str, name: &str) -> String {
     string(&two_part(schema, name))
 }
 
+/// A Unicode string literal typed `nvarchar`, as both T-SQL and a
+/// Babelfish server's PostgreSQL port read it: PostgreSQL reads a bare
+/// `N'...'` as `character`, which no T-SQL function (`OBJECT_ID`) takes and
+/// which compares names case-sensitively, as T-SQL does not.
+pub fn nvarchar(text: &str) -> String {
+    format!("CAST({} AS nvarchar(4000))", string(text))
+}
+
+/// [`object_literal`] typed as [`nvarchar`] says.
+pub fn object_argument(schema: &str, name: &str) -> String {
+    nvarchar(&two_part(schema, name))
+}
+
 /// Whether `text` is a plain decimal number (`-12.50`, `3`, `1E+10`), safe to
 /// put into SQL unquoted.
 pub fn is_number(text: &str) -> bool {
@@ -84,6 +97,7 @@ mod tests {
         assert_eq!(binary(&[0, 0xff]), "0x00FF");
         assert_eq!(binary(&[]), "0x");
         assert_eq!(object_literal("s'", "t]"), "N'[s''].[t]]]'");
+        assert_eq!(object_argument("s'", "t]"), "CAST(N'[s''].[t]]]' AS nvarchar(4000))");
     }
 
     #[test]

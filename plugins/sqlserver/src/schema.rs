@@ -5,25 +5,97 @@
 //! values, and views/functions/procedures/triggers in dependency order.
 //! `AddTableIndexes` adds one copied table's indexes before that, while the
 //! others are still being copied; the finish then skips them.
+//!
+//! Each step runs on [`Steps`]: its DDL over TDS, its existence checks
+//! there too or on a Babelfish catalogue connection.
 
 use dbferry_plugin_abi::protocol::{
     ExistingTables, FinishRequest, ObjectKind, ObjectRef, PrepareRequest, SchemaOutcome, TableIndexesRequest,
 };
 
-use crate::cell::{flag, string, text, u64};
+use crate::catalog_source::{CatalogSource, PgCatalog};
+use crate::cell::{flag, string, text, u64, Cells};
 use crate::conn::{exec, rows, Conn};
 use crate::ddl;
 use crate::describe::module_object_kind;
 use crate::detail::{DatabaseDetail, ModuleDetail, TableDetail};
 use crate::error::{Error, Result};
 use crate::flavour::Flavour;
-use crate::quote::{ident, object_literal, string as literal};
+use crate::quote::{ident, nvarchar, object_argument};
+
+/// Where a schema step's statements run: its DDL on a TDS connection; its
+/// existence checks on the same connection or, on Babelfish with
+/// `postgres_port`, on a catalogue connection to the PostgreSQL port
+/// ([`PgCatalog`]). PostgreSQL parses a check in a millisecond, where a
+/// TDS session meets each new statement shape with Babelfish's cold T-SQL
+/// parser: 40-130 ms each, on the import's critical path (see
+/// [`crate::catalog_source`]). Both see the same committed catalogue: the
+/// DDL runs outside any transaction.
+pub struct Steps<'a> {
+    conn: &'a mut Conn,
+    catalog: Option<&'a mut PgCatalog>,
+}
+
+impl<'a> Steps<'a> {
+    /// DDL on `conn`; checks on `catalog` when given, else on `conn`.
+    pub fn new(conn: &'a mut Conn, catalog: Option<&'a mut PgCatalog>) -> Self {
+        Self { conn, catalog }
+    }
+
+    async fn exec(&mut self, sql: &str) -> Result<()> {
+        exec(self.conn, sql).await
+    }
+
+    /// The first column of a check's first row, as text.
+    async fn check_text(&mut self, sql: &str) -> Result<Option<String>> {
+        Ok(match self.catalog.as_deref_mut() {
+            Some(catalog) => catalog.rows(sql).await?.first().and_then(|r| text(r, 0)),
+            None => rows(self.conn, sql).await?.first().and_then(|r| text(r, 0)),
+        })
+    }
+
+    /// A check's count (0 for no row).
+    async fn count(&mut self, sql: &str) -> Result<u64> {
+        Ok(match self.catalog.as_deref_mut() {
+            Some(catalog) => catalog.rows(sql).await?.first().map_or(0, |r| u64(r, 0)),
+            None => rows(self.conn, sql).await?.first().map_or(0, |r| u64(r, 0)),
+        })
+    }
+
+    /// `database`'s state on the target and whether it is read only;
+    /// `None` when it does not exist.
+    async fn database_state(&mut self, database: &str) -> Result<Option<(String, bool)>> {
+        let sql = database_state_sql(database);
+        fn state(r: &impl Cells) -> (String, bool) {
+            (string(r, 0), flag(r, 1))
+        }
+        Ok(match self.catalog.as_deref_mut() {
+            Some(catalog) => catalog.rows(&sql).await?.first().map(state),
+            None => rows(self.conn, &sql).await?.first().map(state),
+        })
+    }
+
+    /// Makes `database` current on both connections.
+    async fn enter(&mut self, database: &str) -> Result<()> {
+        exec(self.conn, &format!("USE {}", ident(database))).await?;
+        if let Some(catalog) = self.catalog.as_deref_mut() {
+            catalog.enter(database).await?;
+        }
+        Ok(())
+    }
+
+    /// Back to master on the TDS connection, which is pooled again (the
+    /// catalogue connection enters master whenever it is taken).
+    async fn leave(&mut self) {
+        let _ = exec(self.conn, "USE master").await;
+    }
+}
 
 /// State of a database on the target: (state_desc, read only).
 pub fn database_state_sql(database: &str) -> String {
     format!(
         "SELECT state_desc, is_read_only FROM sys.databases WHERE name = {}",
-        literal(database)
+        nvarchar(database)
     )
 }
 
@@ -31,7 +103,7 @@ pub fn database_state_sql(database: &str) -> String {
 pub fn exists_sql(schema: &str, name: &str) -> String {
     format!(
         "SELECT COUNT(*) FROM sys.objects WHERE object_id = OBJECT_ID({})",
-        object_literal(schema, name)
+        object_argument(schema, name)
     )
 }
 
@@ -39,8 +111,8 @@ pub fn exists_sql(schema: &str, name: &str) -> String {
 pub fn index_exists_sql(t: &TableDetail, index: &str) -> String {
     format!(
         "SELECT COUNT(*) FROM sys.indexes WHERE object_id = OBJECT_ID({}) AND name = {}",
-        object_literal(&t.schema, &t.name),
-        literal(index)
+        object_argument(&t.schema, &t.name),
+        nvarchar(index)
     )
 }
 
@@ -48,24 +120,21 @@ pub fn index_exists_sql(t: &TableDetail, index: &str) -> String {
 pub fn constraint_exists_sql(schema: &str, name: &str) -> String {
     format!(
         "SELECT COUNT(*) FROM sys.objects WHERE name = {} AND schema_id = SCHEMA_ID({})",
-        literal(name),
-        literal(schema)
+        nvarchar(name),
+        nvarchar(schema)
     )
 }
 
-/// Foreign keys that reference a table, as DROP statements.
+/// Foreign keys that reference a table, as DROP statements (T-SQL only:
+/// it joins strings with `+`).
 pub fn referencing_foreign_keys_sql(t: &TableDetail) -> String {
     format!(
         "SELECT N'ALTER TABLE ' + QUOTENAME(SCHEMA_NAME(p.schema_id)) + N'.' + QUOTENAME(p.name) + \
          N' DROP CONSTRAINT ' + QUOTENAME(fk.name) FROM sys.foreign_keys fk \
          JOIN sys.tables p ON p.object_id = fk.parent_object_id \
          WHERE fk.referenced_object_id = OBJECT_ID({})",
-        object_literal(&t.schema, &t.name)
+        crate::quote::object_literal(&t.schema, &t.name)
     )
-}
-
-async fn count(conn: &mut Conn, sql: &str) -> Result<u64> {
-    Ok(rows(conn, sql).await?.first().map_or(0, |r| u64(r, 0)))
 }
 
 /// Definitions naming the source database (three-part names), which would
@@ -78,7 +147,7 @@ pub fn mentions_database(m: &ModuleDetail, database: &str) -> bool {
 
 /// Creates the destination database if needed, then its schemas, types,
 /// sequences and tables (`USE`s the database; switches back to master).
-pub async fn prepare(conn: &mut Conn, request: &PrepareRequest, flavour: Flavour) -> Result<SchemaOutcome> {
+pub async fn prepare(mut steps: Steps<'_>, request: &PrepareRequest, flavour: Flavour) -> Result<SchemaOutcome> {
     let detail = DatabaseDetail::from_json(&request.schema.detail)?;
     let db = &request.database;
     // The daemon asked this at precheck (`CheckTarget`); asked again so
@@ -92,8 +161,7 @@ pub async fn prepare(conn: &mut Conn, request: &PrepareRequest, flavour: Flavour
         )));
     }
     let mut outcome = SchemaOutcome::default();
-    let state = rows(conn, &database_state_sql(db)).await?;
-    match state.first() {
+    match steps.database_state(db).await? {
         None => {
             let create = flavour.create_database(
                 db,
@@ -102,7 +170,7 @@ pub async fn prepare(conn: &mut Conn, request: &PrepareRequest, flavour: Flavour
                 detail.read_committed_snapshot,
             );
             for statement in &create.statements {
-                exec_catalog_change(conn, flavour, statement).await?;
+                exec_catalog_change(steps.conn, flavour, statement).await?;
             }
             outcome.warnings.extend(create.warning);
             outcome.created.push(ObjectRef {
@@ -110,14 +178,13 @@ pub async fn prepare(conn: &mut Conn, request: &PrepareRequest, flavour: Flavour
                 name: db.clone(),
             });
         }
-        Some(r) if string(r, 0) != "ONLINE" => {
+        Some((state, _)) if state != "ONLINE" => {
             return Err(Error::NotFound(format!(
-                "destination database {} is {}, not ONLINE",
-                ident(db),
-                string(r, 0)
+                "destination database {} is {state}, not ONLINE",
+                ident(db)
             )))
         }
-        Some(r) if flag(r, 1) => {
+        Some((_, true)) => {
             return Err(Error::Unsupported(format!(
                 "destination database {} is READ_ONLY",
                 ident(db)
@@ -125,27 +192,28 @@ pub async fn prepare(conn: &mut Conn, request: &PrepareRequest, flavour: Flavour
         }
         Some(_) => {}
     }
-    exec(conn, &format!("USE {}", ident(db))).await?;
-    let result = prepare_inside(conn, request, &detail, &mut outcome).await;
-    let _ = exec(conn, "USE master").await;
+    steps.enter(db).await?;
+    let result = prepare_inside(&mut steps, request, &detail, &mut outcome).await;
+    steps.leave().await;
     result?;
     Ok(outcome)
 }
 
 async fn prepare_inside(
-    conn: &mut Conn,
+    steps: &mut Steps<'_>,
     request: &PrepareRequest,
     detail: &DatabaseDetail,
     outcome: &mut SchemaOutcome,
 ) -> Result<()> {
     for schema in &detail.schemas {
-        let found = count(
-            conn,
-            &format!("SELECT COUNT(*) FROM sys.schemas WHERE name = {}", literal(schema)),
-        )
-        .await?;
+        let found = steps
+            .count(&format!(
+                "SELECT COUNT(*) FROM sys.schemas WHERE name = {}",
+                nvarchar(schema)
+            ))
+            .await?;
         if found == 0 {
-            exec(conn, &ddl::create_schema(schema)).await?;
+            steps.exec(&ddl::create_schema(schema)).await?;
             outcome.created.push(ObjectRef {
                 kind: ObjectKind::Schema,
                 name: schema.clone(),
@@ -155,25 +223,25 @@ async fn prepare_inside(
     for t in &detail.alias_types {
         let sql = format!(
             "SELECT COUNT(*) FROM sys.types WHERE name = {} AND schema_id = SCHEMA_ID({})",
-            literal(&t.name),
-            literal(&t.schema)
+            nvarchar(&t.name),
+            nvarchar(&t.schema)
         );
-        if count(conn, &sql).await? == 0 {
-            exec(conn, &ddl::create_alias_type(t)).await?;
+        if steps.count(&sql).await? == 0 {
+            steps.exec(&ddl::create_alias_type(t)).await?;
         }
     }
     for c in &detail.xml_collections {
         let sql = format!(
             "SELECT COUNT(*) FROM sys.xml_schema_collections WHERE name = {} AND schema_id = SCHEMA_ID({})",
-            literal(&c.name),
-            literal(&c.schema)
+            nvarchar(&c.name),
+            nvarchar(&c.schema)
         );
-        if count(conn, &sql).await? == 0 {
-            exec(conn, &ddl::create_xml_collection(c)).await?;
+        if steps.count(&sql).await? == 0 {
+            steps.exec(&ddl::create_xml_collection(c)).await?;
         }
     }
     for s in &detail.sequences {
-        if count(conn, &exists_sql(&s.schema, &s.name)).await? > 0 {
+        if steps.count(&exists_sql(&s.schema, &s.name)).await? > 0 {
             if request.resume {
                 continue;
             }
@@ -184,7 +252,7 @@ async fn prepare_inside(
                 ident(&request.database)
             )));
         }
-        exec(conn, &ddl::create_sequence(s)).await?;
+        steps.exec(&ddl::create_sequence(s)).await?;
         outcome.created.push(ObjectRef {
             kind: ObjectKind::Sequence,
             name: format!("{}.{}", s.schema, s.name),
@@ -193,14 +261,14 @@ async fn prepare_inside(
     for table in &request.schema.tables {
         let t = TableDetail::from_json(&table.detail)?;
         let name = format!("{}.{}", t.schema, t.name);
-        if count(conn, &exists_sql(&t.schema, &t.name)).await? > 0 {
+        if steps.count(&exists_sql(&t.schema, &t.name)).await? > 0 {
             match (request.resume, request.existing_tables) {
                 (true, _) => continue,
                 (false, ExistingTables::Drop) => {
-                    for drop_fk in rows(conn, &referencing_foreign_keys_sql(&t)).await? {
-                        exec(conn, &string(&drop_fk, 0)).await?;
+                    for drop_fk in rows(steps.conn, &referencing_foreign_keys_sql(&t)).await? {
+                        steps.exec(&string(&drop_fk, 0)).await?;
                     }
-                    exec(conn, &ddl::drop_table(&t)).await?;
+                    steps.exec(&ddl::drop_table(&t)).await?;
                     outcome.dropped.push(ObjectRef {
                         kind: ObjectKind::Table,
                         name: name.clone(),
@@ -215,7 +283,7 @@ async fn prepare_inside(
                 }
             }
         }
-        exec(conn, &ddl::create_table(&t)).await?;
+        steps.exec(&ddl::create_table(&t)).await?;
         outcome.created.push(ObjectRef {
             kind: ObjectKind::Table,
             name,
@@ -225,18 +293,18 @@ async fn prepare_inside(
 }
 
 /// Everything after the data (`USE`s the database; switches back to master).
-pub async fn finish(conn: &mut Conn, request: &FinishRequest, flavour: Flavour) -> Result<SchemaOutcome> {
+pub async fn finish(mut steps: Steps<'_>, request: &FinishRequest, flavour: Flavour) -> Result<SchemaOutcome> {
     let detail = DatabaseDetail::from_json(&request.schema.detail)?;
     let mut outcome = SchemaOutcome::default();
-    exec(conn, &format!("USE {}", ident(&request.database))).await?;
-    let result = finish_inside(conn, request, &detail, &mut outcome, flavour).await;
-    let _ = exec(conn, "USE master").await;
+    steps.enter(&request.database).await?;
+    let result = finish_inside(&mut steps, request, &detail, &mut outcome, flavour).await;
+    steps.leave().await;
     result?;
     Ok(outcome)
 }
 
 async fn finish_inside(
-    conn: &mut Conn,
+    steps: &mut Steps<'_>,
     request: &FinishRequest,
     detail: &DatabaseDetail,
     outcome: &mut SchemaOutcome,
@@ -251,45 +319,46 @@ async fn finish_inside(
     // Clustered indexes of every table first, then the rest.
     for clustered in [true, false] {
         for t in &tables {
-            add_indexes(conn, t, clustered).await?;
+            add_indexes(steps, t, clustered).await?;
         }
     }
     for t in &tables {
         for check in &t.checks {
-            if count(conn, &constraint_exists_sql(&t.schema, &check.name)).await? == 0 {
+            if steps.count(&constraint_exists_sql(&t.schema, &check.name)).await? == 0 {
                 for sql in ddl::add_check(t, check) {
-                    exec(conn, &sql).await?;
+                    steps.exec(&sql).await?;
                 }
             }
         }
     }
     for t in &tables {
         for fk in &t.foreign_keys {
-            if count(conn, &constraint_exists_sql(&t.schema, &fk.name)).await? == 0 {
+            if steps.count(&constraint_exists_sql(&t.schema, &fk.name)).await? == 0 {
                 for sql in ddl::add_foreign_key(t, fk) {
-                    exec(conn, &sql).await?;
+                    steps.exec(&sql).await?;
                 }
             }
         }
     }
     for t in &tables {
         let Some(column) = t.identity() else { continue };
-        let found = rows(conn, &flavour.identity_last_value_sql(&t.schema, &t.name)).await?;
-        let target_last = found.first().and_then(|r| text(r, 0));
+        let target_last = steps
+            .check_text(&flavour.identity_last_value_sql(&t.schema, &t.name))
+            .await?;
         let table = flavour.checkident_table(&t.schema, &t.name);
         if let Some(reseed) = ddl::reseed_identity(&table, column, target_last.as_deref()) {
-            exec(conn, &reseed).await?;
+            steps.exec(&reseed).await?;
         }
     }
     for m in &detail.modules {
         let exists = if m.schema.is_empty() {
             let sql = format!(
                 "SELECT COUNT(*) FROM sys.triggers WHERE parent_class = 0 AND name = {}",
-                literal(&m.name)
+                nvarchar(&m.name)
             );
-            count(conn, &sql).await? > 0
+            steps.count(&sql).await? > 0
         } else {
-            count(conn, &exists_sql(&m.schema, &m.name)).await? > 0
+            steps.count(&exists_sql(&m.schema, &m.name)).await? > 0
         };
         if exists {
             if !request.resume {
@@ -313,7 +382,7 @@ async fn finish_inside(
         }
         let mut failed = None;
         for sql in ddl::create_module(m) {
-            if let Err(e) = exec(conn, &sql).await {
+            if let Err(e) = steps.exec(&sql).await {
                 failed = Some(e);
                 break;
             }
@@ -327,7 +396,7 @@ async fn finish_inside(
             // as a stale source procedure may) is reported, not fatal: the
             // data and every other object are already in place.
             Some(e) => {
-                let _ = exec(conn, "SET ANSI_NULLS ON; SET QUOTED_IDENTIFIER ON").await;
+                let _ = steps.exec("SET ANSI_NULLS ON; SET QUOTED_IDENTIFIER ON").await;
                 outcome.warnings.push(format!(
                     "{} {} could not be created on the target: {e}",
                     format!("{:?}", m.kind).to_lowercase(),
@@ -347,29 +416,29 @@ async fn finish_inside(
 /// Adds the indexes of `request.table` that the target table lacks, the
 /// clustered one first, while the other tables are still being copied (see
 /// `Request::AddTableIndexes`). `USE`s the database; switches back to master.
-pub async fn add_table_indexes(conn: &mut Conn, request: &TableIndexesRequest) -> Result<()> {
+pub async fn add_table_indexes(mut steps: Steps<'_>, request: &TableIndexesRequest) -> Result<()> {
     let table = TableDetail::from_json(&request.table.detail)?;
-    exec(conn, &format!("USE {}", ident(&request.database))).await?;
-    let mut result = add_indexes(conn, &table, true).await;
+    steps.enter(&request.database).await?;
+    let mut result = add_indexes(&mut steps, &table, true).await;
     if result.is_ok() {
-        result = add_indexes(conn, &table, false).await;
+        result = add_indexes(&mut steps, &table, false).await;
     }
-    let _ = exec(conn, "USE master").await;
+    steps.leave().await;
     result
 }
 
 /// Adds `table`'s clustered (or else its other) indexes that it lacks, by
 /// name: the early build may have added some, an interrupted finish others.
-async fn add_indexes(conn: &mut Conn, table: &TableDetail, clustered: bool) -> Result<()> {
+async fn add_indexes(steps: &mut Steps<'_>, table: &TableDetail, clustered: bool) -> Result<()> {
     for index in ddl::index_order(table)
         .into_iter()
         .filter(|i| i.kind.is_clustered() == clustered)
     {
-        if count(conn, &index_exists_sql(table, &index.name)).await? > 0 {
+        if steps.count(&index_exists_sql(table, &index.name)).await? > 0 {
             continue;
         }
         for sql in ddl::create_index(table, index) {
-            exec(conn, &sql).await?;
+            steps.exec(&sql).await?;
         }
     }
     Ok(())
@@ -405,15 +474,15 @@ mod tests {
     fn existence_checks_quote_names() {
         assert_eq!(
             exists_sql("s'", "t]"),
-            "SELECT COUNT(*) FROM sys.objects WHERE object_id = OBJECT_ID(N'[s''].[t]]]')"
+            "SELECT COUNT(*) FROM sys.objects WHERE object_id = OBJECT_ID(CAST(N'[s''].[t]]]' AS nvarchar(4000)))"
         );
         let t = TableDetail {
             schema: "dbo".into(),
             name: "t".into(),
             ..TableDetail::default()
         };
-        assert!(index_exists_sql(&t, "PK'x").ends_with("AND name = N'PK''x'"));
-        assert!(database_state_sql("d'b").ends_with("WHERE name = N'd''b'"));
+        assert!(index_exists_sql(&t, "PK'x").ends_with("AND name = CAST(N'PK''x' AS nvarchar(4000))"));
+        assert!(database_state_sql("d'b").ends_with("WHERE name = CAST(N'd''b' AS nvarchar(4000))"));
         assert!(referencing_foreign_keys_sql(&t).contains("OBJECT_ID(N'[dbo].[t]')"));
     }
 
