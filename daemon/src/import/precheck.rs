@@ -285,14 +285,13 @@ pub fn check_servers(
         let info = probe(&session, instance)?;
         Ok::<_, Rejection>((session, info))
     };
-    // The source's databases are described meanwhile, on a session of
-    // their own that then serves the import (the probe's is dropped): on
-    // Babelfish every catalog query meets a new server process, and the
-    // describe was the precheck's longest step, after the probe. What it
-    // found waits for the rules below; their refusals come first.
-    let describe = || {
-        let session = connect(plugin, resolved.source, connections)?;
-        let schemas: Vec<_> = resolved
+    // The source's databases are described while it is probed, on the
+    // same session (each call takes a connection of its own), which then
+    // serves the import: the describe is the precheck's longest step, and
+    // on Babelfish a second session would cost a second cold T-SQL login.
+    // What it found waits for the rules below; their refusals come first.
+    let describe = |session: &Session| {
+        resolved
             .mapping
             .iter()
             .map(|(src, _)| {
@@ -303,13 +302,12 @@ pub fn check_servers(
                     )
                 })
             })
-            .collect();
-        Ok::<_, Rejection>((session, schemas))
+            .collect::<Vec<_>>()
     };
     // Both servers at once: a probe is a few catalog queries, and a server
     // that meets them in a new process (Babelfish's T-SQL parser warming up)
     // takes a second or more. The source's refusal is reported first.
-    let (source, target, described) = std::thread::scope(|scope| {
+    let (source, target) = std::thread::scope(|scope| {
         let panicked = |what: &str, instance: &Instance| {
             Rejection::new(
                 ErrorCode::InternalError,
@@ -317,19 +315,24 @@ pub fn check_servers(
             )
         };
         let target = scope.spawn(|| reach(resolved.target));
-        let described = scope.spawn(describe);
-        let source = reach(resolved.source);
+        let source = connect(plugin, resolved.source, connections).and_then(|session| {
+            let (info, described) = std::thread::scope(|inner| {
+                let described = inner.spawn(|| describe(&session));
+                let info = probe(&session, resolved.source);
+                let described = described
+                    .join()
+                    .map_err(|_| panicked("describing the databases of", resolved.source));
+                (info, described)
+            });
+            Ok((info?, described?, session))
+        });
         let target = target
             .join()
             .unwrap_or_else(|_| Err(panicked("probing", resolved.target)));
-        let described = described
-            .join()
-            .unwrap_or_else(|_| Err(panicked("describing the databases of", resolved.source)));
-        (source, target, described)
+        (source, target)
     });
-    let (_, source_info) = source?;
+    let (source_info, described, source) = source?;
     let (target, target_info) = target?;
-    let (source, described) = described?;
     let transport = [
         InstanceTransport::new(resolved.source, "source", &source_info),
         InstanceTransport::new(resolved.target, "target", &target_info),
