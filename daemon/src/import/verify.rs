@@ -67,7 +67,7 @@ impl Checks<'_> {
         cancel: &CancelToken,
     ) -> Result<Vec<TableOutcome>, Stop> {
         let by_range = self.mode == VerifyMode::Checksum && self.ranges_supported(tables, copied.chunks)?;
-        let work = plan(tables, copied, self.mode, by_range);
+        let work = plan(tables, copied, self.mode, by_range, lanes);
         let next = AtomicUsize::new(0);
         let stopped = AtomicBool::new(false);
         // Each worker returns what it verified, or the table it failed on.
@@ -346,7 +346,7 @@ fn describe(range: &KeyRange) -> String {
 /// chunk of a table copied in several (and copied by this attempt) is a
 /// piece, checksummed apart, and its table is counted whole with the
 /// others; the other tables go in groups, counted or checksummed whole.
-fn plan(tables: &[PlannedTable], copied: &Copied<'_>, mode: VerifyMode, by_range: bool) -> Vec<Work> {
+fn plan(tables: &[PlannedTable], copied: &Copied<'_>, mode: VerifyMode, by_range: bool, lanes: usize) -> Vec<Work> {
     let mut chunks_of: Vec<Vec<&ChunkTask>> = vec![Vec::new(); tables.len()];
     for chunk in copied.chunks {
         if let Some(list) = chunks_of.get_mut(chunk.id.table as usize) {
@@ -380,7 +380,7 @@ fn plan(tables: &[PlannedTable], copied: &Copied<'_>, mode: VerifyMode, by_range
     }
     ranged.sort_by_key(|(bytes, _)| std::cmp::Reverse(*bytes));
     let mut work: Vec<Work> = ranged.into_iter().map(|(_, w)| w).collect();
-    work.extend(groups(tables, &modes).into_iter().map(|range| Work::Tables {
+    work.extend(groups(tables, &modes, lanes).into_iter().map(|range| Work::Tables {
         mode: modes[range.start],
         tables: range,
     }));
@@ -437,25 +437,28 @@ impl Compare {
 
 /// Cuts the tables into runs verified together: consecutive tables of one
 /// database pair and one mode, at most [`GROUP_TABLES`] of them, and no
-/// more once their estimated bytes reach [`GROUP_BYTES`] (a table counted
-/// here while its chunks are checksummed apart adds no bytes).
-fn groups(tables: &[PlannedTable], modes: &[VerifyMode]) -> Vec<Range<usize>> {
+/// more once their estimated bytes reach [`GROUP_BYTES`] or a `lanes`th of
+/// all the tables' bytes, so that every lane gets a share of the work. A
+/// count weighs its table's bytes as a checksum does: the server reads the
+/// whole table for either.
+fn groups(tables: &[PlannedTable], modes: &[VerifyMode], lanes: usize) -> Vec<Range<usize>> {
+    let total = tables
+        .iter()
+        .fold(0u64, |sum, t| sum.saturating_add(t.schema.estimated_bytes));
+    let share = total / u64::try_from(lanes.max(1)).unwrap_or(1);
+    let limit = GROUP_BYTES.min(share.max(1));
     let mut groups: Vec<Range<usize>> = Vec::new();
     let mut bytes = 0u64;
     for (index, table) in tables.iter().enumerate() {
         let joins = groups.last().is_some_and(|group| {
             let first = &tables[group.start];
             group.len() < GROUP_TABLES
-                && bytes < GROUP_BYTES
+                && bytes < limit
                 && first.source_database == table.source_database
                 && first.target_database == table.target_database
                 && modes.get(group.start) == modes.get(index)
         });
-        let weight = if modes.get(index) == Some(&VerifyMode::Checksum) {
-            table.schema.estimated_bytes
-        } else {
-            0
-        };
+        let weight = table.schema.estimated_bytes;
         match groups.last_mut() {
             Some(group) if joins => {
                 group.end = index + 1;
@@ -526,17 +529,35 @@ mod tests {
         let n = GROUP_TABLES;
         let checksum = vec![VerifyMode::Checksum; tables.len()];
         assert_eq!(
-            groups(&tables, &checksum),
+            groups(&tables, &checksum, 1),
             vec![0..n, n..n + 3, n + 3..n + 5, n + 5..n + 6, n + 6..n + 7]
         );
-        assert!(groups(&[], &[]).is_empty());
-        // Tables only counted weigh nothing; a change of mode starts a group.
+        assert!(groups(&[], &[], 4).is_empty());
+        // Counts weigh their tables' bytes too; a change of mode starts a group.
         let mut modes = vec![VerifyMode::Count; tables.len()];
-        modes[n + 6] = VerifyMode::Checksum;
+        modes[1] = VerifyMode::Checksum;
         assert_eq!(
-            groups(&tables, &modes),
-            vec![0..n, n..n + 3, n + 3..n + 6, n + 6..n + 7]
+            groups(&tables, &modes, 1),
+            vec![
+                0..1,
+                1..2,
+                2..n + 2,
+                n + 2..n + 3,
+                n + 3..n + 5,
+                n + 5..n + 6,
+                n + 6..n + 7
+            ]
         );
+    }
+
+    #[test]
+    fn every_lane_gets_a_share_of_the_tables() {
+        let tables = vec![table("a", 20 << 20), table("a", 20 << 20), table("a", 1), table("a", 1)];
+        let counted = vec![VerifyMode::Count; tables.len()];
+        assert_eq!(groups(&tables, &counted, 1), vec![0..2, 2..4]);
+        assert_eq!(groups(&tables, &counted, 4), vec![0..1, 1..2, 2..4]);
+        let unknown = vec![table("a", 0), table("a", 0)];
+        assert_eq!(groups(&unknown, &counted[..2], 4), vec![0..2]);
     }
 
     fn chunk(table: u32, ordinal: u32, lower: Option<i64>, upper: Option<i64>) -> ChunkTask {
@@ -566,7 +587,7 @@ mod tests {
             earlier: &none,
             rows: &[1, 2, 3],
         };
-        let work = plan(&tables, &copied, VerifyMode::Checksum, true);
+        let work = plan(&tables, &copied, VerifyMode::Checksum, true, 1);
         let ranges = |ordinal: usize| Work::Ranges {
             table: 1,
             ranges: vec![chunks[ordinal].range.clone()],
@@ -591,7 +612,7 @@ mod tests {
             ]
         );
         // Without range digests every table is checksummed whole.
-        let whole = plan(&tables, &copied, VerifyMode::Checksum, false);
+        let whole = plan(&tables, &copied, VerifyMode::Checksum, false, 1);
         assert_eq!(
             whole,
             vec![Work::Tables {
@@ -605,7 +626,7 @@ mod tests {
             earlier: &earlier,
             ..copied
         };
-        let work = plan(&tables, &resumed, VerifyMode::Checksum, true);
+        let work = plan(&tables, &resumed, VerifyMode::Checksum, true, 1);
         assert_eq!(
             work,
             vec![
@@ -621,7 +642,7 @@ mod tests {
             ]
         );
         // Counting never asks for ranges.
-        let counted = plan(&tables, &copied, VerifyMode::Count, true);
+        let counted = plan(&tables, &copied, VerifyMode::Count, true, 1);
         assert_eq!(
             counted,
             vec![Work::Tables {
