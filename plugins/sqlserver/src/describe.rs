@@ -338,7 +338,15 @@ pub async fn describe(conn: &mut impl CatalogSource, database: &str, flavour: Fl
         .collect();
 
     // Modules in dependency order.
-    let module_rows = conn.rows(catalog.modules).await?;
+    let none = match catalog.modules_at_most {
+        Some(sql) => conn.rows(sql).await?.first().is_some_and(|r| u64(r, 0) == 0),
+        None => false,
+    };
+    let module_rows = if none {
+        Vec::new()
+    } else {
+        conn.rows(catalog.modules).await?
+    };
     let mut ids = Vec::new();
     let mut modules = Vec::new();
     for r in &module_rows {
@@ -365,9 +373,12 @@ pub async fn describe(conn: &mut impl CatalogSource, database: &str, flavour: Fl
         });
     }
     let position: HashMap<i64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-    let edges: Vec<(usize, usize)> = conn
-        .rows(catalog.dependencies)
-        .await?
+    let dependencies = if none {
+        Vec::new()
+    } else {
+        conn.rows(catalog.dependencies).await?
+    };
+    let edges: Vec<(usize, usize)> = dependencies
         .iter()
         .filter_map(|r| {
             let from = position.get(&int(r, 0)?)?;

@@ -40,6 +40,10 @@ pub struct Catalog {
     pub columns: &'static str,
     /// Views, functions, procedures, triggers.
     pub modules: &'static str,
+    /// How many objects [`Self::modules`] may find at most, where its
+    /// query is dear and this one cheap: none means the modules and their
+    /// dependencies need not be asked for.
+    pub modules_at_most: Option<&'static str>,
     /// (referencing_id, referenced_id) among the database's objects.
     pub dependencies: &'static str,
     /// XML schema collections, where the server has them.
@@ -348,6 +352,7 @@ const SQL_SERVER: Catalog = Catalog {
      LEFT JOIN sys.objects p ON p.object_id = o.parent_object_id AND o.type = 'TR' \
      WHERE o.is_ms_shipped = 0 AND o.type IN ('V', 'FN', 'IF', 'TF', 'P', 'TR') \
      ORDER BY o.object_id",
+    modules_at_most: None,
     dependencies: "SELECT DISTINCT d.referencing_id, d.referenced_id \
      FROM sys.sql_expression_dependencies d WHERE d.referenced_id IS NOT NULL AND d.referencing_class = 1",
     xml_collections: Some(
@@ -411,6 +416,13 @@ const BABELFISH: Catalog = Catalog {
      LEFT JOIN sys.objects p ON p.object_id = o.parent_object_id AND o.type = 'TR' \
      WHERE o.is_ms_shipped = 0 AND o.type IN ('V', 'FN', 'IF', 'TF', 'P', 'TR') \
      ORDER BY o.object_id",
+    // The modules query takes 70 ms to plan on Babelfish (its catalogue
+    // views are unions of dozens of relations), on the precheck's critical
+    // path; a database holding none is told by this count in 15 ms.
+    modules_at_most: Some(
+        "SELECT COUNT(*) FROM sys.objects o \
+         WHERE o.is_ms_shipped = 0 AND o.type IN ('V', 'FN', 'IF', 'TF', 'P', 'TR')",
+    ),
     dependencies: "SELECT DISTINCT CAST(r.ev_class AS int), CAST(d.refobjid AS int) \
      FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_depend d ON d.objid = r.oid AND d.classid = CAST(2618 AS oid) \
      JOIN sys.views v ON v.object_id = CAST(r.ev_class AS int) WHERE d.refobjid <> r.ev_class",
