@@ -157,6 +157,21 @@ macro_rules! with_interruptible_conn {
     };
 }
 
+/// Runs a schema step (`$body`, a future using `$steps`: [`schema::Steps`])
+/// as `with_interruptible_conn!` does, with a catalogue connection for its
+/// checks where the session has one; the step's error returns early.
+macro_rules! with_steps {
+    ($self:ident, $doing:expr, |$steps:ident| $body:expr) => {{
+        let mut catalog = $self.catalog()?;
+        let out = with_interruptible_conn!($self, $doing, |c| {
+            let $steps = Steps::new(c, catalog.as_mut());
+            $body
+        })?;
+        $self.close_catalog(catalog);
+        out
+    }};
+}
+
 impl SqlServerSession {
     /// Connects (one login to check the credentials and TLS).
     pub fn connect(config: &SessionConfig) -> Result<Self> {
@@ -340,14 +355,12 @@ impl Session for SqlServerSession {
     }
 
     fn prepare_target(&self, request: PrepareRequest) -> std::result::Result<SchemaOutcome, PluginError> {
-        let mut catalog = self.catalog()?;
-        let outcome = with_conn!(self, |c| schema::prepare(
-            Steps::new(c, catalog.as_mut()),
+        let doing = format!("preparing {}", request.database);
+        Ok(with_steps!(self, doing, |steps| schema::prepare(
+            steps,
             &request,
             self.flavour
-        ))?;
-        self.close_catalog(catalog);
-        Ok(outcome)
+        )))
     }
 
     fn check_target(&self, request: PrepareRequest) -> std::result::Result<Vec<String>, PluginError> {
@@ -356,24 +369,16 @@ impl Session for SqlServerSession {
 
     fn finish_target(&self, request: FinishRequest) -> std::result::Result<SchemaOutcome, PluginError> {
         let doing = format!("finishing {}", request.database);
-        let mut catalog = self.catalog()?;
-        let outcome = with_interruptible_conn!(self, doing, |c| schema::finish(
-            Steps::new(c, catalog.as_mut()),
+        Ok(with_steps!(self, doing, |steps| schema::finish(
+            steps,
             &request,
             self.flavour
-        ))?;
-        self.close_catalog(catalog);
-        Ok(outcome)
+        )))
     }
 
     fn add_table_indexes(&self, request: TableIndexesRequest) -> std::result::Result<(), PluginError> {
         let doing = format!("adding the indexes of {}.{}", request.database, request.table.name);
-        let mut catalog = self.catalog()?;
-        with_interruptible_conn!(self, doing, |c| schema::add_table_indexes(
-            Steps::new(c, catalog.as_mut()),
-            &request
-        ))?;
-        self.close_catalog(catalog);
+        with_steps!(self, doing, |steps| schema::add_table_indexes(steps, &request));
         Ok(())
     }
 
