@@ -62,26 +62,26 @@ impl Cells for SimpleQueryRow {
 }
 
 /// A cell as text; `None` for NULL.
-pub fn text(row: &impl Cells, i: usize) -> Option<String> {
+pub fn text(row: &(impl Cells + ?Sized), i: usize) -> Option<String> {
     row.cell_text(i)
 }
 
 /// A cell as text, NULL as empty.
-pub fn string(row: &impl Cells, i: usize) -> String {
+pub fn string(row: &(impl Cells + ?Sized), i: usize) -> String {
     text(row, i).unwrap_or_default()
 }
 
 /// A cell as an integer; NULL or non-numbers as `None`.
-pub fn int(row: &impl Cells, i: usize) -> Option<i64> {
+pub fn int(row: &(impl Cells + ?Sized), i: usize) -> Option<i64> {
     row.cell_int(i)
 }
 
 /// A cell as an unsigned number; NULL or garbage as 0.
-pub fn u64(row: &impl Cells, i: usize) -> u64 {
+pub fn u64(row: &(impl Cells + ?Sized), i: usize) -> u64 {
     int(row, i).and_then(|v| u64::try_from(v).ok()).unwrap_or(0)
 }
 
 /// A cell as a flag; NULL as false.
-pub fn flag(row: &impl Cells, i: usize) -> bool {
+pub fn flag(row: &(impl Cells + ?Sized), i: usize) -> bool {
     int(row, i).is_some_and(|v| v != 0)
 }

@@ -46,33 +46,17 @@ impl<'a> Steps<'a> {
         exec(self.conn, sql).await
     }
 
-    /// The first column of a check's first row, as text.
-    async fn check_text(&mut self, sql: &str) -> Result<Option<String>> {
+    /// A check's first row, as `read` reads it; `None` when it has none.
+    async fn check<T>(&mut self, sql: &str, read: impl FnOnce(&dyn Cells) -> T) -> Result<Option<T>> {
         Ok(match self.catalog.as_deref_mut() {
-            Some(catalog) => catalog.rows(sql).await?.first().and_then(|r| text(r, 0)),
-            None => rows(self.conn, sql).await?.first().and_then(|r| text(r, 0)),
+            Some(catalog) => catalog.rows(sql).await?.first().map(|r| read(r)),
+            None => rows(self.conn, sql).await?.first().map(|r| read(r)),
         })
     }
 
     /// A check's count (0 for no row).
     async fn count(&mut self, sql: &str) -> Result<u64> {
-        Ok(match self.catalog.as_deref_mut() {
-            Some(catalog) => catalog.rows(sql).await?.first().map_or(0, |r| u64(r, 0)),
-            None => rows(self.conn, sql).await?.first().map_or(0, |r| u64(r, 0)),
-        })
-    }
-
-    /// `database`'s state on the target and whether it is read only;
-    /// `None` when it does not exist.
-    async fn database_state(&mut self, database: &str) -> Result<Option<(String, bool)>> {
-        let sql = database_state_sql(database);
-        fn state(r: &impl Cells) -> (String, bool) {
-            (string(r, 0), flag(r, 1))
-        }
-        Ok(match self.catalog.as_deref_mut() {
-            Some(catalog) => catalog.rows(&sql).await?.first().map(state),
-            None => rows(self.conn, &sql).await?.first().map(state),
-        })
+        Ok(self.check(sql, |r| u64(r, 0)).await?.unwrap_or(0))
     }
 
     /// Makes `database` current on both connections.
@@ -91,7 +75,8 @@ impl<'a> Steps<'a> {
     }
 }
 
-/// State of a database on the target: (state_desc, read only).
+/// State of a database on the target: (state_desc, read only); no row
+/// when it does not exist.
 pub fn database_state_sql(database: &str) -> String {
     format!(
         "SELECT state_desc, is_read_only FROM sys.databases WHERE name = {}",
@@ -161,7 +146,10 @@ pub async fn prepare(mut steps: Steps<'_>, request: &PrepareRequest, flavour: Fl
         )));
     }
     let mut outcome = SchemaOutcome::default();
-    match steps.database_state(db).await? {
+    let state = steps
+        .check(&database_state_sql(db), |r| (string(r, 0), flag(r, 1)))
+        .await?;
+    match state {
         None => {
             let create = flavour.create_database(
                 db,
@@ -343,8 +331,9 @@ async fn finish_inside(
     for t in &tables {
         let Some(column) = t.identity() else { continue };
         let target_last = steps
-            .check_text(&flavour.identity_last_value_sql(&t.schema, &t.name))
-            .await?;
+            .check(&flavour.identity_last_value_sql(&t.schema, &t.name), |r| text(r, 0))
+            .await?
+            .flatten();
         let table = flavour.checkident_table(&t.schema, &t.name);
         if let Some(reseed) = ddl::reseed_identity(&table, column, target_last.as_deref()) {
             steps.exec(&reseed).await?;

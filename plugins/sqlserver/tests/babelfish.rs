@@ -499,9 +499,13 @@ fn every_type_identity_and_module(a: &Babelfish, b: &Babelfish, load: Load) {
             serde_json::to_value(&over_tds).expect("json"),
             "the schema described through the PostgreSQL port"
         );
-        // Sizes left out: other tests' databases grow meanwhile.
+        // Sizes left out: other tests' databases grow meanwhile. The TLS
+        // version of the TDS sessions is read from `pg_stat_ssl` when the
+        // port opens, and asked over TDS without it.
         let facts = |session: &SqlServerSession| {
             let info = session.probe().expect("probe");
+            let tls_version = info.transport.as_ref().and_then(|t| t.tls_version.clone());
+            assert!(tls_version.is_some(), "a TLS version: {:?}", info.transport);
             let databases: Vec<_> = info
                 .databases
                 .iter()
@@ -513,6 +517,7 @@ fn every_type_identity_and_module(a: &Babelfish, b: &Babelfish, load: Load) {
                 info.edition,
                 databases,
                 info.missing_privileges,
+                tls_version,
             )
         };
         assert_eq!(facts(&source), facts(&tds), "the probe through the PostgreSQL port");

@@ -73,11 +73,11 @@ pub struct PgPort {
     /// state changed, with when: a Babelfish backend's first statements
     /// load its caches (tens of milliseconds), so a warm one is worth
     /// keeping between a chunk and the next, or a copy and its count.
-    idle: Arc<Mutex<Vec<(Client, Instant)>>>,
+    idle: IdleClients,
     /// Catalogue connections ([`crate::catalog_source::PgCatalog`]) kept
     /// apart from `idle`: they `USE` databases, and their backends have
     /// the catalogue views' plans warm for the next probe or schema step.
-    catalogs: Arc<Mutex<Vec<(Client, Instant)>>>,
+    catalogs: IdleClients,
     /// The TLS version of the instance's TDS sessions, as PostgreSQL saw
     /// the one that opened this port (`None` when unencrypted).
     tds_tls_version: Option<String>,
@@ -147,8 +147,8 @@ impl PgPort {
             instance: config.instance_id.clone(),
             config: Arc::new(pg),
             tls,
-            idle: Arc::default(),
-            catalogs: Arc::default(),
+            idle: IdleClients::default(),
+            catalogs: IdleClients::default(),
             tds_tls_version: None,
         })
     }
@@ -161,32 +161,33 @@ impl PgPort {
 
     /// A connection: a recent idle one ([`Self::give_back`]), else a new one.
     pub async fn client(&self) -> Result<Client> {
-        match take_idle(&self.idle) {
-            Some(client) => Ok(client),
-            None => self.connect().await,
-        }
+        self.client_from(&self.idle).await
     }
 
     /// Keeps `client` for the next [`Self::client`]. Only for a client
     /// with no transaction open whose session settings are as
     /// [`Self::connect`] left them (no `USE`, no session `SET`).
     pub fn give_back(&self, client: Client) {
-        keep_idle(&self.idle, client);
+        self.idle.keep(client);
     }
 
     /// A connection for catalogue queries: one given back by
     /// [`Self::give_back_catalog`], else a new one.
     pub async fn catalog_client(&self) -> Result<Client> {
-        match take_idle(&self.catalogs) {
-            Some(client) => Ok(client),
-            None => self.connect().await,
-        }
+        self.client_from(&self.catalogs).await
     }
 
     /// Keeps a catalogue connection, with no transaction open, for the
     /// next [`Self::catalog_client`].
     pub fn give_back_catalog(&self, client: Client) {
-        keep_idle(&self.catalogs, client);
+        self.catalogs.keep(client);
+    }
+
+    async fn client_from(&self, idle: &IdleClients) -> Result<Client> {
+        match idle.take() {
+            Some(client) => Ok(client),
+            None => self.connect().await,
+        }
     }
 
     /// A new connection; its driver runs on the plugin's runtime until the
@@ -277,22 +278,29 @@ impl PgPort {
     }
 }
 
-/// A recent idle connection of `idle`, if any.
-fn take_idle(idle: &Mutex<Vec<(Client, Instant)>>) -> Option<Client> {
-    let mut idle = idle.lock().unwrap_or_else(PoisonError::into_inner);
-    while let Some((client, since)) = idle.pop() {
-        if !client.is_closed() && since.elapsed() <= IDLE_FOR_AT_MOST {
-            return Some(client);
-        }
-    }
-    None
-}
+/// Connections given back for reuse, each with when, shared by the
+/// port's clones.
+#[derive(Clone, Default)]
+struct IdleClients(Arc<Mutex<Vec<(Client, Instant)>>>);
 
-/// Keeps `client` in `idle`, up to [`IDLE_MAX`].
-fn keep_idle(idle: &Mutex<Vec<(Client, Instant)>>, client: Client) {
-    let mut idle = idle.lock().unwrap_or_else(PoisonError::into_inner);
-    if idle.len() < IDLE_MAX && !client.is_closed() {
-        idle.push((client, Instant::now()));
+impl IdleClients {
+    /// The newest connection still open and recent enough, if any.
+    fn take(&self) -> Option<Client> {
+        let mut idle = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some((client, since)) = idle.pop() {
+            if !client.is_closed() && since.elapsed() <= IDLE_FOR_AT_MOST {
+                return Some(client);
+            }
+        }
+        None
+    }
+
+    /// Keeps `client`, up to [`IDLE_MAX`].
+    fn keep(&self, client: Client) {
+        let mut idle = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < IDLE_MAX && !client.is_closed() {
+            idle.push((client, Instant::now()));
+        }
     }
 }
 
