@@ -59,19 +59,17 @@ impl<'a> Steps<'a> {
         Ok(self.check(sql, |r| u64(r, 0)).await?.unwrap_or(0))
     }
 
-    /// Makes `database` current on both connections.
-    async fn enter(&mut self, database: &str) -> Result<()> {
+    /// Runs `step` with `database` current on both connections, then
+    /// goes back to master on the TDS connection, which is pooled again
+    /// (the catalogue connection enters master whenever it is taken).
+    async fn inside<T>(&mut self, database: &str, step: impl AsyncFnOnce(&mut Self) -> Result<T>) -> Result<T> {
         exec(self.conn, &format!("USE {}", ident(database))).await?;
         if let Some(catalog) = self.catalog.as_deref_mut() {
             catalog.enter(database).await?;
         }
-        Ok(())
-    }
-
-    /// Back to master on the TDS connection, which is pooled again (the
-    /// catalogue connection enters master whenever it is taken).
-    async fn leave(&mut self) {
+        let result = step(self).await;
         let _ = exec(self.conn, "USE master").await;
+        result
     }
 }
 
@@ -180,10 +178,11 @@ pub async fn prepare(mut steps: Steps<'_>, request: &PrepareRequest, flavour: Fl
         }
         Some(_) => {}
     }
-    steps.enter(db).await?;
-    let result = prepare_inside(&mut steps, request, &detail, &mut outcome).await;
-    steps.leave().await;
-    result?;
+    steps
+        .inside(db, async |steps| {
+            prepare_inside(steps, request, &detail, &mut outcome).await
+        })
+        .await?;
     Ok(outcome)
 }
 
@@ -284,10 +283,11 @@ async fn prepare_inside(
 pub async fn finish(mut steps: Steps<'_>, request: &FinishRequest, flavour: Flavour) -> Result<SchemaOutcome> {
     let detail = DatabaseDetail::from_json(&request.schema.detail)?;
     let mut outcome = SchemaOutcome::default();
-    steps.enter(&request.database).await?;
-    let result = finish_inside(&mut steps, request, &detail, &mut outcome, flavour).await;
-    steps.leave().await;
-    result?;
+    steps
+        .inside(&request.database, async |steps| {
+            finish_inside(steps, request, &detail, &mut outcome, flavour).await
+        })
+        .await?;
     Ok(outcome)
 }
 
@@ -407,13 +407,12 @@ async fn finish_inside(
 /// `Request::AddTableIndexes`). `USE`s the database; switches back to master.
 pub async fn add_table_indexes(mut steps: Steps<'_>, request: &TableIndexesRequest) -> Result<()> {
     let table = TableDetail::from_json(&request.table.detail)?;
-    steps.enter(&request.database).await?;
-    let mut result = add_indexes(&mut steps, &table, true).await;
-    if result.is_ok() {
-        result = add_indexes(&mut steps, &table, false).await;
-    }
-    steps.leave().await;
-    result
+    steps
+        .inside(&request.database, async |steps| {
+            add_indexes(steps, &table, true).await?;
+            add_indexes(steps, &table, false).await
+        })
+        .await
 }
 
 /// Adds `table`'s clustered (or else its other) indexes that it lacks, by
